@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Installs what the project needs, then runs a deno task from deno.json.
+#
+#   bash scripts/nexus.sh <task> [args...]     (npm start / npm test call this)
+#
+# Needs only Node, npm and apt on the machine. It installs, when missing:
+#   - Debian packages: softhsm2 (PKCS#11 token for tests and the demo), opensc
+#     (pkcs11-tool, for operator-made keys);
+#   - npm dependencies with `npm ci` from the committed package-lock.json, which
+#     also builds the pkcs11js native addon and brings the pinned Deno;
+# and uses `deno` from PATH only when it is the pinned version.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+say() { printf '[nexus setup] %s\n' "$*" >&2; }
+
+pinned_deno=$(node -p 'require("./package.json").devDependencies.deno')
+
+# 1. Debian packages.
+apt_needed=()
+[ -e /usr/lib/softhsm/libsofthsm2.so ] || apt_needed+=(softhsm2)
+command -v pkcs11-tool >/dev/null 2>&1 || apt_needed+=(opensc)
+if [ "${#apt_needed[@]}" -gt 0 ]; then
+  sudo=()
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then sudo=(sudo); else
+      say "need root (or sudo) to install: ${apt_needed[*]}"; exit 1
+    fi
+  fi
+  say "installing Debian packages: ${apt_needed[*]}"
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${apt_needed[@]}" >/dev/null
+  say "Debian packages installed"
+fi
+
+# 2. npm dependencies (and the pinned Deno, and the pkcs11js addon build).
+stamp=node_modules/.nexus-installed
+if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp" \
+  || [ ! -f node_modules/pkcs11js/build/Release/pkcs11.node ]; then
+  say "installing npm dependencies (npm ci; builds the pkcs11js addon)"
+  npm ci --no-audit --no-fund --loglevel=error
+  cp package-lock.json "$stamp"
+  say "npm dependencies installed"
+fi
+
+# 3. Deno: the one on PATH if it is the pinned version, else the project-local one.
+deno_bin=""
+if command -v deno >/dev/null 2>&1; then
+  have=$(deno --version 2>/dev/null | awk 'NR==1{print $2}')
+  [ "$have" = "$pinned_deno" ] && deno_bin=$(command -v deno)
+fi
+[ -n "$deno_bin" ] || deno_bin="$root/node_modules/.bin/deno"
+if [ ! -x "$deno_bin" ]; then
+  say "the pinned Deno $pinned_deno is missing from node_modules; run npm ci"; exit 1
+fi
+export DENO_NO_UPDATE_CHECK=1
+export NEXUS_DENO="$deno_bin"
+
+if [ "$#" -eq 0 ]; then
+  echo "$deno_bin"
+  exit 0
+fi
+exec "$deno_bin" task -q "$@"

@@ -1,0 +1,189 @@
+/**
+ * Credentials (DESIGN.md §3): an authority's signed statement about a subject.
+ *
+ * ```
+ * CredentialData = [1, subject: bstr .size 32, issuer: bstr .size 32,
+ *                   attributes: { * text => text / int / bool / [* text] },
+ *                   created_at: uint, expires_at: uint, id: bstr .size 16]
+ * Credential     = [data: bstr, signature: bstr .size 64]
+ * ```
+ *
+ * The signature covers `signedMessage(DOMAIN.credential, data)` and is made
+ * by the issuer's current primary key (inside the HSM for the authority).
+ *
+ * @module
+ */
+import { verifyEd25519 } from "../crypto/ed25519.ts";
+import { randomBytes } from "../crypto/hash.ts";
+import { decodeCbor, encodeCbor } from "../encoding/cbor.ts";
+import { DOMAIN, signedMessage } from "../encoding/domain.ts";
+import { toHex } from "../encoding/hex.ts";
+import { expectArray, expectBytes, expectUint, expectVersion } from "../encoding/shape.ts";
+import { CredentialError } from "../errors.ts";
+import { DEFAULT_SKEW_SECONDS } from "../identity/attestation.ts";
+import {
+  type ClockOptions,
+  identifierFromBytes,
+  identifierToBytes,
+} from "../identity/change_history.ts";
+import type { Identity } from "../identity/identity.ts";
+import {
+  type Attributes,
+  attributesToMap,
+  normalizeAttributes,
+} from "./attributes.ts";
+import type { RevocationRegistry } from "./revocation.ts";
+import type { TrustStore } from "./trust_store.ts";
+
+/** Largest encoded credential accepted. */
+export const MAX_CREDENTIAL_BYTES = 8 * 1024;
+
+/** A decoded credential. Nothing in it is trusted before {@link verifyCredential}. */
+export interface Credential {
+  /** The exact encoded credential, as sent in handshakes and stored in files. */
+  readonly encoded: Uint8Array;
+  readonly data: Uint8Array;
+  readonly signature: Uint8Array;
+  readonly subject: string;
+  readonly issuer: string;
+  readonly attributes: Attributes;
+  readonly createdAt: number;
+  readonly expiresAt: number;
+  /** 16 random bytes as 32 hex digits: what revocation names. */
+  readonly id: string;
+}
+
+/** Options for {@link issueCredential}. */
+export interface IssueOptions extends ClockOptions {
+  /** The member's identifier. */
+  subject: string;
+  attributes: Readonly<Record<string, unknown>>;
+  /** Lifetime in seconds (default one hour, DESIGN.md §3). */
+  ttlSeconds?: number;
+  /** Fixed id (16 bytes), for golden vectors; random by default. */
+  id?: Uint8Array;
+}
+
+/**
+ * Issues a credential signed by `issuer`'s current key.
+ * @throws {CredentialError} `bad_attributes`; {TypeError} for a bad subject.
+ */
+export async function issueCredential(issuer: Identity, options: IssueOptions): Promise<Credential> {
+  const attributes = normalizeAttributes(options.attributes);
+  const createdAt = options.now ?? Math.floor(Date.now() / 1000);
+  const ttl = options.ttlSeconds ?? 3600;
+  if (!Number.isSafeInteger(ttl) || ttl <= 0) throw new RangeError("ttlSeconds must be positive");
+  const id = options.id ?? randomBytes(16);
+  if (id.length !== 16) throw new RangeError("a credential id is 16 bytes");
+  const data = encodeCbor([
+    1,
+    identifierToBytes(options.subject),
+    identifierToBytes(issuer.identifier),
+    attributesToMap(attributes),
+    createdAt,
+    createdAt + ttl,
+    id,
+  ]);
+  const signature = await issuer.signer.sign(signedMessage(DOMAIN.credential, data));
+  return decodeCredential(encodeCbor([data, signature]));
+}
+
+/**
+ * Decodes and shape-checks a credential (no signature or trust check).
+ * @throws {MalformedError | LimitError} for malformed bytes;
+ *   {CredentialError} `bad_attributes`.
+ */
+export function decodeCredential(encoded: Uint8Array): Credential {
+  const outer = expectArray(
+    decodeCbor(encoded, { maxBytes: MAX_CREDENTIAL_BYTES }),
+    "credential",
+    2,
+  );
+  const data = expectBytes(outer[0], "credential data");
+  const signature = expectBytes(outer[1], "credential signature", 64);
+  const body = expectArray(
+    decodeCbor(data, { maxBytes: MAX_CREDENTIAL_BYTES, maxDepth: 3 }),
+    "credential data",
+    7,
+  );
+  expectVersion(body[0], "credential data", 1);
+  if (!(body[3] instanceof Map)) {
+    throw new CredentialError("bad_attributes", "credential attributes are not a map");
+  }
+  const createdAt = expectUint(body[4], "credential created_at");
+  const expiresAt = expectUint(body[5], "credential expires_at");
+  return {
+    encoded: encoded.slice(),
+    data,
+    signature,
+    subject: identifierFromBytes(expectBytes(body[1], "credential subject", 32)),
+    issuer: identifierFromBytes(expectBytes(body[2], "credential issuer", 32)),
+    attributes: normalizeAttributes(body[3]),
+    createdAt,
+    expiresAt,
+    id: toHex(expectBytes(body[6], "credential id", 16)),
+  };
+}
+
+/** Options for {@link verifyCredential}. */
+export interface VerifyCredentialOptions extends ClockOptions {
+  /** Authorities whose credentials are accepted. */
+  trust: TrustStore;
+  /** The identifier the credential must be about (the channel's peer). */
+  subject?: string;
+  /** Allowed clock skew in seconds (default {@link DEFAULT_SKEW_SECONDS}). */
+  skewSeconds?: number;
+  /** Revocations to honour. */
+  revocations?: RevocationRegistry;
+}
+
+/**
+ * Verifies a credential: issuer trusted, signature valid under the issuer's
+ * current key, subject as expected, within its validity window (± skew),
+ * and not revoked. Returns the decoded credential.
+ *
+ * @throws {CredentialError} `untrusted_issuer`, `bad_signature`,
+ *   `subject_mismatch`, `expired`, `not_yet_valid`, `revoked`.
+ * @throws {MalformedError | LimitError} for malformed bytes.
+ */
+export async function verifyCredential(
+  input: Uint8Array | Credential,
+  options: VerifyCredentialOptions,
+): Promise<Credential> {
+  const credential = input instanceof Uint8Array ? decodeCredential(input) : input;
+  const issuer = options.trust.get(credential.issuer);
+  if (issuer === undefined) {
+    throw new CredentialError(
+      "untrusted_issuer",
+      `credential ${credential.id} is issued by ${credential.issuer}, which is not trusted`,
+    );
+  }
+  const message = signedMessage(DOMAIN.credential, credential.data);
+  if (!await verifyEd25519(issuer.primaryKey, message, credential.signature)) {
+    throw new CredentialError("bad_signature", `credential ${credential.id}: invalid signature`);
+  }
+  if (options.subject !== undefined && credential.subject !== options.subject) {
+    throw new CredentialError(
+      "subject_mismatch",
+      `credential ${credential.id} is about ${credential.subject}, not ${options.subject}`,
+    );
+  }
+  const now = options.now ?? Math.floor(Date.now() / 1000);
+  const skew = options.skewSeconds ?? DEFAULT_SKEW_SECONDS;
+  if (now > credential.expiresAt + skew) {
+    throw new CredentialError(
+      "expired",
+      `credential ${credential.id} expired at ${credential.expiresAt}`,
+    );
+  }
+  if (now + skew < credential.createdAt) {
+    throw new CredentialError(
+      "not_yet_valid",
+      `credential ${credential.id} is valid from ${credential.createdAt}`,
+    );
+  }
+  if (options.revocations?.isRevoked(credential)) {
+    throw new CredentialError("revoked", `credential ${credential.id} has been revoked`);
+  }
+  return credential;
+}

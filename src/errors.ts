@@ -1,0 +1,58 @@
+/**
+ * Domain errors. Malformed input (wrong shape, bad encoding, size limits) is
+ * reported with the built-in TypeError / RangeError subclasses in
+ * `encoding/`; a well-formed input that fails a security check is reported
+ * with one of these, each carrying a machine-readable `code`.
+ *
+ * Messages never contain key material: they name the structure and the
+ * check, and at most an identifier or a credential id (both public).
+ *
+ * @module
+ */
+
+/** Base class of the project's domain errors. */
+export class NexusError<C extends string = string> extends Error {
+  /** Machine-readable reason, stable across releases. */
+  readonly code: C;
+  constructor(code: C, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** Why an identity (change history, attestation, key file) was refused. */
+export type IdentityErrorCode =
+  | "bad_signature"
+  | "missing_previous_signature"
+  | "unexpected_previous_signature"
+  | "broken_chain"
+  | "bad_first_change"
+  | "time_went_backwards"
+  | "too_many_changes"
+  | "identifier_mismatch"
+  | "history_conflict"
+  | "subject_mismatch"
+  | "wrong_purpose"
+  | "expired"
+  | "not_yet_valid"
+  | "key_file_permissions"
+  | "key_file_exists";
+
+/** An identity, its history or one of its attestations failed verification. */
+export class IdentityError extends NexusError<IdentityErrorCode> {}
+
+/** Why a credential or revocation list was refused. */
+export type CredentialErrorCode =
+  | "untrusted_issuer"
+  | "bad_signature"
+  | "subject_mismatch"
+  | "expired"
+  | "not_yet_valid"
+  | "revoked"
+  | "revocation_rollback"
+  | "revocation_conflict"
+  | "bad_attributes";
+
+/** A credential or revocation list failed verification. */
+export class CredentialError extends NexusError<CredentialErrorCode> {}
