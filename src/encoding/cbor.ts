@@ -68,6 +68,27 @@ export function decodeCbor(bytes: Uint8Array, options: DecodeOptions): unknown {
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
 /**
+ * Text of `b[start, end)`, refusing invalid UTF-8. ASCII (every byte below
+ * 0x80, the common case for keys and attribute values) is valid by
+ * construction and skips the decoder.
+ */
+function readText(b: Uint8Array, start: number, end: number, at: number): string {
+  let ascii = "";
+  for (let i = start; i < end; i++) {
+    const byte = b[i];
+    if (byte >= 0x80) {
+      try {
+        return utf8.decode(b.subarray(start, end));
+      } catch (cause) {
+        throw new MalformedError("invalid_utf8", `text at offset ${at} is not UTF-8`, { cause });
+      }
+    }
+    ascii += String.fromCharCode(byte);
+  }
+  return ascii;
+}
+
+/**
  * Walks `bytes` once and throws unless they are exactly one item of the
  * strict profile. Linear in the input; no allocation besides UTF-8 checks.
  */
@@ -143,13 +164,7 @@ function walk(b: Uint8Array, at: number, depth: number): number {
       if (end > b.length) {
         throw new MalformedError("truncated", `string at offset ${at} runs past the input`);
       }
-      if (head.major === 3) {
-        try {
-          utf8.decode(b.subarray(head.next, end));
-        } catch (cause) {
-          throw new MalformedError("invalid_utf8", `text at offset ${at} is not UTF-8`, { cause });
-        }
-      }
+      if (head.major === 3) readText(b, head.next, end, at);
       return end;
     }
     case 4: { // array
@@ -176,7 +191,7 @@ function walk(b: Uint8Array, at: number, depth: number): number {
           throw new MalformedError("unsupported_type", `map key at offset ${next} is not text`);
         }
         const keyEnd = walk(b, next, depth - 1);
-        const text = utf8.decode(b.subarray(key.next, keyEnd));
+        const text = readText(b, key.next, keyEnd, next);
         if (keys.has(text)) {
           throw new MalformedError("duplicate_key", `map at offset ${at} repeats a key`);
         }
