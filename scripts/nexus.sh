@@ -40,7 +40,7 @@ stamp=node_modules/.nexus-installed
 if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp" \
   || [ ! -f node_modules/pkcs11js/build/Release/pkcs11.node ]; then
   say "installing npm dependencies (npm ci; builds the pkcs11js addon)"
-  npm ci --no-audit --no-fund --loglevel=error
+  npm ci --no-audit --no-fund --loglevel=error >&2
   cp package-lock.json "$stamp"
   say "npm dependencies installed"
 fi
