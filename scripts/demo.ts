@@ -18,8 +18,8 @@
  */
 import { parseArgs } from "node:util";
 import {
-  type Credential,
   createRevocationList,
+  type Credential,
   CredentialError,
   exportIdentity,
   Identity,
@@ -65,9 +65,11 @@ function show(credential: Credential): void {
   console.log(`  subject     ${credential.subject}`);
   console.log(`  issuer      ${credential.issuer}`);
   console.log(`  attributes  ${JSON.stringify(credential.attributes)}`);
-  console.log(`  valid       ${new Date(credential.createdAt * 1000).toISOString()} .. ${
-    new Date(credential.expiresAt * 1000).toISOString()
-  }`);
+  console.log(
+    `  valid       ${new Date(credential.createdAt * 1000).toISOString()} .. ${
+      new Date(credential.expiresAt * 1000).toISOString()
+    }`,
+  );
   console.log(`  encoded     ${credential.encoded.length} bytes: ${toHex(credential.encoded)}`);
 }
 
@@ -92,7 +94,9 @@ await Deno.mkdir(state, { recursive: true, mode: 0o700 });
 step(`identities (state in ${state}; keys are 0600 files and are never printed)`);
 let authority = await loadIdentity("authority");
 const member = await loadIdentity("member");
-console.log(`  authority   ${authority.identifier} (${authority.history.changes.length} change(s))`);
+console.log(
+  `  authority   ${authority.identifier} (${authority.history.changes.length} change(s))`,
+);
 console.log(`  member      ${member.identifier}`);
 
 step("the authority's public identity file, imported by a verifier as its trust anchor");
@@ -129,7 +133,9 @@ try {
   await verifyCredential(fresh, { trust });
   console.log("  unexpected: the old trust anchor accepted the new key");
 } catch (error) {
-  console.log(`  verifier with the old identity file refuses it: ${(error as CredentialError).code}`);
+  console.log(
+    `  verifier with the old identity file refuses it: ${(error as CredentialError).code}`,
+  );
 }
 await trust.update(authority.history.encoded);
 await verifyCredential(fresh, { trust, subject: member.identifier });

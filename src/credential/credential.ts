@@ -27,11 +27,7 @@ import {
   identifierToBytes,
 } from "../identity/change_history.ts";
 import type { Identity } from "../identity/identity.ts";
-import {
-  type Attributes,
-  attributesToMap,
-  normalizeAttributes,
-} from "./attributes.ts";
+import { type Attributes, attributesToMap, normalizeAttributes } from "./attributes.ts";
 import type { RevocationRegistry } from "./revocation.ts";
 import type { TrustStore } from "./trust_store.ts";
 
@@ -68,7 +64,10 @@ export interface IssueOptions extends ClockOptions {
  * Issues a credential signed by `issuer`'s current key.
  * @throws {CredentialError} `bad_attributes`; {TypeError} for a bad subject.
  */
-export async function issueCredential(issuer: Identity, options: IssueOptions): Promise<Credential> {
+export async function issueCredential(
+  issuer: Identity,
+  options: IssueOptions,
+): Promise<Credential> {
   const attributes = normalizeAttributes(options.attributes);
   const createdAt = options.now ?? Math.floor(Date.now() / 1000);
   const ttl = options.ttlSeconds ?? 3600;

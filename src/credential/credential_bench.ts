@@ -52,9 +52,15 @@ const message = signedMessage(DOMAIN.credential, credential.data);
 const options = { trust, subject: member.identifier, revocations };
 const plain = new Decoder({ mapsAsObjects: false, useRecords: false });
 
-Deno.bench("Ed25519 verify, WebCrypto (baseline)", { group: "verify", baseline: true }, async () => {
-  if (!await verifyEd25519(authority.primaryKey, message, credential.signature)) throw new Error();
-});
+Deno.bench(
+  "Ed25519 verify, WebCrypto (baseline)",
+  { group: "verify", baseline: true },
+  async () => {
+    if (
+      !await verifyEd25519(authority.primaryKey, message, credential.signature)
+    ) throw new Error();
+  },
+);
 Deno.bench("verifyCredential (decode + all checks)", { group: "verify" }, async () => {
   await verifyCredential(credential.encoded, options);
 });

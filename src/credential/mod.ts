@@ -25,8 +25,8 @@ export {
   type CreateRevocationListOptions,
   decodeRevocationList,
   MAX_REVOCATION_BYTES,
-  RevocationRegistry,
   type RevocationList,
+  RevocationRegistry,
   verifyRevocationList,
 } from "./revocation.ts";
 export { TrustStore } from "./trust_store.ts";

@@ -5,7 +5,7 @@
  */
 export { checkStrictCbor, decodeCbor, type DecodeOptions, encodeCbor } from "./cbor.ts";
 export { DOMAIN, type DomainLabel, signedMessage } from "./domain.ts";
-export { LimitError, type LimitCode, type MalformedCode, MalformedError } from "./errors.ts";
+export { type LimitCode, LimitError, type MalformedCode, MalformedError } from "./errors.ts";
 export { fromHex, toHex } from "./hex.ts";
 export {
   expectArray,

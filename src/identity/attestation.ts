@@ -141,7 +141,9 @@ export async function verifyAttestation(
   if (!await verifyEd25519(identity.primaryKey, message, attestation.signature)) {
     throw new IdentityError("bad_signature", "attestation signature is invalid");
   }
-  if (options.expectedKey !== undefined && !bytesEqual(options.expectedKey, attestation.publicKey)) {
+  if (
+    options.expectedKey !== undefined && !bytesEqual(options.expectedKey, attestation.publicKey)
+  ) {
     throw new IdentityError(
       "identifier_mismatch",
       "the attested key is not the key the peer presented",

@@ -44,7 +44,10 @@ export class Identity implements VerifiedIdentity {
   static async fromHistory(history: Uint8Array | ChangeHistory, signer: Signer): Promise<Identity> {
     const verified = await verifyChangeHistory(history);
     const current = verified.primaryKey;
-    if (current.length !== signer.publicKey.length || current.some((b, i) => b !== signer.publicKey[i])) {
+    if (
+      current.length !== signer.publicKey.length ||
+      current.some((b, i) => b !== signer.publicKey[i])
+    ) {
       throw new TypeError("the signer does not hold the identity's current key");
     }
     return new Identity(verified.history, signer);
