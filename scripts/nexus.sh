@@ -7,8 +7,11 @@
 #   - Debian packages: softhsm2 (PKCS#11 token for tests and the demo), opensc
 #     (pkcs11-tool, for operator-made keys);
 #   - npm dependencies with `npm ci` from the committed package-lock.json, which
-#     also builds the pkcs11js native addon and brings the pinned Deno;
-# and uses `deno` from PATH only when it is the pinned version.
+#     also builds the pkcs11js native addon;
+#   - the pinned Deno, from the npm registry into .tools/deno (manifest and lock
+#     in scripts/toolchain/), unless `deno` on PATH is that version.
+# The Deno binary is kept out of node_modules/.bin on purpose: `deno task` puts
+# that folder first on PATH and would run the npm shim as a script.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -16,7 +19,7 @@ cd "$root"
 
 say() { printf '[nexus setup] %s\n' "$*" >&2; }
 
-pinned_deno=$(node -p 'require("./package.json").devDependencies.deno')
+pinned_deno=$(node -p 'require("./scripts/toolchain/package.json").dependencies.deno')
 
 # 1. Debian packages.
 apt_needed=()
@@ -51,9 +54,21 @@ if command -v deno >/dev/null 2>&1; then
   have=$(deno --version 2>/dev/null | awk 'NR==1{print $2}')
   [ "$have" = "$pinned_deno" ] && deno_bin=$(command -v deno)
 fi
-[ -n "$deno_bin" ] || deno_bin="$root/node_modules/.bin/deno"
-if [ ! -x "$deno_bin" ]; then
-  say "the pinned Deno $pinned_deno is missing from node_modules; run npm ci"; exit 1
+if [ -z "$deno_bin" ]; then
+  tools=.tools/deno
+  if [ ! -x .tools/bin/deno ] || ! cmp -s scripts/toolchain/package-lock.json "$tools/package-lock.json"; then
+    say "installing Deno $pinned_deno into $tools (npm ci)"
+    rm -rf "$tools" .tools/bin
+    mkdir -p "$tools" .tools/bin
+    cp scripts/toolchain/package.json scripts/toolchain/package-lock.json "$tools/"
+    (cd "$tools" && npm ci --no-audit --no-fund --loglevel=error >&2)
+    # The platform package holds the real binary; link it, not the npm shim.
+    real=$(find "$tools/node_modules/@deno" -maxdepth 2 -type f -name deno | head -n 1)
+    [ -n "$real" ] || { say "no Deno binary for this platform in $tools"; exit 1; }
+    ln -sf "$root/$real" .tools/bin/deno
+    say "Deno $("$root/.tools/bin/deno" --version | awk 'NR==1{print $2}') installed"
+  fi
+  deno_bin="$root/.tools/bin/deno"
 fi
 export DENO_NO_UPDATE_CHECK=1
 export NEXUS_DENO="$deno_bin"
