@@ -87,17 +87,6 @@ const credential: Field = {
   ],
 };
 
-const MAJOR = [
-  "unsigned",
-  "negative",
-  "byte string",
-  "text string",
-  "array",
-  "map",
-  "tag",
-  "simple",
-];
-
 function hex(bytes: Uint8Array): string {
   return [...bytes].map((x) => x.toString(16).padStart(2, "0")).join(" ");
 }
@@ -107,11 +96,11 @@ class Dump {
   readonly lines: string[] = [];
 
   line(offset: number, depth: number, bytes: Uint8Array, meaning: string): void {
-    const column = ("  ".repeat(depth) + hex(bytes)).padEnd(56);
+    const column = ("  ".repeat(depth) + hex(bytes)).padEnd(52);
     this.lines.push(`${String(offset).padStart(4)}  ${column} ${meaning}`.trimEnd());
   }
 
-  /** Walks one item at `at` of `b` (whose first byte is at `base` in the outer encoding). */
+  /** Walks one item at `at` of `b`, whose byte 0 is at `base` in the outer encoding. */
   item(b: Uint8Array, at: number, base: number, depth: number, field?: Field): number {
     const initial = b[at];
     const major = initial >> 5;
@@ -125,17 +114,15 @@ class Dump {
     }
     const headEnd = at + 1 + size;
     const head = b.subarray(at, headEnd);
-    const how = size === 0
-      ? `major ${major} (${MAJOR[major]}), value ${value} in the initial byte`
-      : `major ${major} (${MAJOR[major]}), ${size}-byte argument ${value}`;
+    const argument = size === 0 ? "" : ` (${size}-byte argument)`;
     const name = field ? ` — ${field.name}` : "";
     switch (major) {
       case 0:
-        this.line(base + at, depth, head, `${value}: ${how}${name}`);
+        this.line(base + at, depth, head, `uint ${value}${argument}${name}`);
         return headEnd;
       case 2: {
         const end = headEnd + value;
-        this.line(base + at, depth, head, `${value} bytes follow: ${how}${name}`);
+        this.line(base + at, depth, head, `byte string, ${value} bytes${argument}${name}`);
         if (field?.cbor) {
           this.item(b.subarray(headEnd, end), 0, base + headEnd, depth + 1, field.cbor);
         } else {
@@ -147,16 +134,20 @@ class Dump {
       }
       case 3: {
         const end = headEnd + value;
-        const text = new TextDecoder().decode(b.subarray(headEnd, end));
-        this.line(base + at, depth, head, `text of ${value} bytes: ${how}${name}`);
-        for (let i = headEnd; i < end; i += 16) {
-          const part = b.subarray(i, Math.min(i + 16, end));
-          this.line(base + i, depth + 1, part, i === headEnd ? JSON.stringify(text) : "");
+        const text = JSON.stringify(new TextDecoder().decode(b.subarray(headEnd, end)));
+        const meaning = `text, ${value} bytes${argument} ${text}${name}`;
+        if (end - at <= 16) {
+          this.line(base + at, depth, b.subarray(at, end), meaning);
+        } else {
+          this.line(base + at, depth, head, meaning);
+          for (let i = headEnd; i < end; i += 16) {
+            this.line(base + i, depth + 1, b.subarray(i, Math.min(i + 16, end)), "");
+          }
         }
         return end;
       }
       case 4: {
-        this.line(base + at, depth, head, `array of ${value} items: ${how}${name}`);
+        this.line(base + at, depth, head, `array, ${value} items${argument}${name}`);
         let next = headEnd;
         for (let i = 0; i < value; i++) {
           next = this.item(b, next, base, depth + 1, field?.items?.[i] ?? field?.each);
@@ -164,7 +155,7 @@ class Dump {
         return next;
       }
       case 5: {
-        this.line(base + at, depth, head, `map of ${value} pairs: ${how}${name}`);
+        this.line(base + at, depth, head, `map, ${value} pairs${argument}${name}`);
         let next = headEnd;
         for (let i = 0; i < value; i++) {
           next = this.item(b, next, base, depth + 1, { name: "key" });
