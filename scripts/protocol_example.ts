@@ -4,7 +4,7 @@
  * and annotated byte by byte. Ed25519 is deterministic, so the output is
  * the same on every run.
  *
- *   node_modules/.bin/deno run -q scripts/protocol_example.ts
+ *   .tools/bin/deno run -q scripts/protocol_example.ts
  *
  * Needs no permissions. It checks that what it prints verifies before
  * printing it.
@@ -13,6 +13,7 @@
  */
 import {
   DOMAIN,
+  exportIdentity,
   Identity,
   issueCredential,
   sha256,
@@ -52,8 +53,8 @@ const changeData: Field = {
   name: "ChangeData",
   items: [
     { name: "version" },
-    { name: "previous_hash (null: first change)" },
-    { name: "primary_key (Ed25519 public key)" },
+    { name: "previous_hash" },
+    { name: "primary_key" },
     { name: "created_at" },
   ],
 };
@@ -63,7 +64,7 @@ const changeHistory: Field = {
     name: "Change",
     items: [
       { name: "data", cbor: changeData },
-      { name: "signature (Ed25519 by primary_key)" },
+      { name: "signature" },
     ],
   },
 };
@@ -71,8 +72,8 @@ const credentialData: Field = {
   name: "CredentialData",
   items: [
     { name: "version" },
-    { name: "subject (member identifier)" },
-    { name: "issuer (authority identifier)" },
+    { name: "subject" },
+    { name: "issuer" },
     { name: "attributes" },
     { name: "created_at" },
     { name: "expires_at" },
@@ -83,7 +84,7 @@ const credential: Field = {
   name: "Credential",
   items: [
     { name: "data", cbor: credentialData },
-    { name: "signature (Ed25519 by the issuer's current key)" },
+    { name: "signature" },
   ],
 };
 
@@ -96,7 +97,7 @@ class Dump {
   readonly lines: string[] = [];
 
   line(offset: number, depth: number, bytes: Uint8Array, meaning: string): void {
-    const column = ("  ".repeat(depth) + hex(bytes)).padEnd(52);
+    const column = ("  ".repeat(depth) + hex(bytes)).padEnd(54);
     this.lines.push(`${String(offset).padStart(4)}  ${column} ${meaning}`.trimEnd());
   }
 
@@ -147,7 +148,12 @@ class Dump {
         return end;
       }
       case 4: {
-        this.line(base + at, depth, head, `array, ${value} items${argument}${name}`);
+        this.line(
+          base + at,
+          depth,
+          head,
+          `array, ${value} item${value === 1 ? "" : "s"}${argument}${name}`,
+        );
         let next = headEnd;
         for (let i = 0; i < value; i++) {
           next = this.item(b, next, base, depth + 1, field?.items?.[i] ?? field?.each);
@@ -208,14 +214,19 @@ await verifyCredential(issued.encoded, {
 });
 
 const first = authority.history.changes[0];
-const prefix = signedMessage(DOMAIN.credential, new Uint8Array(0));
-console.log(`authority public key  ${toHex(authority.primaryKey)}
+for (const label of Object.values(DOMAIN)) {
+  const prefix = signedMessage(label, new Uint8Array(0));
+  console.log(`${label.padEnd(30)} ${String(prefix.length).padStart(2)} bytes: ${hex(prefix)}`);
+}
+console.log(`
+authority public key  ${toHex(authority.primaryKey)}
 authority identifier  ${authority.identifier}
 member public key     ${toHex(member.primaryKey)}
 member identifier     ${member.identifier}
-SHA-256(first change data) = ${toHex(sha256(first.data))}
-credential signed message prefix (${prefix.length} bytes): ${hex(prefix)}
+SHA-256(authority first change data) = ${toHex(sha256(first.data))}
 
+authority identity file:
+${exportIdentity(authority.history)}
 authority ChangeHistory, ${authority.history.encoded.length} bytes:
 ${wrap(toHex(authority.history.encoded))}
 

@@ -33,6 +33,7 @@ export type IdentityErrorCode =
   | "identifier_mismatch"
   | "history_conflict"
   | "subject_mismatch"
+  | "key_mismatch"
   | "wrong_purpose"
   | "expired"
   | "not_yet_valid"

@@ -2,9 +2,10 @@
  * Credential attributes: text keys to text, integer, boolean or list of text
  * (DESIGN.md §3), with hard limits so a credential stays small.
  *
- * Attributes are encoded as a CBOR map whose keys are sorted by their UTF-8
- * bytes (shortest first, then bytewise: RFC 8949 §4.2.1), so the same
- * attributes always give the same bytes. Decoded attributes are frozen
+ * Attributes are encoded as a CBOR map in canonical key order (shorter keys
+ * first, then bytewise: RFC 8949 §4.2.1), which `encodeCbor` writes and the
+ * strict decoder requires, so the same attributes always give the same
+ * bytes. Decoded attributes are frozen
  * objects without a prototype: a key such as `__proto__` or `constructor`
  * is plain data and cannot reach Object.prototype.
  *
@@ -73,18 +74,7 @@ export function normalizeAttributes(
   return Object.freeze(out);
 }
 
-const utf8 = new TextEncoder();
-
-function compareKeys(a: string, b: string): number {
-  const x = utf8.encode(a);
-  const y = utf8.encode(b);
-  if (x.length !== y.length) return x.length - y.length;
-  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return x[i] - y[i];
-  return 0;
-}
-
-/** The attributes as a Map in deterministic key order, ready to encode. */
+/** The attributes as a Map, ready to encode (`encodeCbor` orders its keys). */
 export function attributesToMap(attributes: Attributes): Map<string, AttributeValue> {
-  const keys = Object.keys(attributes).sort(compareKeys);
-  return new Map(keys.map((key) => [key, attributes[key]]));
+  return new Map(Object.entries(attributes));
 }

@@ -18,7 +18,13 @@ import { randomBytes } from "../crypto/hash.ts";
 import { decodeCbor, encodeCbor } from "../encoding/cbor.ts";
 import { DOMAIN, signedMessage } from "../encoding/domain.ts";
 import { toHex } from "../encoding/hex.ts";
-import { expectArray, expectBytes, expectUint, expectVersion } from "../encoding/shape.ts";
+import {
+  expectArray,
+  expectBytes,
+  expectUint,
+  expectVersion,
+  wrongShape,
+} from "../encoding/shape.ts";
 import { CredentialError } from "../errors.ts";
 import { DEFAULT_SKEW_SECONDS } from "../identity/attestation.ts";
 import {
@@ -111,8 +117,9 @@ export function decodeCredential(encoded: Uint8Array): Credential {
   }
   const createdAt = expectUint(body[4], "credential created_at");
   const expiresAt = expectUint(body[5], "credential expires_at");
+  if (expiresAt < createdAt) wrongShape("credential expires_at", "a time after created_at");
   return {
-    encoded: encoded.slice(),
+    encoded: new Uint8Array(encoded),
     data,
     signature,
     subject: identifierFromBytes(expectBytes(body[1], "credential subject", 32)),

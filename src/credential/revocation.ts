@@ -100,7 +100,7 @@ export function decodeRevocationList(encoded: Uint8Array): RevocationList {
   );
   expectVersion(body[0], "revocation list data", 1);
   return {
-    encoded: encoded.slice(),
+    encoded: new Uint8Array(encoded),
     data,
     signature,
     issuer: identifierFromBytes(expectBytes(body[1], "revocation list issuer", 32)),

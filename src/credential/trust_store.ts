@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { bytesEqual } from "../crypto/hash.ts";
 import {
   acceptHistoryUpdate,
   ChangeHistory,
@@ -19,8 +20,21 @@ export class TrustStore {
     for (const identity of identities) this.add(identity);
   }
 
-  /** Trusts `identity` (already verified, e.g. by `importIdentity`). */
+  /**
+   * Trusts `identity` (already verified, e.g. by `importIdentity`).
+   * @throws {TypeError} when a different history of the same identifier is
+   *   already trusted: a newer one must come through {@link update}, which
+   *   checks that it extends the one held, and an older one must never
+   *   replace it (that would roll back a key rotation).
+   */
   add(identity: VerifiedIdentity): void {
+    const current = this.#anchors.get(identity.identifier);
+    if (current !== undefined) {
+      if (bytesEqual(current.history.encoded, identity.history.encoded)) return;
+      throw new TypeError(
+        `${identity.identifier} is already trusted with another history; use update()`,
+      );
+    }
     this.#anchors.set(identity.identifier, identity);
   }
 

@@ -8,11 +8,13 @@
  * refuses anything outside a small profile:
  *
  * - one data item, no trailing bytes, at most `maxBytes` in all;
- * - definite lengths only, heads in their shortest form (RFC 8949 §4.2.1), so
- *   every value has exactly one encoding;
+ * - definite lengths only, heads in their shortest form, map keys in
+ *   ascending order of their encoded bytes (RFC 8949 §4.2.1, core
+ *   deterministic encoding), so every value has exactly one encoding;
  * - unsigned and negative integers within ±(2^53 − 1), byte strings, valid
- *   UTF-8 text, arrays, maps whose keys are distinct text strings,
- *   false / true / null; no tags, floats, undefined or other simple values;
+ *   UTF-8 text, arrays, maps whose keys are text strings (each key once:
+ *   the strict order implies it), false / true / null; no tags, floats,
+ *   undefined or other simple values;
  * - nesting at most `maxDepth` deep.
  *
  * Only then does cbor-x build the JavaScript value. Callers check the exact
@@ -32,19 +34,74 @@ export interface DecodeOptions {
 }
 
 // Maps decode to Map, never to plain objects: keys such as "__proto__" stay
-// data. Records (a cbor-x extension) are off in both directions.
-const decoder = new Decoder({ mapsAsObjects: false, useRecords: false });
+// data. Records (a cbor-x extension) are off in both directions. 8-byte
+// integer heads decode to numbers, not bigints (`int64AsNumber`, read by
+// cbor-x but missing from its types); the gate has bounded them to 2^53 - 1.
+const decoderOptions = { mapsAsObjects: false, useRecords: false, int64AsNumber: true };
+const decoder = new Decoder(decoderOptions);
 const encoder = new Encoder({ mapsAsObjects: false, useRecords: false, tagUint8Array: false });
 
 /**
- * Encodes a value as CBOR and returns a copy that owns its buffer.
+ * Encodes a value as CBOR and returns a plain Uint8Array that owns its
+ * buffer.
  *
- * cbor-x returns a view into a buffer shared between calls; handing that on
- * would expose other data through `.buffer` and be overwritten by the next
- * call, so the bytes are copied here once.
+ * cbor-x returns a view (a Node Buffer under Deno) into a buffer shared
+ * between calls; handing that on would expose other data through `.buffer`
+ * and be overwritten by the next call. `Buffer#slice` is a view too, and
+ * `Uint8Array#slice` keeps the Buffer species, so the copy is made with the
+ * Uint8Array constructor.
+ *
+ * The output is in the strict profile's canonical form whatever the input's
+ * map order, so it always passes {@link checkStrictCbor}.
+ *
+ * @throws {TypeError} for a value the profile cannot hold (floats, unsafe
+ *   integers, undefined, plain objects, non-text map keys, ...).
  */
 export function encodeCbor(value: unknown): Uint8Array {
-  return encoder.encode(value).slice();
+  return new Uint8Array(encoder.encode(canonical(value)));
+}
+
+const utf8Encoder = new TextEncoder();
+
+/** Text keys in the order of their encoded bytes: shorter first, then bytewise. */
+function compareKeys(a: string, b: string): number {
+  const x = utf8Encoder.encode(a);
+  const y = utf8Encoder.encode(b);
+  if (x.length !== y.length) return x.length - y.length;
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return x[i] - y[i];
+  return 0;
+}
+
+/**
+ * What cbor-x must be given to write the canonical form: maps re-inserted in
+ * key order (RFC 8949 §4.2.1; for text keys the length is in the head, so
+ * shorter keys sort first), and integers outside the 32-bit range as
+ * bigints, which cbor-x writes as 8-byte integers (their shortest form)
+ * instead of float64.
+ */
+function canonical(value: unknown): unknown {
+  if (
+    value === null || typeof value === "boolean" || typeof value === "string" ||
+    value instanceof Uint8Array
+  ) return value;
+  if (typeof value === "number") {
+    if (!Number.isSafeInteger(value)) {
+      throw new TypeError("the CBOR profile holds safe integers only");
+    }
+    return value > 0xffff_ffff || value < -0x1_0000_0000 ? BigInt(value) : value;
+  }
+  if (Array.isArray(value)) return value.map(canonical);
+  if (value instanceof Map) {
+    const keys = [...value.keys()];
+    if (!keys.every((key) => typeof key === "string")) {
+      throw new TypeError("the CBOR profile holds text map keys only");
+    }
+    keys.sort(compareKeys);
+    return new Map(keys.map((key) => [key, canonical(value.get(key))]));
+  }
+  throw new TypeError(
+    `the CBOR profile cannot hold ${Object.prototype.toString.call(value)}`,
+  );
 }
 
 /**
@@ -129,6 +186,8 @@ function readHead(b: Uint8Array, at: number): Head {
   if (info > 27) {
     throw new MalformedError("not_well_formed", `reserved additional info ${info} at offset ${at}`);
   }
+  // Floats and one-byte simple values: refused by the caller; no range check.
+  if (major === 7) return { major, value: info, next: at + 1 + (1 << (info - 24)) };
   const size = 1 << (info - 24); // 1, 2, 4 or 8 bytes
   if (at + 1 + size > b.length) {
     throw new MalformedError("truncated", `head at offset ${at} needs ${size} more bytes`);
@@ -146,17 +205,31 @@ function readHead(b: Uint8Array, at: number): Head {
   }
   // Shortest form only (RFC 8949 §4.2.1): each width must be needed.
   const minimum = size === 1 ? 24 : size === 2 ? 0x100 : size === 4 ? 0x1_0000 : 0x1_0000_0000;
-  if (major !== 7 && value < minimum) {
+  if (value < minimum) {
     throw new MalformedError("non_minimal", `head at offset ${at} is not in its shortest form`);
   }
   return { major, value, next: at + 1 + size };
+}
+
+/** Bytewise order of `b[a0, a1)` and `b[b0, b1)`; a shorter prefix sorts first. */
+function compareBytes(b: Uint8Array, a0: number, a1: number, b0: number, b1: number): number {
+  const n = Math.min(a1 - a0, b1 - b0);
+  for (let i = 0; i < n; i++) {
+    const d = b[a0 + i] - b[b0 + i];
+    if (d !== 0) return d;
+  }
+  return (a1 - a0) - (b1 - b0);
 }
 
 function walk(b: Uint8Array, at: number, depth: number): number {
   const head = readHead(b, at);
   switch (head.major) {
     case 0: // unsigned integer
-    case 1: // negative integer: −1 − value
+      return head.next;
+    case 1: // negative integer: −1 − value, so the argument may be 2^53 − 2 at most
+      if (head.value > Number.MAX_SAFE_INTEGER - 1) {
+        throw new LimitError("integer_out_of_range", `value at offset ${at} is below -(2^53 - 1)`);
+      }
       return head.next;
     case 2: // byte string
     case 3: { // text string
@@ -184,18 +257,28 @@ function walk(b: Uint8Array, at: number, depth: number): number {
         throw new MalformedError("truncated", `map at offset ${at} claims too many entries`);
       }
       let next = head.next;
-      const keys = new Set<string>();
+      let previousStart = -1;
+      let previousEnd = -1;
       for (let i = 0; i < head.value; i++) {
         const key = readHead(b, next);
         if (key.major !== 3) {
           throw new MalformedError("unsupported_type", `map key at offset ${next} is not text`);
         }
         const keyEnd = walk(b, next, depth - 1);
-        const text = readText(b, key.next, keyEnd, next);
-        if (keys.has(text)) {
-          throw new MalformedError("duplicate_key", `map at offset ${at} repeats a key`);
+        if (previousStart >= 0) {
+          const order = compareBytes(b, previousStart, previousEnd, next, keyEnd);
+          if (order === 0) {
+            throw new MalformedError("duplicate_key", `map at offset ${at} repeats a key`);
+          }
+          if (order > 0) {
+            throw new MalformedError(
+              "non_canonical_order",
+              `map at offset ${at}: key at offset ${next} is out of order`,
+            );
+          }
         }
-        keys.add(text);
+        previousStart = next;
+        previousEnd = keyEnd;
         next = walk(b, keyEnd, depth - 1);
       }
       return next;

@@ -16,6 +16,7 @@ export type MalformedCode =
   | "unsupported_type"
   | "invalid_utf8"
   | "duplicate_key"
+  | "non_canonical_order"
   | "too_deep"
   | "wrong_shape"
   | "unknown_version";

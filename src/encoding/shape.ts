@@ -22,15 +22,16 @@ export function expectArray(value: unknown, what: string, ...lengths: number[]):
 }
 
 /**
- * A byte string, optionally of an exact length. Returns a copy, so that the
- * result never aliases the decoder's input.
+ * A byte string, optionally of an exact length. Returns a plain Uint8Array
+ * copy (never a Buffer, never a view), so the result does not alias the
+ * decoder's input.
  */
 export function expectBytes(value: unknown, what: string, length?: number): Uint8Array {
   if (!(value instanceof Uint8Array)) wrongShape(what, "a byte string");
   if (length !== undefined && value.length !== length) {
     wrongShape(what, `${length} bytes, got ${value.length}`);
   }
-  return Uint8Array.prototype.slice.call(value);
+  return new Uint8Array(value);
 }
 
 /** A non-negative safe integer. */

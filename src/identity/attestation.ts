@@ -14,7 +14,13 @@ import { verifyEd25519 } from "../crypto/ed25519.ts";
 import { bytesEqual } from "../crypto/hash.ts";
 import { decodeCbor, encodeCbor } from "../encoding/cbor.ts";
 import { DOMAIN, signedMessage } from "../encoding/domain.ts";
-import { expectArray, expectBytes, expectUint, expectVersion } from "../encoding/shape.ts";
+import {
+  expectArray,
+  expectBytes,
+  expectUint,
+  expectVersion,
+  wrongShape,
+} from "../encoding/shape.ts";
 import { IdentityError } from "../errors.ts";
 import {
   type ClockOptions,
@@ -87,15 +93,18 @@ export function decodeAttestation(encoded: Uint8Array): Attestation {
   const signature = expectBytes(outer[1], "attestation signature", 64);
   const body = expectArray(decodeCbor(data, { maxBytes: 256 }), "attestation data", 6);
   expectVersion(body[0], "attestation data", 1);
+  const createdAt = expectUint(body[4], "attestation created_at");
+  const expiresAt = expectUint(body[5], "attestation expires_at");
+  if (expiresAt < createdAt) wrongShape("attestation expires_at", "a time after created_at");
   return {
-    encoded: encoded.slice(),
+    encoded: new Uint8Array(encoded),
     data,
     signature,
     subject: identifierFromBytes(expectBytes(body[1], "attestation subject", 32)),
     purpose: expectUint(body[2], "attestation purpose"),
     publicKey: expectBytes(body[3], "attested public key", 32),
-    createdAt: expectUint(body[4], "attestation created_at"),
-    expiresAt: expectUint(body[5], "attestation expires_at"),
+    createdAt,
+    expiresAt,
   };
 }
 
@@ -112,9 +121,9 @@ export interface VerifyAttestationOptions extends ClockOptions {
 /**
  * Verifies that `identity`'s current primary key attested a key for the
  * purpose, now. Returns the decoded attestation.
- * @throws {IdentityError} `subject_mismatch`, `wrong_purpose`, `expired`,
- *   `not_yet_valid`, `bad_signature`; `identifier_mismatch` when the attested
- *   key is not `expectedKey`.
+ * @throws {IdentityError} `bad_signature`, `subject_mismatch`, `wrong_purpose`,
+ *   `expired`, `not_yet_valid`; `key_mismatch` when the attested key is not
+ *   `expectedKey`.
  * @throws {MalformedError | LimitError} for malformed bytes.
  */
 export async function verifyAttestation(
@@ -123,31 +132,29 @@ export async function verifyAttestation(
   options: VerifyAttestationOptions = {},
 ): Promise<Attestation> {
   const attestation = input instanceof Uint8Array ? decodeAttestation(input) : input;
-  const now = options.now ?? Math.floor(Date.now() / 1000);
-  const skew = options.skewSeconds ?? DEFAULT_SKEW_SECONDS;
+  // Signature first: nothing else in the attestation means anything before it.
+  const message = signedMessage(DOMAIN.attestation, attestation.data);
+  if (!await verifyEd25519(identity.primaryKey, message, attestation.signature)) {
+    throw new IdentityError("bad_signature", "attestation signature is invalid");
+  }
   if (attestation.subject !== identity.identifier) {
     throw new IdentityError("subject_mismatch", "the attestation names another identity");
   }
   if (attestation.purpose !== (options.purpose ?? PURPOSE.secureChannel)) {
     throw new IdentityError("wrong_purpose", `attestation purpose ${attestation.purpose}`);
   }
+  const now = options.now ?? Math.floor(Date.now() / 1000);
+  const skew = options.skewSeconds ?? DEFAULT_SKEW_SECONDS;
   if (now > attestation.expiresAt + skew) {
     throw new IdentityError("expired", `attestation expired at ${attestation.expiresAt}`);
   }
   if (now + skew < attestation.createdAt) {
     throw new IdentityError("not_yet_valid", `attestation valid from ${attestation.createdAt}`);
   }
-  const message = signedMessage(DOMAIN.attestation, attestation.data);
-  if (!await verifyEd25519(identity.primaryKey, message, attestation.signature)) {
-    throw new IdentityError("bad_signature", "attestation signature is invalid");
-  }
   if (
     options.expectedKey !== undefined && !bytesEqual(options.expectedKey, attestation.publicKey)
   ) {
-    throw new IdentityError(
-      "identifier_mismatch",
-      "the attested key is not the key the peer presented",
-    );
+    throw new IdentityError("key_mismatch", "the attested key is not the key the peer presented");
   }
   return attestation;
 }

@@ -84,7 +84,7 @@ export class ChangeHistory {
     if (items.length > MAX_CHANGES) {
       throw new IdentityError("too_many_changes", `a history holds at most ${MAX_CHANGES} changes`);
     }
-    return new ChangeHistory(encoded.slice(), items.map(decodeChange));
+    return new ChangeHistory(new Uint8Array(encoded), items.map(decodeChange));
   }
 
   /** Builds the history that appends `change` (already signed) to `changes`. */

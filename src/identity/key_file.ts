@@ -44,14 +44,26 @@ export async function createKeyFile(path: string): Promise<SoftwareSigner> {
  * @throws {TypeError} when the file is not a key file.
  */
 export async function readKeyFile(path: string): Promise<SoftwareSigner> {
-  const info = await Deno.stat(path);
-  if (info.mode !== null && (info.mode & 0o077) !== 0) {
-    throw new IdentityError(
-      "key_file_permissions",
-      `key file ${path} has mode ${(info.mode & 0o777).toString(8)}; it must be 600`,
-    );
+  // One open, then stat and read through the same handle: the file checked is
+  // the file read, even if the path is swapped in between.
+  let text: string;
+  const file = await Deno.open(path, { read: true });
+  try {
+    const info = await file.stat();
+    if (!info.isFile) throw new TypeError(`key file ${path} is not a regular file`);
+    if (info.mode !== null && (info.mode & 0o077) !== 0) {
+      throw new IdentityError(
+        "key_file_permissions",
+        `key file ${path} has mode ${
+          (info.mode & 0o777).toString(8)
+        }; group and others must have no access (chmod 600)`,
+      );
+    }
+    if (info.size > 4096) throw new TypeError(`key file ${path} is too large`);
+    text = new TextDecoder().decode(await readAll(file, info.size));
+  } finally {
+    file.close();
   }
-  const text = await Deno.readTextFile(path);
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
@@ -72,6 +84,17 @@ export async function readKeyFile(path: string): Promise<SoftwareSigner> {
   } finally {
     seed.fill(0);
   }
+}
+
+async function readAll(file: Deno.FsFile, size: number): Promise<Uint8Array> {
+  const buffer = new Uint8Array(size);
+  let filled = 0;
+  while (filled < size) {
+    const n = await file.read(buffer.subarray(filled));
+    if (n === null) break;
+    filled += n;
+  }
+  return buffer.subarray(0, filled);
 }
 
 /** Reads the key file at `path`, creating it first when it does not exist. */

@@ -1,0 +1,614 @@
+/**
+ * Credentials: issuance, the exact signed bytes, and a typed refusal for
+ * every verification check (DESIGN.md §3).
+ */
+import assert from "node:assert/strict";
+import { ed25519 } from "@noble/curves/ed25519.js";
+import { decodeCbor, encodeCbor } from "../encoding/cbor.ts";
+import { DOMAIN, type DomainLabel, signedMessage } from "../encoding/domain.ts";
+import { LimitError, type MalformedCode, MalformedError } from "../encoding/errors.ts";
+import { toHex } from "../encoding/hex.ts";
+import { CredentialError, type CredentialErrorCode, IdentityError } from "../errors.ts";
+import { identifierToBytes, verifyChangeHistory } from "../identity/change_history.ts";
+import { Identity } from "../identity/identity.ts";
+import { SoftwareSigner } from "../identity/software_signer.ts";
+import { MAX_ATTRIBUTES, MAX_LIST_ITEMS, MAX_TEXT_LENGTH } from "./attributes.ts";
+import {
+  type Credential,
+  decodeCredential,
+  issueCredential,
+  MAX_CREDENTIAL_BYTES,
+  verifyCredential,
+} from "./credential.ts";
+import { TrustStore } from "./trust_store.ts";
+
+const NOW = 1767225600;
+const HOUR = 3600;
+const ID = Uint8Array.from({ length: 16 }, (_, i) => i);
+const ATTRIBUTES = {
+  customer_id: "cust_001",
+  role: "edge",
+  tier: "professional",
+  capabilities: ["search", "ingest", "query", "mcp"],
+  rate_limit_rpm: 2000,
+};
+
+function signer(byte: number): Promise<SoftwareSigner> {
+  return SoftwareSigner.fromSeed(new Uint8Array(32).fill(byte));
+}
+
+function flipBit(bytes: Uint8Array, bit: number): Uint8Array {
+  const out = new Uint8Array(bytes);
+  out[bit >> 3] ^= 1 << (bit & 7);
+  return out;
+}
+
+function indexOf(haystack: Uint8Array, needle: Uint8Array): number {
+  outer: for (let i = 0; i + needle.length <= haystack.length; i++) {
+    for (let j = 0; j < needle.length; j++) if (haystack[i + j] !== needle[j]) continue outer;
+    return i;
+  }
+  throw new Error("needle not found");
+}
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
+
+async function rejectsWith(promise: Promise<unknown>, code: CredentialErrorCode): Promise<void> {
+  await assert.rejects(promise, (error: unknown) => {
+    assert.ok(error instanceof CredentialError, `expected CredentialError, got ${error}`);
+    assert.equal(error.code, code, error.message);
+    return true;
+  });
+}
+
+function throwsMalformed(fn: () => unknown, code: MalformedCode): void {
+  assert.throws(fn, (error: unknown) => {
+    assert.ok(error instanceof MalformedError, `expected MalformedError, got ${error}`);
+    assert.equal(error.code, code, error.message);
+    return true;
+  });
+}
+
+function throwsCredential(fn: () => unknown, code: CredentialErrorCode): void {
+  assert.throws(fn, (error: unknown) => {
+    assert.ok(error instanceof CredentialError, `expected CredentialError, got ${error}`);
+    assert.equal(error.code, code, error.message);
+    return true;
+  });
+}
+
+/** A credential whose data is exactly `data`, signed by `issuer` in `label`'s domain. */
+async function signedCredential(
+  issuer: Identity,
+  data: Uint8Array,
+  label: DomainLabel = DOMAIN.credential,
+): Promise<Uint8Array> {
+  return encodeCbor([data, await issuer.signer.sign(signedMessage(label, data))]);
+}
+
+/** Credential data with `attributes` given as raw CBOR bytes. */
+function rawData(issuer: Identity, attributes: Uint8Array, version = 1): Uint8Array {
+  return concat(
+    Uint8Array.of(0x87),
+    encodeCbor(version),
+    encodeCbor(identifierToBytes(member.identifier)),
+    encodeCbor(identifierToBytes(issuer.identifier)),
+    attributes,
+    encodeCbor(NOW),
+    encodeCbor(NOW + HOUR),
+    encodeCbor(ID),
+  );
+}
+
+const authority = await Identity.create(await signer(1), { now: NOW });
+const member = await Identity.create(await signer(2), { now: NOW });
+const rotatedAuthority = await authority.rotate(await signer(3), { now: NOW + 86400 });
+const stranger = await Identity.create(await signer(7), { now: NOW });
+const anchor = await verifyChangeHistory(authority.history.encoded);
+const trust = new TrustStore([anchor]);
+const credential = await issueCredential(authority, {
+  subject: member.identifier,
+  attributes: ATTRIBUTES,
+  ttlSeconds: HOUR,
+  now: NOW,
+  id: ID,
+});
+const options = { trust, subject: member.identifier, now: NOW };
+
+Deno.test("issueCredential: the decoded fields", () => {
+  assert.equal(credential.subject, member.identifier);
+  assert.equal(credential.issuer, authority.identifier);
+  assert.equal(credential.createdAt, NOW);
+  assert.equal(credential.expiresAt, NOW + HOUR);
+  assert.equal(credential.id, "000102030405060708090a0b0c0d0e0f");
+  assert.deepEqual({ ...credential.attributes }, ATTRIBUTES);
+  assert.equal(credential.signature.length, 64);
+});
+
+Deno.test("issueCredential: the exact data, with attribute keys in canonical order", () => {
+  const ordered = new Map<string, unknown>([
+    ["role", "edge"],
+    ["tier", "professional"],
+    ["customer_id", "cust_001"],
+    ["capabilities", ["search", "ingest", "query", "mcp"]],
+    ["rate_limit_rpm", 2000],
+  ]);
+  const expected = encodeCbor([
+    1,
+    identifierToBytes(member.identifier),
+    identifierToBytes(authority.identifier),
+    ordered,
+    NOW,
+    NOW + HOUR,
+    ID,
+  ]);
+  assert.equal(toHex(credential.data), toHex(expected));
+  assert.equal(
+    toHex(credential.encoded),
+    toHex(encodeCbor([credential.data, credential.signature])),
+  );
+  const message = signedMessage(DOMAIN.credential, credential.data);
+  assert.ok(ed25519.verify(credential.signature, message, authority.primaryKey));
+  const body = decodeCbor(credential.data, { maxBytes: 1024 }) as unknown[];
+  assert.deepEqual([...(body[3] as Map<string, unknown>).keys()], [...ordered.keys()]);
+});
+
+Deno.test("issueCredential: the same attributes in any order give the same bytes", async () => {
+  const reversed = Object.fromEntries(Object.entries(ATTRIBUTES).reverse());
+  const again = await issueCredential(authority, {
+    subject: member.identifier,
+    attributes: reversed,
+    ttlSeconds: HOUR,
+    now: NOW,
+    id: ID,
+  });
+  assert.equal(toHex(again.encoded), toHex(credential.encoded));
+});
+
+Deno.test("issueCredential: defaults are a one-hour lifetime and a random id", async () => {
+  const a = await issueCredential(authority, { subject: member.identifier, attributes: {} });
+  const b = await issueCredential(authority, { subject: member.identifier, attributes: {} });
+  assert.equal(a.expiresAt - a.createdAt, HOUR);
+  assert.match(a.id, /^[0-9a-f]{32}$/);
+  assert.notEqual(a.id, b.id);
+  assert.ok(Math.abs(a.createdAt - Date.now() / 1000) < 60);
+  await verifyCredential(a.encoded, { trust, subject: member.identifier });
+});
+
+Deno.test("issueCredential: refuses bad options", async () => {
+  const base = { subject: member.identifier, attributes: {}, now: NOW };
+  for (const ttlSeconds of [0, -1, 1.5, Number.NaN]) {
+    await assert.rejects(issueCredential(authority, { ...base, ttlSeconds }), RangeError);
+  }
+  for (const length of [0, 15, 17, 32]) {
+    await assert.rejects(
+      issueCredential(authority, { ...base, id: new Uint8Array(length) }),
+      RangeError,
+    );
+  }
+  for (const subject of ["", "I", member.identifier.toUpperCase(), member.identifier.slice(1)]) {
+    await assert.rejects(issueCredential(authority, { ...base, subject }), TypeError);
+  }
+});
+
+Deno.test("attributes: frozen, prototype-free, and __proto__ is plain data", async () => {
+  assert.ok(Object.isFrozen(credential.attributes));
+  assert.equal(Object.getPrototypeOf(credential.attributes), null);
+  assert.ok(Object.isFrozen(credential.attributes.capabilities));
+  assert.throws(() => {
+    (credential.attributes as Record<string, unknown>).role = "admin";
+  }, TypeError);
+  const attributes = JSON.parse('{"__proto__": "x", "constructor": "y", "toString": 1}');
+  const issued = await issueCredential(authority, {
+    subject: member.identifier,
+    attributes,
+    now: NOW,
+  });
+  const decoded = await verifyCredential(issued.encoded, options);
+  assert.equal(Object.getPrototypeOf(decoded.attributes), null);
+  assert.deepEqual(Object.keys(decoded.attributes).sort(), [
+    "__proto__",
+    "constructor",
+    "toString",
+  ]);
+  assert.equal(decoded.attributes["__proto__"], "x");
+  assert.equal(decoded.attributes.constructor, "y");
+  assert.equal(({} as Record<string, unknown>).x, undefined);
+});
+
+Deno.test("attributes: the limits, accepted at the edge and refused beyond", async () => {
+  const issue = (attributes: Record<string, unknown>) =>
+    issueCredential(authority, { subject: member.identifier, attributes, now: NOW });
+  const edge = await issue({
+    ["k".repeat(64)]: "t".repeat(MAX_TEXT_LENGTH),
+    list: Array.from({ length: MAX_LIST_ITEMS }, (_, i) => `item${i}`),
+    empty_list: [],
+    empty_text: "",
+    yes: true,
+    no: false,
+    negative: -5,
+    big: 0xffff_ffff,
+    "dotted.name-1": 1,
+  });
+  await verifyCredential(edge.encoded, options);
+  assert.equal(edge.attributes.yes, true);
+  assert.equal(edge.attributes.negative, -5);
+  const many = Object.fromEntries(
+    Array.from({ length: MAX_ATTRIBUTES }, (_, i) => [`a${i}`, i]),
+  );
+  await verifyCredential((await issue(many)).encoded, options);
+
+  const refused: [string, Record<string, unknown>][] = [
+    ["key too long", { ["k".repeat(65)]: 1 }],
+    ["key with a space", { "a b": 1 }],
+    ["key starting with a digit", { "1a": 1 }],
+    ["empty key", { "": 1 }],
+    ["non-ASCII key", { "rôle": 1 }],
+    ["text too long", { a: "t".repeat(MAX_TEXT_LENGTH + 1) }],
+    ["list too long", { a: Array.from({ length: MAX_LIST_ITEMS + 1 }, () => "x") }],
+    ["list item too long", { a: ["t".repeat(MAX_TEXT_LENGTH + 1)] }],
+    ["list of numbers", { a: [1, 2] }],
+    ["nested list", { a: [["x"]] }],
+    ["float", { a: 1.5 }],
+    ["unsafe integer", { a: 2 ** 53 }],
+    ["NaN", { a: Number.NaN }],
+    ["null", { a: null }],
+    ["undefined", { a: undefined }],
+    ["object", { a: { b: 1 } }],
+    ["bigint", { a: 1n }],
+    ["bytes", { a: new Uint8Array(1) }],
+    [
+      "too many",
+      Object.fromEntries(Array.from({ length: MAX_ATTRIBUTES + 1 }, (_, i) => [`a${i}`, i])),
+    ],
+  ];
+  for (const [what, attributes] of refused) {
+    await assert.rejects(issue(attributes), (error: unknown) => {
+      assert.ok(error instanceof CredentialError, `${what}: ${error}`);
+      assert.equal(error.code, "bad_attributes", what);
+      return true;
+    });
+  }
+});
+
+Deno.test("verifyCredential: accepts from bytes and decoded, returns the credential", async () => {
+  const fromBytes = await verifyCredential(credential.encoded, options);
+  assert.equal(fromBytes.id, credential.id);
+  assert.deepEqual({ ...fromBytes.attributes }, ATTRIBUTES);
+  const decoded: Credential = decodeCredential(credential.encoded);
+  assert.equal(await verifyCredential(decoded, options), decoded);
+  // Without an expected subject, any subject is accepted.
+  await verifyCredential(credential.encoded, { trust, now: NOW });
+});
+
+Deno.test("verifyCredential: an issuer that is not trusted", async () => {
+  await rejectsWith(
+    verifyCredential(credential.encoded, { ...options, trust: new TrustStore() }),
+    "untrusted_issuer",
+  );
+  await rejectsWith(
+    verifyCredential(credential.encoded, { ...options, trust: new TrustStore([stranger]) }),
+    "untrusted_issuer",
+  );
+  // Issued by an identity the verifier does not trust.
+  const byStranger = await issueCredential(stranger, {
+    subject: member.identifier,
+    attributes: ATTRIBUTES,
+    now: NOW,
+  });
+  await rejectsWith(verifyCredential(byStranger.encoded, options), "untrusted_issuer");
+  // Self-issued by the member.
+  const selfIssued = await issueCredential(member, {
+    subject: member.identifier,
+    attributes: { role: "admin" },
+    now: NOW,
+  });
+  await rejectsWith(verifyCredential(selfIssued.encoded, options), "untrusted_issuer");
+});
+
+Deno.test("verifyCredential: the trusted issuer's name, signed by someone else", async () => {
+  // The data names the authority as issuer but the stranger signed it.
+  const data = new Uint8Array(credential.data);
+  await rejectsWith(
+    verifyCredential(await signedCredential(stranger, data), options),
+    "bad_signature",
+  );
+  await rejectsWith(
+    verifyCredential(await signedCredential(member, data), options),
+    "bad_signature",
+  );
+});
+
+Deno.test("verifyCredential: a flipped bit in the signature is bad_signature", async () => {
+  const at = credential.encoded.length - 64;
+  assert.equal(toHex(credential.encoded.subarray(at)), toHex(credential.signature));
+  for (let bit = 0; bit < 512; bit++) {
+    await rejectsWith(
+      verifyCredential(flipBit(credential.encoded, at * 8 + bit), options),
+      "bad_signature",
+    );
+  }
+});
+
+Deno.test("verifyCredential: a flipped bit in the data", async () => {
+  const encoded = credential.encoded;
+  const text = new TextEncoder();
+  // "cust_001" becomes "cust_000"; "edge" becomes "edgd"; the id changes.
+  const customer = indexOf(encoded, text.encode("cust_001")) + 7;
+  await rejectsWith(verifyCredential(flipBit(encoded, customer * 8), options), "bad_signature");
+  const role = indexOf(encoded, text.encode("edge")) + 3;
+  await rejectsWith(verifyCredential(flipBit(encoded, role * 8), options), "bad_signature");
+  const id = indexOf(encoded, ID);
+  await rejectsWith(verifyCredential(flipBit(encoded, id * 8 + 9), options), "bad_signature");
+  // The subject: the signature is checked first.
+  const subject = indexOf(encoded, identifierToBytes(member.identifier));
+  await rejectsWith(verifyCredential(flipBit(encoded, subject * 8), options), "bad_signature");
+  // The issuer: it names no trusted authority any more.
+  const issuer = indexOf(encoded, identifierToBytes(authority.identifier));
+  await rejectsWith(verifyCredential(flipBit(encoded, issuer * 8), options), "untrusted_issuer");
+  // Every bit of the encoding: never accepted.
+  for (let bit = 0; bit < encoded.length * 8; bit++) {
+    await assert.rejects(verifyCredential(flipBit(encoded, bit), options), (error: unknown) => {
+      assert.ok(
+        error instanceof CredentialError || error instanceof MalformedError ||
+          error instanceof LimitError,
+        `bit ${bit}: ${error}`,
+      );
+      return true;
+    });
+  }
+});
+
+Deno.test("verifyCredential: a signature made for another domain", async () => {
+  for (const label of [DOMAIN.change, DOMAIN.attestation, DOMAIN.revocation, DOMAIN.challenge]) {
+    const encoded = await signedCredential(authority, new Uint8Array(credential.data), label);
+    await rejectsWith(verifyCredential(encoded, options), "bad_signature");
+  }
+  const same = await signedCredential(authority, new Uint8Array(credential.data));
+  assert.equal(toHex(same), toHex(credential.encoded));
+});
+
+Deno.test("verifyCredential: the wrong subject", async () => {
+  await rejectsWith(
+    verifyCredential(credential.encoded, { ...options, subject: stranger.identifier }),
+    "subject_mismatch",
+  );
+  await rejectsWith(
+    verifyCredential(credential.encoded, { ...options, subject: authority.identifier }),
+    "subject_mismatch",
+  );
+});
+
+Deno.test("verifyCredential: expiry, with the default 60 s skew on both sides", async () => {
+  const end = credential.expiresAt;
+  await verifyCredential(credential.encoded, { ...options, now: end });
+  await verifyCredential(credential.encoded, { ...options, now: end + 60 });
+  await rejectsWith(verifyCredential(credential.encoded, { ...options, now: end + 61 }), "expired");
+  await rejectsWith(
+    verifyCredential(credential.encoded, { ...options, now: end + 30 * 86400 }),
+    "expired",
+  );
+  await rejectsWith(
+    verifyCredential(credential.encoded, { ...options, now: end + 1, skewSeconds: 0 }),
+    "expired",
+  );
+  await verifyCredential(credential.encoded, { ...options, now: end + 120, skewSeconds: 120 });
+  // Without `now`, the real clock decides: issued a year ago for an hour.
+  const lastYear = await issueCredential(authority, {
+    subject: member.identifier,
+    attributes: {},
+    now: Math.floor(Date.now() / 1000) - 365 * 86400,
+  });
+  await rejectsWith(verifyCredential(lastYear.encoded, { trust }), "expired");
+});
+
+Deno.test("verifyCredential: not yet valid beyond the skew, accepted within", async () => {
+  const start = credential.createdAt;
+  await verifyCredential(credential.encoded, { ...options, now: start - 60 });
+  await rejectsWith(
+    verifyCredential(credential.encoded, { ...options, now: start - 61 }),
+    "not_yet_valid",
+  );
+  await rejectsWith(
+    verifyCredential(credential.encoded, { ...options, now: start - 1, skewSeconds: 0 }),
+    "not_yet_valid",
+  );
+});
+
+Deno.test("verifyCredential: after a rotation only the current key counts", async () => {
+  const store = new TrustStore([await verifyChangeHistory(authority.history.encoded)]);
+  const byNewKey = await issueCredential(rotatedAuthority, {
+    subject: member.identifier,
+    attributes: ATTRIBUTES,
+    ttlSeconds: HOUR,
+    now: NOW,
+    id: ID,
+  });
+  assert.equal(byNewKey.issuer, credential.issuer);
+  const at = { trust: store, subject: member.identifier, now: NOW };
+  await verifyCredential(credential.encoded, at);
+  // Before the verifier has seen the rotation, the new key is unknown to it.
+  await rejectsWith(verifyCredential(byNewKey.encoded, at), "bad_signature");
+
+  assert.equal(await store.update(rotatedAuthority.history.encoded), true);
+  assert.equal(
+    toHex(store.get(authority.identifier)!.primaryKey),
+    toHex(rotatedAuthority.primaryKey),
+  );
+  await verifyCredential(byNewKey.encoded, at);
+  // Signed by the old key after the verifier accepted the rotation.
+  await rejectsWith(verifyCredential(credential.encoded, at), "bad_signature");
+});
+
+Deno.test("TrustStore: update refuses histories that do not extend the anchor", async () => {
+  const store = new TrustStore([await verifyChangeHistory(rotatedAuthority.history.encoded)]);
+  assert.deepEqual(store.identifiers(), [authority.identifier]);
+  // Unknown authority: ignored.
+  assert.equal(await store.update(stranger.history.encoded), false);
+  assert.equal(store.get(stranger.identifier), undefined);
+  // The older history: a rollback.
+  await assert.rejects(
+    store.update(authority.history.encoded),
+    (error: unknown) => error instanceof IdentityError && error.code === "history_conflict",
+  );
+  // A fork made with the old key.
+  const fork = await authority.rotate(await signer(9), { now: NOW + 86400 });
+  await assert.rejects(
+    store.update(fork.history),
+    (error: unknown) => error instanceof IdentityError && error.code === "history_conflict",
+  );
+  assert.equal(
+    toHex(store.get(authority.identifier)!.primaryKey),
+    toHex(rotatedAuthority.primaryKey),
+  );
+});
+
+Deno.test("decodeCredential: malformed input is a typed error", () => {
+  const encoded = credential.encoded;
+  for (let i = 0; i < encoded.length; i++) {
+    throwsMalformed(() => decodeCredential(encoded.subarray(0, i)), "truncated");
+  }
+  throwsMalformed(() => decodeCredential(concat(encoded, Uint8Array.of(0))), "trailing_bytes");
+  assert.throws(
+    () => decodeCredential(new Uint8Array(MAX_CREDENTIAL_BYTES + 1)),
+    (error: unknown) => error instanceof LimitError && error.code === "too_large",
+  );
+  const padded = encodeCbor([credential.data, credential.signature, new Uint8Array(9000)]);
+  assert.throws(
+    () => decodeCredential(padded),
+    (error: unknown) => error instanceof LimitError && error.code === "too_large",
+  );
+  const raw = decodeCbor(encoded, { maxBytes: MAX_CREDENTIAL_BYTES }) as Uint8Array[];
+  throwsMalformed(() => decodeCredential(encodeCbor([raw[0]])), "wrong_shape");
+  throwsMalformed(() => decodeCredential(encodeCbor([raw[0], raw[1], raw[1]])), "wrong_shape");
+  throwsMalformed(() => decodeCredential(encodeCbor([raw[0], raw[1].subarray(1)])), "wrong_shape");
+  throwsMalformed(() => decodeCredential(encodeCbor(new Map([["data", raw[0]]]))), "wrong_shape");
+  throwsMalformed(
+    () => decodeCredential(Uint8Array.of(0x9f, ...encoded.subarray(1), 0xff)),
+    "indefinite_length",
+  );
+});
+
+Deno.test("decodeCredential: signed data in the wrong shape or encoding", async () => {
+  const subject = identifierToBytes(member.identifier);
+  const issuer = identifierToBytes(authority.identifier);
+  const attributes = new Map([["role", "edge"]]);
+  const shapes: [string, unknown[]][] = [
+    ["six fields", [1, subject, issuer, attributes, NOW, NOW + HOUR]],
+    ["eight fields", [1, subject, issuer, attributes, NOW, NOW + HOUR, ID, 0]],
+    ["short subject", [1, subject.subarray(1), issuer, attributes, NOW, NOW + HOUR, ID]],
+    ["issuer as text", [1, subject, authority.identifier, attributes, NOW, NOW + HOUR, ID]],
+    ["short id", [1, subject, issuer, attributes, NOW, NOW + HOUR, ID.subarray(1)]],
+    ["negative created_at", [1, subject, issuer, attributes, -1, NOW + HOUR, ID]],
+    ["expires_at null", [1, subject, issuer, attributes, NOW, null, ID]],
+    ["expires before it was made", [1, subject, issuer, attributes, NOW, NOW - 1, ID]],
+  ];
+  for (const [what, body] of shapes) {
+    const encoded = await signedCredential(authority, encodeCbor(body));
+    assert.throws(() => decodeCredential(encoded), (error: unknown) => {
+      assert.ok(error instanceof MalformedError, `${what}: ${error}`);
+      assert.equal(error.code, "wrong_shape", what);
+      return true;
+    }, what);
+  }
+  // Attributes that are not a map, or hold a value of the wrong type.
+  for (const bad of [["role"], "role=edge", new Map([["role", [1]]]), new Map([["1x", "y"]])]) {
+    const data = encodeCbor([1, subject, issuer, bad, NOW, NOW + HOUR, ID]);
+    throwsCredential(
+      () => decodeCredential(encodeCbor([data, new Uint8Array(64)])),
+      "bad_attributes",
+    );
+  }
+  // Raw attribute maps outside the strict profile, each correctly signed.
+  const text = (value: string) => encodeCbor(value);
+  const role = text("role");
+  const encodings: [string, Uint8Array, MalformedCode][] = [
+    [
+      "keys out of canonical order",
+      concat(Uint8Array.of(0xa2), text("tier"), text("edge"), role, text("edge")),
+      "non_canonical_order",
+    ],
+    [
+      "longer key first",
+      concat(Uint8Array.of(0xa2), text("customer_id"), text("c"), role, text("edge")),
+      "non_canonical_order",
+    ],
+    [
+      "duplicate key",
+      concat(Uint8Array.of(0xa2), role, text("edge"), role, text("admin")),
+      "duplicate_key",
+    ],
+    [
+      "indefinite map",
+      concat(Uint8Array.of(0xbf), role, text("edge"), Uint8Array.of(0xff)),
+      "indefinite_length",
+    ],
+    ["non-minimal map head", concat(Uint8Array.of(0xb8, 0x01), role, text("edge")), "non_minimal"],
+    [
+      "float value",
+      concat(Uint8Array.of(0xa1), role, Uint8Array.of(0xfa, 0x3f, 0x80, 0, 0)),
+      "unsupported_type",
+    ],
+    [
+      "tagged value",
+      concat(Uint8Array.of(0xa1), role, Uint8Array.of(0xc1), text("edge")),
+      "unsupported_type",
+    ],
+    ["undefined value", concat(Uint8Array.of(0xa1), role, Uint8Array.of(0xf7)), "unsupported_type"],
+    ["integer key", concat(Uint8Array.of(0xa1, 0x01), text("edge")), "unsupported_type"],
+    [
+      "invalid UTF-8 value",
+      concat(Uint8Array.of(0xa1), role, Uint8Array.of(0x62, 0xc3, 0x28)),
+      "invalid_utf8",
+    ],
+    [
+      "list in a list",
+      concat(Uint8Array.of(0xa1), role, Uint8Array.of(0x81, 0x81), text("x")),
+      "too_deep",
+    ],
+  ];
+  for (const [what, map, code] of encodings) {
+    const encoded = await signedCredential(authority, rawData(authority, map));
+    assert.throws(() => decodeCredential(encoded), (error: unknown) => {
+      assert.ok(error instanceof MalformedError, `${what}: ${error}`);
+      assert.equal(error.code, code, what);
+      return true;
+    }, what);
+  }
+  // The same construction with a valid map verifies: only the map was wrong.
+  const good = await signedCredential(
+    authority,
+    rawData(authority, encodeCbor(new Map([["role", "edge"]]))),
+  );
+  assert.equal((await verifyCredential(good, options)).attributes.role, "edge");
+});
+
+Deno.test("decodeCredential: an unknown version is refused, even if signed", async () => {
+  for (const version of [0, 2, 1000]) {
+    const data = rawData(authority, encodeCbor(new Map([["role", "edge"]])), version);
+    const encoded = await signedCredential(authority, data);
+    throwsMalformed(() => decodeCredential(encoded), "unknown_version");
+    await assert.rejects(
+      verifyCredential(encoded, options),
+      (error: unknown) => error instanceof MalformedError && error.code === "unknown_version",
+    );
+  }
+});
+
+Deno.test("attributes: an integer beyond 32 bits can be issued and verified", async () => {
+  const issued = await issueCredential(authority, {
+    subject: member.identifier,
+    attributes: { quota_bytes: 10 * 2 ** 30 },
+    now: NOW,
+  });
+  const verified = await verifyCredential(issued.encoded, options);
+  assert.equal(verified.attributes.quota_bytes, 10 * 2 ** 30);
+});
