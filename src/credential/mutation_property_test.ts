@@ -53,9 +53,8 @@ import { toHex } from "../encoding/hex.ts";
 import { CredentialError, IdentityError } from "../errors.ts";
 import { createAttestation, verifyAttestation } from "../identity/attestation.ts";
 import { verifyChangeHistory } from "../identity/change_history.ts";
-import { Identity } from "../identity/identity.ts";
-import { SoftwareSigner } from "../identity/software_signer.ts";
-import { issueCredential, verifyCredential } from "./credential.ts";
+import type { Identity } from "../identity/identity.ts";
+import { type Credential, issueCredential, verifyCredential } from "./credential.ts";
 import { createRevocationList, RevocationRegistry } from "./revocation.ts";
 import { TrustStore } from "./trust_store.ts";
 import {
@@ -70,6 +69,7 @@ import {
   propertyRuns,
   sameBytes,
 } from "../testdata/mutations.ts";
+import { identityFromByte, signerFromByte } from "../testdata/test_helpers.ts";
 
 console.log(describeConfiguration("mutation_property_test"));
 
@@ -80,26 +80,14 @@ const DEFAULT_RUNS = 10_000;
 const NOW = 1_750_000_000;
 const DAY = 24 * 3600;
 
-function seed(byte: number): Uint8Array {
-  return new Uint8Array(32).fill(byte);
-}
-
 // ---------------------------------------------------------------------------
 // Fixtures: an authority that rotated its key once, a member, and what they
 // signed.
 
-const authorityV1 = await Identity.create(await SoftwareSigner.fromSeed(seed(0xa1)), {
-  now: NOW - 30 * DAY,
-});
-const authority = await authorityV1.rotate(await SoftwareSigner.fromSeed(seed(0xa2)), {
-  now: NOW - DAY,
-});
-const member = await Identity.create(await SoftwareSigner.fromSeed(seed(0xb1)), {
-  now: NOW - 10 * DAY,
-});
-const stranger = await Identity.create(await SoftwareSigner.fromSeed(seed(0xc1)), {
-  now: NOW - 5 * DAY,
-});
+const authorityV1 = await identityFromByte(0xa1, NOW - 30 * DAY);
+const authority = await authorityV1.rotate(await signerFromByte(0xa2), { now: NOW - DAY });
+const member = await identityFromByte(0xb1, NOW - 10 * DAY);
+const stranger = await identityFromByte(0xc1, NOW - 5 * DAY);
 
 const channelKey = new Uint8Array(32).fill(0x5c);
 const otherChannelKey = new Uint8Array(32).fill(0x5d);
@@ -119,28 +107,31 @@ const attributes = {
   level: 3,
   active: true,
 };
-const credential = await issueCredential(authority, {
-  subject: member.identifier,
-  attributes,
-  now: NOW - 60,
-  ttlSeconds: 3600,
-  id: new Uint8Array(16).fill(0x11),
-});
-const strangerCredential = await issueCredential(authority, {
-  subject: stranger.identifier,
-  attributes: { role: "admin", groups: ["root"] },
-  now: NOW - 60,
-  ttlSeconds: 3600,
-  id: new Uint8Array(16).fill(0x22),
-});
+/** A credential issued a minute ago for an hour, its id 16 bytes of `idByte`. */
+function issue(
+  issuer: Identity,
+  subject: Identity,
+  attributes: Readonly<Record<string, unknown>>,
+  idByte: number,
+): Promise<Credential> {
+  return issueCredential(issuer, {
+    subject: subject.identifier,
+    attributes,
+    now: NOW - 60,
+    ttlSeconds: 3600,
+    id: new Uint8Array(16).fill(idByte),
+  });
+}
+
+const credential = await issue(authority, member, attributes, 0x11);
+const strangerCredential = await issue(
+  authority,
+  stranger,
+  { role: "admin", groups: ["root"] },
+  0x22,
+);
 /** Same member, signed by the authority's key from before the rotation. */
-const staleCredential = await issueCredential(authorityV1, {
-  subject: member.identifier,
-  attributes,
-  now: NOW - 60,
-  ttlSeconds: 3600,
-  id: new Uint8Array(16).fill(0x33),
-});
+const staleCredential = await issue(authorityV1, member, attributes, 0x33);
 
 const revocationList = await createRevocationList(authority, {
   serial: 7,
@@ -194,15 +185,28 @@ interface Target {
 const IDENTITY_ERRORS: readonly ErrorClass[] = [MalformedError, LimitError, IdentityError];
 const CREDENTIAL_ERRORS: readonly ErrorClass[] = [MalformedError, LimitError, CredentialError];
 
-function examples(original: Uint8Array, ...stacks: Mutant["mutations"][]): Mutant[] {
-  return stacks.map((mutations) => mutantOf(original, corpus, mutations));
-}
-
 /** The corpus index of `bytes`, for splice examples. */
 function source(bytes: Uint8Array): number {
   const index = corpus.findIndex((g) => sameBytes(g, bytes));
   assert.ok(index >= 0);
   return index;
+}
+
+/** The whole structure replaced by `genuine`, a structure of the corpus. */
+function replacedBy(genuine: Uint8Array): Mutation[] {
+  return [{ kind: "splice", cut: 0, source: source(genuine), from: 0 }];
+}
+
+/** `encoded`'s data under `other`'s signature: the trailing 64 bytes transplanted. */
+function signatureOf(encoded: Uint8Array, other: Uint8Array): Mutation[] {
+  return [{
+    kind: "transplant",
+    at: encoded.length - 64,
+    length: 64,
+    source: source(other),
+    from: other.length - 64,
+    count: 64,
+  }];
 }
 
 /**
@@ -221,133 +225,128 @@ function malleated(encoded: Uint8Array): Mutation[] {
   return [{ kind: "random", bytes: out }];
 }
 
+/**
+ * A target whose original is the corpus structure equal to `encoded`, and
+ * whose hand-picked mutants apply `stacks` to it.
+ */
+function target(
+  fields: Omit<Target, "original" | "examples">,
+  encoded: Uint8Array,
+  ...stacks: Mutant["mutations"][]
+): Target {
+  const original = corpus[source(encoded)];
+  const examples = stacks.map((mutations) => mutantOf(original, corpus, mutations));
+  return { ...fields, original, examples };
+}
+
 const history1 = corpus[source(authorityV1.history.encoded)];
 const history2 = corpus[source(authority.history.encoded)];
 
 const targets: readonly Target[] = [
-  {
-    name: "authority change history (1 change)",
-    original: history1,
-    verify: (bytes) => verifyChangeHistory(bytes),
-    errors: IDENTITY_ERRORS,
-    examples: examples(
-      history1,
-      malleated(history1),
-      // Becomes the rotated history, byte for byte: acceptable.
-      [{ kind: "splice", cut: 0, source: source(history2), from: 0 }],
-      // One change that claims a previous signature (a 3-item change).
-      [{ kind: "set_byte", at: 1, value: 0x83 }, {
-        kind: "append",
-        bytes: history2.subarray(history2.length - 66),
-      }],
-      // The member's first change (same length) under the authority's
-      // signature: after the array heads 0x81 0x82, the data up to the
-      // signature's bstr (2 + 64 bytes).
-      [{
-        kind: "transplant",
-        at: 2,
-        length: history1.length - 2 - 66,
-        source: source(member.history.encoded),
-        from: 2,
-        count: history1.length - 2 - 66,
-      }],
-    ),
-  },
-  {
-    name: "rotated change history (2 changes)",
-    original: history2,
-    verify: (bytes) => verifyChangeHistory(bytes),
-    errors: IDENTITY_ERRORS,
-    examples: examples(
-      history2,
-      malleated(history2), // the previous key's signature
-      // Cut back to the first change with the array head rewritten: the
-      // authority's older history, byte for byte. Acceptable.
-      [{ kind: "set_byte", at: 0, value: 0x81 }, { kind: "truncate", length: history1.length }],
-      // The second change (it starts where the first history ends) without
-      // the previous key's signature: its array head says 2 items and the
-      // last 66 bytes (bstr head + signature) go.
-      [
-        { kind: "set_byte", at: history1.length, value: 0x82 },
-        { kind: "truncate", length: history2.length - 66 },
-      ],
-      // The second change listed twice.
-      [{ kind: "set_byte", at: 0, value: 0x83 }, {
-        kind: "duplicate",
-        at: history1.length,
-        length: history2.length - history1.length,
-        to: history2.length,
-      }],
-    ),
-  },
-  {
-    name: "purpose key attestation",
-    original: corpus[source(attestation.encoded)],
-    verify: (bytes) =>
-      verifyAttestation(bytes, memberIdentity, { now: NOW, expectedKey: channelKey }),
-    errors: IDENTITY_ERRORS,
-    examples: examples(
-      corpus[source(attestation.encoded)],
-      // The member's other, genuine attestation: not the key presented.
-      [{ kind: "splice", cut: 0, source: source(otherAttestation.encoded), from: 0 }],
-      malleated(attestation.encoded),
-      // Its data with the other attestation's signature.
-      [{
-        kind: "transplant",
-        at: attestation.encoded.length - 64,
-        length: 64,
-        source: source(otherAttestation.encoded),
-        from: otherAttestation.encoded.length - 64,
-        count: 64,
-      }],
-    ),
-  },
-  {
-    name: "credential",
-    original: corpus[source(credential.encoded)],
-    verify: (bytes) =>
-      verifyCredential(bytes, { trust, now: NOW, subject: member.identifier, revocations }),
-    errors: CREDENTIAL_ERRORS,
-    examples: examples(
-      corpus[source(credential.encoded)],
-      // Genuine credentials that must still not verify here: about someone
-      // else, and signed by the key the authority rotated away from.
-      [{ kind: "splice", cut: 0, source: source(strangerCredential.encoded), from: 0 }],
-      [{ kind: "splice", cut: 0, source: source(staleCredential.encoded), from: 0 }],
-      // The original signature in non-canonical form.
-      malleated(credential.encoded),
-      // The stale credential's data under the current credential's signature.
-      [{
-        kind: "transplant",
-        at: 0,
-        length: credential.encoded.length - 64,
-        source: source(staleCredential.encoded),
-        from: 0,
-        count: staleCredential.encoded.length - 64,
-      }],
-    ),
-  },
-  {
-    name: "revocation list",
-    original: corpus[source(revocationList.encoded)],
-    verify: (bytes) => new RevocationRegistry().apply(bytes, trust),
-    errors: CREDENTIAL_ERRORS,
-    examples: examples(
-      corpus[source(revocationList.encoded)],
-      // The newer genuine list: acceptable.
-      [{ kind: "splice", cut: 0, source: source(newerRevocationList.encoded), from: 0 }],
-      malleated(revocationList.encoded),
-      // Serial 7's data with serial 8's signature.
-      [{
-        kind: "transplant",
-        at: revocationList.encoded.length - 64,
-        length: 64,
-        source: source(newerRevocationList.encoded),
-        from: newerRevocationList.encoded.length - 64,
-        count: 64,
-      }],
-    ),
-  },
+  target(
+    {
+      name: "authority change history (1 change)",
+      verify: (bytes) => verifyChangeHistory(bytes),
+      errors: IDENTITY_ERRORS,
+    },
+    history1,
+    malleated(history1),
+    // Becomes the rotated history, byte for byte: acceptable.
+    replacedBy(history2),
+    // One change that claims a previous signature (a 3-item change).
+    [{ kind: "set_byte", at: 1, value: 0x83 }, {
+      kind: "append",
+      bytes: history2.subarray(history2.length - 66),
+    }],
+    // The member's first change (same length) under the authority's
+    // signature: after the array heads 0x81 0x82, the data up to the
+    // signature's bstr (2 + 64 bytes).
+    [{
+      kind: "transplant",
+      at: 2,
+      length: history1.length - 2 - 66,
+      source: source(member.history.encoded),
+      from: 2,
+      count: history1.length - 2 - 66,
+    }],
+  ),
+  target(
+    {
+      name: "rotated change history (2 changes)",
+      verify: (bytes) => verifyChangeHistory(bytes),
+      errors: IDENTITY_ERRORS,
+    },
+    history2,
+    malleated(history2), // the previous key's signature
+    // Cut back to the first change with the array head rewritten: the
+    // authority's older history, byte for byte. Acceptable.
+    [{ kind: "set_byte", at: 0, value: 0x81 }, { kind: "truncate", length: history1.length }],
+    // The second change (it starts where the first history ends) without
+    // the previous key's signature: its array head says 2 items and the
+    // last 66 bytes (bstr head + signature) go.
+    [
+      { kind: "set_byte", at: history1.length, value: 0x82 },
+      { kind: "truncate", length: history2.length - 66 },
+    ],
+    // The second change listed twice.
+    [{ kind: "set_byte", at: 0, value: 0x83 }, {
+      kind: "duplicate",
+      at: history1.length,
+      length: history2.length - history1.length,
+      to: history2.length,
+    }],
+  ),
+  target(
+    {
+      name: "purpose key attestation",
+      verify: (bytes) =>
+        verifyAttestation(bytes, memberIdentity, { now: NOW, expectedKey: channelKey }),
+      errors: IDENTITY_ERRORS,
+    },
+    attestation.encoded,
+    // The member's other, genuine attestation: not the key presented.
+    replacedBy(otherAttestation.encoded),
+    malleated(attestation.encoded),
+    // Its data with the other attestation's signature.
+    signatureOf(attestation.encoded, otherAttestation.encoded),
+  ),
+  target(
+    {
+      name: "credential",
+      verify: (bytes) =>
+        verifyCredential(bytes, { trust, now: NOW, subject: member.identifier, revocations }),
+      errors: CREDENTIAL_ERRORS,
+    },
+    credential.encoded,
+    // Genuine credentials that must still not verify here: about someone
+    // else, and signed by the key the authority rotated away from.
+    replacedBy(strangerCredential.encoded),
+    replacedBy(staleCredential.encoded),
+    // The original signature in non-canonical form.
+    malleated(credential.encoded),
+    // The stale credential's data under the current credential's signature.
+    [{
+      kind: "transplant",
+      at: 0,
+      length: credential.encoded.length - 64,
+      source: source(staleCredential.encoded),
+      from: 0,
+      count: staleCredential.encoded.length - 64,
+    }],
+  ),
+  target(
+    {
+      name: "revocation list",
+      verify: (bytes) => new RevocationRegistry().apply(bytes, trust),
+      errors: CREDENTIAL_ERRORS,
+    },
+    revocationList.encoded,
+    // The newer genuine list: acceptable.
+    replacedBy(newerRevocationList.encoded),
+    malleated(revocationList.encoded),
+    // Serial 7's data with serial 8's signature.
+    signatureOf(revocationList.encoded, newerRevocationList.encoded),
+  ),
 ];
 
 async function verifies(target: Target, bytes: Uint8Array): Promise<boolean> {

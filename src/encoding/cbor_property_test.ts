@@ -34,6 +34,7 @@ import {
   propertyParameters,
   sameBytes,
 } from "../testdata/mutations.ts";
+import { assertThrowsWithCode } from "../testdata/test_helpers.ts";
 
 console.log(describeConfiguration("cbor_property_test"));
 
@@ -303,9 +304,10 @@ Deno.test("cbor property: encodeCbor output passes the strict gate and round-tri
       checkStrictCbor(bytes, options);
       assert.deepStrictEqual(decodeCbor(bytes, options), value);
       if (depth > 0) {
-        assert.throws(
+        assertThrowsWithCode(
           () => decodeCbor(bytes, { maxBytes: bytes.length, maxDepth: depth - 1 }),
-          (e: unknown) => e instanceof MalformedError && e.code === "too_deep",
+          MalformedError,
+          "too_deep",
         );
       }
     }),
@@ -378,10 +380,7 @@ Deno.test("cbor property: decodeCbor never accepts more than maxBytes", () => {
     fc.property(source, fc.nat(), fc.nat({ max: 16 }), (bytes, below, above) => {
       const tooSmall = below % bytes.length; // 0 .. length - 1
       for (const check of [decodeCbor, checkStrictCbor]) {
-        assert.throws(
-          () => check(bytes, { maxBytes: tooSmall }),
-          (e: unknown) => e instanceof LimitError && e.code === "too_large",
-        );
+        assertThrowsWithCode(() => check(bytes, { maxBytes: tooSmall }), LimitError, "too_large");
         try {
           check(bytes, { maxBytes: bytes.length + above });
         } catch (error) {
@@ -431,9 +430,10 @@ Deno.test("cbor property: floats and simple values are refused as unsupported ty
   fc.assert(
     fc.property(refused, fc.boolean(), (item, nested) => {
       const bytes = nested ? Uint8Array.of(0x81, ...item) : item;
-      assert.throws(
+      assertThrowsWithCode(
         () => decodeCbor(bytes, { maxBytes: 64 }),
-        (e: unknown) => e instanceof MalformedError && e.code === "unsupported_type",
+        MalformedError,
+        "unsupported_type",
         `${toHex(bytes)} was not refused as unsupported_type`,
       );
     }),

@@ -8,6 +8,7 @@ import { type LimitCode, LimitError, type MalformedCode, MalformedError } from "
 import { fromHex, toHex } from "./hex.ts";
 import { signedMessage } from "./domain.ts";
 import { expectArray, expectBytes, expectText, expectUint, expectVersion } from "./shape.ts";
+import { assertThrowsWithCode } from "../testdata/test_helpers.ts";
 
 const LIMIT = { maxBytes: 1 << 20 };
 
@@ -16,27 +17,23 @@ function bytes(...values: number[]): Uint8Array {
 }
 
 function assertMalformed(input: Uint8Array, code: MalformedCode, maxDepth?: number): void {
-  assert.throws(
+  const error = assertThrowsWithCode(
     () => decodeCbor(input, { maxBytes: 1 << 20, maxDepth }),
-    (error: unknown) => {
-      assert.ok(error instanceof MalformedError, `expected MalformedError, got ${error}`);
-      assert.ok(error instanceof TypeError);
-      assert.equal(error.code, code, `${toHex(input)}: ${error.message}`);
-      return true;
-    },
+    MalformedError,
+    code,
+    toHex(input),
   );
+  assert.ok(error instanceof TypeError);
 }
 
 function assertLimit(input: Uint8Array, code: LimitCode, maxBytes = 1 << 20): void {
-  assert.throws(
+  const error = assertThrowsWithCode(
     () => decodeCbor(input, { maxBytes }),
-    (error: unknown) => {
-      assert.ok(error instanceof LimitError, `expected LimitError, got ${error}`);
-      assert.ok(error instanceof RangeError);
-      assert.equal(error.code, code, `${toHex(input)}: ${error.message}`);
-      return true;
-    },
+    LimitError,
+    code,
+    toHex(input),
   );
+  assert.ok(error instanceof RangeError);
 }
 
 function nested(depth: number): Uint8Array {
@@ -301,34 +298,31 @@ Deno.test("decodeCbor: integers beyond 2^53 - 1 are a LimitError", () => {
 
 Deno.test("checkStrictCbor: validates without decoding", () => {
   checkStrictCbor(fromHex("83010203"), LIMIT);
-  assert.throws(
+  assertThrowsWithCode(
     () => checkStrictCbor(fromHex("8301020304"), LIMIT),
-    (error: unknown) => error instanceof MalformedError && error.code === "trailing_bytes",
+    MalformedError,
+    "trailing_bytes",
   );
 });
 
 Deno.test("shape helpers: exact shapes and versions", () => {
-  const wrong = (error: unknown) => error instanceof MalformedError && error.code === "wrong_shape";
   assert.deepEqual(expectArray([1, 2], "x", 2), [1, 2]);
-  assert.throws(() => expectArray([1, 2, 3], "x", 2), wrong);
-  assert.throws(() => expectArray(new Map(), "x"), wrong);
-  assert.throws(() => expectBytes("ab", "x"), wrong);
-  assert.throws(() => expectBytes(bytes(1), "x", 2), wrong);
+  assertThrowsWithCode(() => expectArray([1, 2, 3], "x", 2), MalformedError, "wrong_shape");
+  assertThrowsWithCode(() => expectArray(new Map(), "x"), MalformedError, "wrong_shape");
+  assertThrowsWithCode(() => expectBytes("ab", "x"), MalformedError, "wrong_shape");
+  assertThrowsWithCode(() => expectBytes(bytes(1), "x", 2), MalformedError, "wrong_shape");
   const source = bytes(1, 2);
   const copy = expectBytes(source, "x", 2);
   source[0] = 9;
   assert.deepEqual(copy, bytes(1, 2), "expectBytes aliased its input");
   assert.equal(expectUint(0, "x"), 0);
-  assert.throws(() => expectUint(-1, "x"), wrong);
-  assert.throws(() => expectUint(1.5, "x"), wrong);
-  assert.throws(() => expectUint(1n, "x"), wrong);
-  assert.throws(() => expectText(1, "x"), wrong);
-  assert.throws(() => expectText("abc", "x", 2), wrong);
+  assertThrowsWithCode(() => expectUint(-1, "x"), MalformedError, "wrong_shape");
+  assertThrowsWithCode(() => expectUint(1.5, "x"), MalformedError, "wrong_shape");
+  assertThrowsWithCode(() => expectUint(1n, "x"), MalformedError, "wrong_shape");
+  assertThrowsWithCode(() => expectText(1, "x"), MalformedError, "wrong_shape");
+  assertThrowsWithCode(() => expectText("abc", "x", 2), MalformedError, "wrong_shape");
   expectVersion(1, "x", 1);
-  assert.throws(
-    () => expectVersion(2, "x", 1),
-    (error: unknown) => error instanceof MalformedError && error.code === "unknown_version",
-  );
+  assertThrowsWithCode(() => expectVersion(2, "x", 1), MalformedError, "unknown_version");
 });
 
 Deno.test("signedMessage: label, NUL, then the data", () => {

@@ -8,7 +8,22 @@ import { decodeCbor, encodeCbor } from "../encoding/cbor.ts";
 import { DOMAIN, type DomainLabel, signedMessage } from "../encoding/domain.ts";
 import { LimitError, MalformedError } from "../encoding/errors.ts";
 import { toHex } from "../encoding/hex.ts";
-import { IdentityError, type IdentityErrorCode } from "../errors.ts";
+import { IdentityError } from "../errors.ts";
+import {
+  assertBitFlipsRejected,
+  assertEveryBitFlipRejected,
+  assertRefusesBadFraming,
+  assertRejectsWithCode,
+  assertSignatureBitFlipsRejected,
+  assertThrowsWithCode,
+  DAY,
+  flipBit,
+  identityFromByte,
+  indexOf,
+  NOW,
+  signedStructure,
+  signerFromByte,
+} from "../testdata/test_helpers.ts";
 import {
   type Attestation,
   createAttestation,
@@ -19,61 +34,25 @@ import {
   verifyAttestation,
 } from "./attestation.ts";
 import { identifierToBytes, verifyChangeHistory } from "./change_history.ts";
-import { Identity } from "./identity.ts";
-import { SoftwareSigner } from "./software_signer.ts";
+import type { Identity } from "./identity.ts";
 
-const NOW = 1767225600;
-const DAY = 86400;
 const X25519_KEY = new Uint8Array(32).fill(0x04);
 const OTHER_KEY = new Uint8Array(32).fill(0x05);
 
-function signer(byte: number): Promise<SoftwareSigner> {
-  return SoftwareSigner.fromSeed(new Uint8Array(32).fill(byte));
-}
-
-function flipBit(bytes: Uint8Array, bit: number): Uint8Array {
-  const out = new Uint8Array(bytes);
-  out[bit >> 3] ^= 1 << (bit & 7);
-  return out;
-}
-
-function indexOf(haystack: Uint8Array, needle: Uint8Array): number {
-  outer: for (let i = 0; i + needle.length <= haystack.length; i++) {
-    for (let j = 0; j < needle.length; j++) if (haystack[i + j] !== needle[j]) continue outer;
-    return i;
-  }
-  throw new Error("needle not found");
-}
-
-async function rejectsWith(promise: Promise<unknown>, code: IdentityErrorCode): Promise<void> {
-  await assert.rejects(promise, (error: unknown) => {
-    assert.ok(error instanceof IdentityError, `expected IdentityError, got ${error}`);
-    assert.equal(error.code, code, error.message);
-    return true;
-  });
-}
-
-function throwsMalformed(fn: () => unknown, code: MalformedError["code"]): void {
-  assert.throws(fn, (error: unknown) => {
-    assert.ok(error instanceof MalformedError, `expected MalformedError, got ${error}`);
-    assert.equal(error.code, code, error.message);
-    return true;
-  });
-}
-
 /** An attestation with arbitrary data, signed by `identity` in `label`'s domain. */
-async function signedAttestation(
+function signedAttestation(
   identity: Identity,
   body: unknown[],
   label: DomainLabel = DOMAIN.attestation,
 ): Promise<Uint8Array> {
-  const data = encodeCbor(body);
-  return encodeCbor([data, await identity.signer.sign(signedMessage(label, data))]);
+  return signedStructure(identity, encodeCbor(body), label);
 }
 
-const member = await Identity.create(await signer(2), { now: NOW });
-const authority = await Identity.create(await signer(1), { now: NOW });
+const member = await identityFromByte(2);
+const authority = await identityFromByte(1);
 const attestation = await createAttestation(member, X25519_KEY, { now: NOW, ttlSeconds: DAY });
+/** verifyAttestation against the member, at NOW. */
+const verify = (bytes: Uint8Array) => verifyAttestation(bytes, member, { now: NOW });
 
 Deno.test("createAttestation: fields, exact data and signature", () => {
   assert.equal(attestation.subject, member.identifier);
@@ -110,15 +89,17 @@ Deno.test("verifyAttestation: accepts from bytes and decoded, against a verified
 });
 
 Deno.test("verifyAttestation: expectedKey must be the attested key", async () => {
-  await rejectsWith(
+  await assertRejectsWithCode(
     verifyAttestation(attestation.encoded, member, { now: NOW, expectedKey: OTHER_KEY }),
+    IdentityError,
     "key_mismatch",
   );
   // A different X25519 key attested by the same identity is accepted for it.
   const other = await createAttestation(member, OTHER_KEY, { now: NOW });
   await verifyAttestation(other.encoded, member, { now: NOW, expectedKey: OTHER_KEY });
-  await rejectsWith(
+  await assertRejectsWithCode(
     verifyAttestation(other.encoded, member, { now: NOW, expectedKey: X25519_KEY }),
+    IdentityError,
     "key_mismatch",
   );
 });
@@ -133,22 +114,36 @@ Deno.test("verifyAttestation: an attestation about another identity", async () =
     NOW,
     NOW + DAY,
   ]);
-  await rejectsWith(verifyAttestation(aboutAuthority, member, { now: NOW }), "subject_mismatch");
+  await assertRejectsWithCode(
+    verifyAttestation(aboutAuthority, member, { now: NOW }),
+    IdentityError,
+    "subject_mismatch",
+  );
   // Offered as the authority's: the authority's key never signed it.
-  await rejectsWith(verifyAttestation(aboutAuthority, authority, { now: NOW }), "bad_signature");
+  await assertRejectsWithCode(
+    verifyAttestation(aboutAuthority, authority, { now: NOW }),
+    IdentityError,
+    "bad_signature",
+  );
   // The member's own attestation offered for the authority.
-  await rejectsWith(
+  await assertRejectsWithCode(
     verifyAttestation(attestation.encoded, authority, { now: NOW }),
+    IdentityError,
     "bad_signature",
   );
 });
 
 Deno.test("verifyAttestation: purpose must match", async () => {
   const other = await createAttestation(member, X25519_KEY, { now: NOW, purpose: 2 });
-  await rejectsWith(verifyAttestation(other.encoded, member, { now: NOW }), "wrong_purpose");
+  await assertRejectsWithCode(
+    verifyAttestation(other.encoded, member, { now: NOW }),
+    IdentityError,
+    "wrong_purpose",
+  );
   await verifyAttestation(other.encoded, member, { now: NOW, purpose: 2 });
-  await rejectsWith(
+  await assertRejectsWithCode(
     verifyAttestation(attestation.encoded, member, { now: NOW, purpose: 2 }),
+    IdentityError,
     "wrong_purpose",
   );
 });
@@ -158,14 +153,20 @@ Deno.test("verifyAttestation: expiry, with the default skew on both sides", asyn
   const end = attestation.expiresAt;
   await verifyAttestation(attestation.encoded, member, { now: end });
   await verifyAttestation(attestation.encoded, member, { now: end + 60 });
-  await rejectsWith(verifyAttestation(attestation.encoded, member, { now: end + 61 }), "expired");
-  await rejectsWith(
+  await assertRejectsWithCode(
+    verifyAttestation(attestation.encoded, member, { now: end + 61 }),
+    IdentityError,
+    "expired",
+  );
+  await assertRejectsWithCode(
     verifyAttestation(attestation.encoded, member, { now: end + 10 * DAY }),
+    IdentityError,
     "expired",
   );
   // An explicit skew replaces the default.
-  await rejectsWith(
+  await assertRejectsWithCode(
     verifyAttestation(attestation.encoded, member, { now: end + 1, skewSeconds: 0 }),
+    IdentityError,
     "expired",
   );
   await verifyAttestation(attestation.encoded, member, { now: end + 300, skewSeconds: 300 });
@@ -174,92 +175,72 @@ Deno.test("verifyAttestation: expiry, with the default skew on both sides", asyn
 Deno.test("verifyAttestation: not yet valid beyond the skew, accepted within", async () => {
   const start = attestation.createdAt;
   await verifyAttestation(attestation.encoded, member, { now: start - 60 });
-  await rejectsWith(
+  await assertRejectsWithCode(
     verifyAttestation(attestation.encoded, member, { now: start - 61 }),
+    IdentityError,
     "not_yet_valid",
   );
-  await rejectsWith(
+  await assertRejectsWithCode(
     verifyAttestation(attestation.encoded, member, { now: start - 1, skewSeconds: 0 }),
+    IdentityError,
     "not_yet_valid",
   );
 });
 
 Deno.test("verifyAttestation: a flipped bit in the signature is bad_signature", async () => {
-  const at = attestation.encoded.length - 64;
-  assert.equal(toHex(attestation.encoded.subarray(at)), toHex(attestation.signature));
-  for (let bit = 0; bit < 512; bit++) {
-    await rejectsWith(
-      verifyAttestation(flipBit(attestation.encoded, at * 8 + bit), member, { now: NOW }),
-      "bad_signature",
-    );
-  }
+  await assertSignatureBitFlipsRejected(attestation, verify, IdentityError, "bad_signature");
 });
 
 Deno.test("verifyAttestation: a flipped bit in the data", async () => {
   const encoded = attestation.encoded;
   // In the attested key: the signature no longer covers it.
   const keyAt = indexOf(encoded, X25519_KEY);
-  await rejectsWith(
-    verifyAttestation(flipBit(encoded, keyAt * 8 + 5), member, { now: NOW }),
-    "bad_signature",
-  );
   // In expires_at (the data's last byte).
   const end = indexOf(encoded, attestation.data) + attestation.data.length - 1;
-  await rejectsWith(
-    verifyAttestation(flipBit(encoded, end * 8 + 1), member, { now: NOW }),
-    "bad_signature",
-  );
   // In the subject, the purpose or created_at: the signature is checked first.
   const subjectAt = indexOf(encoded, identifierToBytes(member.identifier));
-  await rejectsWith(
-    verifyAttestation(flipBit(encoded, subjectAt * 8), member, { now: NOW }),
-    "bad_signature",
-  );
   const purposeAt = indexOf(encoded, attestation.data) + 36; // after [1, subject,
   assert.equal(encoded[purposeAt], PURPOSE.secureChannel);
-  await rejectsWith(
-    verifyAttestation(flipBit(encoded, purposeAt * 8 + 1), member, { now: NOW }),
-    "bad_signature",
-  );
   const createdAt = end - 5; // the last byte of created_at (1a xx xx xx xx)
-  await rejectsWith(
-    verifyAttestation(flipBit(encoded, createdAt * 8 + 2), member, { now: NOW }),
+  await assertBitFlipsRejected(
+    encoded,
+    [keyAt * 8 + 5, end * 8 + 1, subjectAt * 8, purposeAt * 8 + 1, createdAt * 8 + 2],
+    verify,
+    IdentityError,
     "bad_signature",
   );
   // A bad signature is reported as such even when the attestation is also expired.
-  await rejectsWith(
+  await assertRejectsWithCode(
     verifyAttestation(flipBit(encoded, (encoded.length - 1) * 8), member, { now: NOW + 99 * DAY }),
+    IdentityError,
     "bad_signature",
   );
   // Every bit of the encoding: never accepted.
-  for (let bit = 0; bit < encoded.length * 8; bit++) {
-    await assert.rejects(
-      verifyAttestation(flipBit(encoded, bit), member, { now: NOW }),
-      (error: unknown) => {
-        assert.ok(
-          error instanceof IdentityError || error instanceof MalformedError ||
-            error instanceof LimitError,
-          `bit ${bit}: ${error}`,
-        );
-        return true;
-      },
-    );
-  }
+  await assertEveryBitFlipRejected(encoded, verify, [IdentityError, MalformedError, LimitError]);
 });
 
 Deno.test("verifyAttestation: only the identity's current key counts", async () => {
-  const rotated = await member.rotate(await signer(6), { now: NOW + 10 });
-  await rejectsWith(verifyAttestation(attestation.encoded, rotated, { now: NOW }), "bad_signature");
+  const rotated = await member.rotate(await signerFromByte(6), { now: NOW + 10 });
+  await assertRejectsWithCode(
+    verifyAttestation(attestation.encoded, rotated, { now: NOW }),
+    IdentityError,
+    "bad_signature",
+  );
   const fresh = await createAttestation(rotated, X25519_KEY, { now: NOW + 10 });
   await verifyAttestation(fresh.encoded, rotated, { now: NOW + 10 });
-  await rejectsWith(verifyAttestation(fresh.encoded, member, { now: NOW + 10 }), "bad_signature");
+  await assertRejectsWithCode(
+    verifyAttestation(fresh.encoded, member, { now: NOW + 10 }),
+    IdentityError,
+    "bad_signature",
+  );
 });
 
 Deno.test("verifyAttestation: a signature made for another domain", async () => {
   const body = [1, identifierToBytes(member.identifier), 1, X25519_KEY, NOW, NOW + DAY];
   for (const label of [DOMAIN.change, DOMAIN.credential, DOMAIN.revocation, DOMAIN.challenge]) {
-    await rejectsWith(
+    await assertRejectsWithCode(
       verifyAttestation(await signedAttestation(member, body, label), member, { now: NOW }),
+      IdentityError,
       "bad_signature",
     );
   }
@@ -269,19 +250,21 @@ Deno.test("verifyAttestation: a signature made for another domain", async () => 
 
 Deno.test("decodeAttestation: malformed input is a typed error", async () => {
   const encoded = attestation.encoded;
-  for (let i = 0; i < encoded.length; i++) {
-    throwsMalformed(() => decodeAttestation(encoded.subarray(0, i)), "truncated");
-  }
-  throwsMalformed(() => decodeAttestation(Uint8Array.of(...encoded, 0x00)), "trailing_bytes");
-  assert.throws(
-    () => decodeAttestation(new Uint8Array(MAX_ATTESTATION_BYTES + 1)),
-    (error: unknown) => error instanceof LimitError && error.code === "too_large",
-  );
+  assertRefusesBadFraming(decodeAttestation, encoded, MAX_ATTESTATION_BYTES);
   const raw = decodeCbor(encoded, { maxBytes: 1024 }) as Uint8Array[];
-  throwsMalformed(() => decodeAttestation(encodeCbor([raw[0]])), "wrong_shape");
-  throwsMalformed(() => decodeAttestation(encodeCbor([...raw, raw[1]])), "wrong_shape");
-  throwsMalformed(
+  assertThrowsWithCode(
+    () => decodeAttestation(encodeCbor([raw[0]])),
+    MalformedError,
+    "wrong_shape",
+  );
+  assertThrowsWithCode(
+    () => decodeAttestation(encodeCbor([...raw, raw[1]])),
+    MalformedError,
+    "wrong_shape",
+  );
+  assertThrowsWithCode(
     () => decodeAttestation(encodeCbor([raw[0], raw[1].subarray(1)])),
+    MalformedError,
     "wrong_shape",
   );
   const id = identifierToBytes(member.identifier);
@@ -295,31 +278,30 @@ Deno.test("decodeAttestation: malformed input is a typed error", async () => {
     [1, id, 1, X25519_KEY, NOW, NOW - 1], // expires before it was made
   ];
   for (const body of shapes) {
-    throwsMalformed(() => decodeAttestation(encodeCbor([encodeCbor(body), raw[1]])), "wrong_shape");
+    assertThrowsWithCode(
+      () => decodeAttestation(encodeCbor([encodeCbor(body), raw[1]])),
+      MalformedError,
+      "wrong_shape",
+    );
   }
   // Indefinite-length data, properly signed, is still refused.
   const data = Uint8Array.of(0x9f, ...attestation.data.subarray(1), 0xff);
-  const indefinite = encodeCbor([
-    data,
-    await member.signer.sign(signedMessage(DOMAIN.attestation, data)),
-  ]);
-  throwsMalformed(() => decodeAttestation(indefinite), "indefinite_length");
+  const indefinite = await signedStructure(member, data, DOMAIN.attestation);
+  assertThrowsWithCode(() => decodeAttestation(indefinite), MalformedError, "indefinite_length");
   // Signed data above its own limit.
   const big = await signedAttestation(member, [1, id, 1, X25519_KEY, NOW, NOW, "x".repeat(300)]);
-  assert.throws(
-    () => decodeAttestation(big),
-    (error: unknown) => error instanceof LimitError && error.code === "too_large",
-  );
+  assertThrowsWithCode(() => decodeAttestation(big), LimitError, "too_large");
 });
 
 Deno.test("decodeAttestation: an unknown version is refused, even if signed", async () => {
   const id = identifierToBytes(member.identifier);
   for (const version of [0, 2]) {
     const encoded = await signedAttestation(member, [version, id, 1, X25519_KEY, NOW, NOW + DAY]);
-    throwsMalformed(() => decodeAttestation(encoded), "unknown_version");
-    await assert.rejects(
+    assertThrowsWithCode(() => decodeAttestation(encoded), MalformedError, "unknown_version");
+    await assertRejectsWithCode(
       verifyAttestation(encoded, member, { now: NOW }),
-      (error: unknown) => error instanceof MalformedError && error.code === "unknown_version",
+      MalformedError,
+      "unknown_version",
     );
   }
 });

@@ -8,7 +8,19 @@ import { decodeCbor, encodeCbor } from "../encoding/cbor.ts";
 import { DOMAIN, type DomainLabel, signedMessage } from "../encoding/domain.ts";
 import { LimitError, MalformedError } from "../encoding/errors.ts";
 import { toHex } from "../encoding/hex.ts";
-import { IdentityError, type IdentityErrorCode } from "../errors.ts";
+import { IdentityError } from "../errors.ts";
+import {
+  assertEveryBitFlipRejected,
+  assertRefusesBadFraming,
+  assertRejectsWithCode,
+  assertThrowsWithCode,
+  DAY,
+  flipBit,
+  identityFromByte,
+  indexOf,
+  NOW,
+  signerFromByte,
+} from "../testdata/test_helpers.ts";
 import {
   acceptHistoryUpdate,
   ChangeHistory,
@@ -26,36 +38,6 @@ import { Identity } from "./identity.ts";
 import type { Signer } from "./signer.ts";
 import { SoftwareSigner } from "./software_signer.ts";
 
-const NOW = 1767225600;
-const DAY = 86400;
-
-function seed(byte: number): Uint8Array {
-  return new Uint8Array(32).fill(byte);
-}
-
-function signer(byte: number): Promise<SoftwareSigner> {
-  return SoftwareSigner.fromSeed(seed(byte));
-}
-
-/** A plain copy: fields may be Buffer views, whose `.slice()` does not copy. */
-function copy(bytes: Uint8Array): Uint8Array {
-  return new Uint8Array(bytes);
-}
-
-function indexOf(haystack: Uint8Array, needle: Uint8Array): number {
-  outer: for (let i = 0; i + needle.length <= haystack.length; i++) {
-    for (let j = 0; j < needle.length; j++) if (haystack[i + j] !== needle[j]) continue outer;
-    return i;
-  }
-  throw new Error("needle not found");
-}
-
-function flipBit(bytes: Uint8Array, bit: number): Uint8Array {
-  const out = copy(bytes);
-  out[bit >> 3] ^= 1 << (bit & 7);
-  return out;
-}
-
 function rawChanges(encoded: Uint8Array): Uint8Array[][] {
   return decodeCbor(encoded, { maxBytes: MAX_HISTORY_BYTES }) as Uint8Array[][];
 }
@@ -70,28 +52,9 @@ async function signed(
   return [data, ...await Promise.all(signers.map((s) => s.sign(message)))];
 }
 
-async function rejectsWith(
-  promise: Promise<unknown>,
-  code: IdentityErrorCode,
-): Promise<void> {
-  await assert.rejects(promise, (error: unknown) => {
-    assert.ok(error instanceof IdentityError, `expected IdentityError, got ${error}`);
-    assert.equal(error.code, code, error.message);
-    return true;
-  });
-}
-
-function throwsMalformed(fn: () => unknown, code: MalformedError["code"]): void {
-  assert.throws(fn, (error: unknown) => {
-    assert.ok(error instanceof MalformedError, `expected MalformedError, got ${error}`);
-    assert.equal(error.code, code, error.message);
-    return true;
-  });
-}
-
-const authority = await signer(1);
-const rotated = await signer(3);
-const other = await signer(5);
+const authority = await signerFromByte(1);
+const rotated = await signerFromByte(3);
+const other = await signerFromByte(5);
 const history = await createChangeHistory(authority, { now: NOW });
 const rotatedHistory = await rotateChangeHistory(history, {
   previous: authority,
@@ -209,21 +172,22 @@ Deno.test("Identity: create, rotate, fromHistory", async () => {
 });
 
 Deno.test("MAX_CHANGES: a history stops growing, and a longer one is refused", async () => {
-  let identity = await Identity.create(await signer(100), { now: NOW });
+  let identity = await identityFromByte(100);
   for (let i = 1; i < MAX_CHANGES; i++) {
     identity = await identity.rotate(await SoftwareSigner.generate(), { now: NOW + i });
   }
   assert.equal(identity.history.changes.length, MAX_CHANGES);
   const verified = await verifyChangeHistory(identity.history.encoded);
   assert.equal(toHex(verified.primaryKey), toHex(identity.signer.publicKey));
-  await rejectsWith(identity.rotate(await SoftwareSigner.generate()), "too_many_changes");
+  await assertRejectsWithCode(
+    identity.rotate(await SoftwareSigner.generate()),
+    IdentityError,
+    "too_many_changes",
+  );
   const raw = rawChanges(identity.history.encoded);
   const tooLong = encodeCbor([...raw, raw[raw.length - 1]]);
   assert.ok(tooLong.length <= MAX_HISTORY_BYTES);
-  assert.throws(
-    () => ChangeHistory.decode(tooLong),
-    (error: unknown) => error instanceof IdentityError && error.code === "too_many_changes",
-  );
+  assertThrowsWithCode(() => ChangeHistory.decode(tooLong), IdentityError, "too_many_changes");
 });
 
 Deno.test("verifyChangeHistory: a flipped bit in any signature is bad_signature", async () => {
@@ -236,13 +200,11 @@ Deno.test("verifyChangeHistory: a flipped bit in any signature is bad_signature"
   for (const [what, encoded, signature] of targets) {
     const at = indexOf(encoded, signature);
     for (let bit = 0; bit < 512; bit++) {
-      await assert.rejects(
+      await assertRejectsWithCode(
         verifyChangeHistory(flipBit(encoded, at * 8 + bit)),
-        (error: unknown) => {
-          assert.ok(error instanceof IdentityError, `${what}, bit ${bit}: ${error}`);
-          assert.equal(error.code, "bad_signature", `${what}, bit ${bit}`);
-          return true;
-        },
+        IdentityError,
+        "bad_signature",
+        `${what}, bit ${bit}`,
       );
     }
   }
@@ -251,55 +213,62 @@ Deno.test("verifyChangeHistory: a flipped bit in any signature is bad_signature"
 Deno.test("verifyChangeHistory: a flipped bit in signed data is bad_signature", async () => {
   // The primary key of the first change.
   const at = indexOf(history.encoded, authority.publicKey);
-  await rejectsWith(verifyChangeHistory(flipBit(history.encoded, at * 8 + 3)), "bad_signature");
+  await assertRejectsWithCode(
+    verifyChangeHistory(flipBit(history.encoded, at * 8 + 3)),
+    IdentityError,
+    "bad_signature",
+  );
   // The primary key and the created_at of the rotation.
   const keyAt = indexOf(rotatedHistory.encoded, rotated.publicKey);
-  await rejectsWith(
+  await assertRejectsWithCode(
     verifyChangeHistory(flipBit(rotatedHistory.encoded, keyAt * 8)),
+    IdentityError,
     "bad_signature",
   );
   const data = rotatedHistory.changes[1].data;
   const timeAt = indexOf(rotatedHistory.encoded, data) + data.length - 1;
-  await rejectsWith(
+  await assertRejectsWithCode(
     verifyChangeHistory(flipBit(rotatedHistory.encoded, timeAt * 8)),
+    IdentityError,
     "bad_signature",
   );
 });
 
 Deno.test("verifyChangeHistory: no single flipped bit anywhere is accepted", async () => {
   const encoded = rotatedHistory.encoded;
-  for (let bit = 0; bit < encoded.length * 8; bit++) {
-    await assert.rejects(verifyChangeHistory(flipBit(encoded, bit)), (error: unknown) => {
-      assert.ok(
-        error instanceof IdentityError || error instanceof MalformedError ||
-          error instanceof LimitError,
-        `bit ${bit}: ${error}`,
-      );
-      return true;
-    });
-  }
+  await assertEveryBitFlipRejected(encoded, (bytes) => verifyChangeHistory(bytes), [
+    IdentityError,
+    MalformedError,
+    LimitError,
+  ]);
 });
 
 Deno.test("verifyChangeHistory: a rotation without the previous signature", async () => {
   const raw = rawChanges(rotatedHistory.encoded);
   assert.equal(raw[1].length, 3);
   const stripped = encodeCbor([raw[0], [raw[1][0], raw[1][1]]]);
-  await rejectsWith(verifyChangeHistory(stripped), "missing_previous_signature");
+  await assertRejectsWithCode(
+    verifyChangeHistory(stripped),
+    IdentityError,
+    "missing_previous_signature",
+  );
 });
 
 Deno.test("verifyChangeHistory: a first change with a previous signature", async () => {
   const raw = rawChanges(history.encoded);
   const extra = await other.sign(signedMessage(DOMAIN.change, raw[0][0]));
-  await rejectsWith(
+  await assertRejectsWithCode(
     verifyChangeHistory(encodeCbor([[raw[0][0], raw[0][1], extra]])),
+    IdentityError,
     "unexpected_previous_signature",
   );
 });
 
 Deno.test("verifyChangeHistory: a first change that names a previous change", async () => {
   const data = encodeCbor([1, new Uint8Array(32), authority.publicKey, NOW]);
-  await rejectsWith(
+  await assertRejectsWithCode(
     verifyChangeHistory(encodeCbor([await signed(data, [authority])])),
+    IdentityError,
     "bad_first_change",
   );
 });
@@ -314,7 +283,11 @@ Deno.test("verifyChangeHistory: a correctly signed rotation with a wrong link", 
   for (const previousHash of wrongHashes) {
     const data = encodeCbor([1, previousHash, rotated.publicKey, NOW + DAY]);
     const change = await signed(data, [rotated, authority]);
-    await rejectsWith(verifyChangeHistory(encodeCbor([raw[0], change])), "broken_chain");
+    await assertRejectsWithCode(
+      verifyChangeHistory(encodeCbor([raw[0], change])),
+      IdentityError,
+      "broken_chain",
+    );
   }
   // The same construction with the right hash verifies: only the link was wrong.
   const data = encodeCbor([1, nobleSha256(raw[0][0]), rotated.publicKey, NOW + DAY]);
@@ -327,7 +300,11 @@ Deno.test("verifyChangeHistory: a rotation older than the change before it", asy
   const raw = rawChanges(history.encoded);
   const data = encodeCbor([1, nobleSha256(raw[0][0]), rotated.publicKey, NOW - 1]);
   const change = await signed(data, [rotated, authority]);
-  await rejectsWith(verifyChangeHistory(encodeCbor([raw[0], change])), "time_went_backwards");
+  await assertRejectsWithCode(
+    verifyChangeHistory(encodeCbor([raw[0], change])),
+    IdentityError,
+    "time_went_backwards",
+  );
 });
 
 Deno.test("verifyChangeHistory: a rotation signed by the wrong keys", async () => {
@@ -335,107 +312,133 @@ Deno.test("verifyChangeHistory: a rotation signed by the wrong keys", async () =
   const data = encodeCbor([1, nobleSha256(raw[0][0]), rotated.publicKey, NOW + DAY]);
   // Previous signature by a key that is not the previous one.
   const wrongPrevious = await signed(data, [rotated, other]);
-  await rejectsWith(verifyChangeHistory(encodeCbor([raw[0], wrongPrevious])), "bad_signature");
+  await assertRejectsWithCode(
+    verifyChangeHistory(encodeCbor([raw[0], wrongPrevious])),
+    IdentityError,
+    "bad_signature",
+  );
   // The new key did not sign: the old key signed twice.
   const notAgreed = await signed(data, [authority, authority]);
-  await rejectsWith(verifyChangeHistory(encodeCbor([raw[0], notAgreed])), "bad_signature");
+  await assertRejectsWithCode(
+    verifyChangeHistory(encodeCbor([raw[0], notAgreed])),
+    IdentityError,
+    "bad_signature",
+  );
   // Signatures swapped.
   const [d, s, p] = await signed(data, [rotated, authority]);
-  await rejectsWith(verifyChangeHistory(encodeCbor([raw[0], [d, p, s]])), "bad_signature");
+  await assertRejectsWithCode(
+    verifyChangeHistory(encodeCbor([raw[0], [d, p, s]])),
+    IdentityError,
+    "bad_signature",
+  );
 });
 
 Deno.test("verifyChangeHistory: a signature made for another domain", async () => {
   const data = encodeCbor([1, null, authority.publicKey, NOW]);
   for (const label of [DOMAIN.attestation, DOMAIN.credential, DOMAIN.revocation]) {
     const change = await signed(data, [authority], label);
-    await rejectsWith(verifyChangeHistory(encodeCbor([change])), "bad_signature");
+    await assertRejectsWithCode(
+      verifyChangeHistory(encodeCbor([change])),
+      IdentityError,
+      "bad_signature",
+    );
   }
   // The raw data without a domain label is refused as well.
   const bare = [data, await authority.sign(data)];
-  await rejectsWith(verifyChangeHistory(encodeCbor([bare])), "bad_signature");
+  await assertRejectsWithCode(
+    verifyChangeHistory(encodeCbor([bare])),
+    IdentityError,
+    "bad_signature",
+  );
 });
 
 Deno.test("ChangeHistory.decode: malformed input is a typed error", async () => {
   const encoded = history.encoded;
-  // Truncated at every length.
-  for (let i = 0; i < encoded.length; i++) {
-    throwsMalformed(() => ChangeHistory.decode(encoded.subarray(0, i)), "truncated");
-  }
-  // Trailing bytes.
-  const longer = new Uint8Array(encoded.length + 1);
-  longer.set(encoded);
-  throwsMalformed(() => ChangeHistory.decode(longer), "trailing_bytes");
-  // Oversized, refused before decoding.
-  assert.throws(
-    () => ChangeHistory.decode(new Uint8Array(MAX_HISTORY_BYTES + 1)),
-    (error: unknown) => error instanceof LimitError && error.code === "too_large",
-  );
+  assertRefusesBadFraming((bytes) => ChangeHistory.decode(bytes), encoded, MAX_HISTORY_BYTES);
   const padded = encodeCbor([[...rawChanges(encoded)[0], new Uint8Array(MAX_HISTORY_BYTES)]]);
-  assert.throws(
-    () => ChangeHistory.decode(padded),
-    (error: unknown) => error instanceof LimitError && error.code === "too_large",
-  );
+  assertThrowsWithCode(() => ChangeHistory.decode(padded), LimitError, "too_large");
   // Indefinite-length outer array.
   assert.equal(encoded[0], 0x81);
   const indefinite = new Uint8Array(encoded.length + 1);
   indefinite.set(encoded);
   indefinite[0] = 0x9f;
   indefinite[encoded.length] = 0xff;
-  throwsMalformed(() => ChangeHistory.decode(indefinite), "indefinite_length");
+  assertThrowsWithCode(() => ChangeHistory.decode(indefinite), MalformedError, "indefinite_length");
   // Non-minimal outer head.
   const nonMinimal = new Uint8Array(encoded.length + 1);
   nonMinimal.set([0x98, 0x01]);
   nonMinimal.set(encoded.subarray(1), 2);
-  throwsMalformed(() => ChangeHistory.decode(nonMinimal), "non_minimal");
+  assertThrowsWithCode(() => ChangeHistory.decode(nonMinimal), MalformedError, "non_minimal");
   // Wrong shapes.
   const raw = rawChanges(encoded);
-  throwsMalformed(() => ChangeHistory.decode(encodeCbor([])), "wrong_shape");
-  throwsMalformed(() => ChangeHistory.decode(encodeCbor(raw[0])), "wrong_shape");
-  throwsMalformed(() => ChangeHistory.decode(encodeCbor([[raw[0][0]]])), "wrong_shape");
-  throwsMalformed(
+  assertThrowsWithCode(() => ChangeHistory.decode(encodeCbor([])), MalformedError, "wrong_shape");
+  assertThrowsWithCode(
+    () => ChangeHistory.decode(encodeCbor(raw[0])),
+    MalformedError,
+    "wrong_shape",
+  );
+  assertThrowsWithCode(
+    () => ChangeHistory.decode(encodeCbor([[raw[0][0]]])),
+    MalformedError,
+    "wrong_shape",
+  );
+  assertThrowsWithCode(
     () => ChangeHistory.decode(encodeCbor([[raw[0][0], raw[0][1], raw[0][1], raw[0][1]]])),
+    MalformedError,
     "wrong_shape",
   );
-  throwsMalformed(
+  assertThrowsWithCode(
     () => ChangeHistory.decode(encodeCbor([[raw[0][0], raw[0][1].subarray(1)]])),
+    MalformedError,
     "wrong_shape",
   );
-  throwsMalformed(
+  assertThrowsWithCode(
     () => ChangeHistory.decode(encodeCbor([["text", raw[0][1]]])),
+    MalformedError,
     "wrong_shape",
   );
   // Signed data of the wrong shape: each is signed, so only its shape is wrong.
   const shortKey = await signed(encodeCbor([1, null, authority.publicKey.subarray(1), NOW]), [
     authority,
   ]);
-  throwsMalformed(() => ChangeHistory.decode(encodeCbor([shortKey])), "wrong_shape");
+  assertThrowsWithCode(
+    () => ChangeHistory.decode(encodeCbor([shortKey])),
+    MalformedError,
+    "wrong_shape",
+  );
   const extraField = await signed(encodeCbor([1, null, authority.publicKey, NOW, 0]), [authority]);
-  throwsMalformed(() => ChangeHistory.decode(encodeCbor([extraField])), "wrong_shape");
+  assertThrowsWithCode(
+    () => ChangeHistory.decode(encodeCbor([extraField])),
+    MalformedError,
+    "wrong_shape",
+  );
   const textTime = await signed(encodeCbor([1, null, authority.publicKey, "now"]), [authority]);
-  throwsMalformed(() => ChangeHistory.decode(encodeCbor([textTime])), "wrong_shape");
+  assertThrowsWithCode(
+    () => ChangeHistory.decode(encodeCbor([textTime])),
+    MalformedError,
+    "wrong_shape",
+  );
   // Signed data that is not strict CBOR itself: [1, null, key, 1.0 as a float].
   const withFloat = Uint8Array.of(0x84, 0x01, 0xf6, 0x58, 0x20, ...authority.publicKey, 0xfa);
   const floatTime = await signed(Uint8Array.of(...withFloat, 0x3f, 0x80, 0x00, 0x00), [authority]);
-  throwsMalformed(() => ChangeHistory.decode(encodeCbor([floatTime])), "unsupported_type");
+  assertThrowsWithCode(
+    () => ChangeHistory.decode(encodeCbor([floatTime])),
+    MalformedError,
+    "unsupported_type",
+  );
   // Signed data larger than a change can be.
   const big = await signed(encodeCbor([1, null, authority.publicKey, NOW, new Uint8Array(600)]), [
     authority,
   ]);
-  assert.throws(
-    () => ChangeHistory.decode(encodeCbor([big])),
-    (error: unknown) => error instanceof LimitError && error.code === "too_large",
-  );
+  assertThrowsWithCode(() => ChangeHistory.decode(encodeCbor([big])), LimitError, "too_large");
 });
 
 Deno.test("ChangeHistory.decode: an unknown version is refused, even if signed", async () => {
   for (const version of [0, 2, 255]) {
     const data = encodeCbor([version, null, authority.publicKey, NOW]);
     const encoded = encodeCbor([await signed(data, [authority])]);
-    throwsMalformed(() => ChangeHistory.decode(encoded), "unknown_version");
-    await assert.rejects(
-      verifyChangeHistory(encoded),
-      (error: unknown) => error instanceof MalformedError && error.code === "unknown_version",
-    );
+    assertThrowsWithCode(() => ChangeHistory.decode(encoded), MalformedError, "unknown_version");
+    await assertRejectsWithCode(verifyChangeHistory(encoded), MalformedError, "unknown_version");
   }
 });
 
@@ -451,7 +454,11 @@ Deno.test("acceptHistoryUpdate: accepts an extension and the same history", asyn
 
 Deno.test("acceptHistoryUpdate: refuses an older history", async () => {
   const current = await verifyChangeHistory(rotatedHistory.encoded);
-  await rejectsWith(acceptHistoryUpdate(current, history.encoded), "history_conflict");
+  await assertRejectsWithCode(
+    acceptHistoryUpdate(current, history.encoded),
+    IdentityError,
+    "history_conflict",
+  );
 });
 
 Deno.test("acceptHistoryUpdate: refuses a diverging history", async () => {
@@ -459,21 +466,37 @@ Deno.test("acceptHistoryUpdate: refuses a diverging history", async () => {
   const fork = await rotateChangeHistory(history, { previous: authority, next: other, now: NOW });
   await verifyChangeHistory(fork.encoded); // valid on its own
   assert.equal(fork.identifier, current.identifier);
-  await rejectsWith(acceptHistoryUpdate(current, fork.encoded), "history_conflict");
+  await assertRejectsWithCode(
+    acceptHistoryUpdate(current, fork.encoded),
+    IdentityError,
+    "history_conflict",
+  );
   // A longer fork diverges as well.
   const longerFork = await rotateChangeHistory(fork, { previous: other, next: rotated, now: NOW });
-  await rejectsWith(acceptHistoryUpdate(current, longerFork.encoded), "history_conflict");
+  await assertRejectsWithCode(
+    acceptHistoryUpdate(current, longerFork.encoded),
+    IdentityError,
+    "history_conflict",
+  );
 });
 
 Deno.test("acceptHistoryUpdate: refuses another identity", async () => {
   const current = await verifyChangeHistory(history.encoded);
   const stranger = await createChangeHistory(other, { now: NOW });
-  await rejectsWith(acceptHistoryUpdate(current, stranger.encoded), "identifier_mismatch");
+  await assertRejectsWithCode(
+    acceptHistoryUpdate(current, stranger.encoded),
+    IdentityError,
+    "identifier_mismatch",
+  );
 });
 
 Deno.test("acceptHistoryUpdate: refuses a candidate that does not verify", async () => {
   const current = await verifyChangeHistory(history.encoded);
   const raw = rawChanges(rotatedHistory.encoded);
   const stripped = encodeCbor([raw[0], [raw[1][0], raw[1][1]]]);
-  await rejectsWith(acceptHistoryUpdate(current, stripped), "missing_previous_signature");
+  await assertRejectsWithCode(
+    acceptHistoryUpdate(current, stripped),
+    IdentityError,
+    "missing_previous_signature",
+  );
 });

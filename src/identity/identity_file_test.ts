@@ -4,30 +4,22 @@
 import assert from "node:assert/strict";
 import { MalformedError } from "../encoding/errors.ts";
 import { toHex } from "../encoding/hex.ts";
-import { IdentityError, type IdentityErrorCode } from "../errors.ts";
+import { IdentityError } from "../errors.ts";
 import { MAX_HISTORY_BYTES } from "./change_history.ts";
-import { Identity } from "./identity.ts";
 import {
   exportIdentity,
   importIdentity,
   readIdentityFile,
   writeIdentityFile,
 } from "./identity_file.ts";
-import { SoftwareSigner } from "./software_signer.ts";
-
-const NOW = 1767225600;
-
-function signer(byte: number): Promise<SoftwareSigner> {
-  return SoftwareSigner.fromSeed(new Uint8Array(32).fill(byte));
-}
-
-async function rejectsWith(promise: Promise<unknown>, code: IdentityErrorCode): Promise<void> {
-  await assert.rejects(promise, (error: unknown) => {
-    assert.ok(error instanceof IdentityError, `expected IdentityError, got ${error}`);
-    assert.equal(error.code, code, error.message);
-    return true;
-  });
-}
+import {
+  assertRejectsWithCode,
+  DAY,
+  identityFromByte,
+  NOW,
+  signerFromByte,
+  withTempDir,
+} from "../testdata/test_helpers.ts";
 
 async function rejectsType(promise: Promise<unknown>, what: string): Promise<void> {
   await assert.rejects(promise, (error: unknown) => {
@@ -37,9 +29,9 @@ async function rejectsType(promise: Promise<unknown>, what: string): Promise<voi
   });
 }
 
-const authority = await Identity.create(await signer(1), { now: NOW });
-const rotated = await authority.rotate(await signer(3), { now: NOW + 86400 });
-const member = await Identity.create(await signer(2), { now: NOW });
+const authority = await identityFromByte(1);
+const rotated = await authority.rotate(await signerFromByte(3), { now: NOW + DAY });
+const member = await identityFromByte(2);
 
 function fileOf(fields: Record<string, unknown>): string {
   return JSON.stringify({
@@ -77,24 +69,28 @@ Deno.test("importIdentity: round trip of a new and of a rotated identity", async
 
 Deno.test("importIdentity: an edited identifier is identifier_mismatch", async () => {
   // Another real identifier.
-  await rejectsWith(
+  await assertRejectsWithCode(
     importIdentity(fileOf({ identifier: member.identifier })),
+    IdentityError,
     "identifier_mismatch",
   );
   // One hex digit changed.
   const last = authority.identifier.at(-1) === "0" ? "1" : "0";
-  await rejectsWith(
+  await assertRejectsWithCode(
     importIdentity(fileOf({ identifier: authority.identifier.slice(0, -1) + last })),
+    IdentityError,
     "identifier_mismatch",
   );
   // Uppercase: the same bytes, but not the identifier's spelling.
-  await rejectsWith(
+  await assertRejectsWithCode(
     importIdentity(fileOf({ identifier: "I" + authority.identifier.slice(1).toUpperCase() })),
+    IdentityError,
     "identifier_mismatch",
   );
   // The history swapped for another identity's, the identifier left alone.
-  await rejectsWith(
+  await assertRejectsWithCode(
     importIdentity(fileOf({ change_history: toHex(member.history.encoded) })),
+    IdentityError,
     "identifier_mismatch",
   );
 });
@@ -127,11 +123,16 @@ Deno.test("importIdentity: a history that does not verify is refused", async () 
   const at = hex.length - 2;
   const flipped = hex.slice(0, at) +
     (parseInt(hex.slice(at), 16) ^ 1).toString(16).padStart(2, "0");
-  await rejectsWith(importIdentity(fileOf({ change_history: flipped })), "bad_signature");
+  await assertRejectsWithCode(
+    importIdentity(fileOf({ change_history: flipped })),
+    IdentityError,
+    "bad_signature",
+  );
   // Truncated.
-  await assert.rejects(
+  await assertRejectsWithCode(
     importIdentity(fileOf({ change_history: hex.slice(0, -2) })),
-    (error: unknown) => error instanceof MalformedError && error.code === "truncated",
+    MalformedError,
+    "truncated",
   );
 });
 
@@ -141,8 +142,7 @@ Deno.test("importIdentity: an oversized file is refused before parsing", async (
 });
 
 Deno.test("writeIdentityFile/readIdentityFile: round trip through a file", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "nexus-identity-file-test-" });
-  try {
+  await withTempDir("nexus-identity-file-test-", async (dir) => {
     const path = `${dir}/authority.identity.json`;
     await writeIdentityFile(path, rotated.history);
     assert.equal(await Deno.readTextFile(path), exportIdentity(rotated.history));
@@ -156,8 +156,6 @@ Deno.test("writeIdentityFile/readIdentityFile: round trip through a file", async
     const edited = text.replace(authority.identifier, member.identifier);
     assert.notEqual(edited, text);
     await Deno.writeTextFile(path, edited);
-    await rejectsWith(readIdentityFile(path), "identifier_mismatch");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+    await assertRejectsWithCode(readIdentityFile(path), IdentityError, "identifier_mismatch");
+  });
 });

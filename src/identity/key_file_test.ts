@@ -6,19 +6,19 @@ import assert from "node:assert/strict";
 import { inspect } from "node:util";
 import { ed25519 } from "@noble/curves/ed25519.js";
 import { fromHex, toHex } from "../encoding/hex.ts";
-import { IdentityError, type IdentityErrorCode } from "../errors.ts";
+import { IdentityError } from "../errors.ts";
+import {
+  assertRejectsWithCode,
+  withTempDir as withPrefixedTempDir,
+} from "../testdata/test_helpers.ts";
 import { createKeyFile, loadOrCreateKeyFile, readKeyFile } from "./key_file.ts";
 import { SoftwareSigner } from "./software_signer.ts";
 
 const KIND = "nexus.ed25519.seed";
 
-async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "nexus-key-file-test-" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+/** Runs `fn` with a fresh temporary directory for key files. */
+function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  return withPrefixedTempDir("nexus-key-file-test-", fn);
 }
 
 async function modeOf(path: string): Promise<number> {
@@ -36,14 +36,6 @@ async function seedOf(path: string): Promise<string> {
 async function writePrivate(path: string, text: string): Promise<void> {
   await Deno.writeTextFile(path, text, { mode: 0o600 });
   await Deno.chmod(path, 0o600);
-}
-
-async function rejectsWith(promise: Promise<unknown>, code: IdentityErrorCode): Promise<void> {
-  await assert.rejects(promise, (error: unknown) => {
-    assert.ok(error instanceof IdentityError, `expected IdentityError, got ${error}`);
-    assert.equal(error.code, code, error.message);
-    return true;
-  });
 }
 
 /**
@@ -103,13 +95,13 @@ Deno.test("createKeyFile: refuses to overwrite, leaving the file as it was", asy
     const path = `${dir}/relay.key`;
     await createKeyFile(path);
     const before = await Deno.readTextFile(path);
-    await rejectsWith(createKeyFile(path), "key_file_exists");
+    await assertRejectsWithCode(createKeyFile(path), IdentityError, "key_file_exists");
     assert.equal(await Deno.readTextFile(path), before);
     assert.equal(await modeOf(path), 0o600);
     // Any existing file counts, not only key files.
     const other = `${dir}/notes.txt`;
     await Deno.writeTextFile(other, "keep me\n");
-    await rejectsWith(createKeyFile(other), "key_file_exists");
+    await assertRejectsWithCode(createKeyFile(other), IdentityError, "key_file_exists");
     assert.equal(await Deno.readTextFile(other), "keep me\n");
   });
 });
@@ -121,13 +113,14 @@ Deno.test("readKeyFile: refuses a key that group or others may access", async ()
     const seed = await seedOf(path);
     for (const mode of [0o640, 0o604, 0o660, 0o644, 0o666, 0o610, 0o601, 0o620, 0o602, 0o677]) {
       await Deno.chmod(path, mode);
-      await assert.rejects(readKeyFile(path), (error: unknown) => {
-        assert.ok(error instanceof IdentityError, `mode ${mode.toString(8)}: ${error}`);
-        assert.equal(error.code, "key_file_permissions", `mode ${mode.toString(8)}`);
-        assert.ok(!revealsSeed(`${error.message}\n${error.stack}`, seed));
-        return true;
-      });
-      await rejectsWith(loadOrCreateKeyFile(path), "key_file_permissions");
+      const error = await assertRejectsWithCode(
+        readKeyFile(path),
+        IdentityError,
+        "key_file_permissions",
+        `mode ${mode.toString(8)}`,
+      );
+      assert.ok(!revealsSeed(`${error.message}\n${error.stack}`, seed));
+      await assertRejectsWithCode(loadOrCreateKeyFile(path), IdentityError, "key_file_permissions");
     }
     // Owner-only modes are accepted.
     for (const mode of [0o600, 0o400, 0o700]) {

@@ -19,13 +19,13 @@ import { TrustStore } from "../credential/trust_store.ts";
 import { verifyEd25519 } from "../crypto/ed25519.ts";
 import { DOMAIN, signedMessage } from "../encoding/domain.ts";
 import { toHex } from "../encoding/hex.ts";
+import { flipBit, NOW } from "../testdata/test_helpers.ts";
 import { createAttestation, verifyAttestation } from "./attestation.ts";
 import { verifyChangeHistory } from "./change_history.ts";
 import { Identity } from "./identity.ts";
 import type { Signer } from "./signer.ts";
 import { SoftwareSigner } from "./software_signer.ts";
 
-const NOW = 1767225600;
 const encoder = new TextEncoder();
 
 /** True when both verifiers accept, false when both refuse; fails the test if they disagree. */
@@ -105,8 +105,7 @@ export function signerConformance(name: string, makeSigner: () => Promise<Signer
     );
     assert.equal(await verifies(signer.publicKey, message.subarray(1), signature), false);
     for (const bit of [0, 7, 100, 255, 256, 300, 511]) {
-      const flipped = signature.slice();
-      flipped[bit >> 3] ^= 1 << (bit & 7);
+      const flipped = flipBit(signature, bit);
       assert.equal(await verifies(signer.publicKey, message, flipped), false, `bit ${bit}`);
     }
     const stranger = await SoftwareSigner.generate();

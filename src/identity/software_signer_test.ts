@@ -4,14 +4,12 @@
 import assert from "node:assert/strict";
 import { ed25519 } from "@noble/curves/ed25519.js";
 import { fromHex, toHex } from "../encoding/hex.ts";
+import { seedFromByte, signerFromByte } from "../testdata/test_helpers.ts";
 import { signerConformance } from "./signer_conformance.ts";
 import { SoftwareSigner } from "./software_signer.ts";
 
 signerConformance("SoftwareSigner.generate", () => SoftwareSigner.generate());
-signerConformance(
-  "SoftwareSigner.fromSeed",
-  () => SoftwareSigner.fromSeed(new Uint8Array(32).fill(0x01)),
-);
+signerConformance("SoftwareSigner.fromSeed", () => signerFromByte(0x01));
 
 /** RFC 8032 §7.1, tests 1 to 3: secret key (seed), public key, message, signature. */
 const RFC8032: [string, string, string, string, string][] = [
@@ -67,13 +65,13 @@ Deno.test("SoftwareSigner.fromSeed: refuses a seed that is not 32 bytes", async 
 });
 
 Deno.test("SoftwareSigner.fromSeed: keeps no reference to the caller's seed", async () => {
-  const seed = new Uint8Array(32).fill(0x2a);
+  const seed = seedFromByte(0x2a);
   const signer = await SoftwareSigner.fromSeed(seed);
   const message = new TextEncoder().encode("after wiping");
-  const expected = toHex(ed25519.sign(message, new Uint8Array(32).fill(0x2a)));
+  const expected = toHex(ed25519.sign(message, seedFromByte(0x2a)));
   seed.fill(0);
   assert.equal(toHex(await signer.sign(message)), expected);
-  assert.equal(toHex(signer.publicKey), toHex(ed25519.getPublicKey(new Uint8Array(32).fill(0x2a))));
+  assert.equal(toHex(signer.publicKey), toHex(ed25519.getPublicKey(seedFromByte(0x2a))));
 });
 
 Deno.test("SoftwareSigner.generate: a fresh key each time", async () => {
@@ -83,7 +81,7 @@ Deno.test("SoftwareSigner.generate: a fresh key each time", async () => {
 });
 
 Deno.test("SoftwareSigner: description and JSON name only public data", async () => {
-  const signer = await SoftwareSigner.fromSeed(new Uint8Array(32).fill(0x01));
+  const signer = await signerFromByte(0x01);
   assert.equal(signer.description, "software");
   assert.deepEqual(JSON.parse(JSON.stringify(signer)), {
     description: "software",

@@ -37,6 +37,7 @@ import {
   verifyCredential,
   verifyRevocationList,
 } from "../mod.ts";
+import { assertRejectsWithCode } from "./test_helpers.ts";
 
 const GOLDEN_URL = new URL("./golden.json", import.meta.url);
 const UPDATE = Deno.env.get("UPDATE_GOLDEN") === "1";
@@ -373,14 +374,15 @@ Deno.test("golden: the revocation list decodes, verifies and revokes the credent
   await verifyRevocationList(list, trust);
   const revocations = new RevocationRegistry();
   assert.equal(await revocations.apply(list, trust), true);
-  await assert.rejects(
+  await assertRejectsWithCode(
     verifyCredential(fromHex(golden.credential), {
       trust,
       subject: golden.member_identifier,
       now: INPUTS.now,
       revocations,
     }),
-    (error: unknown) => error instanceof CredentialError && error.code === "revoked",
+    CredentialError,
+    "revoked",
   );
 });
 
@@ -389,8 +391,9 @@ Deno.test("golden: after the rotation, the old key's credential is refused", asy
     await verifyChangeHistory(fromHex(golden.authority_change_history)),
   ]);
   assert.equal(await trust.update(fromHex(golden.rotated_authority_change_history)), true);
-  await assert.rejects(
+  await assertRejectsWithCode(
     verifyCredential(fromHex(golden.credential), { trust, now: INPUTS.now }),
-    (error: unknown) => error instanceof CredentialError && error.code === "bad_signature",
+    CredentialError,
+    "bad_signature",
   );
 });

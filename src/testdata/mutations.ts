@@ -12,6 +12,9 @@ import fc from "fast-check";
 import { decodeCbor, encodeCbor } from "../encoding/cbor.ts";
 import { LimitError, MalformedError } from "../encoding/errors.ts";
 import { toHex } from "../encoding/hex.ts";
+import { concat, copy, type ErrorClass } from "./test_helpers.ts";
+
+export type { ErrorClass };
 
 /** Seed used when `PROPERTY_SEED` is not set, so that every run is the same. */
 export const DEFAULT_SEED = 0x6e657875; // "nexu"
@@ -70,10 +73,6 @@ export function describeConfiguration(file: string): string {
   return `${file}: fast-check seed ${propertySeed()} (PROPERTY_SEED), ` +
     `runs ${readEnv("PROPERTY_RUNS") || "default"} (PROPERTY_RUNS)`;
 }
-
-/** Error classes a rejection may be an instance of. */
-// deno-lint-ignore no-explicit-any
-export type ErrorClass = abstract new (...args: any[]) => Error;
 
 /**
  * Throws (an AssertionError-like Error naming the input) unless `error` is an
@@ -320,27 +319,48 @@ export const mutationArbitrary: fc.Arbitrary<Mutation> = fc.oneof(
   { weight: 1, arbitrary: structuralMutationArbitrary },
 );
 
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
-}
-
 /** `n` modulo `size` (0 when `size` is 0). */
 function wrap(n: number, size: number): number {
   return size === 0 ? 0 : n % size;
 }
 
+/** A copy of `input` with its byte at `at` (modulo its length) replaced by `edit(byte)`. */
+function editByte(input: Uint8Array, at: number, edit: (byte: number) => number): Uint8Array {
+  const out = copy(input);
+  if (out.length > 0) {
+    const i = wrap(at, out.length);
+    out[i] = edit(out[i]);
+  }
+  return out;
+}
+
+/** `bytes` inserted into `input` before position `at` (modulo its length + 1). */
+function insertAt(input: Uint8Array, at: number, bytes: Uint8Array): Uint8Array {
+  const to = wrap(at, input.length + 1);
+  return concat(input.subarray(0, to), bytes, input.subarray(to));
+}
+
 /**
- * A plain copy. `slice()` is not enough: on a Node Buffer (what cbor-x
- * returns) it is a view, and even Uint8Array.prototype.slice makes a Buffer.
+ * `input` with `length` bytes at `at` replaced by `count` bytes of the corpus
+ * structure `source`, from `from` (positions modulo the lengths + 1).
  */
-function copy(bytes: Uint8Array): Uint8Array {
-  return new Uint8Array(bytes);
+function transplant(
+  input: Uint8Array,
+  corpus: readonly Uint8Array[],
+  at: number,
+  length: number,
+  source: number,
+  from: number,
+  count: number,
+): Uint8Array {
+  const other = corpus[wrap(source, corpus.length)];
+  const start = wrap(at, input.length + 1);
+  const offset = wrap(from, other.length + 1);
+  return concat(
+    input.subarray(0, start),
+    other.subarray(offset, offset + count),
+    input.subarray(start + length),
+  );
 }
 
 function applyByteMutation(
@@ -350,22 +370,12 @@ function applyByteMutation(
 ): Uint8Array {
   const n = input.length;
   switch (mutation.kind) {
-    case "flip_bit": {
-      if (n === 0) return copy(input);
-      const out = copy(input);
-      out[wrap(mutation.at, n)] ^= 1 << mutation.bit;
-      return out;
-    }
-    case "set_byte": {
-      if (n === 0) return copy(input);
-      const out = copy(input);
-      out[wrap(mutation.at, n)] = mutation.value;
-      return out;
-    }
-    case "insert": {
-      const at = wrap(mutation.at, n + 1);
-      return concat(input.subarray(0, at), mutation.bytes, input.subarray(at));
-    }
+    case "flip_bit":
+      return editByte(input, mutation.at, (byte) => byte ^ (1 << mutation.bit));
+    case "set_byte":
+      return editByte(input, mutation.at, () => mutation.value);
+    case "insert":
+      return insertAt(input, mutation.at, mutation.bytes);
     case "delete": {
       const at = wrap(mutation.at, n);
       return concat(input.subarray(0, at), input.subarray(at + mutation.length));
@@ -376,26 +386,21 @@ function applyByteMutation(
       return concat(input, mutation.bytes);
     case "duplicate": {
       const at = wrap(mutation.at, n);
-      const range = input.subarray(at, at + mutation.length);
-      const to = wrap(mutation.to, n + 1);
-      return concat(input.subarray(0, to), range, input.subarray(to));
+      return insertAt(input, mutation.to, input.subarray(at, at + mutation.length));
     }
-    case "splice": {
-      const other = corpus[wrap(mutation.source, corpus.length)];
-      const cut = wrap(mutation.cut, n + 1);
-      const from = wrap(mutation.from, other.length + 1);
-      return concat(input.subarray(0, cut), other.subarray(from));
-    }
-    case "transplant": {
-      const other = corpus[wrap(mutation.source, corpus.length)];
-      const at = wrap(mutation.at, n + 1);
-      const from = wrap(mutation.from, other.length + 1);
-      return concat(
-        input.subarray(0, at),
-        other.subarray(from, from + mutation.count),
-        input.subarray(at + mutation.length),
+    case "splice":
+      // A transplant that replaces everything from the cut with everything from `from`.
+      return transplant(input, corpus, mutation.cut, n, mutation.source, mutation.from, Infinity);
+    case "transplant":
+      return transplant(
+        input,
+        corpus,
+        mutation.at,
+        mutation.length,
+        mutation.source,
+        mutation.from,
+        mutation.count,
       );
-    }
     case "random":
       return copy(mutation.bytes);
   }
@@ -423,6 +428,15 @@ function decodeContainer(bytes: Uint8Array): unknown[] | Map<unknown, unknown> |
 
 function encode(value: unknown): Uint8Array {
   return copy(encodeCbor(value));
+}
+
+/**
+ * What takes the place of `bytes`, the encoding of one item, when that item
+ * is replaced by `r`: nothing (REMOVE), the item twice (REPEAT), or `r`'s
+ * encoding.
+ */
+function reencode(bytes: Uint8Array, r: Replacement): Uint8Array {
+  return r === REMOVE ? new Uint8Array(0) : r === REPEAT ? concat(bytes, bytes) : encode(r);
 }
 
 /** Lists the nodes of `value` depth first, entering byte strings that hold CBOR. */
@@ -467,15 +481,7 @@ function collect(
   } else if (value instanceof Uint8Array && nested < 2) {
     const inner = decodeContainer(value);
     if (inner !== undefined) {
-      collect(
-        inner,
-        (r) =>
-          rebuild(
-            r === REMOVE ? new Uint8Array(0) : r === REPEAT ? concat(value, value) : encode(r),
-          ),
-        nested + 1,
-        out,
-      );
+      collect(inner, (r) => rebuild(reencode(value, r)), nested + 1, out);
     }
   }
 }
@@ -488,12 +494,7 @@ function applyStructuralMutation(
   const root = decodeContainer(input);
   if (root === undefined) return copy(input);
   const nodes: Node[] = [];
-  collect(
-    root,
-    (r) => r === REMOVE ? new Uint8Array(0) : r === REPEAT ? concat(input, input) : encode(r),
-    0,
-    nodes,
-  );
+  collect(root, (r) => reencode(input, r), 0, nodes);
   const node = nodes[wrap(mutation.node, nodes.length)];
   const edit = mutation.edit;
   switch (edit.op) {
