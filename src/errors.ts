@@ -57,3 +57,40 @@ export type CredentialErrorCode =
 
 /** A credential or revocation list failed verification. */
 export class CredentialError extends NexusError<CredentialErrorCode> {}
+
+/** Why a Noise handshake or a secure channel failed. */
+export type HandshakeErrorCode =
+  | "malformed_message"
+  | "decrypt_failed"
+  | "out_of_order"
+  | "bad_dh"
+  | "nonce_exhausted"
+  | "bad_payload"
+  | "identity_rejected"
+  | "attestation_mismatch"
+  | "credential_rejected"
+  | "missing_credential"
+  | "missing_attribute"
+  | "not_pinned"
+  | "timeout"
+  | "closed";
+
+/** A handshake or channel failed; the channel is not usable. */
+export class HandshakeError extends NexusError<HandshakeErrorCode> {}
+
+/** Why the transport refused an operation or failed to open a connection. */
+export type TransportErrorCode =
+  | "closed"
+  | "reader_busy"
+  | "decoder_not_drained"
+  | "connect_failed"
+  | "tls_failed"
+  | "handshake_timeout"
+  | "aborted";
+
+/**
+ * A framed connection could not be opened, or an operation on one was
+ * refused (sending on a closed connection, a second concurrent reader).
+ * Malformed bytes from a peer are a `FrameError` (a RangeError) instead.
+ */
+export class TransportError extends NexusError<TransportErrorCode> {}

@@ -1,0 +1,215 @@
+/**
+ * HandshakeState (Noise specification rev. 34, §5.3) for the XX pattern
+ * (§7.5), and nothing else:
+ *
+ * ```
+ * XX:
+ *   -> e
+ *   <- e, ee, s, es
+ *   -> s, se
+ * ```
+ *
+ * Sans-IO: the caller moves messages between peers; this class only turns
+ * payloads into handshake messages and back. Static and ephemeral keys and
+ * the prologue can be injected, so published test vectors drive it.
+ *
+ * @module
+ */
+import { HandshakeError } from "../../errors.ts";
+import { dh, type DhKeyPair, generateDhKeyPair } from "./x25519.ts";
+import { type SplitKeys, SymmetricState } from "./symmetric_state.ts";
+
+/** The protocol this state machine implements. */
+export const PROTOCOL_NAME = "Noise_XX_25519_AESGCM_SHA256";
+/** DHLEN for 25519 (§12.1). */
+export const DHLEN = 32;
+/** Length of an AESGCM authentication tag. */
+export const TAGLEN = 16;
+/** Largest Noise message (§3). */
+export const MAX_MESSAGE = 65535;
+
+/** Options for {@link XXHandshake}. */
+export interface XXHandshakeOptions {
+  initiator: boolean;
+  prologue: Uint8Array;
+  /** The local static key pair `s`. */
+  staticKeyPair: DhKeyPair;
+  /** The local ephemeral key pair `e`; generated when absent (test vectors inject one). */
+  ephemeralKeyPair?: DhKeyPair;
+}
+
+/**
+ * The XX handshake. Call {@link writeMessage} and {@link readMessage}
+ * alternately, initiator first; after the third message {@link complete}
+ * is true and {@link split} gives the transport keys.
+ */
+export class XXHandshake {
+  readonly initiator: boolean;
+  #symmetric = new SymmetricState(PROTOCOL_NAME);
+  #s: DhKeyPair;
+  #e: DhKeyPair | null;
+  #rs: Uint8Array | null = null;
+  #re: Uint8Array | null = null;
+  /** Messages processed so far: 0, 1, 2 or 3. */
+  #step = 0;
+  #failed = false;
+
+  constructor(options: XXHandshakeOptions) {
+    this.initiator = options.initiator;
+    this.#s = options.staticKeyPair;
+    this.#e = options.ephemeralKeyPair ?? null;
+    // Initialize(): no pre-messages in XX, so only the prologue is mixed.
+    this.#symmetric.mixHash(options.prologue);
+  }
+
+  /** True after the third message. */
+  get complete(): boolean {
+    return this.#step === 3;
+  }
+
+  /** The peer's static public key, once received (message 2 or 3). */
+  get remoteStaticKey(): Uint8Array | null {
+    return this.#rs?.slice() ?? null;
+  }
+
+  /** h: the handshake hash so far. */
+  get handshakeHash(): Uint8Array {
+    return this.#symmetric.handshakeHash();
+  }
+
+  /** True when the next call must be {@link writeMessage}. */
+  get mustWrite(): boolean {
+    return (this.#step % 2 === 0) === this.initiator;
+  }
+
+  #begin(writing: boolean): void {
+    if (this.#failed) throw new HandshakeError("out_of_order", "the handshake has failed");
+    if (this.#step === 3) throw new HandshakeError("out_of_order", "the handshake is complete");
+    if (writing !== this.mustWrite) {
+      throw new HandshakeError(
+        "out_of_order",
+        writing ? "expected to read a message" : "expected to write a message",
+      );
+    }
+  }
+
+  /**
+   * WriteMessage(payload, message_buffer): the next handshake message
+   * carrying `payload`.
+   */
+  async writeMessage(payload: Uint8Array): Promise<Uint8Array> {
+    this.#begin(true);
+    try {
+      const parts: Uint8Array[] = [];
+      const sym = this.#symmetric;
+      if (this.#step === 0) {
+        // -> e
+        parts.push(await this.#writeE());
+      } else if (this.#step === 1) {
+        // <- e, ee, s, es (responder)
+        parts.push(await this.#writeE());
+        await sym.mixKey(await dh(this.#e!, this.#re!)); // ee
+        parts.push(await sym.encryptAndHash(this.#s.publicKey)); // s
+        await sym.mixKey(await dh(this.#s, this.#re!)); // es: DH(s, re) on the responder
+      } else {
+        // -> s, se (initiator)
+        parts.push(await sym.encryptAndHash(this.#s.publicKey)); // s
+        await sym.mixKey(await dh(this.#s, this.#re!)); // se: DH(s, re) on the initiator
+      }
+      parts.push(await sym.encryptAndHash(payload));
+      this.#step++;
+      const message = concat(parts);
+      if (message.length > MAX_MESSAGE) {
+        throw new HandshakeError("malformed_message", "handshake message over 65535 bytes");
+      }
+      return message;
+    } catch (error) {
+      this.#failed = true;
+      throw error;
+    }
+  }
+
+  /**
+   * ReadMessage(message, payload_buffer): the payload of the peer's next
+   * handshake message.
+   * @throws {HandshakeError} `malformed_message` (too short or too long),
+   *   `decrypt_failed`, `bad_dh`; after any failure the state is dead.
+   */
+  async readMessage(message: Uint8Array): Promise<Uint8Array> {
+    this.#begin(false);
+    try {
+      if (message.length > MAX_MESSAGE) {
+        throw new HandshakeError("malformed_message", "handshake message over 65535 bytes");
+      }
+      const sym = this.#symmetric;
+      let at = 0;
+      const take = (n: number): Uint8Array => {
+        if (message.length - at < n) {
+          throw new HandshakeError(
+            "malformed_message",
+            `handshake message ${this.#step + 1} is too short`,
+          );
+        }
+        const part = message.subarray(at, at + n);
+        at += n;
+        return part;
+      };
+      if (this.#step === 0) {
+        // -> e (responder reads)
+        this.#readE(take(DHLEN));
+      } else if (this.#step === 1) {
+        // <- e, ee, s, es (initiator reads)
+        this.#readE(take(DHLEN));
+        await sym.mixKey(await dh(this.#e!, this.#re!)); // ee
+        this.#rs = await sym.decryptAndHash(take(DHLEN + TAGLEN)); // s
+        await sym.mixKey(await dh(this.#e!, this.#rs)); // es: DH(e, rs) on the initiator
+      } else {
+        // -> s, se (responder reads)
+        this.#rs = await sym.decryptAndHash(take(DHLEN + TAGLEN)); // s
+        await sym.mixKey(await dh(this.#e!, this.#rs)); // se: DH(e, rs) on the responder
+      }
+      const rest = message.subarray(at);
+      if (sym.hasKey() && rest.length < TAGLEN) {
+        throw new HandshakeError(
+          "malformed_message",
+          `handshake message ${this.#step + 1} is too short`,
+        );
+      }
+      const payload = await sym.decryptAndHash(rest);
+      this.#step++;
+      return payload;
+    } catch (error) {
+      this.#failed = true;
+      throw error;
+    }
+  }
+
+  /** Split() after the last message: the transport keys and the handshake hash. */
+  split(): SplitKeys {
+    if (this.#step !== 3) throw new HandshakeError("out_of_order", "the handshake is not complete");
+    return this.#symmetric.split();
+  }
+
+  async #writeE(): Promise<Uint8Array> {
+    this.#e ??= await generateDhKeyPair();
+    this.#symmetric.mixHash(this.#e.publicKey);
+    return this.#e.publicKey;
+  }
+
+  #readE(re: Uint8Array): void {
+    this.#re = re.slice();
+    this.#symmetric.mixHash(this.#re);
+  }
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  let length = 0;
+  for (const part of parts) length += part.length;
+  const out = new Uint8Array(length);
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}

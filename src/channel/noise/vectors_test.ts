@@ -1,0 +1,97 @@
+/**
+ * Published test vectors for Noise_XX_25519_AESGCM_SHA256 (cacophony
+ * format), from `../shared/vectors/noise/noise_xx_cacophony.json` or the
+ * file named by the environment variable NOISE_VECTORS. Entries for other
+ * protocols are skipped.
+ *
+ * For each entry: the three handshake messages must be byte-identical to the
+ * vector and carry its payloads, the handshake hash must match when given,
+ * and the transport messages after it (responder to initiator first, then
+ * alternating) must encrypt and decrypt to the vector's bytes with the keys
+ * of Split() and nonces 0, 1, 2, ...
+ */
+import assert from "node:assert/strict";
+import { fromHex, toHex } from "../../encoding/hex.ts";
+import { CipherState } from "./cipher_state.ts";
+import { PROTOCOL_NAME, XXHandshake } from "./handshake_state.ts";
+import { dhKeyPairFromPrivate } from "./x25519.ts";
+
+interface Vector {
+  protocol_name: string;
+  init_prologue: string;
+  init_static: string;
+  init_ephemeral: string;
+  resp_prologue: string;
+  resp_static: string;
+  resp_ephemeral: string;
+  handshake_hash?: string;
+  messages: { payload: string; ciphertext: string }[];
+}
+
+const defaultPath = new URL(
+  "../../../../shared/vectors/noise/noise_xx_cacophony.json",
+  import.meta.url,
+);
+const path = Deno.env.get("NOISE_VECTORS") ?? defaultPath;
+const file = JSON.parse(await Deno.readTextFile(path)) as { vectors: Vector[] } | Vector[];
+const all = Array.isArray(file) ? file : file.vectors;
+const vectors = all.filter((v) => v.protocol_name === PROTOCOL_NAME);
+
+Deno.test("noise vectors: the file holds entries for this protocol", () => {
+  assert.ok(vectors.length > 0, `no ${PROTOCOL_NAME} entries in ${path}`);
+});
+
+for (const [index, vector] of vectors.entries()) {
+  Deno.test(`noise vectors: ${PROTOCOL_NAME} entry ${index}`, async () => {
+    const initiator = new XXHandshake({
+      initiator: true,
+      prologue: fromHex(vector.init_prologue),
+      staticKeyPair: await dhKeyPairFromPrivate(fromHex(vector.init_static)),
+      ephemeralKeyPair: await dhKeyPairFromPrivate(fromHex(vector.init_ephemeral)),
+    });
+    const responder = new XXHandshake({
+      initiator: false,
+      prologue: fromHex(vector.resp_prologue),
+      staticKeyPair: await dhKeyPairFromPrivate(fromHex(vector.resp_static)),
+      ephemeralKeyPair: await dhKeyPairFromPrivate(fromHex(vector.resp_ephemeral)),
+    });
+
+    // Handshake: messages 0 and 2 from the initiator, 1 from the responder.
+    for (let i = 0; i < 3; i++) {
+      const { payload, ciphertext } = vector.messages[i];
+      const [writer, reader] = i % 2 === 0 ? [initiator, responder] : [responder, initiator];
+      const message = await writer.writeMessage(fromHex(payload));
+      assert.equal(toHex(message), ciphertext, `handshake message ${i}`);
+      assert.equal(toHex(await reader.readMessage(message)), payload, `payload ${i}`);
+    }
+    assert.ok(initiator.complete && responder.complete);
+    if (vector.handshake_hash !== undefined) {
+      assert.equal(toHex(initiator.handshakeHash), vector.handshake_hash);
+      assert.equal(toHex(responder.handshakeHash), vector.handshake_hash);
+    }
+
+    const i = initiator.split();
+    const r = responder.split();
+    assert.deepEqual(i, r);
+    const ciphers = async (key: Uint8Array) => {
+      const cipher = new CipherState();
+      await cipher.initializeKey(key);
+      return cipher;
+    };
+    const initiatorSend = await ciphers(i.initiatorToResponder);
+    const responderReceive = await ciphers(r.initiatorToResponder);
+    const responderSend = await ciphers(r.responderToInitiator);
+    const initiatorReceive = await ciphers(i.responderToInitiator);
+    const empty = new Uint8Array(0);
+    for (let m = 3; m < vector.messages.length; m++) {
+      const { payload, ciphertext } = vector.messages[m];
+      const fromResponder = (m - 3) % 2 === 0;
+      const [send, receive] = fromResponder
+        ? [responderSend, initiatorReceive]
+        : [initiatorSend, responderReceive];
+      const sealed = await send.encryptWithAd(empty, fromHex(payload));
+      assert.equal(toHex(sealed), ciphertext, `transport message ${m}`);
+      assert.equal(toHex(await receive.decryptWithAd(empty, sealed)), payload);
+    }
+  });
+}

@@ -1,0 +1,641 @@
+/**
+ * Identity-bound secure channels over routes (DESIGN.md §4, §5).
+ *
+ * Each channel end is two workers on its node:
+ *
+ * - the **encryptor** (`sce.<hex>`, the channel's public {@link SecureChannel.address}):
+ *   local workers send to `[encryptor, ...route at the peer]`; it seals the
+ *   inner message and routes the record to the peer's decryptor;
+ * - the **decryptor** (`scd.<hex>`): receives handshake messages and
+ *   records from the peer, opens them, and delivers the inner message on
+ *   this node with the return route `[encryptor, ...]` and the peer's
+ *   verified identity and current credential in `local.secureChannel`.
+ *
+ * Wire payloads between the two ends (after the routing header):
+ *
+ * ```
+ * 0x01 noise message 1   initiator → listener address (no payload)
+ * 0x02 noise message 2   responder → initiator decryptor (responder's IdentityPayload)
+ * 0x03 noise message 3   initiator → responder decryptor (initiator's IdentityPayload)
+ * 0x04 record            either way (transport_cipher.ts)
+ * ```
+ *
+ * Record plaintexts start with a kind byte: 0x01 a routed message
+ * (routed_message.ts layout), 0x02 a credential refresh (an encoded
+ * credential), 0x03 close (UTF-8 reason), 0x05 ready (the responder
+ * accepted the initiator; the initiator's connect resolves only then).
+ *
+ * @module
+ */
+import type { Credential } from "../credential/credential.ts";
+import { HandshakeError } from "../errors.ts";
+import type { Identity } from "../identity/identity.ts";
+import { createAttestation } from "../identity/attestation.ts";
+import { type Logger, silentLogger } from "../log.ts";
+import type { Node } from "../routing/node.ts";
+import {
+  type Address,
+  decodeRoutedMessage,
+  encodeRoutedMessage,
+  type Route,
+  type RoutedMessage,
+  type SecureChannelInfo,
+} from "../routing/routed_message.ts";
+import { encodeIdentityPayload } from "./identity_payload.ts";
+import { type DhKeyPair, generateDhKeyPair } from "./noise/x25519.ts";
+import { XXHandshake } from "./noise/handshake_state.ts";
+import { ReceiveCipher, SendCipher } from "./transport_cipher.ts";
+import {
+  checkCredential,
+  type TrustPolicy,
+  type VerifiedPeer,
+  verifyPeer,
+} from "./trust_policy.ts";
+
+/** Prologue of every handshake: protocol label and version (DESIGN.md §4). */
+export const PROLOGUE = new TextEncoder().encode("nexus.secure_channel.v1");
+
+const WIRE = { message1: 0x01, message2: 0x02, message3: 0x03, record: 0x04 } as const;
+const KIND = { message: 0x01, refresh: 0x02, close: 0x03, ready: 0x05 } as const;
+
+/** What this end presents: identity, attested static key, credentials. */
+export interface ChannelIdentity {
+  readonly identity: Identity;
+  readonly staticKeyPair: DhKeyPair;
+  /** Encoded attestation of `staticKeyPair.publicKey` by `identity`. */
+  readonly attestation: Uint8Array;
+  /** The credentials to present now (read at each handshake). */
+  readonly credentials: () => readonly Uint8Array[];
+}
+
+/**
+ * A channel identity with a fresh X25519 static key attested by `identity`
+ * for `ttlSeconds` (default 30 days).
+ */
+export async function createChannelIdentity(
+  identity: Identity,
+  options: { credentials?: () => readonly Uint8Array[]; ttlSeconds?: number } = {},
+): Promise<ChannelIdentity> {
+  const staticKeyPair = await generateDhKeyPair();
+  const attestation = await createAttestation(identity, staticKeyPair.publicKey, {
+    ttlSeconds: options.ttlSeconds,
+  });
+  return {
+    identity,
+    staticKeyPair,
+    attestation: attestation.encoded,
+    credentials: options.credentials ?? (() => []),
+  };
+}
+
+/** Options common to both ends. */
+export interface ChannelOptions {
+  node: Node;
+  local: ChannelIdentity;
+  policy: TrustPolicy;
+  /** Milliseconds for the whole handshake (default 10,000). */
+  handshakeTimeoutMs?: number;
+  /** Milliseconds without a record from the peer before closing (default 300,000). */
+  idleTimeoutMs?: number;
+  /** Records per key (default: transport_cipher's). */
+  rekeyInterval?: number;
+  logger?: Logger;
+}
+
+/** Why a channel closed. */
+export interface CloseInfo {
+  readonly reason: string;
+  /** True when the peer closed it. */
+  readonly byPeer: boolean;
+}
+
+/** Counters of one channel. */
+export interface ChannelStats {
+  sent: number;
+  received: number;
+  dropped: number;
+}
+
+function frame(kind: number, body: Uint8Array): Uint8Array {
+  const out = new Uint8Array(1 + body.length);
+  out[0] = kind;
+  out.set(body, 1);
+  return out;
+}
+
+const utf8 = new TextEncoder();
+const fromUtf8 = new TextDecoder();
+
+/** An established channel end. */
+export class SecureChannel {
+  /** Send here (first address of the onward route) to reach the peer. */
+  readonly address: Address;
+  /** The decryptor's address: where the peer's records arrive. */
+  readonly decryptorAddress: Address;
+  readonly peer: VerifiedPeer;
+  readonly closed: Promise<CloseInfo>;
+  readonly stats: ChannelStats = { sent: 0, received: 0, dropped: 0 };
+  #node: Node;
+  #policy: TrustPolicy;
+  #remote: Route;
+  #send: SendCipher;
+  #receive: ReceiveCipher;
+  #credential: Credential | null;
+  #logger: Logger;
+  #resolveClosed!: (info: CloseInfo) => void;
+  #isClosed = false;
+  /** Records are routed in counter order even when seals finish out of order. */
+  #sendChain: Promise<unknown> = Promise.resolve();
+  #receiveChain: Promise<unknown> = Promise.resolve();
+  #idleMs: number;
+  #lastReceived = Date.now();
+  #idleTimer: ReturnType<typeof setTimeout> | undefined;
+  #expiryTimer: ReturnType<typeof setTimeout> | undefined;
+  #info: SecureChannelInfo;
+  /** For the initiator: settles when the responder says ready or refuses. */
+  #ready: PromiseWithResolvers<void> | null;
+
+  /** @internal Built by {@link connectSecureChannel} and {@link listenSecureChannels}. */
+  constructor(init: {
+    node: Node;
+    policy: TrustPolicy;
+    encryptor: Address;
+    decryptor: Address;
+    remote: Route;
+    peer: VerifiedPeer;
+    send: SendCipher;
+    receive: ReceiveCipher;
+    idleTimeoutMs: number;
+    logger: Logger;
+    awaitReady: boolean;
+  }) {
+    this.#node = init.node;
+    this.#policy = init.policy;
+    this.address = init.encryptor;
+    this.decryptorAddress = init.decryptor;
+    this.#remote = init.remote;
+    this.peer = init.peer;
+    this.#credential = init.peer.credential;
+    this.#send = init.send;
+    this.#receive = init.receive;
+    this.#idleMs = init.idleTimeoutMs;
+    this.#logger = init.logger;
+    this.#ready = init.awaitReady ? Promise.withResolvers<void>() : null;
+    this.closed = new Promise((resolve) => this.#resolveClosed = resolve);
+    this.#info = {
+      address: init.decryptor,
+      peer: init.peer.identifier,
+      credential: () => this.#credential,
+    };
+    init.node.register(init.encryptor, (message) => this.#encrypt(message));
+    this.#armIdle();
+    this.#armExpiry();
+  }
+
+  /** The peer's current credential: the newest verified refresh, or the handshake's. */
+  get credential(): Credential | null {
+    return this.#credential;
+  }
+
+  /** True once closed. */
+  get isClosed(): boolean {
+    return this.#isClosed;
+  }
+
+  /** @internal Resolves when the responder accepted this initiator. */
+  get ready(): Promise<void> {
+    return this.#ready?.promise ?? Promise.resolve();
+  }
+
+  /** Sends `payload` to the worker at `onward` on the peer's node. */
+  send(onward: Route, payload: Uint8Array, returnRoute: Route = []): Promise<void> {
+    return this.#encrypt({ onward: [this.address, ...onward], return: returnRoute, payload });
+  }
+
+  /** Presents a new credential to the peer inside the channel. */
+  refreshCredential(credential: Uint8Array): Promise<void> {
+    return this.#sendRecord(frame(KIND.refresh, credential));
+  }
+
+  /**
+   * Checks the peer's current credential again (after a revocation list or
+   * trust anchor update) and closes the channel if it no longer passes.
+   * Returns true when the channel stays open.
+   */
+  async revalidate(): Promise<boolean> {
+    if (this.#isClosed) return false;
+    const credential = this.#credential;
+    if (credential === null) {
+      if (this.#policy.requireCredential === false) return true;
+      await this.close("no credential");
+      return false;
+    }
+    try {
+      await checkCredential(credential, this.peer.identifier, this.#policy);
+      return true;
+    } catch (error) {
+      await this.close(
+        error instanceof HandshakeError ? error.message : "credential no longer valid",
+      );
+      return false;
+    }
+  }
+
+  /**
+   * Closes the channel, telling the peer why (best effort). The promise
+   * settles once the close record has been handed to the route.
+   */
+  close(reason = "closed"): Promise<void> {
+    if (this.#isClosed) return Promise.resolve();
+    const told = this.#sendRecord(frame(KIND.close, utf8.encode(reason.slice(0, 200))))
+      .catch(() => {});
+    this.#finish(reason, false);
+    return told;
+  }
+
+  #finish(reason: string, byPeer: boolean): void {
+    if (this.#isClosed) return;
+    this.#isClosed = true;
+    clearTimeout(this.#idleTimer);
+    clearTimeout(this.#expiryTimer);
+    this.#node.unregister(this.address);
+    this.#node.unregister(this.decryptorAddress);
+    this.#ready?.reject(
+      new HandshakeError(byPeer ? "credential_rejected" : "closed", `channel closed: ${reason}`),
+    );
+    this.#ready?.promise.catch(() => {});
+    this.#logger.info("secure channel closed", {
+      peer: this.peer.identifier,
+      reason,
+      by_peer: byPeer,
+    });
+    this.#resolveClosed({ reason, byPeer });
+  }
+
+  #armIdle(): void {
+    const check = () => {
+      if (this.#isClosed) return;
+      const idle = Date.now() - this.#lastReceived;
+      if (idle >= this.#idleMs) this.close("idle timeout");
+      else this.#idleTimer = unref(setTimeout(check, this.#idleMs - idle));
+    };
+    this.#idleTimer = unref(setTimeout(check, this.#idleMs));
+  }
+
+  #armExpiry(): void {
+    clearTimeout(this.#expiryTimer);
+    const credential = this.#credential;
+    if (credential === null) return;
+    const skew = this.#policy.skewSeconds ?? 60;
+    const now = this.#policy.now?.() ?? Date.now() / 1000;
+    const ms = Math.max(0, (credential.expiresAt + skew - now) * 1000);
+    // setTimeout holds at most 2^31 - 1 ms; re-arm in steps for longer credentials.
+    this.#expiryTimer = unref(setTimeout(() => {
+      if (ms > 0x7fff_ffff) this.#armExpiry();
+      else this.close("peer credential expired");
+    }, Math.min(ms, 0x7fff_ffff)));
+  }
+
+  #sendRecord(plaintext: Uint8Array): Promise<void> {
+    if (this.#isClosed) {
+      return Promise.reject(new HandshakeError("closed", "the channel is closed"));
+    }
+    const sealed = this.#send.seal(plaintext);
+    const sent = this.#sendChain.then(async () => {
+      const record = await sealed;
+      this.stats.sent++;
+      const routed = await this.#node.route({
+        onward: this.#remote,
+        return: [this.decryptorAddress],
+        payload: frame(WIRE.record, record),
+      });
+      if (!routed) this.#finish("route to the peer lost", false);
+    });
+    this.#sendChain = sent.catch(() => {});
+    return sent;
+  }
+
+  #encrypt(message: RoutedMessage): Promise<void> {
+    const inner = encodeRoutedMessage(message.onward.slice(1), message.return, message.payload);
+    return this.#sendRecord(frame(KIND.message, inner));
+  }
+
+  /** @internal The decryptor's handler for records (0x04 payloads). */
+  receiveRecord(record: Uint8Array): Promise<void> {
+    const done = this.#receiveChain.then(() => this.#open(record));
+    this.#receiveChain = done.catch(() => {});
+    return done;
+  }
+
+  async #open(record: Uint8Array): Promise<void> {
+    if (this.#isClosed) return;
+    const result = await this.#receive.open(record);
+    if (!result.ok) {
+      this.stats.dropped++;
+      this.#logger.debug("dropped a record", { peer: this.peer.identifier, reason: result.reason });
+      return;
+    }
+    this.#lastReceived = Date.now();
+    this.stats.received++;
+    const plaintext = result.plaintext;
+    const body = plaintext.subarray(1);
+    switch (plaintext[0]) {
+      case KIND.message: {
+        let inner: RoutedMessage;
+        try {
+          inner = decodeRoutedMessage(body);
+        } catch {
+          this.stats.dropped++;
+          return;
+        }
+        await this.#node.route({
+          onward: inner.onward,
+          return: [this.address, ...inner.return],
+          payload: inner.payload,
+          local: { secureChannel: this.#info },
+        });
+        return;
+      }
+      case KIND.refresh:
+        try {
+          this.#credential = await checkCredential(body, this.peer.identifier, this.#policy);
+          this.#armExpiry();
+          this.#logger.debug("peer refreshed its credential", { peer: this.peer.identifier });
+        } catch (error) {
+          this.close(error instanceof HandshakeError ? error.message : "bad credential refresh");
+        }
+        return;
+      case KIND.close:
+        this.#finish(fromUtf8.decode(body) || "closed by peer", true);
+        return;
+      case KIND.ready:
+        this.#ready?.resolve();
+        return;
+      default:
+        this.stats.dropped++;
+    }
+  }
+
+  /** @internal Tells the initiator it was accepted. */
+  sendReady(): Promise<void> {
+    return this.#sendRecord(Uint8Array.of(KIND.ready));
+  }
+}
+
+/**
+ * A channel's timers never keep a process alive on their own: a process
+ * ends when its connections and listeners do.
+ */
+function unref(timer: ReturnType<typeof setTimeout>): ReturnType<typeof setTimeout> {
+  Deno.unrefTimer(timer as unknown as number);
+  return timer;
+}
+
+/** A message whose payload outlives the handler call (transports lend views). */
+function copyOf(message: RoutedMessage): RoutedMessage {
+  return { onward: message.onward, return: message.return, payload: message.payload.slice() };
+}
+
+function timeout(ms: number, what: string): { promise: Promise<never>; cancel: () => void } {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const promise = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new HandshakeError("timeout", `${what} timed out after ${ms} ms`)),
+      ms,
+    );
+  });
+  promise.catch(() => {});
+  return { promise, cancel: () => clearTimeout(timer) };
+}
+
+/** Options for {@link connectSecureChannel}. */
+export interface ConnectOptions extends ChannelOptions {
+  /** Route to the peer's channel listener, e.g. `[connection, "api"]`. */
+  route: Route;
+}
+
+/**
+ * Opens a channel as initiator along `route` and resolves once the
+ * responder has verified this end too.
+ * @throws {HandshakeError} when the handshake fails, the peer fails the
+ *   policy (nothing is sent after message 2 then), the responder refuses
+ *   this end, or the handshake times out.
+ */
+export async function connectSecureChannel(options: ConnectOptions): Promise<SecureChannel> {
+  const { node, local, policy } = options;
+  const logger = options.logger ?? silentLogger;
+  const limit = timeout(options.handshakeTimeoutMs ?? 10_000, "secure channel handshake");
+  const handshake = new XXHandshake({
+    initiator: true,
+    prologue: PROLOGUE,
+    staticKeyPair: local.staticKeyPair,
+  });
+  const message2 = Promise.withResolvers<RoutedMessage>();
+  let channel: SecureChannel | null = null;
+  const decryptor = node.registerRandom("scd", (message) => {
+    const kind = message.payload[0];
+    if (channel !== null && kind === WIRE.record) {
+      return channel.receiveRecord(message.payload.subarray(1));
+    }
+    if (channel === null && kind === WIRE.message2) message2.resolve(copyOf(message));
+    return undefined;
+  });
+  try {
+    const work = (async () => {
+      const message1 = await handshake.writeMessage(new Uint8Array(0));
+      const sent = await node.route({
+        onward: options.route,
+        return: [decryptor],
+        payload: frame(WIRE.message1, message1),
+      });
+      if (!sent) throw new HandshakeError("closed", "no route to the peer");
+      const reply = await message2.promise;
+      const payload = await handshake.readMessage(reply.payload.subarray(1));
+      // The responder is verified before anything about this end is sent.
+      const peer = await verifyPeer(payload, handshake.remoteStaticKey!, policy);
+      const message3 = await handshake.writeMessage(encodeIdentityPayload({
+        history: local.identity.history.encoded,
+        attestation: local.attestation,
+        credentials: local.credentials(),
+      }));
+      const keys = handshake.split();
+      channel = new SecureChannel({
+        node,
+        policy,
+        encryptor: node.freshAddress("sce"),
+        decryptor,
+        remote: reply.return,
+        peer,
+        send: SendCipher.create(keys.initiatorToResponder, options),
+        receive: ReceiveCipher.create(keys.responderToInitiator, options),
+        idleTimeoutMs: options.idleTimeoutMs ?? 300_000,
+        logger,
+        awaitReady: true,
+      });
+      await node.route({
+        onward: reply.return,
+        return: [decryptor],
+        payload: frame(WIRE.message3, message3),
+      });
+      await channel.ready;
+      return channel;
+    })();
+    const result = await Promise.race([work, limit.promise]);
+    logger.info("secure channel established", { peer: result.peer.identifier, role: "initiator" });
+    return result;
+  } catch (error) {
+    // Whatever state was built is torn down; nothing was delivered.
+    if (channel !== null) (channel as SecureChannel).close("handshake failed");
+    else node.unregister(decryptor);
+    throw error;
+  } finally {
+    limit.cancel();
+  }
+}
+
+/** Options for {@link listenSecureChannels}. */
+export interface ListenOptions extends ChannelOptions {
+  /** The listener's address (where message 1 is sent). */
+  address: Address;
+  /** Called with each channel once the initiator passed the policy. */
+  onChannel?: (channel: SecureChannel) => void;
+  /** Most handshakes in progress at once (default 10,000); more are dropped. */
+  maxPendingHandshakes?: number;
+}
+
+/** A running channel listener. */
+export interface SecureChannelListener {
+  readonly address: Address;
+  /** Open channels accepted by this listener. */
+  channels(): SecureChannel[];
+  /** Handshakes that failed, by code, since start. */
+  readonly failures: Map<string, number>;
+  /** Stops accepting; with `closeChannels`, closes the open ones too. */
+  close(options?: { closeChannels?: boolean }): void;
+}
+
+/** Accepts channels at `options.address` as responder. */
+export function listenSecureChannels(options: ListenOptions): SecureChannelListener {
+  const { node, local, policy } = options;
+  const logger = options.logger ?? silentLogger;
+  const open = new Set<SecureChannel>();
+  const failures = new Map<string, number>();
+  let pending = 0;
+  const maxPending = options.maxPendingHandshakes ?? 10_000;
+
+  const respond = async (first: RoutedMessage) => {
+    const handshake = new XXHandshake({
+      initiator: false,
+      prologue: PROLOGUE,
+      staticKeyPair: local.staticKeyPair,
+    });
+    const message3 = Promise.withResolvers<RoutedMessage>();
+    let channel: SecureChannel | null = null;
+    const decryptor = node.registerRandom("scd", (message) => {
+      const kind = message.payload[0];
+      if (channel !== null && kind === WIRE.record) {
+        return channel.receiveRecord(message.payload.subarray(1));
+      }
+      if (channel === null && kind === WIRE.message3) message3.resolve(copyOf(message));
+      return undefined;
+    });
+    const limit = timeout(options.handshakeTimeoutMs ?? 10_000, "secure channel handshake");
+    try {
+      const work = (async () => {
+        const payload1 = await handshake.readMessage(first.payload.subarray(1));
+        if (payload1.length !== 0) {
+          throw new HandshakeError("bad_payload", "message 1 must carry no payload");
+        }
+        const message2 = await handshake.writeMessage(encodeIdentityPayload({
+          history: local.identity.history.encoded,
+          attestation: local.attestation,
+          credentials: local.credentials(),
+        }));
+        await node.route({
+          onward: first.return,
+          return: [decryptor],
+          payload: frame(WIRE.message2, message2),
+        });
+        const reply = await message3.promise;
+        const payload3 = await handshake.readMessage(reply.payload.subarray(1));
+        const keys = handshake.split();
+        const send = SendCipher.create(keys.responderToInitiator, options);
+        let peer: VerifiedPeer;
+        try {
+          peer = await verifyPeer(payload3, handshake.remoteStaticKey!, policy);
+        } catch (error) {
+          // Tell the initiator, inside the encryption only it can open, that
+          // it was refused; then forget everything.
+          const record = await send.seal(frame(KIND.close, utf8.encode("refused")));
+          await node.route({
+            onward: reply.return,
+            return: [decryptor],
+            payload: frame(WIRE.record, record),
+          });
+          throw error;
+        }
+        channel = new SecureChannel({
+          node,
+          policy,
+          encryptor: node.freshAddress("sce"),
+          decryptor,
+          remote: reply.return,
+          peer,
+          send,
+          receive: ReceiveCipher.create(keys.initiatorToResponder, options),
+          idleTimeoutMs: options.idleTimeoutMs ?? 300_000,
+          logger,
+          awaitReady: false,
+        });
+        // Listed before the initiator hears "ready", so it is never missing
+        // from channels() once the initiator's connect has resolved.
+        const accepted = channel;
+        open.add(accepted);
+        accepted.closed.then(() => open.delete(accepted));
+        await channel.sendReady();
+        return channel;
+      })();
+      const accepted = await Promise.race([work, limit.promise]);
+      logger.info("secure channel established", {
+        peer: accepted.peer.identifier,
+        role: "responder",
+      });
+      options.onChannel?.(accepted);
+    } catch (error) {
+      const code = error instanceof HandshakeError ? error.code : "internal";
+      failures.set(code, (failures.get(code) ?? 0) + 1);
+      logger.warn("secure channel handshake failed", {
+        code,
+        error: error instanceof Error ? error.message : String(error),
+      });
+      if (channel !== null) (channel as SecureChannel).close("handshake failed");
+      else node.unregister(decryptor);
+    } finally {
+      limit.cancel();
+      pending--;
+    }
+  };
+
+  node.register(options.address, (message) => {
+    if (message.payload[0] !== WIRE.message1) return;
+    if (pending >= maxPending) {
+      failures.set("overloaded", (failures.get("overloaded") ?? 0) + 1);
+      return;
+    }
+    pending++;
+    // Not awaited: a slow handshake must not stall the connection it came on.
+    respond(copyOf(message));
+  });
+
+  return {
+    address: options.address,
+    channels: () => [...open],
+    failures,
+    close(closeOptions) {
+      node.unregister(options.address);
+      if (closeOptions?.closeChannels) {
+        for (const channel of open) channel.close("listener closed");
+      }
+    },
+  };
+}

@@ -1,0 +1,175 @@
+/**
+ * Whom a secure channel accepts (DESIGN.md §4): the peer's change history
+ * verifies, its current key attested the Noise static key it used, and
+ * the policy holds: a credential from a trusted authority about it (unless
+ * not required), optionally a pinned identifier, optionally attributes.
+ *
+ * @module
+ */
+import type { AttributeValue } from "../credential/attributes.ts";
+import { type Credential, verifyCredential } from "../credential/credential.ts";
+import type { RevocationRegistry } from "../credential/revocation.ts";
+import type { TrustStore } from "../credential/trust_store.ts";
+import { sha256 } from "../crypto/hash.ts";
+import { toHex } from "../encoding/hex.ts";
+import { CredentialError, HandshakeError, IdentityError } from "../errors.ts";
+import { type Attestation, verifyAttestation } from "../identity/attestation.ts";
+import { type VerifiedIdentity, verifyChangeHistory } from "../identity/change_history.ts";
+import { decodeIdentityPayload } from "./identity_payload.ts";
+
+/** The checks a channel end applies to its peer. */
+export interface TrustPolicy {
+  /** Authorities whose credentials count. */
+  readonly trust: TrustStore;
+  /** Revocations to honour, kept current by the caller. */
+  readonly revocations?: RevocationRegistry;
+  /** Require a valid credential (default true). The authority's enrollment listener sets false. */
+  readonly requireCredential?: boolean;
+  /** When given, the peer's identifier must be one of these. */
+  readonly pinned?: Iterable<string>;
+  /** When given, the credential must carry each attribute with exactly this value. */
+  readonly requiredAttributes?: Readonly<Record<string, AttributeValue>>;
+  /** Clock skew allowed, seconds (default 60). */
+  readonly skewSeconds?: number;
+  /** Clock, seconds since the epoch (default: now). */
+  readonly now?: () => number;
+}
+
+/** A peer that passed the policy. */
+export interface VerifiedPeer {
+  readonly identity: VerifiedIdentity;
+  readonly identifier: string;
+  readonly attestation: Attestation;
+  /** The credential that satisfied the policy, or null when none was required and none verified. */
+  readonly credential: Credential | null;
+}
+
+function nowOf(policy: TrustPolicy): number {
+  return policy.now?.() ?? Math.floor(Date.now() / 1000);
+}
+
+// Change histories are verified once per distinct byte string: reconnecting
+// peers present the same history, and its verification is pure.
+const historyCache = new Map<string, VerifiedIdentity>();
+const HISTORY_CACHE_LIMIT = 4096;
+
+async function verifyHistoryCached(history: Uint8Array): Promise<VerifiedIdentity> {
+  const key = toHex(sha256(history));
+  const cached = historyCache.get(key);
+  if (cached !== undefined) return cached;
+  const verified = await verifyChangeHistory(history);
+  if (historyCache.size >= HISTORY_CACHE_LIMIT) {
+    historyCache.delete(historyCache.keys().next().value!);
+  }
+  historyCache.set(key, verified);
+  return verified;
+}
+
+function equalValue(a: AttributeValue | undefined, b: AttributeValue): boolean {
+  if (Array.isArray(b)) {
+    return Array.isArray(a) && a.length === b.length && a.every((item, i) => item === b[i]);
+  }
+  return a === b;
+}
+
+/**
+ * Checks one credential against the policy for `subject`.
+ * @throws {HandshakeError} `credential_rejected` (cause: the CredentialError)
+ *   or `missing_attribute`.
+ */
+export async function checkCredential(
+  encoded: Uint8Array | Credential,
+  subject: string,
+  policy: TrustPolicy,
+): Promise<Credential> {
+  let credential: Credential;
+  try {
+    credential = await verifyCredential(encoded, {
+      trust: policy.trust,
+      subject,
+      revocations: policy.revocations,
+      skewSeconds: policy.skewSeconds,
+      now: nowOf(policy),
+    });
+  } catch (cause) {
+    const why = cause instanceof CredentialError ? cause.code : "malformed";
+    throw new HandshakeError("credential_rejected", `peer credential rejected: ${why}`, { cause });
+  }
+  for (const [name, value] of Object.entries(policy.requiredAttributes ?? {})) {
+    if (!equalValue(credential.attributes[name], value)) {
+      throw new HandshakeError(
+        "missing_attribute",
+        `peer credential lacks ${name}=${JSON.stringify(value)}`,
+      );
+    }
+  }
+  return credential;
+}
+
+/**
+ * Verifies a peer from its identity payload and the Noise static key it
+ * used in the handshake.
+ * @throws {HandshakeError} `bad_payload`, `identity_rejected`,
+ *   `attestation_mismatch`, `not_pinned`, `missing_credential`,
+ *   `credential_rejected`, `missing_attribute`.
+ */
+export async function verifyPeer(
+  payload: Uint8Array,
+  remoteStaticKey: Uint8Array,
+  policy: TrustPolicy,
+): Promise<VerifiedPeer> {
+  let decoded;
+  try {
+    decoded = decodeIdentityPayload(payload);
+  } catch (cause) {
+    throw new HandshakeError("bad_payload", "the peer's identity payload is malformed", { cause });
+  }
+  let identity: VerifiedIdentity;
+  try {
+    identity = await verifyHistoryCached(decoded.history);
+  } catch (cause) {
+    throw new HandshakeError("identity_rejected", "the peer's change history does not verify", {
+      cause,
+    });
+  }
+  if (policy.pinned !== undefined && ![...policy.pinned].includes(identity.identifier)) {
+    throw new HandshakeError("not_pinned", `peer ${identity.identifier} is not a pinned identity`);
+  }
+  let attestation: Attestation;
+  try {
+    attestation = await verifyAttestation(decoded.attestation, identity, {
+      expectedKey: remoteStaticKey,
+      skewSeconds: policy.skewSeconds,
+      now: nowOf(policy),
+    });
+  } catch (cause) {
+    if (cause instanceof IdentityError && cause.code === "key_mismatch") {
+      throw new HandshakeError(
+        "attestation_mismatch",
+        `peer ${identity.identifier} attested another key than the one it used`,
+        { cause },
+      );
+    }
+    throw new HandshakeError("identity_rejected", "the peer's key attestation does not verify", {
+      cause,
+    });
+  }
+  let credential: Credential | null = null;
+  let firstError: unknown = null;
+  for (const encoded of decoded.credentials) {
+    try {
+      credential = await checkCredential(encoded, identity.identifier, policy);
+      break;
+    } catch (error) {
+      firstError ??= error;
+    }
+  }
+  if (credential === null && (policy.requireCredential ?? true)) {
+    if (firstError !== null) throw firstError;
+    throw new HandshakeError(
+      "missing_credential",
+      `peer ${identity.identifier} presented no credential`,
+    );
+  }
+  return { identity, identifier: identity.identifier, attestation, credential };
+}

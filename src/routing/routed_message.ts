@@ -1,0 +1,144 @@
+/**
+ * Routed messages on the wire (DESIGN.md §5): source routing as Ockam does
+ * it. A message carries the addresses still to visit (onward) and the way
+ * back (return); a node delivers it to the worker at the first onward
+ * address.
+ *
+ * ```
+ * message = version: u8 (1)
+ *         | onward_count: u8 | onward_count × (length: u8 | address bytes)
+ *         | return_count: u8 | return_count × (length: u8 | address bytes)
+ *         | payload: the rest
+ * ```
+ *
+ * A binary header, not CBOR: a relay reads only this header (a few dozen
+ * bytes) and never touches the payload, which for secure channels is
+ * ciphertext.
+ *
+ * @module
+ */
+import { MalformedError } from "../encoding/errors.ts";
+
+/** A worker's address: 1 to 255 printable ASCII characters. */
+export type Address = string;
+/** A route: addresses in visiting order. */
+export type Route = readonly Address[];
+
+/** Version byte of the message layout. */
+export const MESSAGE_VERSION = 1;
+/** Most addresses in one route. */
+export const MAX_ROUTE_LENGTH = 16;
+
+const ADDRESS = /^[\x21-\x7e]{1,255}$/;
+
+/** True when `text` can be an address. */
+export function isAddress(text: string): boolean {
+  return ADDRESS.test(text);
+}
+
+/** Information a node attaches to a message it delivers locally (never on the wire). */
+export interface LocalInfo {
+  /** Set by a secure channel on messages it decrypted. */
+  readonly secureChannel?: SecureChannelInfo;
+  /** Set by a transport on messages that arrived over a connection. */
+  readonly connection?: { readonly id: string; readonly remote: string };
+}
+
+/** What a worker learns about the secure channel a message came through. */
+export interface SecureChannelInfo {
+  /** The channel's local address (the decryptor). */
+  readonly address: Address;
+  /** The peer's verified identifier. */
+  readonly peer: string;
+  /** The peer's current verified credential (the newest refresh), or null. */
+  readonly credential: () => import("../credential/credential.ts").Credential | null;
+}
+
+/** A message as workers see it. */
+export interface RoutedMessage {
+  readonly onward: Route;
+  readonly return: Route;
+  readonly payload: Uint8Array;
+  readonly local?: LocalInfo;
+}
+
+const ascii = new TextEncoder();
+
+function routeBytes(route: Route, what: string): number {
+  if (route.length > MAX_ROUTE_LENGTH) {
+    throw new RangeError(`${what} route longer than ${MAX_ROUTE_LENGTH} addresses`);
+  }
+  let size = 1;
+  for (const address of route) {
+    if (!ADDRESS.test(address)) throw new TypeError(`${what} route holds an invalid address`);
+    size += 1 + address.length;
+  }
+  return size;
+}
+
+function writeRoute(out: Uint8Array, at: number, route: Route): number {
+  out[at++] = route.length;
+  for (const address of route) {
+    out[at++] = address.length;
+    ascii.encodeInto(address, out.subarray(at, at + address.length));
+    at += address.length;
+  }
+  return at;
+}
+
+/** Encodes a message for the wire. */
+export function encodeRoutedMessage(
+  onward: Route,
+  returnRoute: Route,
+  payload: Uint8Array,
+): Uint8Array {
+  const header = 1 + routeBytes(onward, "onward") + routeBytes(returnRoute, "return");
+  const out = new Uint8Array(header + payload.length);
+  out[0] = MESSAGE_VERSION;
+  let at = writeRoute(out, 1, onward);
+  at = writeRoute(out, at, returnRoute);
+  out.set(payload, at);
+  return out;
+}
+
+function readRoute(bytes: Uint8Array, at: number, what: string): [Address[], number] {
+  if (at >= bytes.length) throw new MalformedError("truncated", `${what} route missing`);
+  const count = bytes[at++];
+  if (count > MAX_ROUTE_LENGTH) {
+    throw new MalformedError("wrong_shape", `${what} route longer than ${MAX_ROUTE_LENGTH}`);
+  }
+  const route: Address[] = [];
+  for (let i = 0; i < count; i++) {
+    if (at >= bytes.length) throw new MalformedError("truncated", `${what} route truncated`);
+    const length = bytes[at++];
+    if (length === 0 || at + length > bytes.length) {
+      throw new MalformedError("truncated", `${what} address truncated`);
+    }
+    let address = "";
+    for (let j = at; j < at + length; j++) {
+      const c = bytes[j];
+      if (c < 0x21 || c > 0x7e) {
+        throw new MalformedError("wrong_shape", `${what} address is not printable ASCII`);
+      }
+      address += String.fromCharCode(c);
+    }
+    route.push(address);
+    at += length;
+  }
+  return [route, at];
+}
+
+/**
+ * Decodes a message from the wire. The payload is a view into `bytes`
+ * (no copy): it is valid as long as `bytes` is.
+ * @throws {MalformedError}
+ */
+export function decodeRoutedMessage(bytes: Uint8Array): RoutedMessage {
+  if (bytes.length === 0) throw new MalformedError("truncated", "empty message");
+  if (bytes[0] !== MESSAGE_VERSION) {
+    throw new MalformedError("unknown_version", `message version ${bytes[0]} is not supported`);
+  }
+  const [onward, afterOnward] = readRoute(bytes, 1, "onward");
+  const [returnRoute, afterReturn] = readRoute(bytes, afterOnward, "return");
+  return { onward, return: returnRoute, payload: bytes.subarray(afterReturn) };
+}

@@ -1,0 +1,128 @@
+/**
+ * Connects a {@link Node} to framed TCP/TLS connections (src/transport/).
+ *
+ * Each connection is a worker at `tcp.<hex>` on its node. A message routed
+ * to that address leaves with the address popped from its onward route;
+ * a frame arriving on the connection is delivered with the connection's
+ * address pushed onto its return route, so replies find their way back
+ * (DESIGN.md §5). The reader awaits each delivery before reading the next
+ * frame: a slow worker slows the sender through TCP instead of queueing.
+ *
+ * @module
+ */
+import type { Logger } from "../log.ts";
+import {
+  connectTcp,
+  type ConnectTcpOptions,
+  type FramedConnection,
+  type FramedListener,
+  listenTcp,
+  type ListenTcpOptions,
+} from "../transport/mod.ts";
+import type { Node } from "./node.ts";
+import { type Address, decodeRoutedMessage, encodeRoutedMessage } from "./routed_message.ts";
+
+/** A connection attached to a node. */
+export interface AttachedConnection {
+  /** The connection's worker address on the node. */
+  readonly address: Address;
+  readonly connection: FramedConnection;
+}
+
+/** Options for {@link TcpTransport}. */
+export interface TcpTransportOptions {
+  logger?: Logger;
+  /** Called when a connection is attached (accepted or connected). */
+  onConnection?: (attached: AttachedConnection) => void;
+}
+
+/** The TCP (and TLS) transport of one node. */
+export class TcpTransport {
+  #node: Node;
+  #logger: Logger;
+  #onConnection?: (attached: AttachedConnection) => void;
+  #listeners = new Set<FramedListener>();
+  #connections = new Map<Address, FramedConnection>();
+
+  constructor(node: Node, options: TcpTransportOptions = {}) {
+    this.#node = node;
+    this.#logger = options.logger ?? node.logger;
+    this.#onConnection = options.onConnection;
+  }
+
+  /** Connects out and returns the connection's worker address. */
+  async connect(options: ConnectTcpOptions): Promise<AttachedConnection> {
+    return this.attach(await connectTcp(options));
+  }
+
+  /** Listens; every accepted connection becomes a worker. */
+  listen(options: Omit<ListenTcpOptions, "onConnection">): FramedListener {
+    const listener = listenTcp({
+      ...options,
+      onConnection: (connection) => void this.attach(connection),
+    });
+    this.#listeners.add(listener);
+    return listener;
+  }
+
+  /** Open connections, by worker address. */
+  connections(): ReadonlyMap<Address, FramedConnection> {
+    return this.#connections;
+  }
+
+  /** Makes `connection` a worker on the node and starts reading it. */
+  attach(connection: FramedConnection): AttachedConnection {
+    const node = this.#node;
+    const address = node.registerRandom("tcp", async (message) => {
+      await connection.send(
+        encodeRoutedMessage(message.onward.slice(1), message.return, message.payload),
+      );
+    });
+    this.#connections.set(address, connection);
+    const remote = `${connection.remoteAddr.hostname}:${connection.remoteAddr.port}`;
+    const local = { connection: { id: connection.id, remote } };
+    (async () => {
+      try {
+        for await (const frame of connection.frames()) {
+          let message;
+          try {
+            message = decodeRoutedMessage(frame);
+          } catch (error) {
+            // A malformed message closes this connection only.
+            this.#logger.warn("malformed message; closing the connection", {
+              remote,
+              error: error instanceof Error ? error.message : String(error),
+            });
+            connection.close("malformed message");
+            return;
+          }
+          await node.route({
+            onward: message.onward,
+            return: [address, ...message.return],
+            payload: message.payload,
+            local,
+          });
+        }
+      } catch (error) {
+        this.#logger.debug("connection reader ended", {
+          remote,
+          error: error instanceof Error ? error.message : String(error),
+        });
+      }
+    })();
+    connection.closed.then((info) => {
+      node.unregister(address);
+      this.#connections.delete(address);
+      this.#logger.debug("connection closed", { remote, reason: info.reason });
+    });
+    const attached = { address, connection };
+    this.#onConnection?.(attached);
+    return attached;
+  }
+
+  /** Closes every listener and connection. */
+  async close(): Promise<void> {
+    await Promise.all([...this.#listeners].map((listener) => listener.close()));
+    for (const connection of this.#connections.values()) connection.close("transport closed");
+  }
+}

@@ -1,0 +1,577 @@
+/**
+ * A framed connection over a byte stream (TCP or TLS): the interface the
+ * channel and routing layers use, and its implementation over a `Deno.Conn`.
+ *
+ * Flow control is end to end, with no unbounded buffer in between:
+ *
+ * - Reading is pulled by the consumer. `frames()` reads from the socket
+ *   only when the consumer asks for the next frame, so a consumer that stops
+ *   stops the reading, the kernel's receive buffer fills, TCP's window
+ *   closes, and the peer's `send()` stops resolving.
+ * - `send()` resolves when the frame has been written to the socket (handed
+ *   to the kernel), so a sender that awaits its sends is held back by a
+ *   slow peer. A sender that does not await can queue without bound; it can
+ *   watch {@link FramedConnection.bufferedAmount}.
+ *
+ * @module
+ */
+import { TransportError } from "../errors.ts";
+import { toHex } from "../encoding/hex.ts";
+import {
+  checkMaxFrameBytes,
+  encodeFrameHeader,
+  FRAME_HEADER_BYTES,
+  FrameDecoder,
+  FrameError,
+  MAX_FRAME_BYTES,
+  PROTOCOL_VERSION,
+} from "./frame_decoder.ts";
+
+/** How and why a connection ended: the value of {@link FramedConnection.closed}. */
+export interface CloseInfo {
+  /**
+   * Why it closed. The transport's own reasons:
+   * - the argument of `close(reason)`, `"closed"` when none was given;
+   * - `"peer_closed"`: the peer ended the stream between frames, or reset
+   *   it (then `error` is the reset);
+   * - a {@link FrameError} code (`"bad_version"`, `"oversized"`,
+   *   `"empty_frame"`, `"truncated"`): the peer broke the framing, `error`
+   *   is the FrameError;
+   * - `"socket_error"`: reading or writing failed, `error` is the cause;
+   * - `"listener_closed"`: the listener that accepted it was closed;
+   * - `"handler_error"`: the listener's `onConnection` threw.
+   */
+  reason: string;
+  /** The error behind the close; absent for a deliberate or clean close. */
+  error?: Error;
+}
+
+/**
+ * The event a connection dispatches on {@link FramedConnection.events} when
+ * it closes (type `"close"`), exactly once, right after `closed` resolves.
+ */
+export class ConnectionCloseEvent extends Event {
+  /** Why the connection closed; see {@link CloseInfo.reason}. */
+  readonly reason: string;
+  /** The error behind the close, if any. */
+  readonly error?: Error;
+  constructor(info: CloseInfo) {
+    super("close");
+    this.reason = info.reason;
+    if (info.error !== undefined) this.error = info.error;
+  }
+}
+
+/**
+ * A connection carrying frames both ways.
+ *
+ * Lifecycle: a connection is open when you receive it (from `connectTcp`,
+ * or `listenTcp`'s `onConnection`, after any TLS handshake). It closes once,
+ * for one reason: then `closed` resolves and `events` dispatches a
+ * {@link ConnectionCloseEvent} named `"close"`. There is no `"open"` event:
+ * receiving the connection is the open event.
+ */
+export interface FramedConnection {
+  /** A random 64-bit id in hex, for logs and routing tables (collisions are negligible). */
+  readonly id: string;
+  readonly localAddr: Deno.NetAddr;
+  readonly remoteAddr: Deno.NetAddr;
+  readonly transport: "tcp" | "tls";
+  /** The hard maximum frame length, in both directions. */
+  readonly maxFrameBytes: number;
+  /** Bytes accepted by `send()` and not yet written to the socket (headers included). */
+  readonly bufferedAmount: number;
+  /** True once the connection has closed. */
+  readonly isClosed: boolean;
+  /** Dispatches one {@link ConnectionCloseEvent} (`"close"`); listeners must not throw. */
+  readonly events: EventTarget;
+  /** Resolves (never rejects) when the connection has closed, with why. */
+  readonly closed: Promise<CloseInfo>;
+
+  /**
+   * Sends one frame: writes its header and body to the socket. Resolves when
+   * they are written, so awaiting it is the sender's backpressure.
+   * Concurrent sends are written in call order, never interleaved.
+   *
+   * The frame is not copied up front: leave its bytes unchanged until the
+   * promise settles.
+   *
+   * Rejects with a {@link FrameError} (`empty_frame`, `oversized`) for a
+   * frame of length 0 or above `maxFrameBytes` (the connection stays open),
+   * and with a {@link TransportError} `closed` when the connection is or
+   * becomes closed before the frame is written.
+   */
+  send(frame: Uint8Array): Promise<void>;
+
+  /**
+   * The frames the peer sends, in order. The next frame is read from the
+   * socket only when the consumer asks for it, so the consumer's pace is the
+   * connection's pace.
+   *
+   * Each frame is a view into the connection's buffers, valid until the
+   * consumer asks for the next one (in a `for await` loop: until the loop
+   * body finishes). Use `frame.slice()` to keep one.
+   *
+   * The iteration ends, without throwing, when the connection closes for
+   * any reason; `closed` tells why. Breaking out of it leaves the connection
+   * open: frames not yet consumed stay, and `frames()` may be called again.
+   * Only one iteration may run at a time: a second one throws a
+   * {@link TransportError} `reader_busy` on its first step.
+   */
+  frames(): AsyncIterableIterator<Uint8Array>;
+
+  /**
+   * Closes the connection now, with `reason` (default `"closed"`). Sends not
+   * yet written reject. Frames already written reach the peer, except when
+   * data from the peer is still unread on this side: the OS then resets the
+   * connection, and the peer may lose what it had not read yet. To be sure
+   * a last frame arrives, have the peer acknowledge it before closing.
+   * Idempotent: only the first reason counts.
+   */
+  close(reason?: string): void;
+}
+
+/** Options of a {@link SocketConnection}. */
+export interface SocketConnectionOptions {
+  transport: "tcp" | "tls";
+  /** Hard maximum frame length; default {@link MAX_FRAME_BYTES}. */
+  maxFrameBytes?: number;
+  /** Size of the one read buffer; default 64 KiB. */
+  readBufferBytes?: number;
+  /** Size of the one write buffer, where small frames are coalesced; default 64 KiB. */
+  writeBufferBytes?: number;
+}
+
+/** Default size of the read and of the write buffer. */
+export const IO_BUFFER_BYTES = 64 * 1024;
+
+/** Least length of the part of a large frame written from the caller's bytes. */
+const MIN_DIRECT_WRITE = 16 * 1024;
+
+interface PendingSend {
+  frame: Uint8Array;
+  resolve: () => void;
+  reject: (error: Error) => void;
+}
+
+function newId(): string {
+  return toHex(crypto.getRandomValues(new Uint8Array(8)));
+}
+
+/**
+ * Checks a read or write buffer size given by a caller.
+ * @throws {RangeError} unless it is an integer from 64 bytes to 16 MiB.
+ */
+export function checkBufferBytes(name: string, value: number): number {
+  if (!Number.isInteger(value) || value < 64 || value > 16 * 1024 * 1024) {
+    throw new RangeError(`${name} must be an integer from 64 to 16 MiB, got ${value}`);
+  }
+  return value;
+}
+
+/**
+ * {@link FramedConnection} over a `Deno.Conn`. It owns the conn: closing the
+ * connection closes it.
+ *
+ * Per connection: one read buffer, one write buffer (each allocated on
+ * first use) and one {@link FrameDecoder}. Frames whole inside a read are
+ * handed out as views of the read buffer; a frame larger than the read
+ * buffer is read straight into the decoder's buffer. On the way out, frames
+ * are copied into the write buffer behind their header, and frames queued
+ * together go out in one write: small frames cost one system call per
+ * batch, not two per frame. A frame that does not fit the buffer goes out
+ * as its header and first part, then the rest straight from the caller's
+ * bytes.
+ *
+ * Errors never escape as unhandled rejections: the read and write paths
+ * catch everything and turn it into a close with a reason.
+ */
+export class SocketConnection implements FramedConnection {
+  readonly id: string = newId();
+  readonly localAddr: Deno.NetAddr;
+  readonly remoteAddr: Deno.NetAddr;
+  readonly transport: "tcp" | "tls";
+  readonly maxFrameBytes: number;
+  readonly events: EventTarget = new EventTarget();
+  readonly closed: Promise<CloseInfo>;
+
+  #conn: Deno.Conn;
+  #decoder: FrameDecoder;
+  #readBufferBytes: number;
+  #writeBufferBytes: number;
+  #readBuffer: Uint8Array | null = null;
+  #writeBuffer: Uint8Array | null = null;
+  #ended = false;
+
+  /** Sends in call order; `#head` is the first not yet written. */
+  #queue: PendingSend[] = [];
+  #head = 0;
+  #bufferedAmount = 0;
+  #writing = false;
+  #versionSent = false;
+
+  #closeInfo: CloseInfo | null = null;
+  #resolveClosed!: (info: CloseInfo) => void;
+
+  /** What a {@link FrameIterator} needs: the single-reader flag and a step. */
+  #reader: FrameSource = {
+    busy: false,
+    ready: () => this.#ready(),
+    step: () => this.#step(),
+  };
+
+  constructor(conn: Deno.Conn, options: SocketConnectionOptions) {
+    this.#conn = conn;
+    this.transport = options.transport;
+    this.maxFrameBytes = checkMaxFrameBytes(options.maxFrameBytes ?? MAX_FRAME_BYTES);
+    this.#readBufferBytes = checkBufferBytes(
+      "readBufferBytes",
+      options.readBufferBytes ?? IO_BUFFER_BYTES,
+    );
+    this.#writeBufferBytes = checkBufferBytes(
+      "writeBufferBytes",
+      options.writeBufferBytes ?? IO_BUFFER_BYTES,
+    );
+    this.#decoder = new FrameDecoder({ maxFrameBytes: this.maxFrameBytes });
+    this.localAddr = conn.localAddr as Deno.NetAddr;
+    this.remoteAddr = conn.remoteAddr as Deno.NetAddr;
+    this.closed = new Promise((resolve) => this.#resolveClosed = resolve);
+  }
+
+  get bufferedAmount(): number {
+    return this.#bufferedAmount;
+  }
+
+  get isClosed(): boolean {
+    return this.#closeInfo !== null;
+  }
+
+  send(frame: Uint8Array): Promise<void> {
+    if (this.#closeInfo !== null) return Promise.reject(this.#closedError());
+    const length = frame.length;
+    if (length === 0) {
+      return Promise.reject(new FrameError("empty_frame", "cannot send an empty frame"));
+    }
+    if (length > this.maxFrameBytes) {
+      return Promise.reject(
+        new FrameError(
+          "oversized",
+          `cannot send a frame of ${length} bytes, the maximum is ${this.maxFrameBytes}`,
+        ),
+      );
+    }
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    this.#queue.push({ frame, resolve, reject });
+    this.#bufferedAmount += FRAME_HEADER_BYTES + length;
+    if (!this.#writing) {
+      this.#writing = true;
+      this.#writeLoop();
+    }
+    return promise;
+  }
+
+  frames(): AsyncIterableIterator<Uint8Array> {
+    return new FrameIterator(this.#reader);
+  }
+
+  close(reason = "closed"): void {
+    this.#finish({ reason });
+  }
+
+  /**
+   * The next frame, reading from the socket as needed; null once the
+   * connection has closed. Only one step runs at a time (FrameIterator
+   * chains them).
+   */
+  async #step(): Promise<Uint8Array | null> {
+    while (this.#closeInfo === null) {
+      let frame: Uint8Array | null;
+      try {
+        frame = this.#decoder.next();
+      } catch (error) {
+        this.#failFraming(error);
+        return null;
+      }
+      if (frame !== null) return frame;
+      if (this.#ended || !await this.#fill()) return null;
+    }
+    return null;
+  }
+
+  /** The next frame without waiting, when the decoder has one; undefined otherwise. */
+  #ready(): Uint8Array | null | undefined {
+    if (this.#closeInfo !== null) return null;
+    try {
+      return this.#decoder.next() ?? undefined;
+    } catch (error) {
+      this.#failFraming(error);
+      return null;
+    }
+  }
+
+  /**
+   * Reads once from the socket into the decoder. False when the connection
+   * closed instead (end of stream, error, or a local close).
+   */
+  async #fill(): Promise<boolean> {
+    const buffer = this.#readBuffer ??= new Uint8Array(this.#readBufferBytes);
+    // When what is still missing of a frame fills a whole read buffer or
+    // more, read straight into the decoder's buffer: reading into ours and
+    // copying would be pure overhead.
+    const spare = this.#decoder.spare();
+    const direct = spare !== null && spare.length >= buffer.length;
+    let n: number | null;
+    try {
+      n = await this.#conn.read(direct ? spare : buffer);
+    } catch (error) {
+      if (this.#closeInfo === null) this.#finishOnError(error);
+      return false;
+    }
+    if (this.#closeInfo !== null) return false;
+    if (n === null) {
+      this.#ended = true;
+      try {
+        this.#decoder.end();
+        this.#finish({ reason: "peer_closed" });
+      } catch (error) {
+        this.#failFraming(error);
+      }
+      return false;
+    }
+    try {
+      if (direct) this.#decoder.advance(n);
+      else this.#decoder.push(buffer.subarray(0, n));
+    } catch (error) {
+      this.#failFraming(error);
+      return false;
+    }
+    return true;
+  }
+
+  /**
+   * Writes queued frames until the queue is empty; never rejects. It starts
+   * one microtask late, so that frames sent in the same turn of the event
+   * loop go out together in one write.
+   */
+  async #writeLoop(): Promise<void> {
+    try {
+      await Promise.resolve();
+      while (this.#closeInfo === null && this.#head < this.#queue.length) {
+        const end = await this.#writeBatch();
+        // Resolve what was written, unless a close already rejected it.
+        if (this.#closeInfo !== null) return;
+        for (let i = this.#head; i < end; i++) {
+          const pending = this.#queue[i];
+          this.#bufferedAmount -= FRAME_HEADER_BYTES + pending.frame.length;
+          pending.resolve();
+        }
+        this.#head = end;
+        if (this.#head === this.#queue.length) {
+          this.#queue.length = 0;
+          this.#head = 0;
+        }
+      }
+    } catch (error) {
+      if (this.#closeInfo === null) this.#finishOnError(error);
+    } finally {
+      this.#writing = false;
+    }
+  }
+
+  /**
+   * Packs queued frames, from `#head` on, into the write buffer and writes
+   * them; returns the index after the last frame written.
+   */
+  async #writeBatch(): Promise<number> {
+    const buffer = this.#writeBuffer ??= new Uint8Array(this.#writeBufferBytes);
+    const queue = this.#queue;
+    let used = 0;
+    if (!this.#versionSent) {
+      buffer[used++] = PROTOCOL_VERSION;
+      this.#versionSent = true;
+    }
+    let index = this.#head;
+    let rest: Uint8Array | null = null;
+    while (index < queue.length) {
+      const frame = queue[index].frame;
+      const room = buffer.length - used - FRAME_HEADER_BYTES;
+      if (frame.length <= room) {
+        encodeFrameHeader(frame.length, buffer, used);
+        buffer.set(frame, used + FRAME_HEADER_BYTES);
+        used += FRAME_HEADER_BYTES + frame.length;
+        index++;
+        continue;
+      }
+      // It does not fit. A frame that would fit an empty buffer waits for
+      // the next batch; a larger one goes out as header + first part here,
+      // then the rest straight from the caller's bytes. The rest is kept at
+      // least MIN_DIRECT_WRITE long, so a frame just over the buffer's size
+      // is not followed by a write of a few bytes.
+      if (FRAME_HEADER_BYTES + frame.length <= buffer.length || room < 0) break;
+      // (room >= 0 whenever the buffer is empty, so every batch progresses.)
+      const head = Math.max(0, Math.min(room, frame.length - MIN_DIRECT_WRITE));
+      encodeFrameHeader(frame.length, buffer, used);
+      buffer.set(frame.subarray(0, head), used + FRAME_HEADER_BYTES);
+      used += FRAME_HEADER_BYTES + head;
+      rest = frame.subarray(head);
+      index++;
+      break;
+    }
+    await this.#writeAll(buffer.subarray(0, used));
+    if (rest !== null) await this.#writeAll(rest);
+    return index;
+  }
+
+  async #writeAll(bytes: Uint8Array): Promise<void> {
+    let offset = 0;
+    while (offset < bytes.length) {
+      if (this.#closeInfo !== null) return;
+      offset += await this.#conn.write(offset === 0 ? bytes : bytes.subarray(offset));
+    }
+  }
+
+  #failFraming(error: unknown): void {
+    if (error instanceof FrameError) this.#finish({ reason: error.code, error });
+    else this.#finishOnError(error);
+  }
+
+  #finishOnError(error: unknown): void {
+    const cause = error instanceof Error ? error : new Error(String(error));
+    // A reset or an end without TLS close_notify is how peers usually hang
+    // up; it is still a close by the peer.
+    const reason = cause instanceof Deno.errors.ConnectionReset ||
+        cause instanceof Deno.errors.UnexpectedEof ||
+        cause instanceof Deno.errors.BrokenPipe
+      ? "peer_closed"
+      : "socket_error";
+    this.#finish({ reason, error: cause });
+  }
+
+  #closedError(): TransportError {
+    const info = this.#closeInfo;
+    return new TransportError(
+      "closed",
+      `connection ${this.id} is closed (${info?.reason ?? "closed"})`,
+      info?.error ? { cause: info.error } : undefined,
+    );
+  }
+
+  #finish(info: CloseInfo): void {
+    if (this.#closeInfo !== null) return;
+    this.#closeInfo = info;
+    try {
+      this.#conn.close();
+    } catch {
+      // Already closed by the runtime (e.g. after a reset): nothing to free.
+    }
+    if (this.#head < this.#queue.length) {
+      const error = this.#closedError();
+      for (let i = this.#head; i < this.#queue.length; i++) this.#queue[i].reject(error);
+    }
+    this.#queue = [];
+    this.#head = 0;
+    this.#bufferedAmount = 0;
+    this.#readBuffer = null;
+    this.#writeBuffer = null;
+    this.#resolveClosed(info);
+    this.events.dispatchEvent(new ConnectionCloseEvent(info));
+  }
+}
+
+/** The reading side of a connection, as {@link FrameIterator} drives it. */
+interface FrameSource {
+  /** True while an iteration is running. */
+  busy: boolean;
+  /** A frame already decoded (no I/O); null when closed; undefined when a read is needed. */
+  ready(): Uint8Array | null | undefined;
+  /** The next frame, reading as needed; null when closed. */
+  step(): Promise<Uint8Array | null>;
+}
+
+const DONE: IteratorReturnResult<undefined> = Object.freeze({ value: undefined, done: true });
+
+/**
+ * The iterator `frames()` returns. Hand-written rather than an async
+ * generator: when the decoder already holds the next frame (several frames
+ * arrived in one read), `next()` hands it over without the generator's
+ * suspend and resume, which is most of the per-frame cost for small
+ * frames. Overlapping `next()` calls are chained, so they never run two
+ * reads at once.
+ */
+class FrameIterator implements AsyncIterableIterator<Uint8Array> {
+  #source: FrameSource;
+  #state: "new" | "active" | "done" = "new";
+  #pending: Promise<unknown> | null = null;
+
+  constructor(source: FrameSource) {
+    this.#source = source;
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  next(): Promise<IteratorResult<Uint8Array>> {
+    if (this.#state === "done") return Promise.resolve(DONE);
+    if (this.#state === "new") {
+      if (this.#source.busy) {
+        this.#state = "done";
+        return Promise.reject(
+          new TransportError("reader_busy", "another iteration of frames() is running"),
+        );
+      }
+      this.#source.busy = true;
+      this.#state = "active";
+    }
+    if (this.#pending === null) {
+      const frame = this.#source.ready();
+      if (frame !== undefined) return Promise.resolve(this.#result(frame));
+      return this.#track(this.#source.step().then((next) => this.#result(next)));
+    }
+    return this.#track(
+      this.#pending.then(() => {
+        if (this.#state !== "active") return DONE;
+        return this.#source.step().then((next) => this.#result(next));
+      }),
+    );
+  }
+
+  /**
+   * Ends this iteration (a `break` out of `for await` calls it). The
+   * connection stays open; a read still in flight finishes first, and only
+   * then may another iteration start.
+   */
+  return(): Promise<IteratorResult<Uint8Array>> {
+    if (this.#state === "active" && this.#pending !== null) {
+      this.#state = "done";
+      const release = () => this.#source.busy = false;
+      this.#pending.then(release, release);
+    } else {
+      this.#finish();
+    }
+    return Promise.resolve(DONE);
+  }
+
+  #track(
+    promise: Promise<IteratorResult<Uint8Array>>,
+  ): Promise<IteratorResult<Uint8Array>> {
+    const tracked = promise.finally(() => {
+      if (this.#pending === tracked) this.#pending = null;
+    });
+    this.#pending = tracked;
+    return tracked;
+  }
+
+  #result(frame: Uint8Array | null): IteratorResult<Uint8Array> {
+    if (frame === null) {
+      this.#finish();
+      return DONE;
+    }
+    return { value: frame, done: false };
+  }
+
+  #finish(): void {
+    if (this.#state === "active") this.#source.busy = false;
+    this.#state = "done";
+  }
+}

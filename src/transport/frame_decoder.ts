@@ -1,0 +1,362 @@
+/**
+ * The framing of a transport connection, sans I/O.
+ *
+ * Wire format, in each direction of a connection: one version byte,
+ * {@link PROTOCOL_VERSION}, then frames. A frame is a 4-byte big-endian
+ * length N, 1 <= N <= maxFrameBytes, followed by N bytes. The transport
+ * never looks inside a frame: the relay forwards frames without decoding
+ * them (DESIGN.md §5).
+ *
+ * {@link FrameDecoder} turns chunks of bytes, cut anywhere, back into frames.
+ * It is the hot path of every connection, so it copies and allocates as
+ * little as it can:
+ *
+ * - A frame that lies whole inside a pushed chunk is returned as a view of
+ *   that chunk: no copy.
+ * - Only a frame cut by a chunk boundary is assembled in the decoder's own
+ *   buffer, which grows on demand up to `maxFrameBytes + 4` bytes and is
+ *   then reused. A reader can fill that buffer directly
+ *   ({@link FrameDecoder.spare}), so even large frames are copied at most
+ *   once, and usually not at all.
+ * - The length is read with shifts, not a DataView, and the only object
+ *   made per frame is the returned view.
+ *
+ * The price is a lifetime rule, the same as Go's `bufio.Scanner`: a frame
+ * returned by {@link FrameDecoder.next} is valid until the next call to
+ * `next`, `push` or `advance`. Keep it longer with `frame.slice()`.
+ *
+ * @module
+ */
+import { TransportError } from "../errors.ts";
+
+/** The version byte that opens each direction of a connection. */
+export const PROTOCOL_VERSION = 1;
+
+/** The default hard maximum of a frame's length, in bytes (256 KiB). */
+export const MAX_FRAME_BYTES = 256 * 1024;
+
+/** Bytes of the length prefix of a frame. */
+export const FRAME_HEADER_BYTES = 4;
+
+/** The largest length the 4-byte header can carry. */
+const MAX_HEADER_LENGTH = 0xffff_ffff;
+
+/** Why bytes from a peer were refused as framing. */
+export type FrameErrorCode =
+  | "bad_version"
+  | "oversized"
+  | "empty_frame"
+  | "truncated";
+
+/**
+ * The bytes are not the framing: a wrong version byte, a zero length, a
+ * length above the maximum, or (from {@link FrameDecoder.end}) a stream that
+ * ended inside a frame. A RangeError, like every size and number refused by
+ * the encoding layer, with a machine-readable `code`.
+ */
+export class FrameError extends RangeError {
+  readonly code: FrameErrorCode;
+  constructor(code: FrameErrorCode, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.code = code;
+    this.name = "FrameError";
+  }
+}
+
+/** Options of a {@link FrameDecoder}. */
+export interface FrameDecoderOptions {
+  /** Hard maximum of a frame's length; default {@link MAX_FRAME_BYTES}. */
+  maxFrameBytes?: number;
+  /**
+   * Whether the stream starts with the version byte (default true). False
+   * decodes bare frames, e.g. frames stored back to back.
+   */
+  expectVersion?: boolean;
+}
+
+/**
+ * Checks a maximum frame size given by a caller.
+ * @throws {RangeError} unless it is an integer from 1 to 2^32 - 1.
+ */
+export function checkMaxFrameBytes(maxFrameBytes: number): number {
+  if (!Number.isInteger(maxFrameBytes) || maxFrameBytes < 1 || maxFrameBytes > MAX_HEADER_LENGTH) {
+    throw new RangeError(
+      `maxFrameBytes must be an integer from 1 to ${MAX_HEADER_LENGTH}, got ${maxFrameBytes}`,
+    );
+  }
+  return maxFrameBytes;
+}
+
+/**
+ * Writes the 4-byte big-endian header of a frame of `length` bytes into
+ * `target` at `offset` (a new 4-byte array when `target` is omitted) and
+ * returns `target`.
+ *
+ * @throws {FrameError} `empty_frame` for 0, `oversized` above 2^32 - 1.
+ * @throws {RangeError} when `length` is not a non-negative integer, or
+ * `target` has no room for the header at `offset`.
+ */
+export function encodeFrameHeader(
+  length: number,
+  target: Uint8Array = new Uint8Array(FRAME_HEADER_BYTES),
+  offset = 0,
+): Uint8Array {
+  if (!Number.isInteger(length) || length < 0) {
+    throw new RangeError(`a frame length must be a non-negative integer, got ${length}`);
+  }
+  if (length === 0) throw new FrameError("empty_frame", "a frame may not be empty");
+  if (length > MAX_HEADER_LENGTH) {
+    throw new FrameError("oversized", `a frame of ${length} bytes exceeds the 4-byte header`);
+  }
+  if (!Number.isInteger(offset) || offset < 0 || offset + FRAME_HEADER_BYTES > target.length) {
+    throw new RangeError(`no room for a frame header at offset ${offset}`);
+  }
+  target[offset] = length >>> 24;
+  target[offset + 1] = (length >>> 16) & 0xff;
+  target[offset + 2] = (length >>> 8) & 0xff;
+  target[offset + 3] = length & 0xff;
+  return target;
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** Smallest buffer allocated for a partial frame, so tiny frames do not regrow it. */
+const MIN_PARTIAL_BYTES = 256;
+
+/** Reads a big-endian uint32; `>>> 0` keeps lengths of 2^31 and above positive. */
+function readLength(bytes: Uint8Array, at: number): number {
+  return ((bytes[at] << 24) | (bytes[at + 1] << 16) | (bytes[at + 2] << 8) | bytes[at + 3]) >>> 0;
+}
+
+/**
+ * Decodes the framing of one direction of a connection.
+ *
+ * ```ts
+ * const decoder = new FrameDecoder({ maxFrameBytes: 1024 });
+ * decoder.push(chunk);
+ * for (let frame = decoder.next(); frame !== null; frame = decoder.next()) {
+ *   handle(frame); // a view: valid until the next next(), push() or advance()
+ * }
+ * ```
+ *
+ * Contract:
+ * - `push(chunk)` hands over a chunk; the decoder reads it during later
+ *   `next()` calls, so the caller must leave its bytes alone until `next()`
+ *   has returned null. After that, anything left of it has been copied and
+ *   the caller may reuse its memory (a connection reads into one buffer
+ *   again and again).
+ * - `next()` returns the next whole frame, or null when it needs more bytes.
+ * - A returned frame is a view, valid until the next `next()`, `push()` or
+ *   `advance()`.
+ * - The first malformed byte makes `next()` throw a {@link FrameError}, and
+ *   every later call throws the same error: a stream that has lost its
+ *   framing cannot be resynchronised, so the connection must close.
+ *
+ * Memory: at most `maxFrameBytes + 4` bytes of its own, allocated when a
+ * frame is first cut by a chunk boundary and reused after.
+ */
+export class FrameDecoder {
+  /** Hard maximum of a frame's length. */
+  readonly maxFrameBytes: number;
+  #expectVersion: boolean;
+  /** The chunk being decoded, and where its unread bytes start. */
+  #chunk: Uint8Array = EMPTY;
+  #offset = 0;
+  /** A frame cut by a chunk boundary: its bytes so far (header included). */
+  #partial: Uint8Array = EMPTY;
+  #partialLength = 0;
+  /** Header plus body of the partial frame once its header is known, else 0. */
+  #need = 0;
+  #error: FrameError | null = null;
+
+  constructor(options: FrameDecoderOptions = {}) {
+    this.maxFrameBytes = checkMaxFrameBytes(options.maxFrameBytes ?? MAX_FRAME_BYTES);
+    this.#expectVersion = options.expectVersion ?? true;
+  }
+
+  /** Bytes received and not yet returned as frames. */
+  get buffered(): number {
+    return this.#partialLength + (this.#chunk.length - this.#offset);
+  }
+
+  /** The error that ended decoding, if any. */
+  get error(): FrameError | null {
+    return this.#error;
+  }
+
+  /**
+   * Hands over the next chunk of the stream. An empty chunk is allowed.
+   *
+   * @throws {TransportError} `decoder_not_drained` when `next()` has not yet
+   * returned null for the previous chunk (its remaining frames would be
+   * lost).
+   * @throws {FrameError} the error that ended decoding, if any.
+   */
+  push(chunk: Uint8Array): void {
+    if (this.#error !== null) throw this.#error;
+    if (this.#offset < this.#chunk.length) {
+      throw new TransportError(
+        "decoder_not_drained",
+        "push() before next() returned null for the previous chunk",
+      );
+    }
+    this.#chunk = chunk;
+    this.#offset = 0;
+  }
+
+  /**
+   * The next whole frame, or null when more bytes are needed.
+   *
+   * @throws {FrameError} `bad_version`, `empty_frame` or `oversized`, as
+   * soon as the offending byte arrives (an oversized length is refused from
+   * its header alone, before any of its body is buffered).
+   */
+  next(): Uint8Array | null {
+    if (this.#error !== null) throw this.#error;
+    const chunk = this.#chunk;
+    let offset = this.#offset;
+    if (this.#expectVersion) {
+      if (offset >= chunk.length) return this.#drained();
+      const version = chunk[offset];
+      if (version !== PROTOCOL_VERSION) {
+        throw this.#fail("bad_version", `unsupported protocol version byte ${version}`);
+      }
+      this.#expectVersion = false;
+      this.#offset = ++offset;
+    }
+    if (this.#partialLength > 0) return this.#continuePartial();
+    const available = chunk.length - offset;
+    if (available === 0) return this.#drained();
+    if (available >= FRAME_HEADER_BYTES) {
+      const length = this.#checkLength(readLength(chunk, offset));
+      const end = offset + FRAME_HEADER_BYTES + length;
+      if (end <= chunk.length) {
+        this.#offset = end;
+        return chunk.subarray(offset + FRAME_HEADER_BYTES, end);
+      }
+      this.#need = FRAME_HEADER_BYTES + length;
+    } else {
+      this.#need = 0;
+    }
+    // The frame runs past this chunk: keep what there is of it.
+    this.#reserve(this.#need || FRAME_HEADER_BYTES, 0);
+    this.#partial.set(chunk.subarray(offset), 0);
+    this.#partialLength = available;
+    return this.#drained();
+  }
+
+  /**
+   * When a frame is partly received, its header known and its body not yet
+   * complete: the part of the decoder's buffer still to fill. A reader may
+   * read straight into it and then call {@link advance} instead of
+   * `push()`, which saves copying large frames. Null otherwise (including
+   * while a pushed chunk is not drained).
+   */
+  spare(): Uint8Array | null {
+    if (this.#error !== null || this.#need === 0 || this.#offset < this.#chunk.length) return null;
+    return this.#partial.subarray(this.#partialLength, this.#need);
+  }
+
+  /**
+   * Records that `n` bytes were written into {@link spare}. Call `next()`
+   * afterwards: it returns the frame once it is complete.
+   * @throws {RangeError} when `n` is more than `spare()` offered.
+   */
+  advance(n: number): void {
+    const spare = this.spare();
+    if (spare === null || !Number.isInteger(n) || n < 0 || n > spare.length) {
+      throw new RangeError(`advance(${n}) beyond the spare space`);
+    }
+    this.#partialLength += n;
+  }
+
+  /**
+   * Declares the end of the stream.
+   * @throws {FrameError} `truncated` when it ended inside a frame (a
+   * stream that ends right after the version byte, or before it, is a clean
+   * end), or the error that ended decoding.
+   * @throws {TransportError} `decoder_not_drained` when whole frames are
+   * still waiting in a pushed chunk.
+   */
+  end(): void {
+    if (this.#error !== null) throw this.#error;
+    if (this.#offset < this.#chunk.length) {
+      throw new TransportError("decoder_not_drained", "end() before next() returned null");
+    }
+    if (this.#partialLength > 0) {
+      throw this.#fail(
+        "truncated",
+        `the stream ended inside a frame (${this.#partialLength} bytes of it received)`,
+      );
+    }
+  }
+
+  /** Completes the partial frame from the current chunk. */
+  #continuePartial(): Uint8Array | null {
+    const chunk = this.#chunk;
+    let offset = this.#offset;
+    let have = this.#partialLength;
+    if (this.#need === 0) {
+      // The header itself was cut: complete it first.
+      const take = Math.min(FRAME_HEADER_BYTES - have, chunk.length - offset);
+      for (let i = 0; i < take; i++) this.#partial[have++] = chunk[offset++];
+      this.#offset = offset;
+      this.#partialLength = have;
+      if (have < FRAME_HEADER_BYTES) return this.#drained();
+      const length = this.#checkLength(readLength(this.#partial, 0));
+      this.#need = FRAME_HEADER_BYTES + length;
+      this.#reserve(this.#need, have);
+    }
+    const take = Math.min(this.#need - have, chunk.length - offset);
+    if (take > 0) {
+      this.#partial.set(chunk.subarray(offset, offset + take), have);
+      have += take;
+      offset += take;
+      this.#offset = offset;
+      this.#partialLength = have;
+    }
+    if (have < this.#need) return this.#drained();
+    const frame = this.#partial.subarray(FRAME_HEADER_BYTES, this.#need);
+    this.#partialLength = 0;
+    this.#need = 0;
+    return frame;
+  }
+
+  /** Ensures the partial buffer holds `size` bytes, keeping its first `keep`. */
+  #reserve(size: number, keep: number): void {
+    if (this.#partial.length >= size) return;
+    const limit = this.maxFrameBytes + FRAME_HEADER_BYTES;
+    const grown = Math.min(limit, Math.max(size, MIN_PARTIAL_BYTES, this.#partial.length * 2));
+    const next = new Uint8Array(grown);
+    if (keep > 0) next.set(this.#partial.subarray(0, keep));
+    this.#partial = next;
+  }
+
+  /** The chunk is used up: drop it so the caller's buffer is not retained. */
+  #drained(): null {
+    this.#chunk = EMPTY;
+    this.#offset = 0;
+    return null;
+  }
+
+  #checkLength(length: number): number {
+    if (length === 0) throw this.#fail("empty_frame", "a frame of length 0");
+    if (length > this.maxFrameBytes) {
+      throw this.#fail(
+        "oversized",
+        `a frame of ${length} bytes exceeds the maximum of ${this.maxFrameBytes}`,
+      );
+    }
+    return length;
+  }
+
+  #fail(code: FrameErrorCode, message: string): FrameError {
+    this.#error = new FrameError(code, message);
+    this.#chunk = EMPTY;
+    this.#offset = 0;
+    this.#partial = EMPTY;
+    this.#partialLength = 0;
+    this.#need = 0;
+    return this.#error;
+  }
+}

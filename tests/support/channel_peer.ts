@@ -1,0 +1,47 @@
+/**
+ * A secure channel responder in its own process, for cross-process tests.
+ * Reads the authority's identity from an identity file, creates its own
+ * identity with a credential from a seed file, listens on 127.0.0.1:0,
+ * prints `LISTENING <port> <identifier>` and echoes every message it gets
+ * at "echo" back to its sender, until stdin closes.
+ *
+ * Usage: channel_peer.ts <authority identity file> <authority key seed hex file>
+ */
+import { issueCredential } from "../../src/credential/credential.ts";
+import { TrustStore } from "../../src/credential/trust_store.ts";
+import { fromHex } from "../../src/encoding/hex.ts";
+import { Identity } from "../../src/identity/identity.ts";
+import { readIdentityFile } from "../../src/identity/identity_file.ts";
+import { SoftwareSigner } from "../../src/identity/software_signer.ts";
+import { createChannelIdentity, listenSecureChannels } from "../../src/channel/secure_channel.ts";
+import { Node } from "../../src/routing/node.ts";
+import { TcpTransport } from "../../src/routing/tcp_transport.ts";
+
+const [identityPath, seedPath] = Deno.args;
+const anchor = await readIdentityFile(identityPath);
+const authority = await Identity.fromHistory(
+  anchor.history,
+  await SoftwareSigner.fromSeed(fromHex((await Deno.readTextFile(seedPath)).trim())),
+);
+const me = await Identity.create(await SoftwareSigner.generate());
+const credential = await issueCredential(authority, {
+  subject: me.identifier,
+  attributes: { role: "gateway" },
+});
+const node = new Node({ name: "peer" });
+const transport = new TcpTransport(node);
+node.register("echo", async (m) => {
+  await node.route({ onward: m.return, return: ["echo"], payload: m.payload });
+});
+const channels = listenSecureChannels({
+  node,
+  address: "api",
+  local: await createChannelIdentity(me, { credentials: () => [credential.encoded] }),
+  policy: { trust: new TrustStore([anchor]), requiredAttributes: { role: "edge" } },
+});
+const listener = transport.listen({ hostname: "127.0.0.1", port: 0 });
+console.log(`LISTENING ${listener.addr.port} ${me.identifier}`);
+for await (const _ of Deno.stdin.readable) { /* run until stdin closes */ }
+channels.close({ closeChannels: true });
+await transport.close();
+Deno.exit(0);
