@@ -44,7 +44,7 @@ import {
 import { encodeIdentityPayload } from "./identity_payload.ts";
 import { type DhKeyPair, generateDhKeyPair } from "./noise/x25519.ts";
 import { XXHandshake } from "./noise/handshake_state.ts";
-import { ReceiveCipher, SendCipher } from "./transport_cipher.ts";
+import { type OpenResult, ReceiveCipher, SendCipher } from "./transport_cipher.ts";
 import {
   checkCredential,
   type TrustPolicy,
@@ -54,6 +54,9 @@ import {
 
 /** Prologue of every handshake: protocol label and version (DESIGN.md §4). */
 export const PROLOGUE = new TextEncoder().encode("nexus.secure_channel.v1");
+
+/** Records of one channel decrypting at once before its reader waits. */
+export const RECEIVE_PIPELINE = 8;
 
 const WIRE = { message1: 0x01, message2: 0x02, message3: 0x03, record: 0x04 } as const;
 const KIND = { message: 0x01, refresh: 0x02, close: 0x03, ready: 0x05 } as const;
@@ -147,6 +150,8 @@ export class SecureChannel {
   /** Records are routed in counter order even when seals finish out of order. */
   #sendChain: Promise<unknown> = Promise.resolve();
   #receiveChain: Promise<unknown> = Promise.resolve();
+  /** Records opened but not yet handled. */
+  #opening = 0;
   #idleMs: number;
   #lastReceived = Date.now();
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
@@ -300,14 +305,18 @@ export class SecureChannel {
     if (this.#isClosed) {
       return Promise.reject(new HandshakeError("closed", "the channel is closed"));
     }
-    const sealed = this.#send.seal(plaintext);
+    // Sealing starts now (several may run at once); routing follows call
+    // order, so records leave numbered in sequence. One byte of headroom
+    // takes the wire kind without another copy.
+    const sealed = this.#send.seal(plaintext, 1);
     const sent = this.#sendChain.then(async () => {
-      const record = await sealed;
+      const payload = await sealed;
+      payload[0] = WIRE.record;
       this.stats.sent++;
       const routed = await this.#node.route({
         onward: this.#remote,
         return: [this.decryptorAddress],
-        payload: frame(WIRE.record, record),
+        payload,
       });
       if (!routed) this.#finish("route to the peer lost", false);
     });
@@ -316,20 +325,38 @@ export class SecureChannel {
   }
 
   #encrypt(message: RoutedMessage): Promise<void> {
-    const inner = encodeRoutedMessage(message.onward.slice(1), message.return, message.payload);
-    return this.#sendRecord(frame(KIND.message, inner));
+    const plaintext = encodeRoutedMessage(
+      message.onward.slice(1),
+      message.return,
+      message.payload,
+      1,
+    );
+    plaintext[0] = KIND.message;
+    return this.#sendRecord(plaintext);
   }
 
-  /** @internal The decryptor's handler for records (0x04 payloads). */
+  /**
+   * @internal The decryptor's handler for records (0x04 payloads).
+   *
+   * Decryption is pipelined: `open` reads the record before returning, so
+   * the transport may read the next frame while up to
+   * {@link RECEIVE_PIPELINE} records decrypt; plaintexts are still handled
+   * in arrival order. Past that depth the handler waits, which stops the
+   * transport reading: backpressure instead of an unbounded queue.
+   */
   receiveRecord(record: Uint8Array): Promise<void> {
-    const done = this.#receiveChain.then(() => this.#open(record));
-    this.#receiveChain = done.catch(() => {});
-    return done;
+    if (this.#isClosed) return Promise.resolve();
+    const opened = this.#receive.open(record);
+    this.#opening++;
+    const done = this.#receiveChain.then(() => opened).then((result) => this.#handle(result));
+    this.#receiveChain = done.catch(() => {}).finally(() => this.#opening--);
+    return this.#opening >= RECEIVE_PIPELINE
+      ? this.#receiveChain.then(() => {})
+      : Promise.resolve();
   }
 
-  async #open(record: Uint8Array): Promise<void> {
+  async #handle(result: OpenResult): Promise<void> {
     if (this.#isClosed) return;
-    const result = await this.#receive.open(record);
     if (!result.ok) {
       this.stats.dropped++;
       this.#logger.debug("dropped a record", { peer: this.peer.identifier, reason: result.reason });
@@ -566,12 +593,9 @@ export function listenSecureChannels(options: ListenOptions): SecureChannelListe
         } catch (error) {
           // Tell the initiator, inside the encryption only it can open, that
           // it was refused; then forget everything.
-          const record = await send.seal(frame(KIND.close, utf8.encode("refused")));
-          await node.route({
-            onward: reply.return,
-            return: [decryptor],
-            payload: frame(WIRE.record, record),
-          });
+          const record = await send.seal(frame(KIND.close, utf8.encode("refused")), 1);
+          record[0] = WIRE.record;
+          await node.route({ onward: reply.return, return: [decryptor], payload: record });
           throw error;
         }
         channel = new SecureChannel({

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { HandshakeError } from "../errors.ts";
 import { Node } from "../routing/node.ts";
 import type { RoutedMessage } from "../routing/routed_message.ts";
-import { authority, link, member } from "../testdata/channel_fixtures.ts";
+import { authority, eventually, link, member } from "../testdata/channel_fixtures.ts";
 import { connectSecureChannel, listenSecureChannels } from "./secure_channel.ts";
 
 const text = new TextEncoder();
@@ -46,6 +46,7 @@ Deno.test("channel: handshake, messages both ways, peer identity reaches the wor
       payload: text.encode(`m${i}`),
     });
   }
+  await eventually(() => replies.length === 100);
   assert.equal(received.length, 100);
   assert.equal(received[0].local?.secureChannel?.peer, edge.identity.identifier);
   assert.equal(received[0].local?.secureChannel?.credential()?.attributes.role, "edge");
@@ -174,6 +175,7 @@ Deno.test("channel: credential refresh replaces the credential used for decision
   });
   await channel.refreshCredential(fresh.encoded);
   await channel.send(["echo"], text.encode("after"));
+  await eventually(() => tiers.length === 2);
   assert.deepEqual(tiers, ["basic", "enterprise"]);
   channel.close();
 });
@@ -277,11 +279,12 @@ Deno.test("channel: replayed records are dropped and a tampered record is never 
   });
   await channel.send(["echo"], text.encode("once"));
   const record = tap.captured.at(-1)!;
+  await eventually(() => got.length === 1);
   await tap.replay(record);
   await tap.replay(record);
-  assert.deepEqual(got, ["once"]);
   const responder = listener.channels()[0];
-  assert.equal(responder.stats.dropped, 2);
+  await eventually(() => responder.stats.dropped === 2);
+  assert.deepEqual(got, ["once"]);
   // Flip one bit of the ciphertext on the way: dropped, not delivered.
   tap.setAlter((payload) => {
     payload[payload.length - 1] ^= 0x01;
@@ -290,6 +293,7 @@ Deno.test("channel: replayed records are dropped and a tampered record is never 
   await channel.send(["echo"], text.encode("tampered"));
   tap.setAlter(null);
   await channel.send(["echo"], text.encode("after"));
+  await eventually(() => got.length === 2);
   assert.deepEqual(got, ["once", "after"]);
   assert.equal(responder.stats.dropped, 3);
   await channel.close();

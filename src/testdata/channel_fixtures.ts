@@ -57,3 +57,12 @@ export function link(a: Node, b: Node): { toB: Address; toA: Address } {
   );
   return { toB, toA };
 }
+
+/** Resolves once `condition()` holds; fails after `timeoutMs`. */
+export async function eventually(condition: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}

@@ -3,7 +3,8 @@
  * Reads the authority's identity from an identity file, creates its own
  * identity with a credential from a seed file, listens on 127.0.0.1:0,
  * prints `LISTENING <port> <identifier>` and echoes every message it gets
- * at "echo" back to its sender, until stdin closes.
+ * at "echo" back to its sender, until stdin closes. "sink" counts the bytes
+ * it receives and answers an empty message with the count (benchmarks).
  *
  * Usage: channel_peer.ts <authority identity file> <authority key seed hex file>
  */
@@ -32,6 +33,17 @@ const node = new Node({ name: "peer" });
 const transport = new TcpTransport(node);
 node.register("echo", async (m) => {
   await node.route({ onward: m.return, return: ["echo"], payload: m.payload });
+});
+// Counts bytes; an empty message asks for the count so far (and resets it).
+let counted = 0;
+node.register("sink", async (m) => {
+  if (m.payload.length > 0) {
+    counted += m.payload.length;
+    return;
+  }
+  const reply = new TextEncoder().encode(String(counted));
+  counted = 0;
+  await node.route({ onward: m.return, return: ["sink"], payload: reply });
 });
 const channels = listenSecureChannels({
   node,

@@ -4,13 +4,13 @@
  *
  * @module
  */
+import { createCipheriv, createDecipheriv } from "node:crypto";
 import { HandshakeError } from "../../errors.ts";
 
 /** Highest nonce this implementation uses before refusing (see {@link writeNonce}). */
 export const MAX_NONCE = Number.MAX_SAFE_INTEGER - 1;
 
 const ZEROS_32 = new Uint8Array(32);
-const EMPTY = new Uint8Array(0);
 
 /**
  * Writes the 96-bit AESGCM nonce for `n` into `iv`: 32 bits of zeros, then
@@ -88,38 +88,30 @@ export async function aesGcmDecrypt(
   }
 }
 
-/**
- * REKEY(k) of §4.2 with §11.3's default: the first 32 bytes of
- * ENCRYPT(k, 2^64 − 1, zerolen, zeros). Returns the new key; the old one
- * stays usable by whoever still holds it (the receive window needs that).
- */
-export async function rekey(key: CryptoKey): Promise<CryptoKey> {
-  const iv = new Uint8Array(12);
-  iv.fill(0xff, 4);
-  const sealed = new Uint8Array(
-    await crypto.subtle.encrypt(
-      { name: "AES-GCM", iv, additionalData: EMPTY, tagLength: 128 },
-      key,
-      ZEROS_32,
-    ),
-  );
-  const raw = sealed.subarray(0, 32);
-  try {
-    return await importAesKey(raw);
-  } finally {
-    sealed.fill(0);
-  }
+/** REKEY(k) (§11.3) on raw key bytes: the first 32 bytes of ENCRYPT(k, 2^64 − 1, empty, zeros). */
+export function rekeyBytes(key: Uint8Array): Uint8Array {
+  // GCM encrypts in counter mode, so the first 32 ciphertext bytes are
+  // available without finishing the tag.
+  const cipher = createCipheriv("aes-256-gcm", key, MAX_NONCE_IV);
+  return new Uint8Array(cipher.update(ZEROS_32));
 }
 
-/** CipherState: a key (or none) and a nonce counter, as §5.1 defines it. */
+const MAX_NONCE_IV = new Uint8Array(12).fill(0xff, 4);
+
+/**
+ * CipherState: a key (or none) and a nonce counter, as §5.1 defines it.
+ * Handshake messages are small, so it uses node:crypto synchronously (a
+ * WebCrypto call costs about 60 µs of overhead whatever its size).
+ */
 export class CipherState {
-  #key: CryptoKey | null = null;
+  #key: Uint8Array | null = null;
   #n = 0;
   #iv = new Uint8Array(12);
 
   /** InitializeKey(key): sets the key (or none) and n = 0. */
-  async initializeKey(key: Uint8Array | null): Promise<void> {
-    this.#key = key === null ? null : await importAesKey(key);
+  initializeKey(key: Uint8Array | null): void {
+    this.#key?.fill(0);
+    this.#key = key === null ? null : key.slice();
     this.#n = 0;
   }
 
@@ -140,13 +132,20 @@ export class CipherState {
 
   #next(): number {
     if (this.#n > MAX_NONCE) throw new HandshakeError("nonce_exhausted", "nonce space exhausted");
+    writeNonce(this.#iv, this.#n);
     return this.#n;
   }
 
   /** EncryptWithAd(ad, plaintext): plaintext unchanged while there is no key. */
-  async encryptWithAd(ad: Uint8Array, plaintext: Uint8Array): Promise<Uint8Array> {
+  encryptWithAd(ad: Uint8Array, plaintext: Uint8Array): Uint8Array {
     if (this.#key === null) return plaintext.slice();
-    const out = await aesGcmEncrypt(this.#key, this.#iv, this.#next(), ad, plaintext);
+    this.#next();
+    const cipher = createCipheriv("aes-256-gcm", this.#key, this.#iv);
+    cipher.setAAD(ad);
+    const out = new Uint8Array(plaintext.length + 16);
+    out.set(cipher.update(plaintext), 0);
+    cipher.final();
+    out.set(cipher.getAuthTag(), plaintext.length);
     this.#n++;
     return out;
   }
@@ -155,16 +154,31 @@ export class CipherState {
    * DecryptWithAd(ad, ciphertext). On failure n is unchanged (§5.1).
    * @throws {HandshakeError} `decrypt_failed`
    */
-  async decryptWithAd(ad: Uint8Array, ciphertext: Uint8Array): Promise<Uint8Array> {
+  decryptWithAd(ad: Uint8Array, ciphertext: Uint8Array): Uint8Array {
     if (this.#key === null) return ciphertext.slice();
-    const out = await aesGcmDecrypt(this.#key, this.#iv, this.#next(), ad, ciphertext);
+    if (ciphertext.length < 16) {
+      throw new HandshakeError("decrypt_failed", "ciphertext shorter than its tag");
+    }
+    this.#next();
+    let plaintext: Uint8Array;
+    try {
+      const decipher = createDecipheriv("aes-256-gcm", this.#key, this.#iv);
+      decipher.setAAD(ad);
+      decipher.setAuthTag(ciphertext.subarray(ciphertext.length - 16));
+      plaintext = new Uint8Array(decipher.update(ciphertext.subarray(0, ciphertext.length - 16)));
+      decipher.final();
+    } catch (cause) {
+      throw new HandshakeError("decrypt_failed", "message authentication failed", { cause });
+    }
     this.#n++;
-    return out;
+    return plaintext;
   }
 
   /** Rekey() */
-  async rekey(): Promise<void> {
+  rekey(): void {
     if (this.#key === null) throw new TypeError("no key to rekey");
-    this.#key = await rekey(this.#key);
+    const next = rekeyBytes(this.#key);
+    this.#key.fill(0);
+    this.#key = next;
   }
 }

@@ -97,26 +97,50 @@ export class XXHandshake {
    * WriteMessage(payload, message_buffer): the next handshake message
    * carrying `payload`.
    */
-  async writeMessage(payload: Uint8Array): Promise<Uint8Array> {
+  writeMessage(payload: Uint8Array): Promise<Uint8Array> {
+    try {
+      return Promise.resolve(this.#write(payload));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /**
+   * ReadMessage(message, payload_buffer): the payload of the peer's next
+   * handshake message.
+   * @throws {HandshakeError} `malformed_message` (too short or too long),
+   *   `decrypt_failed`, `bad_dh`; after any failure the state is dead.
+   */
+  readMessage(message: Uint8Array): Promise<Uint8Array> {
+    try {
+      return Promise.resolve(this.#read(message));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  // The work is synchronous (node:crypto); the promise-returning surface
+  // leaves room for an asynchronous DH (an HSM-held static key).
+  #write(payload: Uint8Array): Uint8Array {
     this.#begin(true);
     try {
       const parts: Uint8Array[] = [];
       const sym = this.#symmetric;
       if (this.#step === 0) {
         // -> e
-        parts.push(await this.#writeE());
+        parts.push(this.#writeE());
       } else if (this.#step === 1) {
         // <- e, ee, s, es (responder)
-        parts.push(await this.#writeE());
-        await sym.mixKey(await dh(this.#e!, this.#re!)); // ee
-        parts.push(await sym.encryptAndHash(this.#s.publicKey)); // s
-        await sym.mixKey(await dh(this.#s, this.#re!)); // es: DH(s, re) on the responder
+        parts.push(this.#writeE());
+        sym.mixKey(dh(this.#e!, this.#re!)); // ee
+        parts.push(sym.encryptAndHash(this.#s.publicKey)); // s
+        sym.mixKey(dh(this.#s, this.#re!)); // es: DH(s, re) on the responder
       } else {
         // -> s, se (initiator)
-        parts.push(await sym.encryptAndHash(this.#s.publicKey)); // s
-        await sym.mixKey(await dh(this.#s, this.#re!)); // se: DH(s, re) on the initiator
+        parts.push(sym.encryptAndHash(this.#s.publicKey)); // s
+        sym.mixKey(dh(this.#s, this.#re!)); // se: DH(s, re) on the initiator
       }
-      parts.push(await sym.encryptAndHash(payload));
+      parts.push(sym.encryptAndHash(payload));
       this.#step++;
       const message = concat(parts);
       if (message.length > MAX_MESSAGE) {
@@ -129,13 +153,7 @@ export class XXHandshake {
     }
   }
 
-  /**
-   * ReadMessage(message, payload_buffer): the payload of the peer's next
-   * handshake message.
-   * @throws {HandshakeError} `malformed_message` (too short or too long),
-   *   `decrypt_failed`, `bad_dh`; after any failure the state is dead.
-   */
-  async readMessage(message: Uint8Array): Promise<Uint8Array> {
+  #read(message: Uint8Array): Uint8Array {
     this.#begin(false);
     try {
       if (message.length > MAX_MESSAGE) {
@@ -160,13 +178,13 @@ export class XXHandshake {
       } else if (this.#step === 1) {
         // <- e, ee, s, es (initiator reads)
         this.#readE(take(DHLEN));
-        await sym.mixKey(await dh(this.#e!, this.#re!)); // ee
-        this.#rs = await sym.decryptAndHash(take(DHLEN + TAGLEN)); // s
-        await sym.mixKey(await dh(this.#e!, this.#rs)); // es: DH(e, rs) on the initiator
+        sym.mixKey(dh(this.#e!, this.#re!)); // ee
+        this.#rs = sym.decryptAndHash(take(DHLEN + TAGLEN)); // s
+        sym.mixKey(dh(this.#e!, this.#rs)); // es: DH(e, rs) on the initiator
       } else {
         // -> s, se (responder reads)
-        this.#rs = await sym.decryptAndHash(take(DHLEN + TAGLEN)); // s
-        await sym.mixKey(await dh(this.#e!, this.#rs)); // se: DH(e, rs) on the responder
+        this.#rs = sym.decryptAndHash(take(DHLEN + TAGLEN)); // s
+        sym.mixKey(dh(this.#e!, this.#rs)); // se: DH(e, rs) on the responder
       }
       const rest = message.subarray(at);
       if (sym.hasKey() && rest.length < TAGLEN) {
@@ -175,7 +193,7 @@ export class XXHandshake {
           `handshake message ${this.#step + 1} is too short`,
         );
       }
-      const payload = await sym.decryptAndHash(rest);
+      const payload = sym.decryptAndHash(rest);
       this.#step++;
       return payload;
     } catch (error) {
@@ -190,8 +208,8 @@ export class XXHandshake {
     return this.#symmetric.split();
   }
 
-  async #writeE(): Promise<Uint8Array> {
-    this.#e ??= await generateDhKeyPair();
+  #writeE(): Uint8Array {
+    this.#e ??= generateDhKeyPair();
     this.#symmetric.mixHash(this.#e.publicKey);
     return this.#e.publicKey;
   }

@@ -66,12 +66,12 @@ export class SymmetricState {
   }
 
   /** MixKey(input_key_material) */
-  async mixKey(ikm: Uint8Array): Promise<void> {
+  mixKey(ikm: Uint8Array): void {
     const [ck, tempK] = hkdf(this.#ck, ikm, 2);
     this.#ck.fill(0);
     this.#ck = ck;
     // HASHLEN is 32, so temp_k needs no truncation for a 32-byte cipher key.
-    await this.#cipher.initializeKey(tempK);
+    this.#cipher.initializeKey(tempK);
     tempK.fill(0);
   }
 
@@ -91,8 +91,8 @@ export class SymmetricState {
   }
 
   /** EncryptAndHash(plaintext) */
-  async encryptAndHash(plaintext: Uint8Array): Promise<Uint8Array> {
-    const ciphertext = await this.#cipher.encryptWithAd(this.#h, plaintext);
+  encryptAndHash(plaintext: Uint8Array): Uint8Array {
+    const ciphertext = this.#cipher.encryptWithAd(this.#h, plaintext);
     this.mixHash(ciphertext);
     return ciphertext;
   }
@@ -101,8 +101,8 @@ export class SymmetricState {
    * DecryptAndHash(ciphertext)
    * @throws {HandshakeError} `decrypt_failed`
    */
-  async decryptAndHash(ciphertext: Uint8Array): Promise<Uint8Array> {
-    const plaintext = await this.#cipher.decryptWithAd(this.#h, ciphertext);
+  decryptAndHash(ciphertext: Uint8Array): Uint8Array {
+    const plaintext = this.#cipher.decryptWithAd(this.#h, ciphertext);
     this.mixHash(ciphertext);
     return plaintext;
   }

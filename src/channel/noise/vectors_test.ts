@@ -73,15 +73,15 @@ for (const [index, vector] of vectors.entries()) {
     const i = initiator.split();
     const r = responder.split();
     assert.deepEqual(i, r);
-    const ciphers = async (key: Uint8Array) => {
+    const ciphers = (key: Uint8Array) => {
       const cipher = new CipherState();
-      await cipher.initializeKey(key);
+      cipher.initializeKey(key);
       return cipher;
     };
-    const initiatorSend = await ciphers(i.initiatorToResponder);
-    const responderReceive = await ciphers(r.initiatorToResponder);
-    const responderSend = await ciphers(r.responderToInitiator);
-    const initiatorReceive = await ciphers(i.responderToInitiator);
+    const initiatorSend = ciphers(i.initiatorToResponder);
+    const responderReceive = ciphers(r.initiatorToResponder);
+    const responderSend = ciphers(r.responderToInitiator);
+    const initiatorReceive = ciphers(i.responderToInitiator);
     const empty = new Uint8Array(0);
     for (let m = 3; m < vector.messages.length; m++) {
       const { payload, ciphertext } = vector.messages[m];
@@ -89,9 +89,9 @@ for (const [index, vector] of vectors.entries()) {
       const [send, receive] = fromResponder
         ? [responderSend, initiatorReceive]
         : [initiatorSend, responderReceive];
-      const sealed = await send.encryptWithAd(empty, fromHex(payload));
+      const sealed = send.encryptWithAd(empty, fromHex(payload));
       assert.equal(toHex(sealed), ciphertext, `transport message ${m}`);
-      assert.equal(toHex(await receive.decryptWithAd(empty, sealed)), payload);
+      assert.equal(toHex(receive.decryptWithAd(empty, sealed)), payload);
     }
   });
 }
