@@ -73,6 +73,7 @@ export type HandshakeErrorCode =
   | "missing_attribute"
   | "not_pinned"
   | "timeout"
+  | "refused"
   | "closed";
 
 /** A handshake or channel failed; the channel is not usable. */

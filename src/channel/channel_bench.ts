@@ -6,7 +6,7 @@
  *   in this process (history, attestation and credential of each peer),
  *   against the six X25519 operations the two sides cannot avoid. The
  *   responder's rate on its own core comes from the two-process run
- *   (`scripts/bench_handshakes.ts`).
+ *   (`scripts/bench_channel.ts`, `deno task bench:channel`).
  * - `seal 16 KiB`, `seal 64 KiB`, `100-byte messages`: a record sealed
  *   (and opened) by SendCipher / ReceiveCipher against a bare WebCrypto
  *   AES-256-GCM encryption of the same plaintext. MB/s = size / time.

@@ -25,9 +25,22 @@ export interface IdentityPayload {
   readonly credentials: readonly Uint8Array[];
 }
 
-/** Encodes a payload. */
+/**
+ * Encodes a payload.
+ * @throws {RangeError} when it exceeds {@link MAX_IDENTITY_PAYLOAD} or
+ *   holds too many credentials: refused here rather than by the peer.
+ */
 export function encodeIdentityPayload(payload: IdentityPayload): Uint8Array {
-  return encodeCbor([1, payload.history, payload.attestation, [...payload.credentials]]);
+  if (payload.credentials.length > MAX_PRESENTED_CREDENTIALS) {
+    throw new RangeError(`at most ${MAX_PRESENTED_CREDENTIALS} credentials can be presented`);
+  }
+  const encoded = encodeCbor([1, payload.history, payload.attestation, [...payload.credentials]]);
+  if (encoded.length > MAX_IDENTITY_PAYLOAD) {
+    throw new RangeError(
+      `identity payload of ${encoded.length} bytes exceeds ${MAX_IDENTITY_PAYLOAD}`,
+    );
+  }
+  return encoded;
 }
 
 /**

@@ -23,7 +23,10 @@
  * Record plaintexts start with a kind byte: 0x01 a routed message
  * (routed_message.ts layout), 0x02 a credential refresh (an encoded
  * credential), 0x03 close (UTF-8 reason), 0x05 ready (the responder
- * accepted the initiator; the initiator's connect resolves only then).
+ * accepted the initiator; the initiator's connect resolves only then),
+ * 0x06 keepalive (empty; sent when this end has been quiet for a third of
+ * the idle timeout, so a channel carrying one-way traffic stays open and a
+ * dead path is noticed on both ends).
  *
  * @module
  */
@@ -57,9 +60,15 @@ export const PROLOGUE = new TextEncoder().encode("nexus.secure_channel.v1");
 
 /** Records of one channel decrypting at once before its reader waits. */
 export const RECEIVE_PIPELINE = 8;
+/**
+ * Largest application payload one message may carry: a record with its
+ * routes must fit a transport frame (256 KiB by default) with room to
+ * spare. Portals send at most 64 KiB at a time.
+ */
+export const MAX_MESSAGE_PAYLOAD = 192 * 1024;
 
 const WIRE = { message1: 0x01, message2: 0x02, message3: 0x03, record: 0x04 } as const;
-const KIND = { message: 0x01, refresh: 0x02, close: 0x03, ready: 0x05 } as const;
+const KIND = { message: 0x01, refresh: 0x02, close: 0x03, ready: 0x05, keepalive: 0x06 } as const;
 
 /** What this end presents: identity, attested static key, credentials. */
 export interface ChannelIdentity {
@@ -154,6 +163,7 @@ export class SecureChannel {
   #opening = 0;
   #idleMs: number;
   #lastReceived = Date.now();
+  #lastSent = Date.now();
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
   #expiryTimer: ReturnType<typeof setTimeout> | undefined;
   #info: SecureChannelInfo;
@@ -266,7 +276,10 @@ export class SecureChannel {
     this.#node.unregister(this.address);
     this.#node.unregister(this.decryptorAddress);
     this.#ready?.reject(
-      new HandshakeError(byPeer ? "credential_rejected" : "closed", `channel closed: ${reason}`),
+      new HandshakeError(
+        byPeer ? "refused" : "closed",
+        byPeer ? `the peer refused this end: ${reason}` : `channel closed: ${reason}`,
+      ),
     );
     this.#ready?.promise.catch(() => {});
     this.#logger.info("secure channel closed", {
@@ -278,13 +291,20 @@ export class SecureChannel {
   }
 
   #armIdle(): void {
+    const beat = Math.max(1, Math.floor(this.#idleMs / 3));
     const check = () => {
       if (this.#isClosed) return;
-      const idle = Date.now() - this.#lastReceived;
-      if (idle >= this.#idleMs) this.close("idle timeout");
-      else this.#idleTimer = unref(setTimeout(check, this.#idleMs - idle));
+      const now = Date.now();
+      if (now - this.#lastReceived >= this.#idleMs) {
+        this.close("idle timeout");
+        return;
+      }
+      if (now - this.#lastSent >= beat) {
+        this.#sendRecord(Uint8Array.of(KIND.keepalive)).catch(() => {});
+      }
+      this.#idleTimer = unref(setTimeout(check, beat));
     };
-    this.#idleTimer = unref(setTimeout(check, this.#idleMs));
+    this.#idleTimer = unref(setTimeout(check, beat));
   }
 
   #armExpiry(): void {
@@ -308,7 +328,13 @@ export class SecureChannel {
     // Sealing starts now (several may run at once); routing follows call
     // order, so records leave numbered in sequence. One byte of headroom
     // takes the wire kind without another copy.
+    this.#lastSent = Date.now();
     const sealed = this.#send.seal(plaintext, 1);
+    sealed.catch((error) => {
+      if (error instanceof HandshakeError && error.code === "nonce_exhausted") {
+        this.#finish("nonce space exhausted", false);
+      }
+    });
     const sent = this.#sendChain.then(async () => {
       const payload = await sealed;
       payload[0] = WIRE.record;
@@ -325,6 +351,13 @@ export class SecureChannel {
   }
 
   #encrypt(message: RoutedMessage): Promise<void> {
+    if (message.payload.length > MAX_MESSAGE_PAYLOAD) {
+      return Promise.reject(
+        new RangeError(
+          `message of ${message.payload.length} bytes exceeds ${MAX_MESSAGE_PAYLOAD}; split it`,
+        ),
+      );
+    }
     const plaintext = encodeRoutedMessage(
       message.onward.slice(1),
       message.return,
@@ -398,6 +431,8 @@ export class SecureChannel {
       case KIND.ready:
         this.#ready?.resolve();
         return;
+      case KIND.keepalive:
+        return;
       default:
         this.stats.dropped++;
     }
@@ -423,16 +458,35 @@ function copyOf(message: RoutedMessage): RoutedMessage {
   return { onward: message.onward, return: message.return, payload: message.payload.slice() };
 }
 
-function timeout(ms: number, what: string): { promise: Promise<never>; cancel: () => void } {
+/**
+ * A handshake deadline. `expired` lets the handshake's own steps stop after
+ * an await once the deadline has passed, so no state is built after the
+ * caller was told `timeout`.
+ */
+function timeout(
+  ms: number,
+  what: string,
+): { promise: Promise<never>; cancel: () => void; readonly expired: boolean; check(): void } {
   let timer: ReturnType<typeof setTimeout> | undefined;
+  let expired = false;
+  const error = () => new HandshakeError("timeout", `${what} timed out after ${ms} ms`);
   const promise = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new HandshakeError("timeout", `${what} timed out after ${ms} ms`)),
-      ms,
-    );
+    timer = setTimeout(() => {
+      expired = true;
+      reject(error());
+    }, ms);
   });
   promise.catch(() => {});
-  return { promise, cancel: () => clearTimeout(timer) };
+  return {
+    promise,
+    cancel: () => clearTimeout(timer),
+    get expired() {
+      return expired;
+    },
+    check() {
+      if (expired) throw error();
+    },
+  };
 }
 
 /** Options for {@link connectSecureChannel}. */
@@ -480,6 +534,7 @@ export async function connectSecureChannel(options: ConnectOptions): Promise<Sec
       const payload = await handshake.readMessage(reply.payload.subarray(1));
       // The responder is verified before anything about this end is sent.
       const peer = await verifyPeer(payload, handshake.remoteStaticKey!, policy);
+      limit.check();
       const message3 = await handshake.writeMessage(encodeIdentityPayload({
         history: local.identity.history.encoded,
         attestation: local.attestation,
@@ -584,6 +639,7 @@ export function listenSecureChannels(options: ListenOptions): SecureChannelListe
           payload: frame(WIRE.message2, message2),
         });
         const reply = await message3.promise;
+        limit.check();
         const payload3 = await handshake.readMessage(reply.payload.subarray(1));
         const keys = handshake.split();
         const send = SendCipher.create(keys.responderToInitiator, options);
@@ -598,6 +654,7 @@ export function listenSecureChannels(options: ListenOptions): SecureChannelListe
           await node.route({ onward: reply.return, return: [decryptor], payload: record });
           throw error;
         }
+        limit.check();
         channel = new SecureChannel({
           node,
           policy,

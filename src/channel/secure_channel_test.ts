@@ -111,7 +111,7 @@ Deno.test("channel: responder lacking a required attribute is refused", () =>
   refused({ role: "edge" }, {}, { customer_id: "cust_002" }, "missing_attribute"));
 
 Deno.test("channel: initiator refused by the responder learns it and nothing is delivered", () =>
-  refused({ role: "intruder" }, { role: "edge" }, {}, "credential_rejected"));
+  refused({ role: "intruder" }, { role: "edge" }, {}, "refused"));
 
 Deno.test("channel: handshake timeout when the responder never answers", async () => {
   const ca = await authority();
@@ -332,5 +332,58 @@ Deno.test("channel: a replayed handshake fails and opens no channel", async () =
   await new Promise((r) => setTimeout(r, 50));
   assert.equal(listener.channels().length, 1, "only the genuine channel exists");
   assert.equal(listener.failures.get("decrypt_failed"), 1);
+  await channel.close();
+});
+
+Deno.test("channel: keepalives hold a one-way channel open past the idle timeout", async () => {
+  const ca = await authority();
+  const edge = await member(ca.identity, { role: "edge" });
+  const gateway = await member(ca.identity, { role: "gateway" });
+  const a = new Node({ name: "a" });
+  const b = new Node({ name: "b" });
+  const { toB } = link(a, b);
+  let got = 0;
+  b.register("sink", () => void got++);
+  listenSecureChannels({
+    node: b,
+    address: "api",
+    local: gateway,
+    policy: { trust: ca.trust },
+    idleTimeoutMs: 300,
+  });
+  const channel = await connectSecureChannel({
+    node: a,
+    route: [toB, "api"],
+    local: edge,
+    policy: { trust: ca.trust },
+    idleTimeoutMs: 300,
+  });
+  // Only a -> b carries data for three idle periods; b's keepalives keep a's
+  // side open, a's data keeps b's side open.
+  for (let i = 0; i < 18; i++) {
+    await channel.send(["sink"], text.encode("tick"));
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.equal(channel.isClosed, false);
+  await eventually(() => got === 18);
+  await channel.close();
+});
+
+Deno.test("channel: a message too large for one record is refused with a RangeError", async () => {
+  const ca = await authority();
+  const edge = await member(ca.identity, { role: "edge" });
+  const gateway = await member(ca.identity, { role: "gateway" });
+  const a = new Node({ name: "a" });
+  const b = new Node({ name: "b" });
+  const { toB } = link(a, b);
+  listenSecureChannels({ node: b, address: "api", local: gateway, policy: { trust: ca.trust } });
+  const channel = await connectSecureChannel({
+    node: a,
+    route: [toB, "api"],
+    local: edge,
+    policy: { trust: ca.trust },
+  });
+  await assert.rejects(channel.send(["sink"], new Uint8Array(192 * 1024 + 1)), RangeError);
+  assert.equal(channel.isClosed, false);
   await channel.close();
 });

@@ -115,7 +115,8 @@ function readRoute(bytes: Uint8Array, at: number, what: string): [Address[], num
   for (let i = 0; i < count; i++) {
     if (at >= bytes.length) throw new MalformedError("truncated", `${what} route truncated`);
     const length = bytes[at++];
-    if (length === 0 || at + length > bytes.length) {
+    if (length === 0) throw new MalformedError("wrong_shape", `${what} address is empty`);
+    if (at + length > bytes.length) {
       throw new MalformedError("truncated", `${what} address truncated`);
     }
     let address = "";
