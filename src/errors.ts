@@ -95,3 +95,37 @@ export type TransportErrorCode =
  * Malformed bytes from a peer are a `FrameError` (a RangeError) instead.
  */
 export class TransportError extends NexusError<TransportErrorCode> {}
+
+/** Why the HSM (PKCS#11) refused or failed. */
+export type HsmErrorCode =
+  | "module_missing"
+  | "token_missing"
+  | "wrong_pin"
+  | "pin_locked"
+  | "pin_missing"
+  | "key_missing"
+  | "key_exists"
+  | "mechanism_unsupported"
+  | "hsm_failure";
+
+/** The HSM could not be used; the authority does not start (fail closed). */
+export class HsmError extends NexusError<HsmErrorCode> {}
+
+/** Why the authority refused a request or an operator command. */
+export type AuthorityErrorCode =
+  | "ticket_unknown"
+  | "ticket_used"
+  | "ticket_expired"
+  | "license_unknown"
+  | "license_revoked"
+  | "not_member"
+  | "member_revoked"
+  | "already_member"
+  | "unknown_target"
+  | "bad_request"
+  | "state_exists"
+  | "state_missing"
+  | "store_corrupt";
+
+/** The authority refused a request or a command. */
+export class AuthorityError extends NexusError<AuthorityErrorCode> {}
