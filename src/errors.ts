@@ -125,7 +125,9 @@ export type AuthorityErrorCode =
   | "bad_request"
   | "state_exists"
   | "state_missing"
-  | "store_corrupt";
+  | "store_corrupt"
+  | "store_permissions"
+  | "store_version";
 
 /** The authority refused a request or a command. */
 export class AuthorityError extends NexusError<AuthorityErrorCode> {}

@@ -1,0 +1,263 @@
+/**
+ * The credential authority service (DESIGN.md §3, §8): a node that accepts
+ * secure channels over TCP and answers members' requests
+ * (src/authority_client/protocol.ts):
+ *
+ * - `enroll`: redeem a one-time ticket or a license key; the caller's
+ *   identity (proven by the channel) becomes a member; returns a credential;
+ * - `credential`: a fresh credential for a listed, unrevoked member;
+ * - `revocations` / `subscribe`: the signed revocation list, and every new
+ *   one pushed as it is signed.
+ *
+ * Every credential and list is signed by the authority's current key inside
+ * the HSM. Revocations are written to the store by `authority revoke` (or
+ * any process sharing the store); the service notices a new serial within
+ * `pollMs`, signs the complete list, saves it, pushes it to every
+ * subscriber, and closes its own channels to revoked members.
+ *
+ * @module
+ */
+import {
+  AUTHORITY_API,
+  AUTHORITY_LISTENER,
+  type AuthorityRequest,
+  decodeRequest,
+  encodeError,
+  encodeResult,
+} from "../src/authority_client/protocol.ts";
+import {
+  createChannelIdentity,
+  listenSecureChannels,
+  type SecureChannel,
+} from "../src/channel/secure_channel.ts";
+import type { AttributeValue } from "../src/credential/attributes.ts";
+import { issueCredential } from "../src/credential/credential.ts";
+import { createRevocationList } from "../src/credential/revocation.ts";
+import { TrustStore } from "../src/credential/trust_store.ts";
+import { AuthorityError } from "../src/errors.ts";
+import type { Identity } from "../src/identity/identity.ts";
+import { type Logger, silentLogger } from "../src/log.ts";
+import { Node } from "../src/routing/node.ts";
+import type { Route } from "../src/routing/routed_message.ts";
+import { TcpTransport } from "../src/routing/tcp_transport.ts";
+import type { HsmOptions } from "../hsm/pkcs11_signer.ts";
+import { loadAuthority, statePaths } from "./ceremony.ts";
+import { AuthorityStore } from "./store.ts";
+
+/** Options of {@link startAuthority}. */
+export interface AuthorityServiceOptions {
+  stateDir: string;
+  hsm: HsmOptions;
+  /** Listen address (port 0: any free port). */
+  hostname: string;
+  port: number;
+  /** Credential lifetime in seconds by the member's `role` attribute; `default` otherwise (3600). */
+  ttlSeconds?: Record<string, number>;
+  /** How often to look for revocations written by other processes, ms (default 250). */
+  pollMs?: number;
+  logger?: Logger;
+}
+
+/** Counters for metrics and tests. */
+export interface AuthorityStats {
+  enrollments: number;
+  credentials: number;
+  refused: number;
+  revocationLists: number;
+}
+
+/** A running authority. */
+export interface RunningAuthority {
+  readonly addr: Deno.NetAddr;
+  readonly identity: Identity;
+  readonly stats: AuthorityStats;
+  readonly store: AuthorityStore;
+  /** Stops listening, closes channels, the store and the HSM session. */
+  close(): Promise<void>;
+}
+
+/** Starts the authority service. Fails closed on any HSM or state problem. */
+export async function startAuthority(options: AuthorityServiceOptions): Promise<RunningAuthority> {
+  const logger = options.logger ?? silentLogger;
+  const loaded = await loadAuthority(options);
+  const identity = loaded.identity;
+  const store = AuthorityStore.open(statePaths(options.stateDir).db);
+  const ttl: Record<string, number> = { default: 3600, ...options.ttlSeconds };
+  const stats: AuthorityStats = { enrollments: 0, credentials: 0, refused: 0, revocationLists: 0 };
+
+  const node = new Node({ name: "authority", logger });
+  const transport = new TcpTransport(node, { logger });
+  const local = await createChannelIdentity(identity);
+  // Members enroll before they hold a credential, so the listener does not
+  // require one; every request is checked against the store instead.
+  const listener = listenSecureChannels({
+    node,
+    address: AUTHORITY_LISTENER,
+    local,
+    policy: { trust: new TrustStore([identity]), requireCredential: false },
+    logger: logger.child("channel"),
+  });
+
+  /** Subscribers' reply routes, by channel. */
+  const subscribers = new Map<SecureChannel, Route>();
+
+  const issueFor = async (
+    subject: string,
+    attributes: Record<string, AttributeValue>,
+    refresh: boolean,
+  ) => {
+    const role = typeof attributes.role === "string" ? attributes.role : "default";
+    const credential = await issueCredential(identity, {
+      subject,
+      attributes,
+      ttlSeconds: ttl[role] ?? ttl.default,
+    });
+    store.recordCredential({
+      id: credential.id,
+      subject,
+      issuedAt: credential.createdAt,
+      expiresAt: credential.expiresAt,
+      refresh,
+    });
+    stats.credentials++;
+    return credential;
+  };
+
+  const currentList = () => store.latestRevocationList()?.encoded ?? null;
+
+  const handle = async (
+    request: AuthorityRequest,
+    peer: string,
+    channel: SecureChannel | null,
+    reply: Route,
+  ): Promise<Record<string, Uint8Array | null>> => {
+    switch (request.op) {
+      case "enroll": {
+        const ticket = request.body.get("ticket");
+        const license = request.body.get("license");
+        let attributes;
+        if (ticket !== undefined) attributes = store.redeemTicket(ticket, peer);
+        else if (license !== undefined) attributes = store.redeemLicense(license, peer);
+        else throw new AuthorityError("bad_request", "enroll needs a ticket or a license");
+        stats.enrollments++;
+        logger.info("member enrolled", {
+          member: peer,
+          via: ticket !== undefined ? "ticket" : "license",
+        });
+        const credential = await issueFor(peer, { ...attributes }, false);
+        return { credential: credential.encoded, history: identity.history.encoded };
+      }
+      case "credential": {
+        const member = store.getMember(peer);
+        if (member === null) {
+          throw new AuthorityError("not_member", "this identity is not a member");
+        }
+        if (member.revokedAt !== null) {
+          throw new AuthorityError("member_revoked", "this member has been revoked");
+        }
+        const credential = await issueFor(peer, { ...member.attributes }, true);
+        return { credential: credential.encoded, history: identity.history.encoded };
+      }
+      case "revocations":
+        return { list: currentList(), history: identity.history.encoded };
+      case "subscribe":
+        if (channel !== null) subscribers.set(channel, reply);
+        return { list: currentList(), history: identity.history.encoded };
+    }
+  };
+
+  node.register(AUTHORITY_API, async (message) => {
+    const info = message.local?.secureChannel;
+    if (info === undefined) return; // only through a secure channel
+    const channel = listener.channels().find((c) => c.address === message.return[0]) ?? null;
+    let request: AuthorityRequest;
+    try {
+      request = decodeRequest(message.payload);
+    } catch {
+      stats.refused++;
+      await node.route({
+        onward: message.return,
+        return: [AUTHORITY_API],
+        payload: encodeError(0, "bad_request", "malformed request"),
+      });
+      return;
+    }
+    let payload: Uint8Array;
+    try {
+      payload = encodeResult(request.id, await handle(request, info.peer, channel, message.return));
+    } catch (error) {
+      stats.refused++;
+      const code = error instanceof AuthorityError ? error.code : "bad_request";
+      logger.warn("request refused", { op: request.op, member: info.peer, code });
+      payload = encodeError(
+        request.id,
+        code,
+        error instanceof AuthorityError ? error.message : "request refused",
+      );
+    }
+    await node.route({ onward: message.return, return: [AUTHORITY_API], payload });
+  });
+
+  // Revocations: sign every new serial once, push it, cut revoked members off.
+  let published = store.latestRevocationList()?.serial ?? 0;
+  const publish = async () => {
+    const state = store.revocationState();
+    if (state.serial <= published) return;
+    const list = await createRevocationList(identity, {
+      serial: state.serial,
+      credentialIds: state.credentialIds,
+      identifiers: state.identifiers,
+    });
+    store.saveRevocationList(list.serial, list.encoded);
+    published = list.serial;
+    stats.revocationLists++;
+    logger.info("revocation list signed", { serial: list.serial, subscribers: subscribers.size });
+    const push = encodeResult(
+      0,
+      { list: list.encoded, history: identity.history.encoded },
+      "revocations",
+    );
+    const revoked = new Set(state.identifiers);
+    for (const channel of listener.channels()) {
+      if (revoked.has(channel.peer.identifier)) {
+        subscribers.delete(channel);
+        await channel.close("revoked");
+      }
+    }
+    for (const [channel, route] of subscribers) {
+      if (channel.isClosed) {
+        subscribers.delete(channel);
+        continue;
+      }
+      await node.route({ onward: route, return: [AUTHORITY_API], payload: push }).catch(() => {});
+    }
+  };
+  let polling = Promise.resolve();
+  const timer = setInterval(() => {
+    polling = polling.then(publish).catch((error) => {
+      logger.error("publishing the revocation list failed", { error: String(error) });
+    });
+  }, options.pollMs ?? 250);
+  await publish();
+
+  const tcp = transport.listen({ hostname: options.hostname, port: options.port });
+  logger.info("authority listening", {
+    address: `${tcp.addr.hostname}:${tcp.addr.port}`,
+    identifier: identity.identifier,
+  });
+
+  return {
+    addr: tcp.addr,
+    identity,
+    stats,
+    store,
+    async close() {
+      clearInterval(timer);
+      await polling;
+      listener.close({ closeChannels: true });
+      await transport.close();
+      store.close();
+      loaded.session.close();
+    },
+  };
+}

@@ -1,0 +1,103 @@
+/**
+ * Runs `authority/main.ts` as real processes under the `authority`
+ * permission set, against a fresh SoftHSM2 token, for cross-process tests.
+ */
+import { createSoftHsmToken, type SoftHsmToken } from "../../hsm/testing/softhsm.ts";
+
+const root = new URL("../../", import.meta.url).pathname;
+
+/** A fresh token and a state directory under ./.state (inside the permission set). */
+export interface AuthorityFixture {
+  readonly token: SoftHsmToken;
+  /** State directory relative to the project root. */
+  readonly state: string;
+  /** Runs a CLI command; returns exit code and output. */
+  run(args: string[], options?: { pin?: string; env?: Record<string, string> }): Promise<
+    { code: number; stdout: string; stderr: string }
+  >;
+  /** Starts `serve` on 127.0.0.1:0 and resolves with its port once it listens. */
+  serve(extra?: string[]): Promise<{ port: number; identifier: string; stop(): Promise<void> }>;
+  remove(): Promise<void>;
+}
+
+/** Common arguments naming the token. */
+function hsmArgs(token: SoftHsmToken): string[] {
+  return [
+    "--hsm-module",
+    token.modulePath,
+    "--hsm-token",
+    token.tokenLabel,
+    "--pin-env",
+    "NEXUS_HSM_PIN",
+  ];
+}
+
+export async function authorityFixture(): Promise<AuthorityFixture> {
+  const token = await createSoftHsmToken();
+  const state = `.state/test-authority-${crypto.randomUUID()}`;
+  const command = (args: string[], pin: string, env: Record<string, string> = {}) =>
+    new Deno.Command(Deno.execPath(), {
+      args: ["run", "-q", "--no-prompt", "-P=authority", "authority/main.ts", ...args],
+      cwd: root,
+      env: { SOFTHSM2_CONF: token.conf, NEXUS_HSM_PIN: pin, ...env },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    });
+  return {
+    token,
+    state,
+    async run(args, options = {}) {
+      const out = await command(
+        // The caller's arguments come last: with repeated flags the last wins.
+        ["--state", state, ...hsmArgs(token), ...args],
+        options.pin ?? token.pin,
+        options.env,
+      ).output();
+      return {
+        code: out.code,
+        stdout: new TextDecoder().decode(out.stdout),
+        stderr: new TextDecoder().decode(out.stderr),
+      };
+    },
+    async serve(extra = []) {
+      const child = command(
+        ["serve", "--listen", "127.0.0.1:0", "--state", state, ...hsmArgs(token), ...extra],
+        token.pin,
+      ).spawn();
+      const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+      let banner = "";
+      while (!banner.includes("\n")) {
+        const { value, done } = await reader.read();
+        if (done) {
+          const err = await new Response(child.stderr).text();
+          throw new Error(`authority exited before listening: ${err}`);
+        }
+        banner += value;
+      }
+      reader.releaseLock();
+      const [, address, identifier] = banner.trim().split(" ");
+      // Drain stderr so the process never blocks on a full pipe.
+      const stderr = new Response(child.stderr).text();
+      return {
+        port: Number(address.split(":").at(-1)),
+        identifier,
+        async stop() {
+          child.kill("SIGTERM");
+          await child.status;
+          await child.stdout.cancel().catch(() => {});
+          await stderr;
+        },
+      };
+    },
+    async remove() {
+      await Deno.remove(`${root}${state}`, { recursive: true }).catch(() => {});
+      await token.remove().catch(() => {});
+    },
+  };
+}
+
+/** Absolute path of a file in the fixture's state directory. */
+export function statePath(fixture: AuthorityFixture, name: string): string {
+  return `${root}${fixture.state}/${name}`;
+}
