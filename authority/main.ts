@@ -10,6 +10,7 @@ import type { HsmOptions } from "../hsm/pkcs11_signer.ts";
 import { readPin } from "../hsm/pin.ts";
 import { NexusError } from "../src/errors.ts";
 import { createLogger, type Logger } from "../src/log.ts";
+import { parseHostPort } from "../src/ops/ops_server.ts";
 import { describeAuthority, initAuthority, rotateAuthority, statePaths } from "./ceremony.ts";
 import { startAuthority } from "./service.ts";
 import { AuthorityStore } from "./store.ts";
@@ -40,6 +41,7 @@ Options:
   --key-label LABEL       init: HSM label of the first key (default nexus-authority-1)
   --existing-key LABEL    init: use this existing HSM key (e.g. made by pkcs11-tool)
   --listen HOST:PORT      serve: listen address (default 0.0.0.0:4100)
+  --metrics HOST:PORT     serve: /metrics, /healthz, /readyz (default 127.0.0.1:9410; "off" to disable)
   --edge-ttl SECONDS      serve: credential lifetime for role=edge (default 3600)
   --default-ttl SECONDS   serve: credential lifetime for other roles (default 3600)
   --attr NAME=VALUE       ticket create: attribute (repeatable; integers and true/false are typed)
@@ -58,6 +60,7 @@ interface Config {
   "pin-file"?: string;
   "pin-env"?: string;
   listen?: string;
+  metrics?: string;
   "edge-ttl"?: string;
   "default-ttl"?: string;
 }
@@ -100,6 +103,7 @@ async function main(): Promise<void> {
       "key-label": { type: "string" },
       "existing-key": { type: "string" },
       listen: { type: "string" },
+      metrics: { type: "string" },
       "edge-ttl": { type: "string" },
       "default-ttl": { type: "string" },
       attr: { type: "string", multiple: true },
@@ -209,12 +213,14 @@ async function main(): Promise<void> {
       return;
     }
     case "serve": {
-      const [hostname, port] = option("listen", "0.0.0.0:4100").split(/:(?=\d+$)/);
+      const listen = parseHostPort(option("listen", "0.0.0.0:4100"), "--listen");
+      const metricsAt = option("metrics", "127.0.0.1:9410");
       const running = await startAuthority({
         stateDir,
         hsm: await hsm(),
-        hostname,
-        port: Number(port),
+        hostname: listen.hostname,
+        port: listen.port,
+        ops: metricsAt === "off" ? undefined : parseHostPort(metricsAt, "--metrics"),
         ttlSeconds: {
           edge: duration(option("edge-ttl", "3600")),
           default: duration(option("default-ttl", "3600")),
@@ -223,7 +229,8 @@ async function main(): Promise<void> {
       });
       // One line on stdout for supervisors and tests: where it listens.
       console.log(
-        `LISTENING ${running.addr.hostname}:${running.addr.port} ${running.identity.identifier}`,
+        `LISTENING ${running.addr.hostname}:${running.addr.port} ${running.identity.identifier}` +
+          (running.opsAddr ? ` metrics=${running.opsAddr.hostname}:${running.opsAddr.port}` : ""),
       );
       const stop = Promise.withResolvers<void>();
       for (const signal of ["SIGINT", "SIGTERM"] as const) {

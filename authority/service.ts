@@ -40,6 +40,8 @@ import { type Logger, silentLogger } from "../src/log.ts";
 import { Node } from "../src/routing/node.ts";
 import type { Route } from "../src/routing/routed_message.ts";
 import { TcpTransport } from "../src/routing/tcp_transport.ts";
+import { Metrics } from "../src/ops/metrics.ts";
+import { startOpsServer } from "../src/ops/ops_server.ts";
 import type { HsmOptions } from "../hsm/pkcs11_signer.ts";
 import { loadAuthority, statePaths } from "./ceremony.ts";
 import { AuthorityStore } from "./store.ts";
@@ -55,6 +57,8 @@ export interface AuthorityServiceOptions {
   ttlSeconds?: Record<string, number>;
   /** How often to look for revocations written by other processes, ms (default 250). */
   pollMs?: number;
+  /** Where to serve /metrics, /healthz and /readyz (default: not served). */
+  ops?: { hostname: string; port: number };
   logger?: Logger;
 }
 
@@ -72,6 +76,8 @@ export interface RunningAuthority {
   readonly identity: Identity;
   readonly stats: AuthorityStats;
   readonly store: AuthorityStore;
+  /** The operations endpoint, when one was asked for. */
+  readonly opsAddr: Deno.NetAddr | null;
   /** Stops listening, closes channels, the store and the HSM session. */
   close(): Promise<void>;
 }
@@ -240,6 +246,57 @@ export async function startAuthority(options: AuthorityServiceOptions): Promise<
   }, options.pollMs ?? 250);
   await publish();
 
+  const metrics = new Metrics();
+  metrics.register(
+    "nexus_authority_enrollments_total",
+    "counter",
+    "Members enrolled.",
+    () => stats.enrollments,
+  );
+  metrics.register(
+    "nexus_authority_credentials_total",
+    "counter",
+    "Credentials issued or refreshed.",
+    () => stats.credentials,
+  );
+  metrics.register(
+    "nexus_authority_refused_total",
+    "counter",
+    "Requests refused.",
+    () => stats.refused,
+  );
+  metrics.register(
+    "nexus_authority_revocation_lists_total",
+    "counter",
+    "Revocation lists signed.",
+    () => stats.revocationLists,
+  );
+  metrics.register(
+    "nexus_authority_revocation_serial",
+    "gauge",
+    "Serial of the newest signed revocation list.",
+    () => published,
+  );
+  metrics.register(
+    "nexus_authority_channels",
+    "gauge",
+    "Open secure channels.",
+    () => listener.channels().length,
+  );
+  metrics.register(
+    "nexus_authority_subscribers",
+    "gauge",
+    "Revocation list subscribers.",
+    () => subscribers.size,
+  );
+  metrics.register(
+    "nexus_authority_handshake_failures_total",
+    "counter",
+    "Failed secure channel handshakes by code.",
+    () => [...listener.failures].map(([code, n]) => [{ code }, n] as [{ code: string }, number]),
+  );
+  const ops = options.ops ? startOpsServer({ ...options.ops, metrics, logger }) : null;
+
   const tcp = transport.listen({ hostname: options.hostname, port: options.port });
   logger.info("authority listening", {
     address: `${tcp.addr.hostname}:${tcp.addr.port}`,
@@ -251,8 +308,10 @@ export async function startAuthority(options: AuthorityServiceOptions): Promise<
     identity,
     stats,
     store,
+    opsAddr: ops?.addr ?? null,
     async close() {
       clearInterval(timer);
+      await ops?.close();
       await polling;
       listener.close({ closeChannels: true });
       await transport.close();

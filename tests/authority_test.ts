@@ -355,3 +355,54 @@ Deno.test("rotation: credentials after rotation verify for a verifier that start
     }
   });
 });
+
+Deno.test("license keys enroll members of a customer; /metrics and /healthz answer", async () => {
+  await withAuthority(async (fixture) => {
+    await init(fixture);
+    const created = await fixture.run([
+      "license",
+      "create",
+      "--customer",
+      "cust_042",
+      "--tier",
+      "enterprise",
+      "--json",
+    ]);
+    assert.equal(created.code, 0, created.stderr);
+    const license = JSON.parse(created.stdout).license as string;
+    assert.match(license, /^nxl_/);
+    const service = await fixture.serve();
+    const first = await memberClient(fixture, service.port);
+    const second = await memberClient(fixture, service.port);
+    try {
+      // A license is not single use: two edges of the customer enroll with it.
+      for (const member of [first, second]) {
+        const credential = await member.client.enroll({ license });
+        assert.equal(credential.attributes.customer_id, "cust_042");
+        assert.equal(credential.attributes.tier, "enterprise");
+        assert.equal(credential.attributes.role, "edge");
+      }
+      await assert.rejects(
+        first.client.enroll({ license: "nxl_" + "A".repeat(32) }),
+        (e: unknown) => e instanceof AuthorityError && e.code === "license_unknown",
+      );
+      const curl = async (path: string) => {
+        const out = await new Deno.Command("curl", {
+          args: ["-sS", "-w", "\n%{http_code}", `http://${service.metrics}${path}`],
+          stdout: "piped",
+        }).output();
+        return new TextDecoder().decode(out.stdout);
+      };
+      const metrics = await curl("/metrics");
+      assert.match(metrics, /nexus_authority_enrollments_total 2/);
+      assert.match(metrics, /nexus_authority_credentials_total 2/);
+      assert.match(metrics, /nexus_authority_channels 2/);
+      assert.match(metrics, /\n200$/);
+      assert.match(await curl("/healthz"), /^ok\n\n200$/);
+    } finally {
+      await first.close();
+      await second.close();
+      await service.stop();
+    }
+  });
+});

@@ -16,7 +16,9 @@ export interface AuthorityFixture {
     { code: number; stdout: string; stderr: string }
   >;
   /** Starts `serve` on 127.0.0.1:0 and resolves with its port once it listens. */
-  serve(extra?: string[]): Promise<{ port: number; identifier: string; stop(): Promise<void> }>;
+  serve(
+    extra?: string[],
+  ): Promise<{ port: number; identifier: string; metrics: string; stop(): Promise<void> }>;
   remove(): Promise<void>;
 }
 
@@ -62,7 +64,17 @@ export async function authorityFixture(): Promise<AuthorityFixture> {
     },
     async serve(extra = []) {
       const child = command(
-        ["serve", "--listen", "127.0.0.1:0", "--state", state, ...hsmArgs(token), ...extra],
+        [
+          "serve",
+          "--listen",
+          "127.0.0.1:0",
+          "--metrics",
+          "127.0.0.1:0",
+          "--state",
+          state,
+          ...hsmArgs(token),
+          ...extra,
+        ],
         token.pin,
       ).spawn();
       const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
@@ -76,12 +88,13 @@ export async function authorityFixture(): Promise<AuthorityFixture> {
         banner += value;
       }
       reader.releaseLock();
-      const [, address, identifier] = banner.trim().split(" ");
+      const [, address, identifier, metrics] = banner.trim().split(" ");
       // Drain stderr so the process never blocks on a full pipe.
       const stderr = new Response(child.stderr).text();
       return {
         port: Number(address.split(":").at(-1)),
         identifier,
+        metrics: metrics?.replace("metrics=", "") ?? "",
         async stop() {
           child.kill("SIGTERM");
           await child.status;
