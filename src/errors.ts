@@ -131,3 +131,9 @@ export type AuthorityErrorCode =
 
 /** The authority refused a request or a command. */
 export class AuthorityError extends NexusError<AuthorityErrorCode> {}
+
+/** Why a relay refused a connection or an alias. */
+export type RelayErrorCode = "admission_refused" | "alias_refused" | "protocol" | "timeout";
+
+/** A relay refused this end, or did not speak the protocol. */
+export class RelayError extends NexusError<RelayErrorCode> {}

@@ -147,3 +147,62 @@ export function decodeRoutedMessage(bytes: Uint8Array): RoutedMessage {
   const [returnRoute, afterReturn] = readRoute(bytes, afterOnward, "return");
   return { onward, return: returnRoute, payload: bytes.subarray(afterReturn) };
 }
+
+/**
+ * The first onward address of an encoded message, without decoding the
+ * rest. Returns null for bytes that are not a message of this version.
+ */
+export function firstOnwardAddress(bytes: Uint8Array): string | null {
+  if (bytes.length < 3 || bytes[0] !== MESSAGE_VERSION || bytes[1] === 0) return null;
+  const length = bytes[2];
+  if (length === 0 || 3 + length > bytes.length) return null;
+  let address = "";
+  for (let i = 3; i < 3 + length; i++) {
+    const c = bytes[i];
+    if (c < 0x21 || c > 0x7e) return null;
+    address += String.fromCharCode(c);
+  }
+  return address;
+}
+
+/**
+ * What a forwarding hop does to a message, on its bytes: drops the first
+ * onward address and pushes `via` onto the return route. The payload is
+ * copied once, never parsed (a relay forwards ciphertext it cannot read).
+ * Returns null when the header is malformed or a route would grow too long.
+ */
+export function forwardRoutedMessage(bytes: Uint8Array, via: Address): Uint8Array | null {
+  if (bytes.length < 3 || bytes[0] !== MESSAGE_VERSION) return null;
+  const onwardCount = bytes[1];
+  if (onwardCount === 0 || onwardCount > MAX_ROUTE_LENGTH) return null;
+  // Walk the onward route's addresses by their lengths.
+  let at = 2;
+  const firstEnd = at + 1 + bytes[at];
+  for (let i = 0; i < onwardCount; i++) {
+    if (at >= bytes.length || bytes[at] === 0) return null;
+    at += 1 + bytes[at];
+  }
+  if (at >= bytes.length) return null;
+  const returnCount = bytes[at];
+  if (returnCount >= MAX_ROUTE_LENGTH) return null;
+  const returnStart = at + 1;
+  let end = returnStart;
+  for (let i = 0; i < returnCount; i++) {
+    if (end >= bytes.length || bytes[end] === 0) return null;
+    end += 1 + bytes[end];
+  }
+  if (end > bytes.length) return null;
+  const viaLength = via.length;
+  const removed = firstEnd - 2;
+  const out = new Uint8Array(bytes.length - removed + 1 + viaLength);
+  out[0] = MESSAGE_VERSION;
+  out[1] = onwardCount - 1;
+  out.set(bytes.subarray(firstEnd, at), 2);
+  let w = 2 + (at - firstEnd);
+  out[w++] = returnCount + 1;
+  out[w++] = viaLength;
+  ascii.encodeInto(via, out.subarray(w, w + viaLength));
+  w += viaLength;
+  out.set(bytes.subarray(returnStart), w);
+  return out;
+}

@@ -1,0 +1,441 @@
+/**
+ * The relay (DESIGN.md §5): a rendezvous that edges and gateways both reach
+ * with outbound connections. It admits a connection only after a signed
+ * challenge proves an identity with a valid, unrevoked credential; lets a
+ * gateway register an alias its credential allows; and forwards routed
+ * messages between connections by their first onward address. It holds no
+ * channel keys: it reads the routing header (docs/protocol.md §14) and
+ * copies the rest, ciphertext it cannot open.
+ *
+ * Addresses on the relay:
+ * - `relay`: control (register an alias);
+ * - `forward.<alias>`: the active connection registered for the alias;
+ * - `c.<hex>`: a connection, as pushed onto return routes.
+ *
+ * Backpressure: a frame is forwarded by awaiting the destination's send,
+ * and the source is not read meanwhile, so a slow reader slows its writer
+ * through TCP and the relay buffers at most one frame per direction.
+ *
+ * @module
+ */
+import { type Credential, verifyCredential } from "../src/credential/credential.ts";
+import type { RevocationList } from "../src/credential/revocation.ts";
+import { RevocationRegistry } from "../src/credential/revocation.ts";
+import type { TrustStore } from "../src/credential/trust_store.ts";
+import { verifyEd25519 } from "../src/crypto/ed25519.ts";
+import { decodeCbor, encodeCbor } from "../src/encoding/cbor.ts";
+import { DOMAIN, signedMessage } from "../src/encoding/domain.ts";
+import { toHex } from "../src/encoding/hex.ts";
+import { CredentialError } from "../src/errors.ts";
+import { verifyChangeHistory } from "../src/identity/change_history.ts";
+import { type Logger, silentLogger } from "../src/log.ts";
+import { Metrics } from "../src/ops/metrics.ts";
+import { type OpsServer, startOpsServer } from "../src/ops/ops_server.ts";
+import { decodeAdmit, encodeChallenge, encodeVerdict } from "../src/relay_client/admission.ts";
+import {
+  decodeRoutedMessage,
+  encodeRoutedMessage,
+  firstOnwardAddress,
+  forwardRoutedMessage,
+} from "../src/routing/routed_message.ts";
+import { type FramedConnection, type FramedListener, listenTcp } from "../src/transport/mod.ts";
+
+/** Options of {@link startRelay}. */
+export interface RelayOptions {
+  hostname: string;
+  port: number;
+  tls?: { cert: string; key: string };
+  /** Authorities whose members may connect. */
+  trust: TrustStore;
+  /** Most connections at once (default 20,000). */
+  maxConnections?: number;
+  /** Largest frame (default the transport's 256 KiB). */
+  maxFrameBytes?: number;
+  /** Most connections of one identity (default 64). */
+  maxConnectionsPerIdentity?: number;
+  /** Bytes per second one identity may send through the relay (default 256 MiB/s). */
+  bytesPerSecondPerIdentity?: number;
+  /** Close a connection silent for this long, ms (default 300,000). */
+  idleTimeoutMs?: number;
+  /** Time allowed for admission, ms (default 5,000). */
+  admissionTimeoutMs?: number;
+  /** Read buffer per connection, bytes (default 4 KiB: idle connections stay small). */
+  readBufferBytes?: number;
+  /** Where to serve /metrics, /healthz, /readyz. */
+  ops?: { hostname: string; port: number };
+  logger?: Logger;
+  /** Test hook: every frame the relay reads, after admission, as it reads it. */
+  tap?: (frame: Uint8Array) => void;
+  /** Test hook: may change a frame before it is forwarded (a compromised relay). */
+  tamper?: (frame: Uint8Array) => Uint8Array;
+}
+
+/** Refusal reasons counted in metrics. */
+export type AdmissionRefusal =
+  | "malformed"
+  | "timeout"
+  | "bad_identity"
+  | "bad_signature"
+  | "untrusted_issuer"
+  | "expired"
+  | "not_yet_valid"
+  | "revoked"
+  | "bad_credential"
+  | "too_many_connections";
+
+/** Counters of a relay. */
+export interface RelayStats {
+  admitted: number;
+  refused: Map<AdmissionRefusal, number>;
+  framesForwarded: number;
+  bytesForwarded: number;
+  dropped: number;
+  aliasRefused: number;
+}
+
+interface Peer {
+  readonly address: string;
+  readonly conn: FramedConnection;
+  readonly identifier: string;
+  credential: Credential;
+  readonly aliases: Set<string>;
+  lastActive: number;
+}
+
+/** A running relay. */
+export interface Relay {
+  readonly addr: Deno.NetAddr;
+  readonly stats: RelayStats;
+  readonly opsAddr: Deno.NetAddr | null;
+  /** Admitted connections now. */
+  connections(): number;
+  /** Aliases and the identifier of their active connection. */
+  aliases(): Map<string, string>;
+  /** Applies a revocation list (verified against the trust store) and cuts revoked members off. */
+  applyRevocations(list: Uint8Array | RevocationList): Promise<void>;
+  /** Stops accepting and closes every connection. */
+  close(): Promise<void>;
+}
+
+/** What a credential attribute `relay` allows: an alias, "*", or a list of either. */
+function allows(credential: Credential, alias: string): boolean {
+  const value = credential.attributes.relay;
+  const list = Array.isArray(value) ? value : typeof value === "string" ? [value] : [];
+  return list.includes("*") || list.includes(alias);
+}
+
+const ALIAS = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
+
+/** Starts a relay. */
+export function startRelay(options: RelayOptions): Relay {
+  const logger = options.logger ?? silentLogger;
+  const trust = options.trust;
+  const revocations = new RevocationRegistry();
+  const peers = new Map<string, Peer>();
+  const byIdentity = new Map<string, Set<Peer>>();
+  /** alias → registrations in order: the first is active, the rest standby. */
+  const aliases = new Map<string, Peer[]>();
+  const stats: RelayStats = {
+    admitted: 0,
+    refused: new Map(),
+    framesForwarded: 0,
+    bytesForwarded: 0,
+    dropped: 0,
+    aliasRefused: 0,
+  };
+  const idleMs = options.idleTimeoutMs ?? 300_000;
+  const rate = options.bytesPerSecondPerIdentity ?? 256 * 1024 * 1024;
+  const buckets = new Map<string, { tokens: number; at: number }>();
+
+  const refuse = (reason: AdmissionRefusal) => {
+    stats.refused.set(reason, (stats.refused.get(reason) ?? 0) + 1);
+  };
+
+  /** Token bucket per identity: waits (never drops) when a sender is over its rate. */
+  const throttle = async (identifier: string, bytes: number) => {
+    const now = performance.now();
+    let bucket = buckets.get(identifier);
+    if (bucket === undefined) buckets.set(identifier, bucket = { tokens: rate, at: now });
+    bucket.tokens = Math.min(rate, bucket.tokens + (now - bucket.at) / 1000 * rate);
+    bucket.at = now;
+    bucket.tokens -= bytes;
+    if (bucket.tokens < 0) {
+      await new Promise((resolve) => setTimeout(resolve, -bucket.tokens / rate * 1000));
+    }
+  };
+
+  const admit = async (conn: FramedConnection): Promise<Peer | null> => {
+    const nonce = crypto.getRandomValues(new Uint8Array(32));
+    await conn.send(encodeChallenge(nonce));
+    const frames = conn.frames();
+    const timer = setTimeout(() => {
+      refuse("timeout");
+      conn.close("admission timeout");
+    }, options.admissionTimeoutMs ?? 5000);
+    let answer: IteratorResult<Uint8Array>;
+    try {
+      answer = await frames.next();
+      // Copy before releasing the reader: the frame is a view of its buffer.
+      if (!answer.done) answer = { done: false, value: answer.value.slice() };
+    } finally {
+      clearTimeout(timer);
+      await frames.return?.(undefined);
+    }
+    if (answer.done) return null;
+    const fail = async (reason: AdmissionRefusal) => {
+      refuse(reason);
+      logger.warn("admission refused", {
+        remote: `${conn.remoteAddr.hostname}:${conn.remoteAddr.port}`,
+        reason,
+      });
+      await conn.send(encodeVerdict({ admitted: false, code: reason })).catch(() => {});
+      conn.close(`admission refused: ${reason}`);
+      return null;
+    };
+    let admitMessage;
+    try {
+      admitMessage = decodeAdmit(answer.value);
+    } catch {
+      return await fail("malformed");
+    }
+    let identity;
+    try {
+      identity = await verifyChangeHistory(admitMessage.history);
+    } catch {
+      return await fail("bad_identity");
+    }
+    if (
+      !await verifyEd25519(
+        identity.primaryKey,
+        signedMessage(DOMAIN.challenge, nonce),
+        admitMessage.signature,
+      )
+    ) {
+      return await fail("bad_signature");
+    }
+    let credential: Credential;
+    try {
+      credential = await verifyCredential(admitMessage.credential, {
+        trust,
+        subject: identity.identifier,
+        revocations,
+      });
+    } catch (error) {
+      const code = error instanceof CredentialError ? error.code : "bad_credential";
+      return await fail(
+        (["untrusted_issuer", "expired", "not_yet_valid", "revoked"] as string[]).includes(code)
+          ? code as AdmissionRefusal
+          : "bad_credential",
+      );
+    }
+    const mine = byIdentity.get(identity.identifier) ?? new Set<Peer>();
+    if (mine.size >= (options.maxConnectionsPerIdentity ?? 64)) {
+      return await fail("too_many_connections");
+    }
+    const peer: Peer = {
+      address: `c.${toHex(crypto.getRandomValues(new Uint8Array(8)))}`,
+      conn,
+      identifier: identity.identifier,
+      credential,
+      aliases: new Set(),
+      lastActive: Date.now(),
+    };
+    peers.set(peer.address, peer);
+    mine.add(peer);
+    byIdentity.set(identity.identifier, mine);
+    stats.admitted++;
+    await conn.send(encodeVerdict({ admitted: true, identifier: identity.identifier }));
+    logger.info("connection admitted", { member: identity.identifier, address: peer.address });
+    return peer;
+  };
+
+  const reply = async (peer: Peer, back: readonly string[], body: unknown[]) => {
+    if (back.length === 0) return;
+    await peer.conn.send(encodeRoutedMessage(back, ["relay"], encodeCbor([1, ...body])))
+      .catch(() => {});
+  };
+
+  const control = async (peer: Peer, frame: Uint8Array) => {
+    let message;
+    let request;
+    try {
+      message = decodeRoutedMessage(frame);
+      request = decodeCbor(message.payload, { maxBytes: 1024 }) as unknown[];
+    } catch {
+      stats.dropped++;
+      return;
+    }
+    if (!Array.isArray(request) || request[0] !== 1 || request[1] !== "register") {
+      stats.dropped++;
+      return;
+    }
+    const alias = request[2];
+    if (typeof alias !== "string" || !ALIAS.test(alias) || !allows(peer.credential, alias)) {
+      stats.aliasRefused++;
+      logger.warn("alias registration refused", { member: peer.identifier, alias: String(alias) });
+      await reply(peer, message.return, ["refused", String(alias).slice(0, 64), "not_allowed"]);
+      return;
+    }
+    const list = aliases.get(alias) ?? [];
+    if (!list.includes(peer)) list.push(peer);
+    aliases.set(alias, list);
+    peer.aliases.add(alias);
+    const role = list[0] === peer ? "active" : "standby";
+    logger.info("alias registered", { alias, member: peer.identifier, role });
+    await reply(peer, message.return, ["registered", alias, role]);
+  };
+
+  const forward = async (peer: Peer, frame: Uint8Array) => {
+    options.tap?.(frame);
+    const first = firstOnwardAddress(frame);
+    if (first === null) {
+      // A malformed header closes this connection only.
+      peer.conn.close("malformed message");
+      return;
+    }
+    if (first === "relay") return await control(peer, frame);
+    let destination: Peer | undefined;
+    if (first.startsWith("forward.")) destination = aliases.get(first.slice(8))?.[0];
+    else destination = peers.get(first);
+    if (destination === undefined || destination.conn.isClosed) {
+      stats.dropped++;
+      return;
+    }
+    let out = forwardRoutedMessage(frame, peer.address);
+    if (out === null) {
+      peer.conn.close("malformed message");
+      return;
+    }
+    if (options.tamper) out = options.tamper(out);
+    await throttle(peer.identifier, frame.length);
+    try {
+      await destination.conn.send(out);
+      stats.framesForwarded++;
+      stats.bytesForwarded += frame.length;
+    } catch {
+      stats.dropped++;
+    }
+  };
+
+  const remove = (peer: Peer) => {
+    peers.delete(peer.address);
+    byIdentity.get(peer.identifier)?.delete(peer);
+    if (byIdentity.get(peer.identifier)?.size === 0) byIdentity.delete(peer.identifier);
+    for (const alias of peer.aliases) {
+      const list = aliases.get(alias)?.filter((p) => p !== peer) ?? [];
+      if (list.length === 0) aliases.delete(alias);
+      else {
+        aliases.set(alias, list);
+        logger.info("standby took over alias", { alias, member: list[0].identifier });
+      }
+    }
+  };
+
+  const serve = async (conn: FramedConnection) => {
+    let peer: Peer | null = null;
+    try {
+      peer = await admit(conn);
+      if (peer === null) return;
+      for await (const frame of conn.frames()) {
+        peer.lastActive = Date.now();
+        await forward(peer, frame);
+      }
+    } catch (error) {
+      logger.debug("connection ended", {
+        error: error instanceof Error ? error.message : String(error),
+      });
+    } finally {
+      if (peer !== null) remove(peer);
+      conn.close("closed");
+    }
+  };
+
+  const listener: FramedListener = listenTcp({
+    hostname: options.hostname,
+    port: options.port,
+    tls: options.tls,
+    maxFrameBytes: options.maxFrameBytes,
+    maxConnections: options.maxConnections ?? 20_000,
+    readBufferBytes: options.readBufferBytes ?? 4096,
+    writeBufferBytes: 16 * 1024,
+    onConnection: (conn) => void serve(conn),
+  });
+
+  const sweep = setInterval(() => {
+    const now = Date.now();
+    for (const peer of peers.values()) {
+      if (now - peer.lastActive > idleMs) {
+        logger.info("closing idle connection", { member: peer.identifier });
+        peer.conn.close("idle timeout");
+      }
+    }
+  }, Math.max(100, Math.floor(idleMs / 4)));
+
+  const metrics = new Metrics();
+  metrics.register("nexus_relay_connections", "gauge", "Admitted connections.", () => peers.size);
+  metrics.register("nexus_relay_aliases", "gauge", "Registered aliases.", () => aliases.size);
+  metrics.register(
+    "nexus_relay_admitted_total",
+    "counter",
+    "Connections admitted.",
+    () => stats.admitted,
+  );
+  metrics.register(
+    "nexus_relay_admissions_refused_total",
+    "counter",
+    "Admissions refused, by reason.",
+    () => [...stats.refused].map(([reason, n]) => [{ reason }, n] as [{ reason: string }, number]),
+  );
+  metrics.register(
+    "nexus_relay_frames_forwarded_total",
+    "counter",
+    "Frames forwarded.",
+    () => stats.framesForwarded,
+  );
+  metrics.register(
+    "nexus_relay_bytes_forwarded_total",
+    "counter",
+    "Bytes forwarded.",
+    () => stats.bytesForwarded,
+  );
+  metrics.register(
+    "nexus_relay_frames_dropped_total",
+    "counter",
+    "Frames with no destination.",
+    () => stats.dropped,
+  );
+  metrics.register(
+    "nexus_relay_alias_refused_total",
+    "counter",
+    "Alias registrations refused.",
+    () => stats.aliasRefused,
+  );
+  const ops: OpsServer | null = options.ops
+    ? startOpsServer({ ...options.ops, metrics, logger })
+    : null;
+
+  logger.info("relay listening", { address: `${listener.addr.hostname}:${listener.addr.port}` });
+
+  return {
+    addr: listener.addr,
+    stats,
+    opsAddr: ops?.addr ?? null,
+    connections: () => peers.size,
+    aliases: () => new Map([...aliases].map(([alias, list]) => [alias, list[0].identifier])),
+    async applyRevocations(list) {
+      const changed = await revocations.apply(list, trust);
+      if (!changed) return;
+      for (const peer of [...peers.values()]) {
+        if (revocations.isRevoked(peer.credential)) {
+          logger.info("closing a revoked member's connection", { member: peer.identifier });
+          peer.conn.close("revoked");
+        }
+      }
+    },
+    async close() {
+      clearInterval(sweep);
+      await ops?.close();
+      await listener.close();
+    },
+  };
+}

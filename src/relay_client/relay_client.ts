@@ -1,0 +1,120 @@
+/**
+ * The client side of a relay, for gateways and edges: connect out,
+ * answer the admission challenge, attach the connection to the node, and
+ * (for gateways) register an alias.
+ *
+ * @module
+ */
+import { decodeCbor, encodeCbor } from "../encoding/cbor.ts";
+import { RelayError } from "../errors.ts";
+import type { Identity } from "../identity/identity.ts";
+import type { Node } from "../routing/node.ts";
+import type { Address } from "../routing/routed_message.ts";
+import type { AttachedConnection, TcpTransport } from "../routing/tcp_transport.ts";
+import { connectTcp } from "../transport/tcp.ts";
+import { decodeChallenge, decodeVerdict, encodeAdmit } from "./admission.ts";
+
+/** Options of {@link connectRelay}. */
+export interface ConnectRelayOptions {
+  transport: TcpTransport;
+  hostname: string;
+  port: number;
+  tls?: { caCerts: string[]; serverName?: string };
+  identity: Identity;
+  /** The credential to present (the current one). */
+  credential: Uint8Array;
+  /** Milliseconds for connect and admission (default 10,000). */
+  timeoutMs?: number;
+}
+
+/** An admitted relay connection attached to the node. */
+export interface RelayConnection extends AttachedConnection {
+  /** The identifier the relay admitted. */
+  readonly identifier: string;
+}
+
+/**
+ * Connects to a relay and passes admission.
+ * @throws {RelayError} `admission_refused` (with the relay's reason),
+ *   `protocol`, `timeout`; {TransportError} when the connection fails.
+ */
+export async function connectRelay(options: ConnectRelayOptions): Promise<RelayConnection> {
+  const signal = AbortSignal.timeout(options.timeoutMs ?? 10_000);
+  const conn = await connectTcp({
+    hostname: options.hostname,
+    port: options.port,
+    tls: options.tls,
+    signal,
+  });
+  const frames = conn.frames();
+  const next = async (what: string): Promise<Uint8Array> => {
+    const timer = setTimeout(
+      () => conn.close(`relay ${what} timeout`),
+      options.timeoutMs ?? 10_000,
+    );
+    try {
+      const result = await frames.next();
+      if (result.done) throw new RelayError("protocol", `the relay closed during ${what}`);
+      return result.value.slice();
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+  try {
+    const nonce = decodeChallenge(await next("admission"));
+    await conn.send(await encodeAdmit(options.identity, options.credential, nonce));
+    const verdict = decodeVerdict(await next("admission"));
+    if (!verdict.admitted) {
+      throw new RelayError("admission_refused", `the relay refused admission: ${verdict.code}`);
+    }
+    await frames.return?.(undefined);
+    const attached = options.transport.attach(conn);
+    return { ...attached, identifier: verdict.identifier };
+  } catch (error) {
+    conn.close("admission failed");
+    if (error instanceof RelayError) throw error;
+    throw new RelayError("protocol", "the relay's admission exchange was malformed", {
+      cause: error,
+    });
+  }
+}
+
+/**
+ * Registers `alias` at the relay behind `connection` (an address on
+ * `node`). Resolves with "active" or "standby".
+ * @throws {RelayError} `alias_refused`, `timeout`.
+ */
+export async function registerAlias(
+  node: Node,
+  connection: Address,
+  alias: string,
+  timeoutMs = 10_000,
+): Promise<"active" | "standby"> {
+  const answer = Promise.withResolvers<unknown[]>();
+  const address = node.registerRandom("alias", (message) => {
+    try {
+      answer.resolve(decodeCbor(message.payload, { maxBytes: 1024 }) as unknown[]);
+    } catch {
+      answer.reject(new RelayError("protocol", "malformed answer from the relay"));
+    }
+  });
+  const timer = setTimeout(
+    () => answer.reject(new RelayError("timeout", `no answer to registering ${alias}`)),
+    timeoutMs,
+  );
+  try {
+    await node.route({
+      onward: [connection, "relay"],
+      return: [address],
+      payload: encodeCbor([1, "register", alias]),
+    });
+    const reply = await answer.promise;
+    if (reply[1] === "registered" && (reply[3] === "active" || reply[3] === "standby")) {
+      return reply[3];
+    }
+    throw new RelayError("alias_refused", `the relay refused alias ${alias}: ${String(reply[3])}`);
+  } finally {
+    clearTimeout(timer);
+    node.unregister(address);
+  }
+}

@@ -1,0 +1,376 @@
+/**
+ * The relay: admission, aliases and standby takeover, an end-to-end secure
+ * channel through it that it cannot read or tamper with undetected,
+ * malformed input, revocation, and the relay as a real process.
+ */
+import assert from "node:assert/strict";
+import { connectSecureChannel, listenSecureChannels } from "../src/channel/secure_channel.ts";
+import { issueCredential } from "../src/credential/credential.ts";
+import { createRevocationList } from "../src/credential/revocation.ts";
+import { encodeCbor } from "../src/encoding/cbor.ts";
+import { RelayError } from "../src/errors.ts";
+import { writeIdentityFile } from "../src/identity/identity_file.ts";
+import { Identity } from "../src/identity/identity.ts";
+import { SoftwareSigner } from "../src/identity/software_signer.ts";
+import { createLogger } from "../src/log.ts";
+import { connectRelay, registerAlias } from "../src/relay_client/relay_client.ts";
+import { Node } from "../src/routing/node.ts";
+import { encodeRoutedMessage } from "../src/routing/routed_message.ts";
+import { TcpTransport } from "../src/routing/tcp_transport.ts";
+import { authority, eventually, member } from "../src/testdata/channel_fixtures.ts";
+import { type Relay, startRelay } from "../relay/relay.ts";
+
+type Authority = Awaited<ReturnType<typeof authority>>;
+
+/** A member identity with a credential carrying `attributes`, as the relay sees it. */
+async function relayMember(
+  ca: Identity,
+  attributes: Record<string, unknown>,
+  options: { ttlSeconds?: number; now?: number } = {},
+) {
+  const identity = await Identity.create(await SoftwareSigner.generate());
+  const credential = await issueCredential(ca, {
+    subject: identity.identifier,
+    attributes,
+    ttlSeconds: options.ttlSeconds,
+    now: options.now,
+  });
+  return { identity, credential };
+}
+
+async function withRelay(
+  fn: (ctx: { ca: Authority; relay: Relay; logs: string[] }) => Promise<void>,
+  options: Partial<Parameters<typeof startRelay>[0]> = {},
+): Promise<void> {
+  const ca = await authority();
+  const logs: string[] = [];
+  const relay = startRelay({
+    hostname: "127.0.0.1",
+    port: 0,
+    trust: ca.trust,
+    logger: createLogger({ component: "relay", level: "debug", write: (line) => logs.push(line) }),
+    ...options,
+  });
+  try {
+    await fn({ ca, relay, logs });
+  } finally {
+    await relay.close();
+  }
+}
+
+async function join(
+  relay: Relay,
+  who: { identity: Identity; credential: { encoded: Uint8Array } },
+) {
+  const node = new Node({ name: "n" });
+  const transport = new TcpTransport(node);
+  const conn = await connectRelay({
+    transport,
+    hostname: "127.0.0.1",
+    port: relay.addr.port,
+    identity: who.identity,
+    credential: who.credential.encoded,
+  });
+  return { node, transport, conn };
+}
+
+Deno.test("relay: unadmitted connections (untrusted, expired, revoked, forged) are refused", async () => {
+  await withRelay(async ({ ca, relay }) => {
+    const refusedWith = async (who: Awaited<ReturnType<typeof relayMember>>, reason: RegExp) => {
+      await assert.rejects(
+        join(relay, who),
+        (e: unknown) =>
+          e instanceof RelayError && e.code === "admission_refused" && reason.test(e.message),
+      );
+    };
+    const stranger = await authority();
+    await refusedWith(await relayMember(stranger.identity, { role: "edge" }), /untrusted_issuer/);
+    const now = Math.floor(Date.now() / 1000);
+    await refusedWith(
+      await relayMember(ca.identity, { role: "edge" }, { ttlSeconds: 10, now: now - 3600 }),
+      /expired/,
+    );
+    const revoked = await relayMember(ca.identity, { role: "edge" });
+    await relay.applyRevocations(
+      await createRevocationList(ca.identity, {
+        serial: 1,
+        identifiers: [revoked.identity.identifier],
+      }),
+    );
+    await refusedWith(revoked, /revoked/);
+    // A credential about someone else: the signature over the challenge is by
+    // another key than the history's.
+    const victim = await relayMember(ca.identity, { role: "edge" });
+    const thief = await relayMember(ca.identity, { role: "edge" });
+    await refusedWith(
+      { identity: thief.identity, credential: victim.credential },
+      /bad_credential/,
+    );
+    assert.equal(relay.connections(), 0);
+    assert.equal(relay.stats.admitted, 0);
+  });
+});
+
+Deno.test("relay: a connection that skips admission can neither send nor register", async () => {
+  await withRelay(async ({ relay }) => {
+    const socket = await Deno.connect({ hostname: "127.0.0.1", port: relay.addr.port });
+    const register = encodeRoutedMessage(["relay"], ["me"], encodeCbor([1, "register", "gw"]));
+    const frame = new Uint8Array(1 + 4 + register.length);
+    frame[0] = 1;
+    new DataView(frame.buffer).setUint32(1, register.length);
+    frame.set(register, 5);
+    await socket.write(frame);
+    // The relay answers with its challenge, then a refusal, then closes.
+    const buffer = new Uint8Array(4096);
+    let total = 0;
+    for (;;) {
+      const n = await socket.read(buffer.subarray(total));
+      if (n === null) break;
+      total += n;
+    }
+    socket.close();
+    assert.ok(total > 0);
+    assert.equal(relay.aliases().size, 0);
+    assert.equal(relay.connections(), 0);
+    assert.equal(relay.stats.refused.get("malformed"), 1);
+  });
+});
+
+Deno.test("relay: alias hijack refused; a standby takes over when the active gateway leaves", async () => {
+  await withRelay(async ({ ca, relay }) => {
+    const first = await join(
+      relay,
+      await relayMember(ca.identity, { role: "gateway", relay: "gw-cust-001" }),
+    );
+    const second = await join(
+      relay,
+      await relayMember(ca.identity, { role: "gateway", relay: "*" }),
+    );
+    const intruder = await join(relay, await relayMember(ca.identity, { role: "edge" }));
+    try {
+      assert.equal(await registerAlias(first.node, first.conn.address, "gw-cust-001"), "active");
+      assert.equal(await registerAlias(second.node, second.conn.address, "gw-cust-001"), "standby");
+      await assert.rejects(
+        registerAlias(intruder.node, intruder.conn.address, "gw-cust-001"),
+        (e: unknown) => e instanceof RelayError && e.code === "alias_refused",
+      );
+      assert.equal(relay.stats.aliasRefused, 1);
+      // Traffic to the alias reaches the active gateway, then the standby.
+      const got: string[] = [];
+      first.node.register("inbox", () => void got.push("first"));
+      second.node.register("inbox", () => void got.push("second"));
+      const send = () =>
+        intruder.node.route({
+          onward: [intruder.conn.address, "forward.gw-cust-001", "inbox"],
+          return: [],
+          payload: new Uint8Array([1]),
+        });
+      await send();
+      await eventually(() => got.length === 1);
+      await first.transport.close();
+      await eventually(() =>
+        relay.aliases().get("gw-cust-001") !== undefined && relay.connections() === 2
+      );
+      await send();
+      await eventually(() => got.length === 2);
+      assert.deepEqual(got, ["first", "second"]);
+    } finally {
+      await Promise.all([first, second, intruder].map((p) => p.transport.close()));
+    }
+  });
+});
+
+Deno.test("relay: an end-to-end channel through it; it never sees the marker, and its tampering is detected", async () => {
+  const marker = "NEXUS-PLAINTEXT-MARKER-7f3a";
+  const seen: Uint8Array[] = [];
+  let tamper = false;
+  await withRelay(async ({ ca, relay, logs }) => {
+    const gatewayMember = await member(ca.identity, { role: "gateway", relay: "gw" });
+    const edgeMember = await member(ca.identity, { role: "edge" });
+    const gwCredential = gatewayMember.credentials()[0];
+    const edgeCredential = edgeMember.credentials()[0];
+    const gw = await join(relay, {
+      identity: gatewayMember.identity,
+      credential: { encoded: gwCredential },
+    });
+    const edge = await join(relay, {
+      identity: edgeMember.identity,
+      credential: { encoded: edgeCredential },
+    });
+    try {
+      await registerAlias(gw.node, gw.conn.address, "gw");
+      const received: string[] = [];
+      gw.node.register("echo", async (m) => {
+        received.push(new TextDecoder().decode(m.payload));
+        await gw.node.route({ onward: m.return, return: ["echo"], payload: m.payload });
+      });
+      const listener = listenSecureChannels({
+        node: gw.node,
+        address: "api",
+        local: gatewayMember,
+        policy: { trust: ca.trust, requiredAttributes: { role: "edge" } },
+      });
+      const channel = await connectSecureChannel({
+        node: edge.node,
+        route: [edge.conn.address, "forward.gw", "api"],
+        local: edgeMember,
+        policy: { trust: ca.trust, requiredAttributes: { role: "gateway" } },
+      });
+      const replies: string[] = [];
+      edge.node.register("inbox", (m) => void replies.push(new TextDecoder().decode(m.payload)));
+      for (let i = 0; i < 50; i++) {
+        await channel.send(["echo"], new TextEncoder().encode(`${marker} ${i}`), ["inbox"]);
+      }
+      await eventually(() => replies.length === 50);
+      const encoder = new TextEncoder();
+      const needle = encoder.encode(marker);
+      const contains = (hay: Uint8Array) => {
+        outer: for (let i = 0; i + needle.length <= hay.length; i++) {
+          for (let j = 0; j < needle.length; j++) if (hay[i + j] !== needle[j]) continue outer;
+          return true;
+        }
+        return false;
+      };
+      assert.ok(seen.length >= 100, `the relay read ${seen.length} frames`);
+      assert.ok(!seen.some(contains), "the relay read the plaintext marker");
+      assert.ok(!logs.some((line) => line.includes(marker)), "the relay logged the marker");
+      // The relay flips one byte of the next record: the gateway drops it.
+      const responder = listener.channels()[0];
+      const droppedBefore = responder.stats.dropped;
+      tamper = true;
+      await channel.send(["echo"], encoder.encode("tampered"), ["inbox"]);
+      await eventually(() => responder.stats.dropped === droppedBefore + 1);
+      tamper = false;
+      await channel.send(["echo"], encoder.encode("after"), ["inbox"]);
+      await eventually(() => replies.includes("after"));
+      assert.ok(!received.includes("tampered"));
+      await channel.close();
+    } finally {
+      await gw.transport.close();
+      await edge.transport.close();
+    }
+  }, {
+    tap: (frame) => void seen.push(frame.slice()),
+    tamper: (frame) => {
+      if (tamper) {
+        frame[frame.length - 1] ^= 0x01;
+        tamper = false;
+      }
+      return frame;
+    },
+  });
+});
+
+Deno.test("relay: malformed frames and random bytes close that connection only", async () => {
+  await withRelay(async ({ ca, relay }) => {
+    const a = await join(relay, await relayMember(ca.identity, { role: "gateway", relay: "gw" }));
+    const b = await join(relay, await relayMember(ca.identity, { role: "edge" }));
+    const bad = await join(relay, await relayMember(ca.identity, { role: "edge" }));
+    try {
+      await registerAlias(a.node, a.conn.address, "gw");
+      let got = 0;
+      a.node.register("inbox", () => void got++);
+      // A framed message whose routing header is garbage.
+      await bad.conn.connection.send(new Uint8Array([9, 9, 9, 9]));
+      await bad.conn.connection.closed;
+      // Raw random bytes on an unadmitted socket.
+      const raw = await Deno.connect({ hostname: "127.0.0.1", port: relay.addr.port });
+      await raw.write(crypto.getRandomValues(new Uint8Array(4096))).catch(() => 0);
+      raw.close();
+      await b.node.route({
+        onward: [b.conn.address, "forward.gw", "inbox"],
+        return: [],
+        payload: new Uint8Array([1]),
+      });
+      await eventually(() => got === 1);
+      assert.equal(relay.connections(), 2);
+    } finally {
+      await Promise.all([a, b, bad].map((p) => p.transport.close()));
+    }
+  });
+});
+
+Deno.test("relay: a revocation list cuts a connected member off", async () => {
+  await withRelay(async ({ ca, relay }) => {
+    const who = await relayMember(ca.identity, { role: "edge" });
+    const joined = await join(relay, who);
+    try {
+      await relay.applyRevocations(
+        await createRevocationList(ca.identity, { serial: 1, credentialIds: [who.credential.id] }),
+      );
+      const info = await joined.conn.connection.closed;
+      assert.ok(info.reason.length > 0);
+      await eventually(() => relay.connections() === 0);
+    } finally {
+      await joined.transport.close();
+    }
+  });
+});
+
+Deno.test("relay process: admission, alias, forwarding, /metrics, SIGTERM", async () => {
+  const ca = await authority();
+  const dir = `.state/test-relay-${crypto.randomUUID()}`;
+  await Deno.mkdir(dir, { recursive: true });
+  await writeIdentityFile(`${dir}/authority.json`, ca.identity.history);
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-q",
+      "--no-prompt",
+      "-P=relay",
+      "relay/main.ts",
+      "--listen",
+      "127.0.0.1:0",
+      "--metrics",
+      "127.0.0.1:0",
+      "--trust",
+      `${dir}/authority.json`,
+      "--log-json",
+    ],
+    cwd: new URL("..", import.meta.url).pathname,
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  try {
+    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let banner = "";
+    while (!banner.includes("\n")) banner += (await reader.read()).value ?? "";
+    reader.releaseLock();
+    const [, address, metrics] = banner.trim().split(" ");
+    const port = Number(address.split(":").at(-1));
+    const fakeRelay = { addr: { port } } as unknown as Relay;
+    const gw = await join(
+      fakeRelay,
+      await relayMember(ca.identity, { role: "gateway", relay: "gw" }),
+    );
+    const edge = await join(fakeRelay, await relayMember(ca.identity, { role: "edge" }));
+    await registerAlias(gw.node, gw.conn.address, "gw");
+    let got = 0;
+    gw.node.register("inbox", () => void got++);
+    await edge.node.route({
+      onward: [edge.conn.address, "forward.gw", "inbox"],
+      return: [],
+      payload: new Uint8Array(10),
+    });
+    await eventually(() => got === 1);
+    const scrape = await (await fetch(`http://${metrics.replace("metrics=", "")}/metrics`)).text();
+    assert.match(scrape, /nexus_relay_connections 2/);
+    assert.match(scrape, /nexus_relay_aliases 1/);
+    assert.match(scrape, /nexus_relay_frames_forwarded_total 1/);
+    await gw.transport.close();
+    await edge.transport.close();
+    child.kill("SIGTERM");
+    assert.equal((await child.status).code, 0);
+    const log = await stderr;
+    for (const line of log.trim().split("\n")) JSON.parse(line); // JSON logs on request
+    assert.match(log, /"message":"shutting down"/);
+  } finally {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* exited */ }
+    await child.stdout.cancel().catch(() => {});
+    await stderr;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
