@@ -42,8 +42,8 @@ Options:
   --existing-key LABEL    init: use this existing HSM key (e.g. made by pkcs11-tool)
   --listen HOST:PORT      serve: listen address (default 0.0.0.0:4100)
   --metrics HOST:PORT     serve: /metrics, /healthz, /readyz (default 127.0.0.1:9410; "off" to disable)
-  --edge-ttl SECONDS      serve: credential lifetime for role=edge (default 3600)
-  --default-ttl SECONDS   serve: credential lifetime for other roles (default 3600)
+  --edge-ttl DURATION     serve: credential lifetime for role=edge, e.g. 3600, 90s, 1h (default 1h)
+  --default-ttl DURATION  serve: credential lifetime for other roles (default 1h)
   --attr NAME=VALUE       ticket create: attribute (repeatable; integers and true/false are typed)
   --ttl DURATION          ticket create: ticket lifetime, e.g. 10m, 2h, 1d (default 1h)
   --customer ID           license create: customer_id
@@ -131,8 +131,11 @@ async function main(): Promise<void> {
       fail(`cannot read config ${values.config}: ${(error as Error).message}`);
     }
   }
-  const option = <K extends keyof Config>(key: K, fallback: string): string =>
-    (values as Record<string, unknown>)[key] as string | undefined ?? config[key] ?? fallback;
+  // Config values may be JSON numbers ("edge-ttl": 3600): read them as text.
+  const option = <K extends keyof Config>(key: K, fallback: string): string => {
+    const value = (values as Record<string, unknown>)[key] ?? config[key];
+    return value === undefined || value === null ? fallback : String(value);
+  };
   const stateDir = option("state", "/var/lib/nexus-authority");
   const logger: Logger = createLogger({ component: "authority", json: values["log-json"] });
   const print = (text: string, data: unknown) =>
