@@ -445,6 +445,29 @@ export class SecureChannel {
 }
 
 /**
+ * Registers a channel end's decryptor: until the channel exists it waits
+ * for the one handshake message of kind `expected` (copied: transports lend
+ * views); afterwards it hands records to the channel.
+ */
+function registerDecryptor(
+  node: Node,
+  expected: number,
+  channel: () => SecureChannel | null,
+): { address: Address; handshake: PromiseWithResolvers<RoutedMessage> } {
+  const handshake = Promise.withResolvers<RoutedMessage>();
+  const address = node.registerRandom("scd", (message) => {
+    const kind = message.payload[0];
+    const current = channel();
+    if (current !== null && kind === WIRE.record) {
+      return current.receiveRecord(message.payload.subarray(1));
+    }
+    if (current === null && kind === expected) handshake.resolve(copyOf(message));
+    return undefined;
+  });
+  return { address, handshake };
+}
+
+/**
  * A channel's timers never keep a process alive on their own: a process
  * ends when its connections and listeners do.
  */
@@ -511,16 +534,12 @@ export async function connectSecureChannel(options: ConnectOptions): Promise<Sec
     prologue: PROLOGUE,
     staticKeyPair: local.staticKeyPair,
   });
-  const message2 = Promise.withResolvers<RoutedMessage>();
   let channel: SecureChannel | null = null;
-  const decryptor = node.registerRandom("scd", (message) => {
-    const kind = message.payload[0];
-    if (channel !== null && kind === WIRE.record) {
-      return channel.receiveRecord(message.payload.subarray(1));
-    }
-    if (channel === null && kind === WIRE.message2) message2.resolve(copyOf(message));
-    return undefined;
-  });
+  const { address: decryptor, handshake: message2 } = registerDecryptor(
+    node,
+    WIRE.message2,
+    () => channel,
+  );
   try {
     const work = (async () => {
       const message1 = await handshake.writeMessage(new Uint8Array(0));
@@ -611,16 +630,12 @@ export function listenSecureChannels(options: ListenOptions): SecureChannelListe
       prologue: PROLOGUE,
       staticKeyPair: local.staticKeyPair,
     });
-    const message3 = Promise.withResolvers<RoutedMessage>();
     let channel: SecureChannel | null = null;
-    const decryptor = node.registerRandom("scd", (message) => {
-      const kind = message.payload[0];
-      if (channel !== null && kind === WIRE.record) {
-        return channel.receiveRecord(message.payload.subarray(1));
-      }
-      if (channel === null && kind === WIRE.message3) message3.resolve(copyOf(message));
-      return undefined;
-    });
+    const { address: decryptor, handshake: message3 } = registerDecryptor(
+      node,
+      WIRE.message3,
+      () => channel,
+    );
     const limit = timeout(options.handshakeTimeoutMs ?? 10_000, "secure channel handshake");
     try {
       const work = (async () => {

@@ -13,34 +13,20 @@
  */
 import { createPublicKey, type KeyObject, verify } from "node:crypto";
 import { toHex } from "../encoding/hex.ts";
+import { DER_PREFIX, derWrap } from "./der.ts";
 
 const cache = new Map<string, KeyObject>();
 const cacheLimit = 4096;
-
-// DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410).
-const SPKI_PREFIX = Uint8Array.of(
-  0x30,
-  0x2a,
-  0x30,
-  0x05,
-  0x06,
-  0x03,
-  0x2b,
-  0x65,
-  0x70,
-  0x03,
-  0x21,
-  0x00,
-);
 
 function importPublicKey(publicKey: Uint8Array): KeyObject {
   const id = toHex(publicKey);
   let key = cache.get(id);
   if (key === undefined) {
-    const der = new Uint8Array(SPKI_PREFIX.length + 32);
-    der.set(SPKI_PREFIX, 0);
-    der.set(publicKey, SPKI_PREFIX.length);
-    key = createPublicKey({ key: der as unknown as Buffer, format: "der", type: "spki" });
+    key = createPublicKey({
+      key: derWrap(DER_PREFIX.ed25519Spki, publicKey),
+      format: "der",
+      type: "spki",
+    });
     if (cache.size >= cacheLimit) cache.delete(cache.keys().next().value!);
     cache.set(id, key);
   }

@@ -3,5 +3,6 @@
  *
  * @module
  */
+export { DER_PREFIX, derWrap } from "./der.ts";
 export { verifyEd25519 } from "./ed25519.ts";
 export { bytesEqual, randomBytes, sha256 } from "./hash.ts";

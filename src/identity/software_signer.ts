@@ -11,29 +11,9 @@
  */
 import { createPrivateKey, type KeyObject, sign } from "node:crypto";
 import { ed25519 } from "@noble/curves/ed25519.js";
+import { DER_PREFIX, derWrap } from "../crypto/der.ts";
 import { toHex } from "../encoding/hex.ts";
 import type { Signer } from "./signer.ts";
-
-// PKCS#8 wrapping of a raw Ed25519 seed (RFC 8410 §7): the fixed prefix
-// followed by the 32 seed bytes.
-const PKCS8_PREFIX = new Uint8Array([
-  0x30,
-  0x2e,
-  0x02,
-  0x01,
-  0x00,
-  0x30,
-  0x05,
-  0x06,
-  0x03,
-  0x2b,
-  0x65,
-  0x70,
-  0x04,
-  0x22,
-  0x04,
-  0x20,
-]);
 
 /** An in-process Ed25519 key. */
 export class SoftwareSigner implements Signer {
@@ -53,15 +33,10 @@ export class SoftwareSigner implements Signer {
    */
   static async fromSeed(seed: Uint8Array): Promise<SoftwareSigner> {
     if (seed.length !== 32) throw new RangeError("an Ed25519 seed is 32 bytes");
-    const pkcs8 = new Uint8Array(48);
-    pkcs8.set(PKCS8_PREFIX, 0);
-    pkcs8.set(seed, 16);
+    // PKCS#8 wrapping of the raw seed (RFC 8410 §7), wiped once imported.
+    const pkcs8 = derWrap(DER_PREFIX.ed25519Pkcs8, seed);
     try {
-      const key = createPrivateKey({
-        key: pkcs8 as unknown as Buffer,
-        format: "der",
-        type: "pkcs8",
-      });
+      const key = createPrivateKey({ key: pkcs8, format: "der", type: "pkcs8" });
       return await Promise.resolve(new SoftwareSigner(ed25519.getPublicKey(seed), key));
     } finally {
       pkcs8.fill(0);

@@ -17,52 +17,12 @@ import {
 } from "node:crypto";
 import { x25519 } from "@noble/curves/ed25519.js";
 import { HandshakeError } from "../../errors.ts";
+import { DER_PREFIX, derWrap } from "../../crypto/der.ts";
 
 /** An X25519 key pair; the private half stays inside a KeyObject. */
 export interface DhKeyPair {
   readonly publicKey: Uint8Array;
   readonly privateKey: KeyObject;
-}
-
-// DER prefixes of X25519 keys (RFC 8410): SubjectPublicKeyInfo and PKCS#8.
-const SPKI_PREFIX = Uint8Array.of(
-  0x30,
-  0x2a,
-  0x30,
-  0x05,
-  0x06,
-  0x03,
-  0x2b,
-  0x65,
-  0x6e,
-  0x03,
-  0x21,
-  0x00,
-);
-const PKCS8_PREFIX = Uint8Array.of(
-  0x30,
-  0x2e,
-  0x02,
-  0x01,
-  0x00,
-  0x30,
-  0x05,
-  0x06,
-  0x03,
-  0x2b,
-  0x65,
-  0x6e,
-  0x04,
-  0x22,
-  0x04,
-  0x20,
-);
-
-function withPrefix(prefix: Uint8Array, key: Uint8Array): Uint8Array {
-  const der = new Uint8Array(prefix.length + 32);
-  der.set(prefix, 0);
-  der.set(key, prefix.length);
-  return der;
 }
 
 /** GENERATE_KEYPAIR(): a fresh random key pair. */
@@ -78,9 +38,9 @@ export function generateDhKeyPair(): DhKeyPair {
  */
 export function dhKeyPairFromPrivate(privateKey: Uint8Array): DhKeyPair {
   if (privateKey.length !== 32) throw new RangeError("an X25519 private key is 32 bytes");
-  const der = withPrefix(PKCS8_PREFIX, privateKey);
+  const der = derWrap(DER_PREFIX.x25519Pkcs8, privateKey);
   try {
-    const key = createPrivateKey({ key: der as unknown as Buffer, format: "der", type: "pkcs8" });
+    const key = createPrivateKey({ key: der, format: "der", type: "pkcs8" });
     return { publicKey: x25519.getPublicKey(privateKey), privateKey: key };
   } finally {
     der.fill(0);
@@ -96,7 +56,7 @@ export function dh(pair: DhKeyPair, publicKey: Uint8Array): Uint8Array {
   if (publicKey.length !== 32) throw new HandshakeError("bad_dh", "an X25519 key is 32 bytes");
   try {
     const peer = createPublicKey({
-      key: withPrefix(SPKI_PREFIX, publicKey) as unknown as Buffer,
+      key: derWrap(DER_PREFIX.x25519Spki, publicKey),
       format: "der",
       type: "spki",
     });
