@@ -265,6 +265,9 @@ export function startRelay(options: RelayOptions): Relay {
       stats.dropped++;
       return;
     }
+    // [1, "ping"]: a member with nothing to forward keeps its connection
+    // (and a gateway its alias) from the idle sweep.
+    if (Array.isArray(request) && request[0] === 1 && request[1] === "ping") return;
     if (!Array.isArray(request) || request[0] !== 1 || request[1] !== "register") {
       stats.dropped++;
       return;
@@ -361,15 +364,22 @@ export function startRelay(options: RelayOptions): Relay {
     onConnection: (conn) => void serve(conn),
   });
 
+  // The sweep closes idle connections and those whose credential expired
+  // since admission (60 s skew, as verifiers allow): a credential admits a
+  // connection only while it is valid; members present a fresh one by
+  // reconnecting.
   const sweep = setInterval(() => {
     const now = Date.now();
     for (const peer of peers.values()) {
       if (now - peer.lastActive > idleMs) {
         logger.info("closing idle connection", { member: peer.identifier });
         peer.conn.close("idle timeout");
+      } else if (now / 1000 > peer.credential.expiresAt + 60) {
+        logger.info("closing a connection whose credential expired", { member: peer.identifier });
+        peer.conn.close("credential expired");
       }
     }
-  }, Math.max(100, Math.floor(idleMs / 4)));
+  }, Math.max(100, Math.min(Math.floor(idleMs / 4), 5000)));
 
   const metrics = new Metrics();
   metrics.register("nexus_relay_connections", "gauge", "Admitted connections.", () => peers.size);

@@ -270,6 +270,15 @@ Deno.test("relay: malformed frames and random bytes close that connection only",
       await registerAlias(a.node, a.conn.address, "gw");
       let got = 0;
       a.node.register("inbox", () => void got++);
+      // A valid first address followed by one the gateway's node would
+      // refuse: the relay must not pass it on (it would cut the gateway off).
+      const poison = encodeRoutedMessage(["forward.gw", "api"], [], new Uint8Array(1));
+      poison[poison.indexOf(0x61, 14)] = 0x07;
+      const attacker = await join(relay, await relayMember(ca.identity, { role: "edge" }));
+      await attacker.conn.connection.send(poison);
+      await attacker.conn.connection.closed;
+      await attacker.transport.close();
+      assert.equal(relay.aliases().get("gw") !== undefined, true);
       // A framed message whose routing header is garbage.
       await bad.conn.connection.send(new Uint8Array([9, 9, 9, 9]));
       await bad.conn.connection.closed;

