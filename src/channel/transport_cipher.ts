@@ -196,8 +196,8 @@ export class ReceiveCipher {
   #highest = -1;
   /** Ring of accepted counters: slot n % window holds n once n is accepted. */
   #seen = new Float64Array(REPLAY_WINDOW).fill(-1);
-  /** Counters being decrypted now. */
-  #inFlight = new Set<number>();
+  /** Counters being decrypted now, and when each decryption settles. */
+  #inFlight = new Map<number, Promise<unknown>>();
 
   private constructor(raw: Uint8Array, options: TransportCipherOptions) {
     this.#interval = interval(options);
@@ -225,7 +225,16 @@ export class ReceiveCipher {
 
     // Window first: a replay costs no decryption.
     if (n <= this.#highest - REPLAY_WINDOW) return drop("too_old");
-    if (this.#seen[n % REPLAY_WINDOW] === n || this.#inFlight.has(n)) return drop("replayed");
+    if (this.#seen[n % REPLAY_WINDOW] === n) return drop("replayed");
+    const busy = this.#inFlight.get(n);
+    if (busy !== undefined) {
+      // Another record with this counter is decrypting, and at most one of
+      // the two is authentic: decide after it settles (a replay if it was
+      // genuine), so a forgery sent first cannot get the genuine record
+      // dropped. Copied: the caller may reuse the record's memory.
+      const copy = record.slice();
+      return busy.then(() => this.open(copy));
+    }
 
     const epoch = Math.floor(n / this.#interval);
     const current = this.#current;
@@ -251,7 +260,6 @@ export class ReceiveCipher {
       return Promise.resolve(this.#accept(n, key, plaintext));
     }
 
-    this.#inFlight.add(n);
     const finish = (plaintext: Uint8Array): OpenResult => {
       this.#inFlight.delete(n);
       return this.#accept(n, key, plaintext);
@@ -260,14 +268,18 @@ export class ReceiveCipher {
       this.#inFlight.delete(n);
       return { ok: false, reason: "auth_failed" };
     };
+    let result: Promise<OpenResult>;
     if (key.resolved !== null) {
       // WebCrypto copies the ciphertext before decrypt returns.
-      return aesGcmDecrypt(key.resolved, this.#iv, n, EMPTY, ciphertext).then(finish, fail);
+      result = aesGcmDecrypt(key.resolved, this.#iv, n, EMPTY, ciphertext).then(finish, fail);
+    } else {
+      const copy = ciphertext.slice();
+      result = key.imported()
+        .then((cryptoKey) => aesGcmDecrypt(cryptoKey, this.#iv, n, EMPTY, copy))
+        .then(finish, fail);
     }
-    const copy = ciphertext.slice();
-    return key.imported()
-      .then((cryptoKey) => aesGcmDecrypt(cryptoKey, this.#iv, n, EMPTY, copy))
-      .then(finish, fail);
+    this.#inFlight.set(n, result);
+    return result;
   }
 
   /** Authentic: only now does the record move the window or the key chain. */
