@@ -57,6 +57,12 @@ export interface RelayOptions {
   bytesPerSecondPerIdentity?: number;
   /** Close a connection silent for this long, ms (default 300,000). */
   idleTimeoutMs?: number;
+  /**
+   * Close a destination that has not taken a forwarded frame within this
+   * long, ms (default 10,000): a member that stops reading must not stall,
+   * through backpressure, the sources that share a connection with others.
+   */
+  slowConsumerTimeoutMs?: number;
   /** Time allowed for admission, ms (default 5,000). */
   admissionTimeoutMs?: number;
   /** Read buffer per connection, bytes (default 4 KiB: idle connections stay small). */
@@ -100,6 +106,10 @@ interface Peer {
   credential: Credential;
   readonly aliases: Set<string>;
   lastActive: number;
+  /** When the send now pending to this connection began (0: none pending). */
+  sendingSince: number;
+  /** Sends pending to this connection. */
+  sending: number;
 }
 
 /** A running relay. */
@@ -144,6 +154,7 @@ export function startRelay(options: RelayOptions): Relay {
     aliasRefused: 0,
   };
   const idleMs = options.idleTimeoutMs ?? 300_000;
+  const slowConsumerMs = options.slowConsumerTimeoutMs ?? 10_000;
   const rate = options.bytesPerSecondPerIdentity ?? 256 * 1024 * 1024;
   const buckets = new Map<string, { tokens: number; at: number }>();
 
@@ -239,6 +250,8 @@ export function startRelay(options: RelayOptions): Relay {
       credential,
       aliases: new Set(),
       lastActive: Date.now(),
+      sendingSince: 0,
+      sending: 0,
     };
     peers.set(peer.address, peer);
     mine.add(peer);
@@ -311,12 +324,18 @@ export function startRelay(options: RelayOptions): Relay {
     }
     if (options.tamper) out = options.tamper(out);
     await throttle(peer.identifier, frame.length);
+    // No timer per frame: the sweep closes a destination whose pending send
+    // has waited longer than the slow-consumer timeout.
+    if (destination.sending++ === 0) destination.sendingSince = Date.now();
     try {
       await destination.conn.send(out);
       stats.framesForwarded++;
       stats.bytesForwarded += frame.length;
     } catch {
       stats.dropped++;
+    } finally {
+      if (--destination.sending === 0) destination.sendingSince = 0;
+      else destination.sendingSince = Date.now();
     }
   };
 
@@ -374,12 +393,15 @@ export function startRelay(options: RelayOptions): Relay {
       if (now - peer.lastActive > idleMs) {
         logger.info("closing idle connection", { member: peer.identifier });
         peer.conn.close("idle timeout");
+      } else if (peer.sendingSince !== 0 && now - peer.sendingSince > slowConsumerMs) {
+        logger.warn("closing a slow consumer", { member: peer.identifier });
+        peer.conn.close("slow consumer");
       } else if (now / 1000 > peer.credential.expiresAt + 60) {
         logger.info("closing a connection whose credential expired", { member: peer.identifier });
         peer.conn.close("credential expired");
       }
     }
-  }, Math.max(100, Math.min(Math.floor(idleMs / 4), 5000)));
+  }, Math.max(100, Math.min(Math.floor(idleMs / 4), Math.floor(slowConsumerMs / 4), 5000)));
 
   const metrics = new Metrics();
   metrics.register("nexus_relay_connections", "gauge", "Admitted connections.", () => peers.size);

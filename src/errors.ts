@@ -137,3 +137,21 @@ export type RelayErrorCode = "admission_refused" | "alias_refused" | "protocol" 
 
 /** A relay refused this end, or did not speak the protocol. */
 export class RelayError extends NexusError<RelayErrorCode> {}
+
+/** Why a policy's text was refused. */
+export type PolicyErrorCode = "syntax" | "too_long" | "too_deep";
+
+/**
+ * A policy's text could not be parsed. `position` is the 0-based offset
+ * (in UTF-16 code units, as JavaScript indexes strings) of the offending
+ * character or token in the text, and the message shows the text with a
+ * caret under it.
+ */
+export class PolicyError extends NexusError<PolicyErrorCode> {
+  /** 0-based offset in the policy's text where the problem is. */
+  readonly position: number;
+  constructor(code: PolicyErrorCode, message: string, position: number, options?: ErrorOptions) {
+    super(code, message, options);
+    this.position = position;
+  }
+}

@@ -14,6 +14,8 @@ import { Identity } from "../src/identity/identity.ts";
 import { SoftwareSigner } from "../src/identity/software_signer.ts";
 import { createLogger } from "../src/log.ts";
 import { connectRelay, registerAlias } from "../src/relay_client/relay_client.ts";
+import { decodeChallenge, decodeVerdict, encodeAdmit } from "../src/relay_client/admission.ts";
+import { connectTcp } from "../src/transport/mod.ts";
 import { Node } from "../src/routing/node.ts";
 import { encodeRoutedMessage } from "../src/routing/routed_message.ts";
 import { TcpTransport } from "../src/routing/tcp_transport.ts";
@@ -382,4 +384,57 @@ Deno.test("relay process: admission, alias, forwarding, /metrics, SIGTERM", asyn
     await stderr;
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("relay: a member that stops reading is cut off instead of stalling a gateway's other traffic", async () => {
+  await withRelay(async ({ ca, relay }) => {
+    const gwMember = await relayMember(ca.identity, { role: "gateway", relay: "gw" });
+    const gw = await join(relay, gwMember);
+    const e1 = await join(relay, await relayMember(ca.identity, { role: "edge" }));
+    const quietMember = await relayMember(ca.identity, { role: "edge" });
+    try {
+      await registerAlias(gw.node, gw.conn.address, "gw");
+      // The gateway answers a request with `count` chunks of 64 KiB.
+      gw.node.register("api", (m) => {
+        const count = new DataView(m.payload.slice().buffer).getUint32(0);
+        const back = [...m.return];
+        const chunk = new Uint8Array(64 * 1024);
+        void (async () => {
+          for (let i = 0; i < count; i++) {
+            await gw.node.route({ onward: back, return: ["api"], payload: chunk }).catch(() => {});
+          }
+        })();
+      });
+      const ask = (count: number) => {
+        const body = new Uint8Array(4);
+        new DataView(body.buffer).setUint32(0, count);
+        return body;
+      };
+      // A member admitted by hand that asks for 256 MiB and never reads.
+      const raw = await connectTcp({ hostname: "127.0.0.1", port: relay.addr.port });
+      const frames = raw.frames();
+      const nonce = decodeChallenge((await frames.next()).value!.slice());
+      await raw.send(
+        await encodeAdmit(quietMember.identity, quietMember.credential.encoded, nonce),
+      );
+      assert.equal(decodeVerdict((await frames.next()).value!.slice()).admitted, true);
+      await frames.return!(undefined);
+      await raw.send(encodeRoutedMessage(["forward.gw", "api"], ["sink"], ask(4096)));
+      await new Promise((r) => setTimeout(r, 500));
+      let got = 0;
+      e1.node.register("in", (m) => void (got += m.payload.length));
+      await e1.node.route({
+        onward: [e1.conn.address, "forward.gw", "api"],
+        return: ["in"],
+        payload: ask(1),
+      });
+      await eventually(() => got === 64 * 1024, 8000);
+      // The relay cut the member that stopped reading (its own side cannot
+      // tell: it reads nothing any more).
+      await eventually(() => relay.connections() === 2, 8000);
+      raw.close();
+    } finally {
+      await Promise.all([gw, e1].map((p) => p.transport.close()));
+    }
+  }, { slowConsumerTimeoutMs: 1000 });
 });
