@@ -24,6 +24,7 @@ import { Identity } from "../src/identity/identity.ts";
 import { SoftwareSigner } from "../src/identity/software_signer.ts";
 import { Node } from "../src/routing/node.ts";
 import { TcpTransport } from "../src/routing/tcp_transport.ts";
+import { readBanner } from "../tests/support/banner.ts";
 
 const { values } = parseArgs({
   options: { seconds: { type: "string", default: "5" }, help: { type: "boolean", short: "h" } },
@@ -86,10 +87,7 @@ try {
   progress("authority init and serve");
   if ((await cli(["init"]).output()).code !== 0) throw new Error("init failed");
   const server = cli(["serve", "--listen", "127.0.0.1:0"]).spawn();
-  const reader = server.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let banner = "";
-  while (!banner.includes("\n")) banner += (await reader.read()).value ?? "";
-  const port = Number(banner.trim().split(" ")[1].split(":").at(-1));
+  const port = (await readBanner(server)).port;
   const trust = new TrustStore([await readIdentityFile(`${root}${state}/authority.identity.json`)]);
   const node = new Node();
   const transport = new TcpTransport(node);
@@ -126,7 +124,6 @@ try {
   await transport.close();
   server.kill("SIGTERM");
   await server.status;
-  reader.releaseLock();
   await server.stdout.cancel().catch(() => {});
 
   console.log("| measure | per second | baseline in the same run |");

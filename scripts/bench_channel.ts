@@ -27,6 +27,7 @@ import { SoftwareSigner } from "../src/identity/software_signer.ts";
 import { Node } from "../src/routing/node.ts";
 import type { Route } from "../src/routing/routed_message.ts";
 import { TcpTransport } from "../src/routing/tcp_transport.ts";
+import { readBanner } from "../tests/support/banner.ts";
 
 const { values } = parseArgs({
   options: {
@@ -62,14 +63,7 @@ const peer = new Deno.Command(Deno.execPath(), {
   stdout: "piped",
   stderr: "inherit",
 }).spawn();
-const reader = peer.stdout.pipeThrough(new TextDecoderStream()).getReader();
-let banner = "";
-while (!banner.includes("\n")) {
-  const { value, done } = await reader.read();
-  if (done) throw new Error("the responder exited");
-  banner += value;
-}
-const port = Number(banner.trim().split(" ")[1]);
+const port = (await readBanner(peer)).port;
 
 const node = new Node({ name: "bench" });
 const transport = new TcpTransport(node);
@@ -172,6 +166,5 @@ for (const row of rows) console.log(row);
 await transport.close();
 await peer.stdin.close();
 await peer.status;
-reader.releaseLock();
 await peer.stdout.cancel().catch(() => {});
 await Deno.remove(dir, { recursive: true });

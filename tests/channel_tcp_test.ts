@@ -14,6 +14,7 @@ import type { RoutedMessage } from "../src/routing/routed_message.ts";
 import { TcpTransport } from "../src/routing/tcp_transport.ts";
 import { authority, member } from "../src/testdata/channel_fixtures.ts";
 import { createChannelIdentity } from "../src/channel/secure_channel.ts";
+import { readBanner } from "./support/banner.ts";
 
 const MESSAGES = 10_000;
 const encoder = new TextEncoder();
@@ -146,14 +147,7 @@ Deno.test("tcp, two processes: handshake and 10,000 messages each way", async ()
   const a = new Node({ name: "a" });
   const ta = new TcpTransport(a);
   try {
-    const lines = peer.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    let banner = "";
-    while (!banner.includes("\n")) {
-      const { value, done } = await lines.read();
-      if (done) throw new Error("peer exited before listening");
-      banner += value;
-    }
-    const [, port, identifier] = banner.trim().split(" ");
+    const { port, identifier } = await readBanner(peer);
     const me = await Identity.create(await SoftwareSigner.generate());
     const credential = await issueCredential(ca, {
       subject: me.identifier,
@@ -166,13 +160,12 @@ Deno.test("tcp, two processes: handshake and 10,000 messages each way", async ()
       local: await createChannelIdentity(me, { credentials: () => [credential.encoded] }),
       policy: {
         trust: await authorityTrust(ca),
-        pinned: [identifier],
+        pinned: [identifier!],
         requiredAttributes: { role: "gateway" },
       },
     });
     await exchange(a, channel.address);
     await channel.close();
-    lines.releaseLock();
   } finally {
     await ta.close();
     await peer.stdin.close();

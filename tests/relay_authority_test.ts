@@ -17,6 +17,7 @@ import { Node } from "../src/routing/node.ts";
 import { TcpTransport } from "../src/routing/tcp_transport.ts";
 import { eventually } from "../src/testdata/channel_fixtures.ts";
 import { authorityFixture, statePath } from "./support/authority_process.ts";
+import { readBanner } from "./support/banner.ts";
 
 Deno.test("relay + authority processes: a revoked member's relay connection is cut", async () => {
   const fixture = await authorityFixture();
@@ -48,11 +49,7 @@ Deno.test("relay + authority processes: a revoked member's relay connection is c
       stdout: "piped",
       stderr: "null",
     }).spawn();
-    const reader = relay.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    let banner = "";
-    while (!banner.includes("\n")) banner += (await reader.read()).value ?? "";
-    reader.releaseLock();
-    const relayPort = Number(banner.trim().split(" ")[1].split(":").at(-1));
+    const relayPort = (await readBanner(relay)).port;
 
     // Enroll a member at the authority, then join the relay with its credential.
     const trust = new TrustStore([

@@ -21,6 +21,7 @@ import { encodeRoutedMessage } from "../src/routing/routed_message.ts";
 import { TcpTransport } from "../src/routing/tcp_transport.ts";
 import { authority, eventually, member } from "../src/testdata/channel_fixtures.ts";
 import { type Relay, startRelay } from "../relay/relay.ts";
+import { readBanner } from "./support/banner.ts";
 
 type Authority = Awaited<ReturnType<typeof authority>>;
 
@@ -344,12 +345,7 @@ Deno.test("relay process: admission, alias, forwarding, /metrics, SIGTERM", asyn
   }).spawn();
   const stderr = new Response(child.stderr).text();
   try {
-    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    let banner = "";
-    while (!banner.includes("\n")) banner += (await reader.read()).value ?? "";
-    reader.releaseLock();
-    const [, address, metrics] = banner.trim().split(" ");
-    const port = Number(address.split(":").at(-1));
+    const { port, metrics } = await readBanner(child);
     const fakeRelay = { addr: { port } } as unknown as Relay;
     const gw = await join(
       fakeRelay,
@@ -365,7 +361,7 @@ Deno.test("relay process: admission, alias, forwarding, /metrics, SIGTERM", asyn
       payload: new Uint8Array(10),
     });
     await eventually(() => got === 1);
-    const scrape = await (await fetch(`http://${metrics.replace("metrics=", "")}/metrics`)).text();
+    const scrape = await (await fetch(`http://${metrics}/metrics`)).text();
     assert.match(scrape, /nexus_relay_connections 2/);
     assert.match(scrape, /nexus_relay_aliases 1/);
     assert.match(scrape, /nexus_relay_frames_forwarded_total 1/);

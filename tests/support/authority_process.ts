@@ -3,6 +3,7 @@
  * permission set, against a fresh SoftHSM2 token, for cross-process tests.
  */
 import { createSoftHsmToken, type SoftHsmToken } from "../../hsm/testing/softhsm.ts";
+import { readBanner } from "./banner.ts";
 
 const root = new URL("../../", import.meta.url).pathname;
 
@@ -77,24 +78,19 @@ export async function authorityFixture(): Promise<AuthorityFixture> {
         ],
         token.pin,
       ).spawn();
-      const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-      let banner = "";
-      while (!banner.includes("\n")) {
-        const { value, done } = await reader.read();
-        if (done) {
-          const err = await new Response(child.stderr).text();
-          throw new Error(`authority exited before listening: ${err}`);
-        }
-        banner += value;
+      let banner;
+      try {
+        banner = await readBanner(child);
+      } catch (error) {
+        const err = await new Response(child.stderr).text();
+        throw new Error(`authority exited before listening: ${err}`, { cause: error });
       }
-      reader.releaseLock();
-      const [, address, identifier, metrics] = banner.trim().split(" ");
       // Drain stderr so the process never blocks on a full pipe.
       const stderr = new Response(child.stderr).text();
       return {
-        port: Number(address.split(":").at(-1)),
-        identifier,
-        metrics: metrics?.replace("metrics=", "") ?? "",
+        port: banner.port,
+        identifier: banner.identifier ?? "",
+        metrics: banner.metrics ?? "",
         async stop() {
           child.kill("SIGTERM");
           await child.status;
