@@ -13,6 +13,7 @@ export * from "./credential/mod.ts";
 export * from "./channel/mod.ts";
 export * from "./routing/mod.ts";
 export * from "./policy/mod.ts";
+export * from "./portal/mod.ts";
 export * from "./ops/mod.ts";
 export * from "./authority_client/mod.ts";
 export * from "./relay_client/mod.ts";

@@ -1,0 +1,25 @@
+/**
+ * TCP portals: inlets, outlets, and their session messages.
+ *
+ * @module
+ */
+export {
+  createInlet,
+  createOutlet,
+  DEFAULT_WINDOW,
+  type Inlet,
+  type InletOptions,
+  MAX_CHUNK,
+  type Outlet,
+  type OutletOptions,
+} from "./portal.ts";
+export {
+  creditMessage,
+  dataMessage,
+  decodePortalMessage,
+  finMessage,
+  PORTAL,
+  PORTAL_VERSION,
+  type PortalMessage,
+  reasonMessage,
+} from "./portal_message.ts";

@@ -1,0 +1,375 @@
+/**
+ * TCP portals (DESIGN.md §6): an inlet listens on a local TCP address; each
+ * accepted connection becomes a session through a secure channel to a named
+ * outlet, which connects to its backend and pipes bytes both ways.
+ *
+ * End-to-end backpressure: each side grants the other a credit window per
+ * session; a side reads from its socket only while it holds credit, and
+ * grants more only after it has written the bytes out to its own socket. So
+ * at most one window per direction per session is in flight anywhere,
+ * however slow a reader is. Received data is queued per session (bounded by
+ * the window) rather than written inside the message handler, so one slow
+ * socket never stalls the other sessions sharing the channel.
+ *
+ * Half-close: end of stream on one socket becomes FIN, which shuts the
+ * other socket's write side; the session ends when both directions have.
+ * Errors become RESET. Every DATA message arriving at an outlet passes the
+ * outlet's policy (cached per credential, so refreshes and revocations take
+ * effect at the next message).
+ *
+ * @module
+ */
+import type { Logger } from "../log.ts";
+import { silentLogger } from "../log.ts";
+import type { Node } from "../routing/node.ts";
+import type {
+  Address,
+  Route,
+  RoutedMessage,
+  SecureChannelInfo,
+} from "../routing/routed_message.ts";
+import type { Policy } from "../policy/mod.ts";
+import {
+  creditMessage,
+  dataMessage,
+  decodePortalMessage,
+  finMessage,
+  PORTAL,
+  type PortalMessage,
+  reasonMessage,
+} from "./portal_message.ts";
+
+/** Default credit window per session and direction. */
+export const DEFAULT_WINDOW = 256 * 1024;
+/** Largest DATA message. */
+export const MAX_CHUNK = 64 * 1024;
+
+interface SessionOptions {
+  node: Node;
+  address: Address;
+  conn: Deno.TcpConn;
+  remote: Route;
+  window: number;
+  credit: number;
+  logger: Logger;
+  /** Checked for each DATA message received (the outlet's policy). */
+  admit?: () => boolean;
+  onEnd?: (reason: string) => void;
+}
+
+/** One portal session: a socket piped to the peer's session worker. */
+class Session {
+  #o: SessionOptions;
+  #credit: number;
+  #creditWaiter: (() => void) | null = null;
+  #queue: Uint8Array[] = [];
+  #writing = false;
+  #toGrant = 0;
+  #readDone = false;
+  #writeDone = false;
+  #peerFin = false;
+  #ended = false;
+
+  constructor(options: SessionOptions) {
+    this.#o = options;
+    this.#credit = options.credit;
+    options.node.register(options.address, (message) => this.#receive(message));
+    this.#readLoop();
+  }
+
+  #send(payload: Uint8Array): Promise<boolean> {
+    return this.#o.node.route({ onward: this.#o.remote, return: [this.#o.address], payload });
+  }
+
+  async #readLoop(): Promise<void> {
+    const buffer = new Uint8Array(MAX_CHUNK);
+    try {
+      while (!this.#ended) {
+        while (this.#credit <= 0 && !this.#ended) {
+          await new Promise<void>((resolve) => this.#creditWaiter = resolve);
+        }
+        if (this.#ended) return;
+        const n = await this.#o.conn.read(buffer.subarray(0, Math.min(this.#credit, MAX_CHUNK)));
+        if (n === null) {
+          this.#readDone = true;
+          await this.#send(finMessage());
+          this.#maybeEnd();
+          return;
+        }
+        this.#credit -= n;
+        if (!await this.#send(dataMessage(buffer.subarray(0, n)))) {
+          this.end("route to the peer lost", false);
+          return;
+        }
+      }
+    } catch (error) {
+      this.end(`socket read failed: ${error instanceof Error ? error.message : error}`, true);
+    }
+  }
+
+  #receive(message: RoutedMessage): void {
+    let decoded: PortalMessage;
+    try {
+      decoded = decodePortalMessage(message.payload);
+    } catch {
+      this.end("malformed portal message", true);
+      return;
+    }
+    switch (decoded.kind) {
+      case PORTAL.data:
+        if (this.#o.admit !== undefined && !this.#o.admit()) {
+          this.end("denied by policy", true);
+          return;
+        }
+        if (decoded.bytes.length === 0) return;
+        // Copied: the payload is a view the transport reuses. Bounded by
+        // the credit this side granted.
+        this.#queue.push(decoded.bytes.slice());
+        if (!this.#writing) this.#writeLoop();
+        return;
+      case PORTAL.credit:
+        this.#credit += decoded.credit;
+        this.#creditWaiter?.();
+        this.#creditWaiter = null;
+        return;
+      case PORTAL.fin:
+        this.#peerFin = true;
+        if (!this.#writing) this.#closeWrite();
+        return;
+      case PORTAL.reset:
+        this.end(`reset by peer: ${decoded.reason}`, false);
+        return;
+      default:
+        return;
+    }
+  }
+
+  async #writeLoop(): Promise<void> {
+    this.#writing = true;
+    try {
+      while (this.#queue.length > 0 && !this.#ended) {
+        const chunk = this.#queue.shift()!;
+        let written = 0;
+        while (written < chunk.length) written += await this.#o.conn.write(chunk.subarray(written));
+        this.#toGrant += chunk.length;
+        // Grant in batches: half a window, or whatever is left when idle.
+        if (this.#toGrant >= this.#o.window / 2 || this.#queue.length === 0) {
+          const grant = this.#toGrant;
+          this.#toGrant = 0;
+          await this.#send(creditMessage(PORTAL.credit, grant));
+        }
+      }
+    } catch (error) {
+      this.end(`socket write failed: ${error instanceof Error ? error.message : error}`, true);
+      return;
+    } finally {
+      this.#writing = false;
+    }
+    if (this.#peerFin) this.#closeWrite();
+  }
+
+  #closeWrite(): void {
+    if (this.#writeDone) return;
+    this.#writeDone = true;
+    this.#o.conn.closeWrite().catch(() => {});
+    this.#maybeEnd();
+  }
+
+  #maybeEnd(): void {
+    if (this.#readDone && this.#writeDone) this.end("closed", false);
+  }
+
+  /** Ends the session; with `tellPeer`, sends RESET first. */
+  end(reason: string, tellPeer: boolean): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    if (tellPeer) this.#send(reasonMessage(PORTAL.reset, reason)).catch(() => {});
+    this.#creditWaiter?.();
+    this.#o.node.unregister(this.#o.address);
+    try {
+      this.#o.conn.close();
+    } catch { /* already closed */ }
+    if (reason !== "closed") this.#o.logger.info("portal session ended", { reason });
+    this.#o.onEnd?.(reason);
+  }
+}
+
+/** Options of {@link createOutlet}. */
+export interface OutletOptions {
+  node: Node;
+  /** The outlet's name: its worker address is `outlet.<name>`. */
+  name: string;
+  backend: { hostname: string; port: number };
+  /** Who may use it; no policy admits no one (use `denyAll`). */
+  policy: Policy;
+  window?: number;
+  connectTimeoutMs?: number;
+  logger?: Logger;
+}
+
+/** A running outlet. */
+export interface Outlet {
+  readonly address: Address;
+  readonly stats: { sessions: number; denied: number; refused: number; open: number };
+  close(): void;
+}
+
+/** Serves sessions for one backend at `outlet.<name>`. */
+export function createOutlet(options: OutletOptions): Outlet {
+  const logger = options.logger ?? silentLogger;
+  const window = options.window ?? DEFAULT_WINDOW;
+  const address = `outlet.${options.name}`;
+  const stats = { sessions: 0, denied: 0, refused: 0, open: 0 };
+  const refuse = (message: RoutedMessage, reason: string) =>
+    options.node.route({
+      onward: message.return,
+      return: [address],
+      payload: reasonMessage(PORTAL.refused, reason),
+    });
+  const admits = (info: SecureChannelInfo | undefined) =>
+    info !== undefined && options.policy.admits(info);
+  options.node.register(address, async (message) => {
+    let decoded: PortalMessage;
+    try {
+      decoded = decodePortalMessage(message.payload);
+    } catch {
+      return;
+    }
+    if (decoded.kind !== PORTAL.open) return;
+    const info = message.local?.secureChannel;
+    if (!admits(info)) {
+      stats.denied++;
+      logger.warn("portal session denied by policy", {
+        outlet: options.name,
+        peer: info?.peer ?? "(no channel)",
+      });
+      await refuse(message, "denied by policy");
+      return;
+    }
+    let conn: Deno.TcpConn;
+    try {
+      conn = await Deno.connect({
+        ...options.backend,
+        signal: AbortSignal.timeout(options.connectTimeoutMs ?? 5000),
+      } as Deno.ConnectOptions);
+    } catch (error) {
+      stats.refused++;
+      const reason = `backend ${options.backend.hostname}:${options.backend.port} unreachable`;
+      logger.warn("portal backend unreachable", {
+        outlet: options.name,
+        error: error instanceof Error ? error.message : String(error),
+      });
+      await refuse(message, reason);
+      return;
+    }
+    conn.setNoDelay(true);
+    stats.sessions++;
+    stats.open++;
+    const sessionAddress = options.node.freshAddress("portal");
+    const back = [...message.return];
+    new Session({
+      node: options.node,
+      address: sessionAddress,
+      conn,
+      remote: back,
+      window,
+      credit: decoded.credit,
+      logger,
+      admit: () => admits(info),
+      onEnd: () => stats.open--,
+    });
+    await options.node.route({
+      onward: back,
+      return: [sessionAddress],
+      payload: creditMessage(PORTAL.opened, window),
+    });
+  });
+  return { address, stats, close: () => options.node.unregister(address) };
+}
+
+/** Options of {@link createInlet}. */
+export interface InletOptions {
+  node: Node;
+  listen: { hostname: string; port: number };
+  /** Route to the outlet, e.g. `[channel.address, "outlet.context"]`. */
+  route: () => Route;
+  window?: number;
+  openTimeoutMs?: number;
+  logger?: Logger;
+}
+
+/** A running inlet. */
+export interface Inlet {
+  readonly addr: Deno.NetAddr;
+  readonly stats: { sessions: number; refused: number; open: number };
+  close(): void;
+}
+
+/** Listens locally; each connection becomes a session to the outlet. */
+export function createInlet(options: InletOptions): Inlet {
+  const logger = options.logger ?? silentLogger;
+  const window = options.window ?? DEFAULT_WINDOW;
+  const listener = Deno.listen({ ...options.listen, transport: "tcp" });
+  const stats = { sessions: 0, refused: 0, open: 0 };
+  const start = async (conn: Deno.TcpConn) => {
+    conn.setNoDelay(true);
+    const address = options.node.freshAddress("portal");
+    const answer = Promise.withResolvers<{ message: PortalMessage; from: Route }>();
+    options.node.register(address, (message) => {
+      try {
+        answer.resolve({
+          message: decodePortalMessage(message.payload),
+          from: [...message.return],
+        });
+      } catch {
+        answer.reject(new Error("malformed answer"));
+      }
+    });
+    const timer = setTimeout(
+      () => answer.reject(new Error("the outlet did not answer in time")),
+      options.openTimeoutMs ?? 10_000,
+    );
+    try {
+      const sent = await options.node.route({
+        onward: options.route(),
+        return: [address],
+        payload: creditMessage(PORTAL.open, window),
+      });
+      if (!sent) throw new Error("no route to the outlet");
+      const { message, from } = await answer.promise;
+      options.node.unregister(address);
+      if (message.kind !== PORTAL.opened) {
+        throw new Error(message.kind === PORTAL.refused ? message.reason : "unexpected answer");
+      }
+      stats.sessions++;
+      stats.open++;
+      new Session({
+        node: options.node,
+        address,
+        conn,
+        remote: from,
+        window,
+        credit: message.credit,
+        logger,
+        onEnd: () => stats.open--,
+      });
+    } catch (error) {
+      stats.refused++;
+      options.node.unregister(address);
+      logger.warn("portal session refused", {
+        reason: error instanceof Error ? error.message : String(error),
+      });
+      try {
+        conn.close();
+      } catch { /* closed */ }
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+  (async () => {
+    try {
+      for await (const conn of listener) void start(conn);
+    } catch { /* listener closed */ }
+  })();
+  return { addr: listener.addr as Deno.NetAddr, stats, close: () => listener.close() };
+}

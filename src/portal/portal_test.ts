@@ -1,0 +1,167 @@
+/**
+ * Portals over a real secure channel on loopback TCP, with real TCP
+ * backends and clients: integrity over concurrent sessions, half-close,
+ * backend down, policy denial.
+ */
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { connectSecureChannel, listenSecureChannels } from "../channel/secure_channel.ts";
+import { parsePolicy } from "../policy/mod.ts";
+import { Node } from "../routing/node.ts";
+import { TcpTransport } from "../routing/tcp_transport.ts";
+import { authority, eventually, member } from "../testdata/channel_fixtures.ts";
+import { createInlet, createOutlet } from "./portal.ts";
+
+/** A backend that answers with `reply(received)` once its client half-closes. */
+function backend(reply: (received: Uint8Array) => Uint8Array) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  (async () => {
+    for await (const conn of listener) {
+      (async () => {
+        const chunks: Uint8Array[] = [];
+        const buffer = new Uint8Array(64 * 1024);
+        for (;;) {
+          const n = await conn.read(buffer).catch(() => null);
+          if (n === null) break;
+          chunks.push(buffer.slice(0, n));
+        }
+        const all = new Uint8Array(chunks.reduce((s, c) => s + c.length, 0));
+        let at = 0;
+        for (const c of chunks) all.set(c, at), at += c.length;
+        const out = reply(all);
+        for (let w = 0; w < out.length;) w += await conn.write(out.subarray(w));
+        conn.close();
+      })().catch(() => {});
+    }
+  })().catch(() => {});
+  return listener;
+}
+
+async function exchange(port: number, payload: Uint8Array): Promise<Uint8Array> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const writing = (async () => {
+    for (let w = 0; w < payload.length;) w += await conn.write(payload.subarray(w));
+    await conn.closeWrite();
+  })();
+  const chunks: Uint8Array[] = [];
+  const buffer = new Uint8Array(64 * 1024);
+  for (;;) {
+    const n = await conn.read(buffer);
+    if (n === null) break;
+    chunks.push(buffer.slice(0, n));
+  }
+  await writing;
+  conn.close();
+  const all = new Uint8Array(chunks.reduce((s, c) => s + c.length, 0));
+  let at = 0;
+  for (const c of chunks) all.set(c, at), at += c.length;
+  return all;
+}
+
+const sha = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
+
+async function setUp(policyText: string, backendPort: number) {
+  const ca = await authority();
+  const gatewayNode = new Node({ name: "gateway" });
+  const edgeNode = new Node({ name: "edge" });
+  const tg = new TcpTransport(gatewayNode);
+  const te = new TcpTransport(edgeNode);
+  const gatewayMember = await member(ca.identity, { role: "gateway" });
+  const edgeMember = await member(ca.identity, { role: "edge", customer_id: "cust_001" });
+  listenSecureChannels({
+    node: gatewayNode,
+    address: "api",
+    local: gatewayMember,
+    policy: { trust: ca.trust },
+  });
+  const outlet = createOutlet({
+    node: gatewayNode,
+    name: "context",
+    backend: { hostname: "127.0.0.1", port: backendPort },
+    policy: parsePolicy(policyText),
+  });
+  const listener = tg.listen({ hostname: "127.0.0.1", port: 0 });
+  const conn = await te.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  const channel = await connectSecureChannel({
+    node: edgeNode,
+    route: [conn.address, "api"],
+    local: edgeMember,
+    policy: { trust: ca.trust },
+  });
+  const inlet = createInlet({
+    node: edgeNode,
+    listen: { hostname: "127.0.0.1", port: 0 },
+    route: () => [channel.address, "outlet.context"],
+  });
+  return {
+    inlet,
+    outlet,
+    async close() {
+      inlet.close();
+      await channel.close();
+      await te.close();
+      await tg.close();
+    },
+  };
+}
+
+Deno.test("portal: 20 concurrent sessions, random payloads checked by SHA-256 both ways, with half-close", async () => {
+  const server = backend((received) => {
+    // Reply: the received bytes reversed, so both directions carry distinct data.
+    return received.slice().reverse();
+  });
+  const ctx = await setUp(
+    'subject.role == "edge" and subject.customer_id == "cust_001"',
+    (server.addr as Deno.NetAddr).port,
+  );
+  try {
+    const results = await Promise.all(Array.from({ length: 20 }, async (_, i) => {
+      const payload = crypto.getRandomValues(new Uint8Array(64 * 1024)).slice(0, 1000 + i * 20_000);
+      const big = new Uint8Array(payload.length * 4);
+      for (let k = 0; k < 4; k++) big.set(payload, k * payload.length);
+      const reply = await exchange(ctx.inlet.addr.port, big);
+      return sha(reply) === sha(big.slice().reverse()) && reply.length === big.length;
+    }));
+    assert.deepEqual(results, Array(20).fill(true));
+    assert.equal(ctx.outlet.stats.sessions, 20);
+    await eventually(() => ctx.outlet.stats.open === 0 && ctx.inlet.stats.open === 0);
+  } finally {
+    await ctx.close();
+    server.close();
+  }
+});
+
+Deno.test("portal: a backend that is down closes the client's connection promptly", async () => {
+  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (closed.addr as Deno.NetAddr).port;
+  closed.close();
+  const ctx = await setUp('subject.role == "edge"', port);
+  try {
+    const started = performance.now();
+    const reply = await exchange(ctx.inlet.addr.port, new Uint8Array(10));
+    assert.equal(reply.length, 0);
+    assert.ok(performance.now() - started < 3000);
+    assert.equal(ctx.outlet.stats.refused, 1);
+    await eventually(() => ctx.inlet.stats.refused === 1);
+  } finally {
+    await ctx.close();
+  }
+});
+
+Deno.test("portal: a member the outlet's policy does not admit is refused at the outlet", async () => {
+  let reached = 0;
+  const server = backend((received) => {
+    reached++;
+    return received;
+  });
+  const ctx = await setUp('"mcp" in subject.capabilities', (server.addr as Deno.NetAddr).port);
+  try {
+    const reply = await exchange(ctx.inlet.addr.port, new Uint8Array(10));
+    assert.equal(reply.length, 0);
+    assert.equal(ctx.outlet.stats.denied, 1);
+    assert.equal(reached, 0);
+  } finally {
+    await ctx.close();
+    server.close();
+  }
+});
