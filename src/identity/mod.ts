@@ -39,5 +39,6 @@ export {
   writeIdentityFile,
 } from "./identity_file.ts";
 export { createKeyFile, loadOrCreateKeyFile, readKeyFile } from "./key_file.ts";
+export { loadOrCreateIdentity } from "./identity_store.ts";
 export type { Signer } from "./signer.ts";
 export { SoftwareSigner } from "./software_signer.ts";

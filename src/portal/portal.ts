@@ -54,6 +54,8 @@ interface SessionOptions {
   logger: Logger;
   /** Checked for each DATA message received (the outlet's policy). */
   admit?: () => boolean;
+  /** Counts bytes: received from the peer (`in`) and sent to it (`out`). */
+  count?: (direction: "in" | "out", bytes: number) => void;
   onEnd?: (reason: string) => void;
 }
 
@@ -97,6 +99,7 @@ class Session {
           return;
         }
         this.#credit -= n;
+        this.#o.count?.("out", n);
         if (!await this.#send(dataMessage(buffer.subarray(0, n)))) {
           this.end("route to the peer lost", false);
           return;
@@ -122,6 +125,7 @@ class Session {
           return;
         }
         if (decoded.bytes.length === 0) return;
+        this.#o.count?.("in", decoded.bytes.length);
         // Copied: the payload is a view the transport reuses. Bounded by
         // the credit this side granted.
         this.#queue.push(decoded.bytes.slice());
@@ -210,7 +214,14 @@ export interface OutletOptions {
 /** A running outlet. */
 export interface Outlet {
   readonly address: Address;
-  readonly stats: { sessions: number; denied: number; refused: number; open: number };
+  readonly stats: {
+    sessions: number;
+    denied: number;
+    refused: number;
+    open: number;
+    bytesIn: number;
+    bytesOut: number;
+  };
   close(): void;
 }
 
@@ -219,7 +230,7 @@ export function createOutlet(options: OutletOptions): Outlet {
   const logger = options.logger ?? silentLogger;
   const window = options.window ?? DEFAULT_WINDOW;
   const address = `outlet.${options.name}`;
-  const stats = { sessions: 0, denied: 0, refused: 0, open: 0 };
+  const stats = { sessions: 0, denied: 0, refused: 0, open: 0, bytesIn: 0, bytesOut: 0 };
   const refuse = (message: RoutedMessage, reason: string) =>
     options.node.route({
       onward: message.return,
@@ -276,6 +287,10 @@ export function createOutlet(options: OutletOptions): Outlet {
       credit: decoded.credit,
       logger,
       admit: () => admits(info),
+      count: (direction, bytes) => {
+        if (direction === "in") stats.bytesIn += bytes;
+        else stats.bytesOut += bytes;
+      },
       onEnd: () => stats.open--,
     });
     await options.node.route({
