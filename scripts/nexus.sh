@@ -5,7 +5,8 @@
 #
 # Needs only Node, npm and apt on the machine. It installs, when missing:
 #   - Debian packages: softhsm2 (PKCS#11 token for tests and the demo), opensc
-#     (pkcs11-tool, for operator-made keys);
+#     (pkcs11-tool, for operator-made keys), and curl, redis-server and
+#     redis-tools (real clients and backends for the portal tests);
 #   - npm dependencies with `npm ci` from the committed package-lock.json, which
 #     also builds the pkcs11js native addon;
 #   - the pinned Deno, from the npm registry into .tools/deno (manifest and lock
@@ -25,6 +26,10 @@ pinned_deno=$(node -p 'require("./scripts/toolchain/package.json").dependencies.
 apt_needed=()
 [ -e /usr/lib/softhsm/libsofthsm2.so ] || apt_needed+=(softhsm2)
 command -v pkcs11-tool >/dev/null 2>&1 || apt_needed+=(opensc)
+# Real clients and backends the tests drive through portals.
+command -v curl >/dev/null 2>&1 || apt_needed+=(curl)
+command -v redis-server >/dev/null 2>&1 || apt_needed+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || apt_needed+=(redis-tools)
 if [ "${#apt_needed[@]}" -gt 0 ]; then
   sudo=()
   if [ "$(id -u)" -ne 0 ]; then
