@@ -201,6 +201,7 @@ export class SecureChannel {
       address: init.decryptor,
       peer: init.peer.identifier,
       credential: () => this.#credential,
+      closed: this.closed,
     };
     init.node.register(init.encryptor, (message) => this.#encrypt(message));
     this.#armIdle();

@@ -57,6 +57,8 @@ interface SessionOptions {
   /** Counts bytes: received from the peer (`in`) and sent to it (`out`). */
   count?: (direction: "in" | "out", bytes: number) => void;
   onEnd?: (reason: string) => void;
+  /** The secure channel's end: the session ends with it (revocation, idle, close). */
+  channelClosed?: Promise<unknown>;
 }
 
 /** One portal session: a socket piped to the peer's session worker. */
@@ -76,6 +78,7 @@ class Session {
     this.#o = options;
     this.#credit = options.credit;
     options.node.register(options.address, (message) => this.#receive(message));
+    options.channelClosed?.then(() => this.end("secure channel closed", false));
     this.#readLoop();
   }
 
@@ -287,6 +290,7 @@ export function createOutlet(options: OutletOptions): Outlet {
       credit: decoded.credit,
       logger,
       admit: () => admits(info),
+      channelClosed: info!.closed,
       count: (direction, bytes) => {
         if (direction === "in") stats.bytesIn += bytes;
         else stats.bytesOut += bytes;
@@ -329,12 +333,15 @@ export function createInlet(options: InletOptions): Inlet {
   const start = async (conn: Deno.TcpConn) => {
     conn.setNoDelay(true);
     const address = options.node.freshAddress("portal");
-    const answer = Promise.withResolvers<{ message: PortalMessage; from: Route }>();
+    const answer = Promise.withResolvers<
+      { message: PortalMessage; from: Route; closed?: Promise<unknown> }
+    >();
     options.node.register(address, (message) => {
       try {
         answer.resolve({
           message: decodePortalMessage(message.payload),
           from: [...message.return],
+          closed: message.local?.secureChannel?.closed,
         });
       } catch {
         answer.reject(new Error("malformed answer"));
@@ -351,7 +358,7 @@ export function createInlet(options: InletOptions): Inlet {
         payload: creditMessage(PORTAL.open, window),
       });
       if (!sent) throw new Error("no route to the outlet");
-      const { message, from } = await answer.promise;
+      const { message, from, closed } = await answer.promise;
       options.node.unregister(address);
       if (message.kind !== PORTAL.opened) {
         throw new Error(message.kind === PORTAL.refused ? message.reason : "unexpected answer");
@@ -367,6 +374,7 @@ export function createInlet(options: InletOptions): Inlet {
         credit: message.credit,
         logger,
         onEnd: () => stats.open--,
+        channelClosed: closed,
       });
     } catch (error) {
       stats.refused++;

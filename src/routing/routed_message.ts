@@ -52,6 +52,8 @@ export interface SecureChannelInfo {
   readonly peer: string;
   /** The peer's current verified credential (the newest refresh), or null. */
   readonly credential: () => import("../credential/credential.ts").Credential | null;
+  /** Settles when the channel closes: work tied to it (portal sessions) ends then. */
+  readonly closed: Promise<unknown>;
 }
 
 /** A message as workers see it. */
