@@ -65,6 +65,8 @@ interface SessionOptions {
 class Session {
   #o: SessionOptions;
   #credit: number;
+  /** Credit granted to the peer and not yet used: what it may still send. */
+  #granted: number;
   #creditWaiter: (() => void) | null = null;
   #queue: Uint8Array[] = [];
   #writing = false;
@@ -77,6 +79,7 @@ class Session {
   constructor(options: SessionOptions) {
     this.#o = options;
     this.#credit = options.credit;
+    this.#granted = options.window;
     options.node.register(options.address, (message) => this.#receive(message));
     options.channelClosed?.then(() => this.end("secure channel closed", false));
     this.#readLoop();
@@ -128,6 +131,12 @@ class Session {
           return;
         }
         if (decoded.bytes.length === 0) return;
+        // The queue is bounded by the credit only if the peer keeps to it.
+        if (decoded.bytes.length > this.#granted) {
+          this.end("peer exceeded its credit", true);
+          return;
+        }
+        this.#granted -= decoded.bytes.length;
         this.#o.count?.("in", decoded.bytes.length);
         // Copied: the payload is a view the transport reuses. Bounded by
         // the credit this side granted.
@@ -163,6 +172,7 @@ class Session {
         if (this.#toGrant >= this.#o.window / 2 || this.#queue.length === 0) {
           const grant = this.#toGrant;
           this.#toGrant = 0;
+          this.#granted += grant;
           await this.#send(creditMessage(PORTAL.credit, grant));
         }
       }

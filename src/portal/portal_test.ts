@@ -10,7 +10,9 @@ import { parsePolicy } from "../policy/mod.ts";
 import { Node } from "../routing/node.ts";
 import { TcpTransport } from "../routing/tcp_transport.ts";
 import { authority, eventually, member } from "../testdata/channel_fixtures.ts";
-import { createInlet, createOutlet } from "./portal.ts";
+import type { Route } from "../routing/routed_message.ts";
+import { createInlet, createOutlet, DEFAULT_WINDOW, MAX_CHUNK } from "./portal.ts";
+import { creditMessage, dataMessage, decodePortalMessage, PORTAL } from "./portal_message.ts";
 
 /** A backend that answers with `reply(received)` once its client half-closes. */
 function backend(reply: (received: Uint8Array) => Uint8Array) {
@@ -163,5 +165,78 @@ Deno.test("portal: a member the outlet's policy does not admit is refused at the
   } finally {
     await ctx.close();
     server.close();
+  }
+});
+
+Deno.test("portal: a peer that sends past its credit is reset, not queued for", async () => {
+  // A backend that accepts and never reads: only kernel buffers take data.
+  const server = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held: Deno.Conn[] = [];
+  (async () => {
+    for await (const conn of server) held.push(conn);
+  })().catch(() => {});
+  const ca = await authority();
+  const gatewayNode = new Node({ name: "gateway" });
+  const edgeNode = new Node({ name: "edge" });
+  const tg = new TcpTransport(gatewayNode);
+  const te = new TcpTransport(edgeNode);
+  listenSecureChannels({
+    node: gatewayNode,
+    address: "api",
+    local: await member(ca.identity, { role: "gateway" }),
+    policy: { trust: ca.trust },
+  });
+  const outlet = createOutlet({
+    node: gatewayNode,
+    name: "context",
+    backend: { hostname: "127.0.0.1", port: (server.addr as Deno.NetAddr).port },
+    policy: parsePolicy('subject.role == "edge"'),
+  });
+  const listener = tg.listen({ hostname: "127.0.0.1", port: 0 });
+  const conn = await te.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  const channel = await connectSecureChannel({
+    node: edgeNode,
+    route: [conn.address, "api"],
+    local: await member(ca.identity, { role: "edge" }),
+    policy: { trust: ca.trust },
+  });
+  try {
+    // A hand-made inlet that opens a session and then ignores credit.
+    const opened = Promise.withResolvers<Route>();
+    const reset = Promise.withResolvers<string>();
+    edgeNode.register("rogue", (m) => {
+      const decoded = decodePortalMessage(m.payload);
+      if (decoded.kind === PORTAL.opened) opened.resolve([...m.return]);
+      if (decoded.kind === PORTAL.reset) reset.resolve(decoded.reason);
+    });
+    await edgeNode.route({
+      onward: [channel.address, "outlet.context"],
+      return: ["rogue"],
+      payload: creditMessage(PORTAL.open, DEFAULT_WINDOW),
+    });
+    const session = await opened.promise;
+    const chunk = dataMessage(new Uint8Array(MAX_CHUNK));
+    let sent = 0;
+    let reason: string | null = null;
+    reset.promise.then((r) => reason = r);
+    // 64 MiB, far past the window and what the kernel buffers of the
+    // backend's socket can take.
+    while (reason === null && sent < 64 * 1024 * 1024) {
+      await edgeNode.route({ onward: session, return: ["rogue"], payload: chunk });
+      sent += MAX_CHUNK;
+    }
+    const answer = await Promise.race([
+      reset.promise,
+      new Promise<null>((resolve) => setTimeout(() => resolve(null), 2000)),
+    ]);
+    assert.equal(answer, "peer exceeded its credit");
+    assert.ok(outlet.stats.bytesIn < 32 * 1024 * 1024, `the outlet took ${outlet.stats.bytesIn}`);
+    await eventually(() => outlet.stats.open === 0);
+  } finally {
+    for (const c of held) c.close();
+    server.close();
+    await channel.close();
+    await te.close();
+    await tg.close();
   }
 });
