@@ -30,7 +30,7 @@ import { Metrics } from "../src/ops/metrics.ts";
 import { type OpsServer, parseHostPort, startOpsServer } from "../src/ops/ops_server.ts";
 import { parsePolicy } from "../src/policy/mod.ts";
 import { createOutlet, type Outlet } from "../src/portal/portal.ts";
-import { connectRelay, registerAlias } from "../src/relay_client/relay_client.ts";
+import { connectRelay, refreshAtRelay, registerAlias } from "../src/relay_client/relay_client.ts";
 import { Node } from "../src/routing/node.ts";
 import { TcpTransport } from "../src/routing/tcp_transport.ts";
 
@@ -93,6 +93,8 @@ export async function startGateway(
   });
   let stopped = false;
   let listener = null as SecureChannelListener | null;
+  /** Each relay's connection address on this node, while connected. */
+  const relayConnections = new Map<string, string>();
 
   // The authority: credential, refresh, revocations. The first contact
   // must succeed; afterwards the link is kept up with backoff.
@@ -134,6 +136,15 @@ export async function startGateway(
           credential = await client.credential();
           for (const channel of listener?.channels() ?? []) {
             await channel.refreshCredential(credential.encoded).catch(() => {});
+          }
+          // And at every relay, on the same connections: routes name them.
+          for (const [relay, connection] of relayConnections) {
+            await refreshAtRelay(node, connection, credential.encoded).catch((error) =>
+              logger.warn("credential refresh at relay failed", {
+                relay,
+                error: error instanceof Error ? error.message : String(error),
+              })
+            );
           }
           logger.info("credential refreshed", { expires_at: credential.expiresAt });
         }
@@ -184,6 +195,7 @@ export async function startGateway(
         });
         const role = await registerAlias(node, joined.address, config.alias);
         registered.add(relay);
+        relayConnections.set(relay, joined.address);
         attempt = 0;
         logger.info("alias registered at relay", { relay, alias: config.alias, role });
         const ping = setInterval(() => {
@@ -203,6 +215,7 @@ export async function startGateway(
         });
       } finally {
         registered.delete(relay);
+        relayConnections.delete(relay);
       }
       if (!stopped) await backoff(attempt);
     }

@@ -273,7 +273,7 @@ export function startRelay(options: RelayOptions): Relay {
     let request;
     try {
       message = decodeRoutedMessage(frame);
-      request = decodeCbor(message.payload, { maxBytes: 1024 }) as unknown[];
+      request = decodeCbor(message.payload, { maxBytes: 16 * 1024 }) as unknown[];
     } catch {
       stats.dropped++;
       return;
@@ -281,6 +281,27 @@ export function startRelay(options: RelayOptions): Relay {
     // [1, "ping"]: a member with nothing to forward keeps its connection
     // (and a gateway its alias) from the idle sweep.
     if (Array.isArray(request) && request[0] === 1 && request[1] === "ping") return;
+    // [1, "refresh", credential]: a fresher credential for this connection,
+    // so it outlives the one it was admitted with (return routes name this
+    // connection; reconnecting would break every channel through it).
+    if (
+      Array.isArray(request) && request[0] === 1 && request[1] === "refresh" &&
+      request[2] instanceof Uint8Array
+    ) {
+      try {
+        peer.credential = await verifyCredential(request[2], {
+          trust,
+          subject: peer.identifier,
+          revocations,
+        });
+        await reply(peer, message.return, ["refreshed", peer.credential.expiresAt]);
+      } catch (error) {
+        const code = error instanceof CredentialError ? error.code : "bad_credential";
+        logger.warn("credential refresh refused", { member: peer.identifier, code });
+        await reply(peer, message.return, ["refused", "refresh", code]);
+      }
+      return;
+    }
     if (!Array.isArray(request) || request[0] !== 1 || request[1] !== "register") {
       stats.dropped++;
       return;

@@ -13,7 +13,7 @@ import { writeIdentityFile } from "../src/identity/identity_file.ts";
 import { Identity } from "../src/identity/identity.ts";
 import { SoftwareSigner } from "../src/identity/software_signer.ts";
 import { createLogger } from "../src/log.ts";
-import { connectRelay, registerAlias } from "../src/relay_client/relay_client.ts";
+import { connectRelay, refreshAtRelay, registerAlias } from "../src/relay_client/relay_client.ts";
 import { decodeChallenge, decodeVerdict, encodeAdmit } from "../src/relay_client/admission.ts";
 import { connectTcp } from "../src/transport/mod.ts";
 import { Node } from "../src/routing/node.ts";
@@ -433,4 +433,31 @@ Deno.test("relay: a member that stops reading is cut off instead of stalling a g
       await Promise.all([gw, e1].map((p) => p.transport.close()));
     }
   }, { slowConsumerTimeoutMs: 1000 });
+});
+
+Deno.test("relay: a connection takes a fresher credential in place; a credential about someone else is refused", async () => {
+  await withRelay(async ({ ca, relay }) => {
+    const who = await relayMember(ca.identity, { role: "gateway", relay: "gw" }, {
+      ttlSeconds: 60,
+    });
+    const joined = await join(relay, who);
+    try {
+      const fresh = await issueCredential(ca.identity, {
+        subject: who.identity.identifier,
+        attributes: { role: "gateway", relay: "gw" },
+        ttlSeconds: 7200,
+      });
+      const expiry = await refreshAtRelay(joined.node, joined.conn.address, fresh.encoded);
+      assert.equal(expiry, fresh.expiresAt);
+      const other = await relayMember(ca.identity, { role: "gateway" });
+      await assert.rejects(
+        refreshAtRelay(joined.node, joined.conn.address, other.credential.encoded),
+        (e: unknown) => e instanceof RelayError && /subject_mismatch/.test(e.message),
+      );
+      // Still connected and still usable.
+      assert.equal(await registerAlias(joined.node, joined.conn.address, "gw"), "active");
+    } finally {
+      await joined.transport.close();
+    }
+  });
 });

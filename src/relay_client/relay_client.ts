@@ -118,3 +118,42 @@ export async function registerAlias(
     node.unregister(address);
   }
 }
+
+/**
+ * Presents a fresher credential to the relay behind `connection`, so the
+ * connection (and every route through it) outlives the credential it was
+ * admitted with. Resolves with the new expiry.
+ * @throws {RelayError} `admission_refused` (with the reason), `timeout`.
+ */
+export async function refreshAtRelay(
+  node: Node,
+  connection: Address,
+  credential: Uint8Array,
+  timeoutMs = 10_000,
+): Promise<number> {
+  const answer = Promise.withResolvers<unknown[]>();
+  const address = node.registerRandom("refresh", (message) => {
+    try {
+      answer.resolve(decodeCbor(message.payload, { maxBytes: 1024 }) as unknown[]);
+    } catch {
+      answer.reject(new RelayError("protocol", "malformed answer from the relay"));
+    }
+  });
+  const timer = setTimeout(
+    () => answer.reject(new RelayError("timeout", "no answer to a credential refresh")),
+    timeoutMs,
+  );
+  try {
+    await node.route({
+      onward: [connection, "relay"],
+      return: [address],
+      payload: encodeCbor([1, "refresh", credential]),
+    });
+    const reply = await answer.promise;
+    if (reply[1] === "refreshed" && typeof reply[2] === "number") return reply[2];
+    throw new RelayError("admission_refused", `the relay refused the refresh: ${String(reply[3])}`);
+  } finally {
+    clearTimeout(timer);
+    node.unregister(address);
+  }
+}
