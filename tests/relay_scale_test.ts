@@ -48,6 +48,13 @@ import { Node } from "../src/routing/node.ts";
 import type { RoutedMessage } from "../src/routing/routed_message.ts";
 import { TcpTransport } from "../src/routing/tcp_transport.ts";
 import { authority, member } from "../src/testdata/channel_fixtures.ts";
+import {
+  type Memory,
+  memoryOf,
+  type RelayService,
+  run,
+  startRelay,
+} from "./support/portal_harness.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 
@@ -68,117 +75,35 @@ const WARM_BYTES = 4 * 1024 * 1024;
  */
 const RSS_GROWTH_BOUND_KIB = 48 * 1024;
 
-/** A relay process started for one test. */
-interface RelayProcess {
-  readonly pid: number;
-  readonly port: number;
-  /** host:port of /metrics. */
-  readonly metricsAt: string;
-  /** A gauge or counter without labels from /metrics. */
-  metric(name: string): Promise<number>;
+/** A relay process started for one test, with its memory readable. */
+interface RelayProcess extends RelayService {
   /** The relay's resident memory now and at its peak, KiB. */
-  memory(): Promise<{ rss: number; hwm: number }>;
-  /** SIGTERM, then removes the trust anchor file; resolves with the exit code. */
-  stop(): Promise<number>;
-}
-
-/** Starts `relay/main.ts` under the `relay` permission set, trusting `ca`. */
-async function startRelayProcess(ca: Identity, extra: string[] = []): Promise<RelayProcess> {
-  const dir = `${ROOT}.state/relay-scale-${crypto.randomUUID()}`;
-  await Deno.mkdir(dir, { recursive: true });
-  const trustFile = `${dir}/authority.json`;
-  await writeIdentityFile(trustFile, ca.history);
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-q",
-      "--no-prompt",
-      "-P=relay",
-      "relay/main.ts",
-      "--listen",
-      "127.0.0.1:0",
-      "--metrics",
-      "127.0.0.1:0",
-      "--trust",
-      trustFile,
-      ...extra,
-    ],
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  // The relay logs every admission on stderr: drain it, keeping the end for
-  // error messages.
-  let stderrTail = "";
-  const stderrDone = child.stderr.pipeThrough(new TextDecoderStream()).pipeTo(
-    new WritableStream({
-      write(chunk) {
-        stderrTail = (stderrTail + chunk).slice(-4096);
-      },
-    }),
-  );
-  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let banner = "";
-  const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
-  try {
-    while (!banner.includes("\n")) {
-      const { value, done } = await lines.read();
-      if (done) break;
-      banner += value;
-    }
-  } finally {
-    clearTimeout(timer);
-  }
-  const match = /^LISTENING 127\.0\.0\.1:(\d+) metrics=(127\.0\.0\.1:\d+)$/m.exec(banner);
-  const stop = async (): Promise<number> => {
-    try {
-      child.kill("SIGTERM");
-    } catch {
-      // Already gone.
-    }
-    const status = await child.status;
-    await lines.cancel().catch(() => {});
-    await stderrDone.catch(() => {});
-    await Deno.remove(dir, { recursive: true });
-    return status.code;
-  };
-  if (match === null) {
-    await stop();
-    throw new Error(`the relay did not start: ${JSON.stringify(banner)}\n${stderrTail}`);
-  }
-  const metricsAt = match[2];
-  return {
-    pid: child.pid,
-    port: Number(match[1]),
-    metricsAt,
-    async metric(name) {
-      const text = await (await fetch(`http://${metricsAt}/metrics`)).text();
-      const line = text.split("\n").find((l) => l.startsWith(`${name} `));
-      assert.ok(line !== undefined, `no ${name} in /metrics`);
-      return Number(line.slice(name.length + 1));
-    },
-    memory: () => processMemory(child.pid),
-    stop,
-  };
+  memory(): Promise<Memory>;
 }
 
 /**
- * Output of a short command. Deno 2.9 wants --allow-all to read anything
- * under /proc, so /proc is read through `cat` and `sh` (the run permission).
+ * Starts the relay (the harness's `startRelay`) trusting `ca`; `stop()`
+ * also removes the trust anchor's directory.
  */
-async function run(command: string, args: string[]): Promise<string> {
-  const out = await new Deno.Command(command, { args, stdout: "piped", stderr: "null" }).output();
-  if (!out.success) throw new Error(`${command} ${args.join(" ")} failed`);
-  return new TextDecoder().decode(out.stdout);
-}
-
-/** VmRSS and VmHWM of a process, KiB. */
-async function processMemory(pid: number): Promise<{ rss: number; hwm: number }> {
-  const status = await run("cat", [`/proc/${pid}/status`]);
-  const field = (name: string) =>
-    Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(status)![1]);
-  return { rss: field("VmRSS"), hwm: field("VmHWM") };
+async function startRelayProcess(ca: Identity, extra: string[] = []): Promise<RelayProcess> {
+  const dir = `${ROOT}.state/relay-scale-${crypto.randomUUID()}`;
+  await Deno.mkdir(dir, { recursive: true });
+  await writeIdentityFile(`${dir}/authority.json`, ca.history);
+  const relay = await startRelay(dir, extra).catch(async (error) => {
+    await Deno.remove(dir, { recursive: true });
+    throw error;
+  });
+  return {
+    pid: relay.pid,
+    port: relay.port,
+    metric: (name) => relay.metric(name),
+    memory: async () => (await memoryOf([relay.pid])).get(relay.pid)!,
+    async stop() {
+      const code = await relay.stop();
+      await Deno.remove(dir, { recursive: true });
+      return code;
+    },
+  };
 }
 
 /** The soft limit on open files of this process, which children inherit. */

@@ -279,8 +279,8 @@ export async function startPeer(
   };
 }
 
-/** Output of a short command. */
-async function run(command: string, args: string[]): Promise<string> {
+/** Output of a short command (Deno wants --allow-all to read /proc; `cat` reads it). */
+export async function run(command: string, args: string[]): Promise<string> {
   const out = await new Deno.Command(command, { args, stdout: "piped", stderr: "null" }).output();
   if (!out.success) throw new Error(`${command} ${args.join(" ")} failed`);
   return new TextDecoder().decode(out.stdout);
