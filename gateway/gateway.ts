@@ -300,7 +300,15 @@ export async function startGateway(
       while (outlets.some((o) => o.stats.open > 0) && Date.now() < deadline) {
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
-      listener?.close({ closeChannels: true });
+      // Close records first, handed to the relays before their connections
+      // close: edges then reconnect at once instead of waiting for their
+      // idle timeout to notice.
+      const channels = listener?.channels() ?? [];
+      listener?.close();
+      await Promise.race([
+        Promise.allSettled(channels.map((channel) => channel.close("gateway stopping"))),
+        new Promise((resolve) => setTimeout(resolve, 1000)),
+      ]);
       await ops?.close();
       await transport.close();
       await Promise.race([

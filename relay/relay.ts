@@ -302,6 +302,19 @@ export function startRelay(options: RelayOptions): Relay {
       }
       return;
     }
+    // [1, "lookup", alias]: whether a gateway holds the alias here, so an
+    // edge tries the next relay at once instead of waiting out a handshake
+    // whose frames this relay would drop. It tells no more than such a
+    // handshake attempt would.
+    if (
+      Array.isArray(request) && request[0] === 1 && request[1] === "lookup" &&
+      typeof request[2] === "string"
+    ) {
+      const holders = aliases.get(request[2]);
+      const present = holders !== undefined && holders.some((p) => !p.conn.isClosed);
+      await reply(peer, message.return, ["alias", request[2].slice(0, 64), present]);
+      return;
+    }
     if (!Array.isArray(request) || request[0] !== 1 || request[1] !== "register") {
       stats.dropped++;
       return;

@@ -133,7 +133,12 @@ export type AuthorityErrorCode =
 export class AuthorityError extends NexusError<AuthorityErrorCode> {}
 
 /** Why a relay refused a connection or an alias. */
-export type RelayErrorCode = "admission_refused" | "alias_refused" | "protocol" | "timeout";
+export type RelayErrorCode =
+  | "admission_refused"
+  | "alias_refused"
+  | "protocol"
+  | "timeout"
+  | "alias_absent";
 
 /** A relay refused this end, or did not speak the protocol. */
 export class RelayError extends NexusError<RelayErrorCode> {}

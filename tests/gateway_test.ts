@@ -22,6 +22,7 @@ import { eventually } from "../src/testdata/channel_fixtures.ts";
 import { type GatewayConfig, startGateway } from "../gateway/gateway.ts";
 import { type AuthorityFixture, authorityFixture } from "./support/authority_process.ts";
 import { readBanner } from "./support/banner.ts";
+import { curl, freePort, Lines } from "./support/service_process.ts";
 import { startTestEdge, type TestEdge } from "./support/test_edge.ts";
 
 const root = new URL("..", import.meta.url).pathname;
@@ -59,40 +60,6 @@ async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Pr
     ]);
   } finally {
     clearTimeout(timer);
-  }
-}
-
-/** Lines of a child's output, collected as they come. */
-class Lines {
-  readonly lines: string[] = [];
-  ended = false;
-  readonly done: Promise<void>;
-  constructor(stream: ReadableStream<Uint8Array>) {
-    this.done = (async () => {
-      let rest = "";
-      for await (const text of stream.pipeThrough(new TextDecoderStream())) {
-        rest += text;
-        for (let at = rest.indexOf("\n"); at >= 0; at = rest.indexOf("\n")) {
-          this.lines.push(rest.slice(0, at));
-          rest = rest.slice(at + 1);
-        }
-      }
-      if (rest !== "") this.lines.push(rest);
-    })().catch(() => {}).finally(() => this.ended = true);
-  }
-  text(): string {
-    return this.lines.join("\n");
-  }
-  /** The first line matching `pattern`; null when the stream ends first. */
-  async waitFor(pattern: RegExp, ms: number): Promise<string | null> {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const line = this.lines.find((l) => pattern.test(l));
-      if (line !== undefined) return line;
-      if (this.ended) return null;
-      if (Date.now() > deadline) throw new Error(`no line matching ${pattern} in ${ms} ms`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
   }
 }
 
@@ -315,19 +282,6 @@ async function exchange(port: number, payload: Uint8Array, ms = 20_000): Promise
   }
 }
 
-async function curl(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await new Deno.Command("curl", {
-    args: ["-sS", "--max-time", "15", ...args],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return {
-    code: out.code,
-    stdout: new TextDecoder().decode(out.stdout),
-    stderr: new TextDecoder().decode(out.stderr),
-  };
-}
-
 async function haveCommands(...names: string[]): Promise<boolean> {
   const out = await new Deno.Command("sh", {
     args: ["-c", names.map((n) => `command -v ${n} >/dev/null`).join(" && ")],
@@ -335,13 +289,6 @@ async function haveCommands(...names: string[]): Promise<boolean> {
     stderr: "null",
   }).output();
   return out.success;
-}
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
 }
 
 /** redis-server on a free loopback port, without persistence. */

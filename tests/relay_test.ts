@@ -13,7 +13,12 @@ import { writeIdentityFile } from "../src/identity/identity_file.ts";
 import { Identity } from "../src/identity/identity.ts";
 import { SoftwareSigner } from "../src/identity/software_signer.ts";
 import { createLogger } from "../src/log.ts";
-import { connectRelay, refreshAtRelay, registerAlias } from "../src/relay_client/relay_client.ts";
+import {
+  connectRelay,
+  lookupAlias,
+  refreshAtRelay,
+  registerAlias,
+} from "../src/relay_client/relay_client.ts";
 import { decodeChallenge, decodeVerdict, encodeAdmit } from "../src/relay_client/admission.ts";
 import { connectTcp } from "../src/transport/mod.ts";
 import { Node } from "../src/routing/node.ts";
@@ -151,7 +156,11 @@ Deno.test("relay: alias hijack refused; a standby takes over when the active gat
     );
     const intruder = await join(relay, await relayMember(ca.identity, { role: "edge" }));
     try {
+      // Lookup: absent before registration, present after, for any member.
+      assert.equal(await lookupAlias(intruder.node, intruder.conn.address, "gw-cust-001"), false);
       assert.equal(await registerAlias(first.node, first.conn.address, "gw-cust-001"), "active");
+      assert.equal(await lookupAlias(intruder.node, intruder.conn.address, "gw-cust-001"), true);
+      assert.equal(await lookupAlias(intruder.node, intruder.conn.address, "gw-other"), false);
       assert.equal(await registerAlias(second.node, second.conn.address, "gw-cust-001"), "standby");
       await assert.rejects(
         registerAlias(intruder.node, intruder.conn.address, "gw-cust-001"),
@@ -177,6 +186,9 @@ Deno.test("relay: alias hijack refused; a standby takes over when the active gat
       await send();
       await eventually(() => got.length === 2);
       assert.deepEqual(got, ["first", "second"]);
+      await second.transport.close();
+      await eventually(() => relay.connections() === 1);
+      assert.equal(await lookupAlias(intruder.node, intruder.conn.address, "gw-cust-001"), false);
     } finally {
       await Promise.all([first, second, intruder].map((p) => p.transport.close()));
     }

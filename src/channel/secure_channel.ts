@@ -26,7 +26,10 @@
  * accepted the initiator; the initiator's connect resolves only then),
  * 0x06 keepalive (empty; sent when this end has been quiet for a third of
  * the idle timeout, so a channel carrying one-way traffic stays open and a
- * dead path is noticed on both ends).
+ * dead path is noticed on both ends), 0x07 keepalive answer (empty; sent
+ * for each keepalive received, so an end with a short idle timeout learns
+ * the path is alive even when the peer's own timeout is long; never
+ * answered, so the two cannot loop).
  *
  * @module
  */
@@ -68,7 +71,14 @@ export const RECEIVE_PIPELINE = 8;
 export const MAX_MESSAGE_PAYLOAD = 192 * 1024;
 
 const WIRE = { message1: 0x01, message2: 0x02, message3: 0x03, record: 0x04 } as const;
-const KIND = { message: 0x01, refresh: 0x02, close: 0x03, ready: 0x05, keepalive: 0x06 } as const;
+const KIND = {
+  message: 0x01,
+  refresh: 0x02,
+  close: 0x03,
+  ready: 0x05,
+  keepalive: 0x06,
+  keepaliveAnswer: 0x07,
+} as const;
 
 /** What this end presents: identity, attested static key, credentials. */
 export interface ChannelIdentity {
@@ -433,6 +443,9 @@ export class SecureChannel {
         this.#ready?.resolve();
         return;
       case KIND.keepalive:
+        this.#sendRecord(Uint8Array.of(KIND.keepaliveAnswer)).catch(() => {});
+        return;
+      case KIND.keepaliveAnswer:
         return;
       default:
         this.stats.dropped++;

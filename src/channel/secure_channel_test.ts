@@ -138,7 +138,7 @@ Deno.test("channel: idle timeout closes both ends' view of a silent channel", as
   const gateway = await member(ca.identity, { role: "gateway" });
   const a = new Node({ name: "a" });
   const b = new Node({ name: "b" });
-  const { toB } = link(a, b);
+  const { toB, toA } = link(a, b);
   listenSecureChannels({ node: b, address: "api", local: gateway, policy: { trust: ca.trust } });
   const channel = await connectSecureChannel({
     node: a,
@@ -147,7 +147,16 @@ Deno.test("channel: idle timeout closes both ends' view of a silent channel", as
     policy: { trust: ca.trust },
     idleTimeoutMs: 200,
   });
+  // The channel's timers do not hold the process open: this one does.
+  const hold = setTimeout(() => {}, 10_000);
+  // While the path works, keepalive answers keep the short-timeout end open
+  // although the peer's own timeout (300 s) is much longer.
+  await new Promise((resolve) => setTimeout(resolve, 700));
+  assert.equal(channel.isClosed, false, "closed although the peer answered its keepalives");
+  // The peer goes silent: nothing from b reaches a any more.
+  b.unregister(toA);
   const info = await channel.closed;
+  clearTimeout(hold);
   assert.equal(info.reason, "idle timeout");
 });
 
@@ -201,9 +210,11 @@ Deno.test("channel: ends when the peer's credential expires unrefreshed", async 
     local: edge,
     policy: { trust: ca.trust },
   });
+  const hold = setTimeout(() => {}, 10_000); // the channel's timers do not hold the process open
   const info = await listener.channels()[0].closed;
   assert.equal(info.reason, "peer credential expired");
   await channel.closed;
+  clearTimeout(hold);
 });
 
 Deno.test("channel: a peer whose attestation names another key is refused (man in the middle)", async () => {

@@ -1,7 +1,8 @@
 /**
  * The operations endpoint of a service: `GET /metrics` (Prometheus),
  * `GET /healthz` (the process works) and `GET /readyz` (it can serve:
- * e.g. a gateway registered at a relay). Bind it to loopback unless a
+ * e.g. a gateway registered at a relay), and optionally `GET /status`
+ * (the service's state as JSON, for its `status` command). Bind it to loopback unless a
  * scraper elsewhere needs it.
  *
  * @module
@@ -16,6 +17,8 @@ export interface OpsServerOptions {
   metrics: Metrics;
   /** Readiness; default: always ready. */
   ready?: () => boolean;
+  /** When given, `GET /status` answers with this value as JSON. */
+  status?: () => unknown;
   logger?: Logger;
 }
 
@@ -52,6 +55,11 @@ export function startOpsServer(options: OpsServerOptions): OpsServer {
       if (path === "/readyz") {
         const ready = options.ready?.() ?? true;
         return new Response(ready ? "ready\n" : "not ready\n", { status: ready ? 200 : 503 });
+      }
+      if (path === "/status" && options.status !== undefined) {
+        return new Response(JSON.stringify(options.status()) + "\n", {
+          headers: { "content-type": "application/json" },
+        });
       }
       return new Response("not found\n", { status: 404 });
     },

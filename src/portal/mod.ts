@@ -9,6 +9,7 @@ export {
   DEFAULT_WINDOW,
   type Inlet,
   type InletOptions,
+  type InletTarget,
   MAX_CHUNK,
   type Outlet,
   type OutletOptions,
@@ -23,3 +24,8 @@ export {
   type PortalMessage,
   reasonMessage,
 } from "./portal_message.ts";
+export {
+  type ByteReader,
+  type HeaderInjectorOptions,
+  injectHeader,
+} from "./http_header_injector.ts";

@@ -29,6 +29,7 @@ import type {
   SecureChannelInfo,
 } from "../routing/routed_message.ts";
 import type { Policy } from "../policy/mod.ts";
+import type { ByteReader } from "./http_header_injector.ts";
 import {
   creditMessage,
   dataMessage,
@@ -48,6 +49,8 @@ interface SessionOptions {
   node: Node;
   address: Address;
   conn: Deno.TcpConn;
+  /** Where the socket's bytes are read (default: the socket itself). */
+  source?: ByteReader;
   remote: Route;
   window: number;
   credit: number;
@@ -97,7 +100,9 @@ class Session {
           await new Promise<void>((resolve) => this.#creditWaiter = resolve);
         }
         if (this.#ended) return;
-        const n = await this.#o.conn.read(buffer.subarray(0, Math.min(this.#credit, MAX_CHUNK)));
+        const n = await (this.#o.source ?? this.#o.conn).read(
+          buffer.subarray(0, Math.min(this.#credit, MAX_CHUNK)),
+        );
         if (n === null) {
           this.#readDone = true;
           await this.#send(finMessage());
@@ -320,11 +325,27 @@ export function createOutlet(options: OutletOptions): Outlet {
 export interface InletOptions {
   node: Node;
   listen: { hostname: string; port: number };
-  /** Route to the outlet, e.g. `[channel.address, "outlet.context"]`. */
-  route: () => Route;
+  /**
+   * Route to the outlet, e.g. `[channel.address, "outlet.context"]`, asked
+   * at each new connection; may wait for a path. When it throws, the
+   * connection is refused (closed) with the error logged.
+   */
+  route: () => Route | InletTarget | Promise<Route | InletTarget>;
+  /**
+   * Wraps each accepted socket's read side, e.g. to add a header to HTTP
+   * requests. Errors it throws end the session with a RESET.
+   */
+  reader?: (conn: Deno.TcpConn) => ByteReader;
   window?: number;
   openTimeoutMs?: number;
   logger?: Logger;
+}
+
+/** A route with the end of the path it uses: an open still unanswered then fails at once. */
+export interface InletTarget {
+  route: Route;
+  /** Settles when the path (e.g. the secure channel) closes. */
+  closed: Promise<unknown>;
 }
 
 /** A running inlet. */
@@ -357,13 +378,23 @@ export function createInlet(options: InletOptions): Inlet {
         answer.reject(new Error("malformed answer"));
       }
     });
-    const timer = setTimeout(
-      () => answer.reject(new Error("the outlet did not answer in time")),
-      options.openTimeoutMs ?? 10_000,
-    );
+    // Marked handled: a malformed answer may reject before it is awaited.
+    answer.promise.catch(() => {});
+    let timer: ReturnType<typeof setTimeout> | undefined;
     try {
+      const target = await options.route();
+      const onward = Array.isArray(target) ? target : (target as InletTarget).route;
+      if (!Array.isArray(target)) {
+        (target as InletTarget).closed.then(() =>
+          answer.reject(new Error("the path closed before the outlet answered"))
+        );
+      }
+      timer = setTimeout(
+        () => answer.reject(new Error("the outlet did not answer in time")),
+        options.openTimeoutMs ?? 10_000,
+      );
       const sent = await options.node.route({
-        onward: options.route(),
+        onward,
         return: [address],
         payload: creditMessage(PORTAL.open, window),
       });
@@ -379,6 +410,7 @@ export function createInlet(options: InletOptions): Inlet {
         node: options.node,
         address,
         conn,
+        source: options.reader?.(conn),
         remote: from,
         window,
         credit: message.credit,

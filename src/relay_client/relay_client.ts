@@ -79,6 +79,41 @@ export async function connectRelay(options: ConnectRelayOptions): Promise<RelayC
   }
 }
 
+/** Sends a control request to the relay behind `connection`; resolves with its answer. */
+async function ask(
+  node: Node,
+  connection: Address,
+  request: unknown[],
+  what: string,
+  timeoutMs: number,
+): Promise<unknown[]> {
+  const answer = Promise.withResolvers<unknown[]>();
+  const address = node.registerRandom("relayctl", (message) => {
+    try {
+      const reply = decodeCbor(message.payload, { maxBytes: 1024 });
+      if (!Array.isArray(reply)) throw new TypeError("not a list");
+      answer.resolve(reply);
+    } catch {
+      answer.reject(new RelayError("protocol", "malformed answer from the relay"));
+    }
+  });
+  const timer = setTimeout(
+    () => answer.reject(new RelayError("timeout", `no answer to ${what}`)),
+    timeoutMs,
+  );
+  try {
+    await node.route({
+      onward: [connection, "relay"],
+      return: [address],
+      payload: encodeCbor([1, ...request]),
+    });
+    return await answer.promise;
+  } finally {
+    clearTimeout(timer);
+    node.unregister(address);
+  }
+}
+
 /**
  * Registers `alias` at the relay behind `connection` (an address on
  * `node`). Resolves with "active" or "standby".
@@ -90,33 +125,11 @@ export async function registerAlias(
   alias: string,
   timeoutMs = 10_000,
 ): Promise<"active" | "standby"> {
-  const answer = Promise.withResolvers<unknown[]>();
-  const address = node.registerRandom("alias", (message) => {
-    try {
-      answer.resolve(decodeCbor(message.payload, { maxBytes: 1024 }) as unknown[]);
-    } catch {
-      answer.reject(new RelayError("protocol", "malformed answer from the relay"));
-    }
-  });
-  const timer = setTimeout(
-    () => answer.reject(new RelayError("timeout", `no answer to registering ${alias}`)),
-    timeoutMs,
-  );
-  try {
-    await node.route({
-      onward: [connection, "relay"],
-      return: [address],
-      payload: encodeCbor([1, "register", alias]),
-    });
-    const reply = await answer.promise;
-    if (reply[1] === "registered" && (reply[3] === "active" || reply[3] === "standby")) {
-      return reply[3];
-    }
-    throw new RelayError("alias_refused", `the relay refused alias ${alias}: ${String(reply[3])}`);
-  } finally {
-    clearTimeout(timer);
-    node.unregister(address);
+  const reply = await ask(node, connection, ["register", alias], `registering ${alias}`, timeoutMs);
+  if (reply[1] === "registered" && (reply[3] === "active" || reply[3] === "standby")) {
+    return reply[3];
   }
+  throw new RelayError("alias_refused", `the relay refused alias ${alias}: ${String(reply[3])}`);
 }
 
 /**
@@ -131,29 +144,30 @@ export async function refreshAtRelay(
   credential: Uint8Array,
   timeoutMs = 10_000,
 ): Promise<number> {
-  const answer = Promise.withResolvers<unknown[]>();
-  const address = node.registerRandom("refresh", (message) => {
-    try {
-      answer.resolve(decodeCbor(message.payload, { maxBytes: 1024 }) as unknown[]);
-    } catch {
-      answer.reject(new RelayError("protocol", "malformed answer from the relay"));
-    }
-  });
-  const timer = setTimeout(
-    () => answer.reject(new RelayError("timeout", "no answer to a credential refresh")),
+  const reply = await ask(
+    node,
+    connection,
+    ["refresh", credential],
+    "a credential refresh",
     timeoutMs,
   );
-  try {
-    await node.route({
-      onward: [connection, "relay"],
-      return: [address],
-      payload: encodeCbor([1, "refresh", credential]),
-    });
-    const reply = await answer.promise;
-    if (reply[1] === "refreshed" && typeof reply[2] === "number") return reply[2];
-    throw new RelayError("admission_refused", `the relay refused the refresh: ${String(reply[3])}`);
-  } finally {
-    clearTimeout(timer);
-    node.unregister(address);
-  }
+  if (reply[1] === "refreshed" && typeof reply[2] === "number") return reply[2];
+  throw new RelayError("admission_refused", `the relay refused the refresh: ${String(reply[3])}`);
+}
+
+/**
+ * Asks the relay behind `connection` whether a gateway holds `alias` there
+ * now. Resolves with true or false.
+ * @throws {RelayError} `protocol` (a relay that does not know the
+ *   question answers nothing: `timeout`).
+ */
+export async function lookupAlias(
+  node: Node,
+  connection: Address,
+  alias: string,
+  timeoutMs = 5_000,
+): Promise<boolean> {
+  const reply = await ask(node, connection, ["lookup", alias], `looking up ${alias}`, timeoutMs);
+  if (reply[1] === "alias" && typeof reply[3] === "boolean") return reply[3];
+  throw new RelayError("protocol", "malformed answer to a lookup");
 }

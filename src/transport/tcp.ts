@@ -80,7 +80,10 @@ export async function connectTcp(options: ConnectTcpOptions): Promise<FramedConn
     tcp = await Deno.connect({ hostname, port, signal });
   } catch (error) {
     if (signal?.aborted) throw aborted();
-    throw new TransportError("connect_failed", `cannot connect to ${hostname}:${port}`, {
+    // The cause's text says why (refused, unreachable, or outside the
+    // process's net permission): operators need it in the log line.
+    const why = error instanceof Error ? `: ${error.message}` : "";
+    throw new TransportError("connect_failed", `cannot connect to ${hostname}:${port}${why}`, {
       cause: error,
     });
   }

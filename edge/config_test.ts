@@ -1,0 +1,146 @@
+import assert from "node:assert/strict";
+import {
+  checkEdgeConfig,
+  DEFAULT_INLETS,
+  edgePermissionFlags,
+  edgePermissions,
+  parseInletFlag,
+} from "./config.ts";
+import { backoffMs } from "./edge.ts";
+
+const LICENSE = "nxl_" + "a".repeat(32);
+
+function base(): Record<string, unknown> {
+  return {
+    stateDir: "/var/lib/nexus-edge",
+    authority: { identityFile: "/etc/nexus/authority.identity.json", address: "auth:4100" },
+    relays: ["relay-1:4000", "relay-2:4000"],
+    gateway: { alias: "gw-cust-001", customerId: "cust_001" },
+  };
+}
+
+Deno.test("edge config: defaults filled in", () => {
+  const config = checkEdgeConfig(base());
+  assert.deepEqual(config.inlets, DEFAULT_INLETS);
+  assert.equal(config.ops, "127.0.0.1:9431");
+  assert.equal(config.licenseHeader, "X-License-Key");
+  assert.equal(config.connectWaitMs, 10_000);
+});
+
+Deno.test("edge config: each mistake names its field; secrets are never quoted", () => {
+  const cases: [string, (c: Record<string, unknown>) => void, RegExp][] = [
+    ["not an object", (c) => Object.assign(c, { relays: "x" }), /"relays" must list/],
+    ["no relays", (c) => c.relays = [], /"relays" must list one relay or more/],
+    ["bad relay", (c) => c.relays = ["relay-1"], /"relays\[0\]" must be HOST:PORT/],
+    ["no state", (c) => delete c.stateDir, /"stateDir" must be a non-empty string/],
+    ["no authority", (c) => delete c.authority, /"authority" is required/],
+    ["bad authority", (c) => c.authority = { identityFile: "f" }, /"authority.address"/],
+    ["no gateway", (c) => delete c.gateway, /"gateway" is required/],
+    [
+      "bad pin",
+      (c) => c.gateway = { alias: "a", customerId: "c", identifier: "Ixyz" },
+      /"gateway.identifier" must be I followed by 64 hex digits/,
+    ],
+    ["unknown key", (c) => c.relay = ["x:1"], /"relay" is not a known setting/],
+    [
+      "http without license",
+      (c) => {
+        delete c.license;
+        c.inlets = [{ listen: "127.0.0.1:1", outlet: "o", mode: "http" }];
+      },
+      /"inlets\[0\].mode" is "http".*"license" is needed/,
+    ],
+    [
+      "bad mode",
+      (c) => c.inlets = [{ listen: "127.0.0.1:1", outlet: "o", mode: "udp" }],
+      /"inlets\[0\].mode" must be "tcp" or "http"/,
+    ],
+    [
+      "bad outlet",
+      (c) => c.inlets = [{ listen: "127.0.0.1:1", outlet: "a b" }],
+      /"inlets\[0\].outlet" must be a name/,
+    ],
+    [
+      "repeated listen",
+      (c) =>
+        c.inlets = [{ listen: "127.0.0.1:1", outlet: "a" }, { listen: "127.0.0.1:1", outlet: "b" }],
+      /"inlets\[1\].listen" repeats 127.0.0.1:1/,
+    ],
+    ["bad ops", (c) => c.ops = "nowhere", /"ops" must be HOST:PORT/],
+    ["bad header", (c) => c.licenseHeader = "X License", /"licenseHeader" must be an HTTP header/],
+    ["bad wait", (c) => c.connectWaitMs = 5, /"connectWaitMs" must be a whole number/],
+    ["ticket not a string", (c) => c.ticket = 42, /"ticket" must be a non-empty string/],
+  ];
+  for (const [what, change, pattern] of cases) {
+    const config = { ...base(), license: LICENSE };
+    change(config);
+    assert.throws(() => checkEdgeConfig(config), (error: unknown) => {
+      assert.ok(error instanceof TypeError, what);
+      assert.match(error.message, pattern, what);
+      assert.ok(!error.message.includes(LICENSE), `${what}: the license key leaked`);
+      return true;
+    });
+  }
+  assert.throws(() => checkEdgeConfig([]), /expected a JSON object/);
+  assert.throws(() => checkEdgeConfig(null), /expected a JSON object/);
+});
+
+Deno.test("edge config: --inlet flags", () => {
+  assert.deepEqual(parseInletFlag("127.0.0.1:8151=context"), {
+    listen: "127.0.0.1:8151",
+    outlet: "context",
+    mode: "tcp",
+  });
+  assert.deepEqual(parseInletFlag("[::1]:8152=orchestrator/http"), {
+    listen: "[::1]:8152",
+    outlet: "orchestrator",
+    mode: "http",
+  });
+  for (const bad of ["127.0.0.1:8151", "=context", "127.0.0.1:1=a/udp", "127.0.0.1:1=a b"]) {
+    assert.throws(() => parseInletFlag(bad), TypeError, bad);
+  }
+});
+
+Deno.test("edge config: the permission flags name exactly what the config uses", () => {
+  const config = checkEdgeConfig({
+    ...base(),
+    license: LICENSE,
+    inlets: [
+      { listen: "127.0.0.1:8151", outlet: "context" },
+      { listen: "127.0.0.1:8152", outlet: "orchestrator", mode: "http" },
+    ],
+  });
+  assert.deepEqual(edgePermissions(config, "/etc/nexus/edge.json"), {
+    net: [
+      "relay-1:4000",
+      "relay-2:4000",
+      "auth:4100",
+      "127.0.0.1:8151",
+      "127.0.0.1:8152",
+      "127.0.0.1:9431",
+    ],
+    read: ["/var/lib/nexus-edge", "/etc/nexus/authority.identity.json", "/etc/nexus/edge.json"],
+    write: ["/var/lib/nexus-edge"],
+  });
+  const flags = edgePermissionFlags(checkEdgeConfig({ ...base(), ops: "off" }));
+  assert.equal(
+    flags[0],
+    "--allow-net=relay-1:4000,relay-2:4000,auth:4100,127.0.0.1:8151",
+  );
+  assert.deepEqual(flags.map((f) => f.split("=")[0]), [
+    "--allow-net",
+    "--allow-read",
+    "--allow-write",
+  ]);
+});
+
+Deno.test("edge backoff: doubles from 500 ms to 30 s, with jitter of ±50 %", () => {
+  assert.equal(backoffMs(0, () => 0.5), 500);
+  assert.equal(backoffMs(1, () => 0.5), 1000);
+  assert.equal(backoffMs(10, () => 0.5), 30_000);
+  assert.equal(backoffMs(1000, () => 0.5), 30_000);
+  assert.equal(backoffMs(0, () => 0), 250);
+  assert.equal(backoffMs(0, () => 0.999999) < 750, true);
+  const samples = new Set(Array.from({ length: 20 }, () => backoffMs(3)));
+  assert.ok(samples.size > 10, "jittered: no two edges retry in lockstep");
+});

@@ -1,0 +1,556 @@
+/**
+ * The edge agent (DESIGN.md §1): what a customer site runs. It keeps an
+ * identity in its state directory, enrolls at the authority (ticket or
+ * license key) and keeps its credential fresh, connects **out** to one of
+ * several relays, opens a secure channel to its customer's gateway through
+ * the relay's alias, and serves inlets whose connections become portal
+ * sessions to the gateway's outlets.
+ *
+ * The path (relay connection + secure channel) is kept by one loop:
+ * relays are tried in order starting with the last one that worked; a full
+ * round without a path waits with exponential backoff and jitter (never a
+ * tight loop). A new inlet connection while there is no path wakes the loop
+ * early (at most once a second) and waits for its outcome, so it succeeds
+ * as soon as a path is back and is refused promptly when there is none.
+ * Loss is noticed at once when a relay closes its connection and within
+ * the channel's idle timeout (keepalives every third of it) when the
+ * network silently drops; sessions in flight end with the channel.
+ *
+ * @module
+ */
+import { AuthorityClient } from "../src/authority_client/authority_client.ts";
+import {
+  type ChannelIdentity,
+  connectSecureChannel,
+  createChannelIdentity,
+  type SecureChannel,
+} from "../src/channel/secure_channel.ts";
+import { type Credential, verifyCredential } from "../src/credential/credential.ts";
+import { RevocationRegistry } from "../src/credential/revocation.ts";
+import { TrustStore } from "../src/credential/trust_store.ts";
+import { encodeCbor } from "../src/encoding/cbor.ts";
+import { AuthorityError, HandshakeError, RelayError } from "../src/errors.ts";
+import { readIdentityFile } from "../src/identity/identity_file.ts";
+import { loadOrCreateIdentity } from "../src/identity/identity_store.ts";
+import { type Logger, silentLogger } from "../src/log.ts";
+import { Metrics } from "../src/ops/metrics.ts";
+import { type OpsServer, parseHostPort, startOpsServer } from "../src/ops/ops_server.ts";
+import { injectHeader } from "../src/portal/http_header_injector.ts";
+import { createInlet, type Inlet } from "../src/portal/portal.ts";
+import {
+  connectRelay,
+  lookupAlias,
+  refreshAtRelay,
+  type RelayConnection,
+} from "../src/relay_client/relay_client.ts";
+import { Node } from "../src/routing/node.ts";
+import { TcpTransport } from "../src/routing/tcp_transport.ts";
+import { type CheckedEdgeConfig, checkEdgeConfig, type EdgeConfig } from "./config.ts";
+
+/** Where the edge's credential is kept between runs (public data; 0600 anyway). */
+const CREDENTIAL_FILE = "edge.credential";
+/** Shortest time between two path attempts, however often clients knock. */
+const MIN_RETRY_MS = 1000;
+/** Longest backoff between rounds of attempts. */
+const MAX_BACKOFF_MS = 30_000;
+
+/** What `nexus-edge status` shows (GET /status). */
+export interface EdgeStatus {
+  identifier: string;
+  /** "enrolling" | "up" | "connecting" | "revoked" | "stopped" */
+  state: string;
+  credential: { id: string; expiresAt: number; attributes: Record<string, unknown> } | null;
+  authority: { connected: boolean; lastError: string | null };
+  relay: string | null;
+  gateway: string | null;
+  /** Milliseconds since the path came up, or null. */
+  upForMs: number | null;
+  lastError: string | null;
+  pathChanges: number;
+  inlets: {
+    listen: string;
+    outlet: string;
+    mode: string;
+    sessions: number;
+    open: number;
+    refused: number;
+  }[];
+}
+
+/** A running edge. */
+export interface RunningEdge {
+  readonly identifier: string;
+  /** The inlets' bound addresses, in config order. */
+  readonly inletAddrs: Deno.NetAddr[];
+  readonly opsAddr: Deno.NetAddr | null;
+  /** True while a secure channel to the gateway is open. */
+  ready(): boolean;
+  /** Resolves with the gateway's identifier and the relay once a path is first up. */
+  readonly firstPath: Promise<{ gateway: string; relay: string }>;
+  status(): EdgeStatus;
+  close(): Promise<void>;
+}
+
+/** A relay connection and the secure channel to the gateway through it. */
+interface Path {
+  relay: string;
+  connection: RelayConnection;
+  channel: SecureChannel;
+}
+
+const message = (error: unknown) => error instanceof Error ? error.message : String(error);
+
+function sleep(ms: number, wake?: Promise<unknown>): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return Promise.race([
+    new Promise<void>((resolve) => timer = setTimeout(resolve, ms)),
+    ...(wake ? [wake.then(() => {})] : []),
+  ]).finally(() => clearTimeout(timer));
+}
+
+async function readStoredCredential(
+  path: string,
+  trust: TrustStore,
+  subject: string,
+): Promise<Credential | null> {
+  try {
+    return await verifyCredential(await Deno.readFile(path), { trust, subject });
+  } catch {
+    return null; // absent, expired or from another authority: ask again
+  }
+}
+
+/**
+ * Starts the edge. Fails (without starting) on a bad config, an unreadable
+ * trust anchor, an inlet address that cannot be bound, or an authority
+ * that refuses enrollment when there is no credential yet.
+ */
+export async function startEdge(
+  input: EdgeConfig,
+  options: { logger?: Logger } = {},
+): Promise<RunningEdge> {
+  const config: CheckedEdgeConfig = checkEdgeConfig(input);
+  const logger = options.logger ?? silentLogger;
+  const identity = await loadOrCreateIdentity(config.stateDir, "edge");
+  const trust = new TrustStore([await readIdentityFile(config.authority.identityFile)]);
+  const revocations = new RevocationRegistry();
+  const node = new Node({ name: "edge", logger: logger.child("node") });
+  const transport = new TcpTransport(node, { logger: logger.child("transport") });
+  const credentialPath = `${config.stateDir}/${CREDENTIAL_FILE}`;
+  let credential = await readStoredCredential(credentialPath, trust, identity.identifier);
+  const local: ChannelIdentity = await createChannelIdentity(identity, {
+    credentials: () => credential === null ? [] : [credential.encoded],
+  });
+  let stopped = false;
+  let revoked = false;
+  const status = {
+    authorityConnected: false,
+    authorityError: null as string | null,
+    lastError: null as string | null,
+    pathChanges: 0,
+    connectFailures: 0,
+    upSince: 0,
+  };
+  /** The current path, while up. */
+  let path = null as Path | null;
+  const firstPath = Promise.withResolvers<{ gateway: string; relay: string }>();
+  firstPath.promise.catch(() => {});
+
+  const store = async (fresh: Credential) => {
+    // Written aside and renamed: a crash never leaves half a credential.
+    const tmp = `${credentialPath}.tmp`;
+    await Deno.writeFile(tmp, fresh.encoded, { mode: 0o600 });
+    await Deno.rename(tmp, credentialPath);
+  };
+
+  // ── The path: relay connection + secure channel to the gateway ────────
+  let preferred = 0;
+  let wake = Promise.withResolvers<void>();
+  let lastRoundStart = 0;
+  /** Settles after each round of attempts (true: a path is up). */
+  let roundDone = Promise.withResolvers<boolean>();
+  const policy = {
+    trust,
+    revocations,
+    requiredAttributes: { role: "gateway", customer_id: config.gateway.customerId },
+    pinned: config.gateway.identifier === undefined ? undefined : [config.gateway.identifier],
+  };
+
+  /** The route to an outlet, waiting for a path when there is none. */
+  const routeTo = async (outlet: string) => {
+    if (path === null && !stopped) {
+      if (revoked) throw new Error("this edge is revoked");
+      const outcome = roundDone.promise;
+      wake.resolve();
+      const up = await Promise.race([outcome, sleep(config.connectWaitMs).then(() => false)]);
+      if (!up && path === null) {
+        throw new Error(`no path to the gateway (${status.lastError ?? "connecting"})`);
+      }
+    }
+    const current = path;
+    if (current === null) throw new Error("no path to the gateway");
+    return { route: [current.channel.address, `outlet.${outlet}`], closed: current.channel.closed };
+  };
+
+  // Inlets first: an address that cannot be bound (taken, or outside the
+  // permission set) stops the start before anything connects out.
+  const inlets: Inlet[] = [];
+  try {
+    for (const inlet of config.inlets) {
+      inlets.push(createInlet({
+        node,
+        listen: parseHostPort(inlet.listen, "inlet"),
+        route: () => routeTo(inlet.outlet),
+        reader: inlet.mode === "http"
+          ? (conn) => injectHeader(conn, { name: config.licenseHeader, value: config.license! })
+          : undefined,
+        logger: logger.child(`inlet.${inlet.outlet}`),
+      }));
+      logger.info("inlet listening", { listen: inlet.listen, outlet: inlet.outlet });
+    }
+  } catch (error) {
+    stopped = true;
+    for (const inlet of inlets) inlet.close();
+    await transport.close();
+    throw error;
+  }
+
+  // ── Authority: enrollment, refresh, revocation lists ──────────────────
+  const authority = parseHostPort(config.authority.address, "authority.address");
+  const firstCredential = Promise.withResolvers<void>();
+  if (credential !== null) firstCredential.resolve();
+  const authorityLoop = (async () => {
+    for (let attempt = 0; !stopped; attempt++) {
+      let client: AuthorityClient | null = null;
+      let conn: Awaited<ReturnType<TcpTransport["connect"]>> | null = null;
+      try {
+        conn = await transport.connect(authority);
+        client = await AuthorityClient.connect({
+          node,
+          route: [conn.address],
+          local,
+          trust,
+          logger: logger.child("authority"),
+        });
+        status.authorityConnected = true;
+        try {
+          credential = await client.credential();
+        } catch (error) {
+          if (!(error instanceof AuthorityError && error.code === "not_member")) throw error;
+          if (config.ticket !== undefined) {
+            credential = await client.enroll({ ticket: config.ticket });
+          } else if (config.license !== undefined) {
+            credential = await client.enroll({ license: config.license });
+          } else {
+            throw new AuthorityError(
+              "not_member",
+              "this edge is not a member: give it a ticket or a license key to enroll",
+            );
+          }
+          logger.info("enrolled at the authority", { identifier: identity.identifier });
+        }
+        await store(credential);
+        revoked = false;
+        status.authorityError = null;
+        firstCredential.resolve();
+        attempt = 0;
+        await client.subscribe(async (list) => {
+          await revocations.apply(list, trust).catch(() => false);
+          await path?.channel.revalidate();
+        });
+        // Refresh at two thirds of the lifetime; present the new credential
+        // in the open channel and at the relay (the connection outlives it).
+        while (!stopped && !client.channel.isClosed) {
+          const current: Credential = credential!;
+          const lifetimeMs = (current.expiresAt - current.createdAt) * 1000;
+          const wait = Math.max(
+            1000,
+            lifetimeMs * 2 / 3 - (Date.now() - current.createdAt * 1000),
+          );
+          const closed = await Promise.race([
+            client.channel.closed.then(() => true),
+            conn.connection.closed.then(() => true),
+            sleep(wait).then(() => false),
+          ]);
+          if (closed || stopped) break;
+          credential = await client.credential();
+          await store(credential);
+          const now = path;
+          if (now !== null) {
+            await now.channel.refreshCredential(credential.encoded).catch(() => {});
+            await refreshAtRelay(node, now.connection.address, credential.encoded).catch((error) =>
+              logger.warn("credential refresh at relay failed", {
+                relay: now.relay,
+                error: message(error),
+              })
+            );
+          }
+          logger.info("credential refreshed", { expires_at: credential.expiresAt });
+        }
+      } catch (error) {
+        status.authorityError = message(error);
+        if (error instanceof AuthorityError && error.code === "member_revoked") {
+          if (!revoked) logger.error("this edge has been revoked at the authority");
+          revoked = true;
+          await path?.channel.close("revoked");
+        } else if (credential === null && error instanceof AuthorityError) {
+          firstCredential.reject(error);
+          return;
+        } else {
+          logger.warn("authority unreachable; retrying", { error: message(error) });
+        }
+      } finally {
+        status.authorityConnected = false;
+        await client?.close().catch(() => {});
+        conn?.connection.close("authority session over");
+      }
+      // A revoked edge asks again rarely: an operator may re-admit it.
+      if (!stopped) await sleep(backoffMs(revoked ? 6 : attempt));
+    }
+  })();
+  try {
+    await firstCredential.promise;
+  } catch (error) {
+    stopped = true;
+    for (const inlet of inlets) inlet.close();
+    await transport.close();
+    throw error;
+  }
+
+  const tryRelay = async (relay: string): Promise<Path> => {
+    const connection = await connectRelay({
+      transport,
+      ...parseHostPort(relay, "relay"),
+      identity,
+      credential: credential!.encoded,
+      timeoutMs: 5000,
+    });
+    try {
+      // A relay where the gateway is not registered (yet) would drop the
+      // handshake: ask first and move on at once.
+      const present = await lookupAlias(node, connection.address, config.gateway.alias)
+        .catch((error) => {
+          if (error instanceof RelayError && error.code === "timeout") return true; // try anyway
+          throw error;
+        });
+      if (!present) {
+        throw new RelayError(
+          "protocol",
+          `the gateway ${config.gateway.alias} is not at this relay`,
+        );
+      }
+      const channel = await connectSecureChannel({
+        node,
+        route: [connection.address, `forward.${config.gateway.alias}`, "api"],
+        local,
+        policy,
+        handshakeTimeoutMs: 5000,
+        idleTimeoutMs: config.idleTimeoutMs,
+        logger: logger.child("channel"),
+      });
+      return { relay, connection, channel };
+    } catch (error) {
+      connection.connection.close("no channel to the gateway");
+      throw error;
+    }
+  };
+
+  const pathLoop = (async () => {
+    for (let round = 0; !stopped;) {
+      lastRoundStart = Date.now();
+      let found: Path | null = null;
+      for (let i = 0; i < config.relays.length && !stopped && found === null; i++) {
+        const index = (preferred + i) % config.relays.length;
+        const relay = config.relays[index];
+        try {
+          found = await tryRelay(relay);
+          preferred = index;
+        } catch (error) {
+          status.connectFailures++;
+          status.lastError = `${relay}: ${message(error)}`;
+          const refused = error instanceof HandshakeError && error.code === "refused";
+          logger.warn(refused ? "the gateway refused this edge" : "no path through relay", {
+            relay,
+            error: message(error),
+          });
+        }
+      }
+      if (stopped) {
+        found?.channel.close("edge stopping");
+        break;
+      }
+      if (found !== null) {
+        path = found;
+        round = 0;
+        status.pathChanges++;
+        status.upSince = Date.now();
+        status.lastError = null;
+        logger.info("path to the gateway is up", {
+          relay: found.relay,
+          gateway: found.channel.peer.identifier,
+        });
+        firstPath.resolve({ gateway: found.channel.peer.identifier, relay: found.relay });
+        roundDone.resolve(true);
+        roundDone = Promise.withResolvers<boolean>();
+        // Keep the relay connection's idle timer from firing on a quiet
+        // site: the channel's keepalives pass through it, but say so anyway.
+        const ping = setInterval(() => {
+          node.route({
+            onward: [found!.connection.address, "relay"],
+            return: [],
+            payload: encodeCbor([1, "ping"]),
+          }).catch(() => {});
+        }, 60_000);
+        const why = await Promise.race([
+          found.channel.closed.then((info) => `channel closed: ${info.reason}`),
+          found.connection.connection.closed.then(() => "relay connection lost"),
+        ]);
+        clearInterval(ping);
+        path = null;
+        // Start the next round with the next relay: if this one froze,
+        // its admission would take the whole timeout to fail.
+        preferred = (preferred + 1) % config.relays.length;
+        status.upSince = 0;
+        status.lastError = why;
+        await found.channel.close(why);
+        found.connection.connection.close(why);
+        if (!stopped) logger.warn("path to the gateway lost; reconnecting", { reason: why });
+        continue; // straight to the next round: the loss may be one relay's
+      }
+      roundDone.resolve(false);
+      roundDone = Promise.withResolvers<boolean>();
+      // Backoff with jitter; a waiting inlet connection may cut it short,
+      // but never below MIN_RETRY_MS from the last round's start.
+      await sleep(backoffMs(round++), wake.promise);
+      const since = Date.now() - lastRoundStart;
+      if (since < MIN_RETRY_MS) await sleep(MIN_RETRY_MS - since);
+      wake = Promise.withResolvers<void>();
+    }
+  })();
+
+  const state = () =>
+    stopped
+      ? "stopped"
+      : revoked
+      ? "revoked"
+      : path !== null
+      ? "up"
+      : credential === null
+      ? "enrolling"
+      : "connecting";
+  const edgeStatus = (): EdgeStatus => ({
+    identifier: identity.identifier,
+    state: state(),
+    credential: credential === null ? null : {
+      id: credential.id,
+      expiresAt: credential.expiresAt,
+      attributes: credential.attributes as Record<string, unknown>,
+    },
+    authority: { connected: status.authorityConnected, lastError: status.authorityError },
+    relay: path?.relay ?? null,
+    gateway: path?.channel.peer.identifier ?? null,
+    upForMs: path === null ? null : Date.now() - status.upSince,
+    lastError: status.lastError,
+    pathChanges: status.pathChanges,
+    inlets: config.inlets.map((inlet, i) => ({
+      listen: `${inlets[i].addr.hostname}:${inlets[i].addr.port}`,
+      outlet: inlet.outlet,
+      mode: inlet.mode ?? "tcp",
+      ...inlets[i].stats,
+    })),
+  });
+
+  const metrics = new Metrics();
+  metrics.register(
+    "nexus_edge_path_up",
+    "gauge",
+    "1 while a channel to the gateway is open.",
+    () => path === null ? 0 : 1,
+  );
+  metrics.register(
+    "nexus_edge_path_changes_total",
+    "counter",
+    "Paths to the gateway established.",
+    () => status.pathChanges,
+  );
+  metrics.register(
+    "nexus_edge_path_failures_total",
+    "counter",
+    "Failed attempts to reach the gateway through a relay.",
+    () => status.connectFailures,
+  );
+  metrics.register(
+    "nexus_edge_relay_connected",
+    "gauge",
+    "1 for the relay in use.",
+    () => config.relays.map((relay) => [{ relay }, path?.relay === relay ? 1 : 0]),
+  );
+  const perInlet = (pick: (i: Inlet) => number) => () =>
+    inlets.map((inlet, i) =>
+      [{ outlet: config.inlets[i].outlet }, pick(inlet)] as [
+        { outlet: string },
+        number,
+      ]
+    );
+  metrics.register(
+    "nexus_edge_sessions",
+    "gauge",
+    "Open portal sessions.",
+    perInlet((i) => i.stats.open),
+  );
+  metrics.register(
+    "nexus_edge_sessions_total",
+    "counter",
+    "Portal sessions opened.",
+    perInlet((i) => i.stats.sessions),
+  );
+  metrics.register(
+    "nexus_edge_sessions_refused_total",
+    "counter",
+    "Inlet connections refused (no path, or the outlet refused).",
+    perInlet((i) => i.stats.refused),
+  );
+  metrics.register(
+    "nexus_edge_credential_expiry_seconds",
+    "gauge",
+    "Expiry of the edge's credential, Unix seconds.",
+    () => credential?.expiresAt ?? 0,
+  );
+  let ops: OpsServer | null = null;
+  if (config.ops !== "off") {
+    ops = startOpsServer({
+      ...parseHostPort(config.ops, "ops"),
+      metrics,
+      ready: () => path !== null,
+      status: edgeStatus,
+      logger,
+    });
+  }
+
+  return {
+    identifier: identity.identifier,
+    inletAddrs: inlets.map((i) => i.addr),
+    opsAddr: ops?.addr ?? null,
+    ready: () => path !== null,
+    firstPath: firstPath.promise,
+    status: edgeStatus,
+    async close() {
+      stopped = true;
+      wake.resolve();
+      for (const inlet of inlets) inlet.close();
+      await path?.channel.close("edge stopping");
+      await ops?.close();
+      await transport.close();
+      firstPath.reject(new Error("the edge stopped"));
+      await Promise.race([
+        Promise.allSettled([authorityLoop, pathLoop]),
+        sleep(1000),
+      ]);
+    },
+  };
+}
+
+/** Backoff before the next round: 500 ms doubling to 30 s, times 0.5–1.5 (jitter). */
+export function backoffMs(round: number, random: () => number = Math.random): number {
+  return Math.min(MAX_BACKOFF_MS, 500 * 2 ** Math.min(round, 16)) * (0.5 + random());
+}

@@ -1,0 +1,478 @@
+/**
+ * The edge agent as a real process under its permission set, against a
+ * real authority (fresh SoftHSM2 token), two real relays (both following
+ * the authority's revocations) and a real gateway process, with real
+ * clients (curl, Deno TCP sockets) on the edge's inlets.
+ *
+ * The edge runs as `deno run -P=edge <flags from "nexus-edge permissions">`:
+ * the production way (deploy/systemd/nexus-edge.service), where the flags
+ * replace the set's loopback-only defaults with exactly this config's
+ * addresses.
+ *
+ * One Deno.test shares the processes; each property is a step. Durations
+ * (relay loss to a working path, revoke to refused connection, idle memory)
+ * are measured and printed, never asserted against a time budget beyond a
+ * generous bound that says "it did not recover at all".
+ */
+import assert from "node:assert/strict";
+import { checkEdgeConfig, type EdgeConfig, edgePermissionFlags } from "../edge/config.ts";
+import { type GatewayConfig } from "../gateway/gateway.ts";
+import { authorityFixture } from "./support/authority_process.ts";
+import { memoryOf } from "./support/portal_harness.ts";
+import { curl, freePort, type ServiceProcess, spawnDeno } from "./support/service_process.ts";
+
+const root = new URL("..", import.meta.url).pathname;
+const ALIAS = "gw-cust-001";
+const CUSTOMER = "cust_001";
+const HEADER = "X-License-Key";
+
+/** Retries `curl url` until it answers 200; returns the milliseconds it took from `since`. */
+async function untilWorking(url: string, since: number, limitMs: number): Promise<number> {
+  for (;;) {
+    const out = await curl("-f", "--max-time", "5", url);
+    if (out.code === 0) return performance.now() - since;
+    if (performance.now() - since > limitMs) {
+      throw new Error(`${url} did not work again within ${limitMs} ms: ${out.stderr}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** An HTTP backend that tells which service it is and what license header it saw. */
+function httpBackend(service: string) {
+  const seen: (string | null)[] = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+    const license = req.headers.get(HEADER);
+    seen.push(license);
+    return Response.json({ service, license: license === null ? "absent" : "present" });
+  });
+  return { port: server.addr.port, seen, close: () => server.shutdown() };
+}
+
+/** A TCP echo backend. */
+function echoBackend() {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  (async () => {
+    for await (const conn of listener) {
+      (async () => {
+        const buffer = new Uint8Array(16384);
+        try {
+          for (;;) {
+            const n = await conn.read(buffer);
+            if (n === null) break;
+            for (let w = 0; w < n;) w += await conn.write(buffer.subarray(w, n));
+          }
+        } catch { /* client gone */ }
+        try {
+          conn.close();
+        } catch { /* closed */ }
+      })();
+    }
+  })().catch(() => {});
+  return { port: (listener.addr as Deno.NetAddr).port, close: () => listener.close() };
+}
+
+/** Reads until end of stream or error; resolves with how it ended. */
+async function readToEnd(conn: Deno.Conn): Promise<"eof" | "error"> {
+  const buffer = new Uint8Array(16384);
+  try {
+    while (await conn.read(buffer) !== null) { /* drain */ }
+    return "eof";
+  } catch {
+    return "error";
+  }
+}
+
+Deno.test({
+  name: "edge process: curl through inlets, license header, relay failover and restart, " +
+    "gateway restart, network loss, permission set, revocation",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn(t) {
+    const fixture = await authorityFixture();
+    const dir = `.state/test-edge-${crypto.randomUUID()}`;
+    await Deno.mkdir(`${root}${dir}`, { recursive: true });
+    const cleanup: (() => Promise<unknown> | unknown)[] = [];
+    const step = (name: string, fn: (t: Deno.TestContext) => Promise<void>) =>
+      t.step({ name, fn, sanitizeOps: false, sanitizeResources: false });
+    try {
+      const init = await fixture.run(["init"]);
+      assert.equal(init.code, 0, init.stderr);
+      // Edge credentials live 6 s here, so refreshes happen during the test.
+      const authority = await fixture.serve(["--edge-ttl", "6s"]);
+      cleanup.push(() => authority.stop());
+      const trustFile = `${fixture.state}/authority.identity.json`;
+
+      const relayPorts = [freePort(), freePort()];
+      const relays: (ServiceProcess | null)[] = [null, null];
+      const startRelay = async (i: number) => {
+        const relay = spawnDeno(`relay ${i}`, [
+          "-P=relay",
+          "relay/main.ts",
+          "--listen",
+          `127.0.0.1:${relayPorts[i]}`,
+          "--metrics",
+          "off",
+          "--trust",
+          trustFile,
+          "--authority",
+          `127.0.0.1:${authority.port}`,
+        ]);
+        relays[i] = relay;
+        await relay.waitFor(/^LISTENING/);
+      };
+      cleanup.push(() => Promise.all(relays.map((r) => r?.stop())));
+      await Promise.all([startRelay(0), startRelay(1)]);
+
+      const context = httpBackend("context");
+      const orchestrator = httpBackend("orchestrator");
+      const echo = echoBackend();
+      cleanup.push(() => context.close(), () => orchestrator.close(), () => echo.close());
+
+      // The gateway, registered at both relays.
+      const gatewayTicket = JSON.parse(
+        (await fixture.run([
+          "ticket",
+          "create",
+          "--json",
+          "--attr",
+          "role=gateway",
+          "--attr",
+          `customer_id=${CUSTOMER}`,
+          "--attr",
+          `relay=${ALIAS}`,
+        ])).stdout,
+      ).ticket;
+      const gatewayConfig: GatewayConfig = {
+        stateDir: `${dir}/gateway`,
+        authority: { identityFile: trustFile, address: `127.0.0.1:${authority.port}` },
+        relays: relayPorts.map((p) => `127.0.0.1:${p}`),
+        alias: ALIAS,
+        customerId: CUSTOMER,
+        ticket: gatewayTicket,
+        outlets: [
+          {
+            name: "context",
+            backend: `127.0.0.1:${context.port}`,
+            policy: 'subject.role == "edge"',
+          },
+          {
+            name: "orchestrator",
+            backend: `127.0.0.1:${orchestrator.port}`,
+            policy: 'subject.role == "edge" and subject.tier == "professional"',
+          },
+          { name: "echo", backend: `127.0.0.1:${echo.port}`, policy: 'subject.role == "edge"' },
+        ],
+        shutdownGraceMs: 1000,
+      };
+      const gatewayFile = `${dir}/gateway.json`;
+      await Deno.writeTextFile(`${root}${gatewayFile}`, JSON.stringify(gatewayConfig));
+      let gateway = spawnDeno("gateway", [
+        "-P=gateway",
+        "gateway/main.ts",
+        "run",
+        "--config",
+        gatewayFile,
+      ]);
+      cleanup.push(() => gateway.stop());
+      const gatewayId = (await gateway.waitFor(/^READY/)).split(" ")[1];
+
+      // The edge: enrolled with a license key; three inlets.
+      const license = JSON.parse(
+        (await fixture.run([
+          "license",
+          "create",
+          "--json",
+          "--customer",
+          CUSTOMER,
+          "--tier",
+          "professional",
+        ])).stdout,
+      ).license as string;
+      assert.match(license, /^nxl_/);
+      const inletPorts = { context: freePort(), orchestrator: freePort(), echo: freePort() };
+      const edgeConfig: EdgeConfig = {
+        stateDir: `${dir}/edge`,
+        authority: { identityFile: trustFile, address: `127.0.0.1:${authority.port}` },
+        relays: relayPorts.map((p) => `127.0.0.1:${p}`),
+        gateway: { alias: ALIAS, customerId: CUSTOMER, identifier: gatewayId },
+        license,
+        inlets: [
+          { listen: `127.0.0.1:${inletPorts.context}`, outlet: "context" },
+          { listen: `127.0.0.1:${inletPorts.orchestrator}`, outlet: "orchestrator", mode: "http" },
+          { listen: `127.0.0.1:${inletPorts.echo}`, outlet: "echo" },
+        ],
+        ops: `127.0.0.1:${freePort()}`,
+        // Short, so the network-loss step finishes quickly: keepalives every second.
+        idleTimeoutMs: 3000,
+      };
+      const edgeFile = `${dir}/edge.json`;
+      await Deno.writeTextFile(`${root}${edgeFile}`, JSON.stringify(edgeConfig));
+      const flags = edgePermissionFlags(checkEdgeConfig(edgeConfig), edgeFile);
+      const startEdge = (extra: string[] = [], permissionFlags = flags) =>
+        spawnDeno("edge", [
+          "-P=edge",
+          ...permissionFlags,
+          "edge/main.ts",
+          "run",
+          "--config",
+          edgeFile,
+          ...extra,
+        ]);
+      let edge = startEdge();
+      cleanup.push(() => edge.stop());
+      const ready = await edge.waitFor(/^READY/);
+      console.log(`edge: ${ready}`);
+      assert.match(ready, new RegExp(`gateway=${gatewayId}`));
+      const edgeId = ready.split(" ")[1];
+      const url = (inlet: keyof typeof inletPorts, path = "/") =>
+        `http://127.0.0.1:${inletPorts[inlet]}${path}`;
+
+      await step("curl through the inlets; the HTTP inlet adds the license header", async () => {
+        const plain = await curl("-f", url("context"));
+        assert.equal(plain.code, 0, plain.stderr);
+        assert.deepEqual(JSON.parse(plain.stdout), { service: "context", license: "absent" });
+        // A client's own header of that name is replaced, not passed on.
+        const before = orchestrator.seen.length;
+        for (const extra of [[], ["-H", `${HEADER}: forged`], ["-X", "POST", "-d", "x=1"]]) {
+          const out = await curl("-f", ...extra, url("orchestrator", "/run"));
+          assert.equal(out.code, 0, out.stderr);
+          assert.deepEqual(JSON.parse(out.stdout), {
+            service: "orchestrator",
+            license: "present",
+          });
+        }
+        // Keep-alive: several requests on one connection each get the header.
+        const many = await curl("-f", url("orchestrator", "/a"), url("orchestrator", "/b"));
+        assert.equal(many.code, 0, many.stderr);
+        assert.deepEqual(orchestrator.seen.slice(before), Array(5).fill(license));
+      });
+
+      await step("status command and operations endpoint", async () => {
+        const ops = edgeConfig.ops!;
+        const out = await new Deno.Command(Deno.execPath(), {
+          args: [
+            "run",
+            "-q",
+            "--no-prompt",
+            "-P=edge",
+            ...flags,
+            "edge/main.ts",
+            "status",
+            "--ops",
+            ops,
+          ],
+          cwd: root,
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        const text = new TextDecoder().decode(out.stdout);
+        assert.equal(out.code, 0, text + new TextDecoder().decode(out.stderr));
+        assert.match(text, /state\s+up/);
+        assert.match(text, new RegExp(`gateway\\s+${gatewayId}`));
+        assert.doesNotMatch(text, new RegExp(license), "the license key is not shown");
+        const metrics = await (await fetch(`http://${ops}/metrics`)).text();
+        assert.match(metrics, /^nexus_edge_path_up 1$/m);
+        assert.equal((await fetch(`http://${ops}/readyz`)).status, 200);
+        const memory = (await memoryOf([edge.pid])).get(edge.pid)!;
+        console.log(`edge idle resident memory: ${(memory.rss / 1024).toFixed(1)} MiB`);
+      });
+
+      await step("credential refreshed before expiry, presented in the open channel", async () => {
+        const ops = edgeConfig.ops!;
+        const status = async () => await (await fetch(`http://${ops}/status`)).json();
+        const before = await status();
+        const seen = new Set<string>([before.credential.id]);
+        const deadline = Date.now() + 15_000;
+        while (seen.size < 3 && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 250));
+          seen.add((await status()).credential.id);
+        }
+        assert.ok(seen.size >= 3, `credentials seen in 15 s: ${[...seen].join(", ")}`);
+        const after = await status();
+        assert.equal(after.state, "up");
+        assert.equal(after.pathChanges, before.pathChanges, "the channel was not replaced");
+        assert.ok(after.credential.expiresAt * 1000 > Date.now(), "the current one is valid");
+        assert.equal((await curl("-f", url("context"))).code, 0);
+        assert.doesNotMatch(
+          edge.stderr.text(200),
+          /refresh at relay failed|bad credential refresh/,
+        );
+      });
+
+      await step("outside its permission set the edge cannot connect (NotCapable)", async () => {
+        // A relay that is not in the permission flags: the attempt fails
+        // with Deno's permission error and the edge fails over to the next.
+        const outside = `127.0.0.1:${freePort()}`;
+        const inlet = `127.0.0.1:${freePort()}`;
+        const dirFlags = [
+          flags.find((f) => f.startsWith("--allow-net"))! + `,${inlet}`,
+          `--allow-read=${dir},${trustFile}`,
+          `--allow-write=${dir}`,
+        ];
+        const other = startEdge([
+          "--state",
+          `${dir}/edge-perm`,
+          "--relay",
+          outside,
+          "--relay",
+          `127.0.0.1:${relayPorts[0]}`,
+          "--inlet",
+          `${inlet}=context`,
+          "--ops",
+          "off",
+        ], dirFlags);
+        try {
+          const refused = await other.stderr.waitFor(/Requires net access/, 30_000).catch((e) => {
+            throw new Error(other.stderr.text(), { cause: e });
+          });
+          assert.ok(refused, other.stderr.text());
+          assert.ok(refused.includes(outside), refused);
+          await other.waitFor(/^READY/);
+        } finally {
+          await other.stop();
+        }
+        // An inlet outside the set: the start fails with a permission error.
+        const denied = startEdge([
+          "--state",
+          `${dir}/edge-denied`,
+          "--inlet",
+          `127.0.0.1:${freePort()}=context`,
+          "--ops",
+          "off",
+        ], dirFlags);
+        const status = await Promise.race([
+          denied.status,
+          new Promise<null>((r) => setTimeout(() => r(null), 30_000)),
+        ]);
+        await denied.stop();
+        assert.equal(status?.code, 1, denied.stderr.text());
+        assert.match(denied.stderr.text(), /permission denied: Requires net access/);
+      });
+
+      await step("relay killed: in-flight sessions end, new connections fail over", async () => {
+        const edgeStatus = async () =>
+          await (await fetch(`http://${edgeConfig.ops}/status`)).json();
+        const using = (await edgeStatus()).relay as string;
+        const index = using.endsWith(`:${relayPorts[0]}`) ? 0 : 1;
+        const session = await Deno.connect({ hostname: "127.0.0.1", port: inletPorts.echo });
+        await session.write(new TextEncoder().encode("ping"));
+        const echoed = new Uint8Array(4);
+        assert.equal(await session.read(echoed), 4);
+        const ended = readToEnd(session);
+        const killedAt = performance.now();
+        relays[index]!.signal("SIGKILL");
+        await relays[index]!.status;
+        const how = await Promise.race([
+          ended,
+          new Promise((r) => setTimeout(() => r("still open"), 20_000)),
+        ]);
+        assert.notEqual(how, "still open", "the in-flight session did not end");
+        console.log(
+          `in-flight session ended (${how}) ${
+            (performance.now() - killedAt).toFixed(0)
+          } ms after the relay died`,
+        );
+        const ms = await untilWorking(url("context"), killedAt, 30_000);
+        console.log(`relay killed -> working path through the other relay: ${ms.toFixed(0)} ms`);
+        assert.notEqual((await edgeStatus()).relay, using);
+
+        // Restart it; then lose the other one: the edge comes back to it.
+        await startRelay(index);
+        await new Promise((r) => setTimeout(r, 1500)); // the gateway re-registers with backoff
+        const other = 1 - index;
+        const lostAt = performance.now();
+        relays[other]!.signal("SIGKILL");
+        await relays[other]!.status;
+        const back = await untilWorking(url("context"), lostAt, 30_000);
+        console.log(
+          `second relay killed -> working path through the restarted one: ${back.toFixed(0)} ms`,
+        );
+        await startRelay(other);
+      });
+
+      await step("network loss (relay frozen): detected by keepalive, path moves", async () => {
+        const status = await (await fetch(`http://${edgeConfig.ops}/status`)).json();
+        const index = (status.relay as string).endsWith(`:${relayPorts[0]}`) ? 0 : 1;
+        const frozenAt = performance.now();
+        relays[index]!.signal("SIGSTOP");
+        try {
+          // Until the edge notices, requests may time out; then they work again.
+          const ms = await untilWorking(url("context"), frozenAt, 40_000);
+          console.log(`relay frozen (silent network loss) -> working path: ${ms.toFixed(0)} ms`);
+        } finally {
+          relays[index]!.signal("SIGCONT");
+        }
+      });
+
+      await step("gateway restart: the inlet stays up, new connections work again", async () => {
+        const stoppedAt = performance.now();
+        assert.equal(await gateway.stop(), 0, gateway.stderr.text());
+        const refused = await curl(url("context"));
+        assert.notEqual(refused.code, 0, "no gateway, no session");
+        gateway = spawnDeno("gateway", [
+          "-P=gateway",
+          "gateway/main.ts",
+          "run",
+          "--config",
+          gatewayFile,
+        ]);
+        await gateway.waitFor(/^READY/);
+        const readyAt = performance.now();
+        const ms = await untilWorking(url("context"), stoppedAt, 40_000);
+        console.log(
+          `gateway stopped and restarted -> working path: ${ms.toFixed(0)} ms ` +
+            `(of which after the new gateway was READY: ${
+              (performance.now() - readyAt).toFixed(0)
+            } ms)`,
+        );
+      });
+
+      await step("edge restart reuses its identity and credential", async () => {
+        assert.equal(await edge.stop(), 0, edge.stderr.text());
+        edge = startEdge();
+        const again = await edge.waitFor(/^READY/);
+        assert.equal(again.split(" ")[1], edgeId);
+        assert.doesNotMatch(edge.stderr.text(), /enrolled at the authority/);
+      });
+
+      await step("revoked edge: channel closed and inlet refused, measured", async () => {
+        const session = await Deno.connect({ hostname: "127.0.0.1", port: inletPorts.echo });
+        await session.write(new TextEncoder().encode("ping"));
+        assert.equal(await session.read(new Uint8Array(4)), 4);
+        const ended = readToEnd(session).then(() => performance.now());
+        const revokedAt = performance.now();
+        const revoke = await fixture.run(["revoke", edgeId]);
+        assert.equal(revoke.code, 0, revoke.stderr);
+        const closedAt = await Promise.race([
+          ended,
+          new Promise<null>((r) => setTimeout(() => r(null), 20_000)),
+        ]);
+        assert.ok(closedAt !== null, "the revoked edge's session stayed open");
+        console.log(`revoke command -> session closed: ${(closedAt - revokedAt).toFixed(0)} ms`);
+        let refusedAt = 0;
+        for (;;) {
+          const out = await curl(url("context"));
+          if (out.code !== 0) {
+            refusedAt = performance.now();
+            break;
+          }
+          assert.ok(performance.now() - revokedAt < 20_000, "still served 20 s after revoke");
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        console.log(
+          `revoke command -> inlet connection refused: ${(refusedAt - revokedAt).toFixed(0)} ms`,
+        );
+        // And it stays refused.
+        await new Promise((r) => setTimeout(r, 1500));
+        assert.notEqual((await curl(url("context"))).code, 0);
+        const status = await (await fetch(`http://${edgeConfig.ops}/status`)).json();
+        assert.notEqual(status.state, "up");
+      });
+    } finally {
+      for (const fn of cleanup.reverse()) await Promise.resolve(fn()).catch(() => {});
+      await Deno.remove(`${root}${dir}`, { recursive: true }).catch(() => {});
+      await fixture.remove();
+    }
+  },
+});
