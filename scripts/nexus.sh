@@ -3,8 +3,12 @@
 #
 #   bash scripts/nexus.sh <task> [args...]     (npm start / npm test call this)
 #
+# `npm start` runs the task `stack` (scripts/stack.ts: the whole system on this
+# machine) and `npm test` the task `test`; arguments after `--` are passed on,
+# e.g. `npm start -- --verbose`.
+#
 # Needs only Node, npm and apt on the machine. It installs, when missing:
-#   - Debian packages: softhsm2 (PKCS#11 token for tests and the demo), opensc
+#   - Debian packages: softhsm2 (PKCS#11 token for tests and the local stack), opensc
 #     (pkcs11-tool, for operator-made keys), and curl, redis-server and
 #     redis-tools (real clients and backends for the portal tests);
 #   - npm dependencies with `npm ci` from the committed package-lock.json, which
@@ -30,6 +34,8 @@ command -v pkcs11-tool >/dev/null 2>&1 || apt_needed+=(opensc)
 command -v curl >/dev/null 2>&1 || apt_needed+=(curl)
 command -v redis-server >/dev/null 2>&1 || apt_needed+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || apt_needed+=(redis-tools)
+# The deployment test checks the systemd units offline with systemd-analyze.
+command -v systemd-analyze >/dev/null 2>&1 || apt_needed+=(systemd)
 if [ "${#apt_needed[@]}" -gt 0 ]; then
   sudo=()
   if [ "$(id -u)" -ne 0 ]; then

@@ -1,0 +1,816 @@
+/**
+ * The README's run command (`npm start` → `deno task stack`): the whole
+ * system on one machine, on fixed loopback ports, with its state kept in
+ * `.state/stack/`.
+ *
+ *   1. a SoftHSM2 token of its own (softhsm2.conf, token directory, a 0600
+ *      PIN file), created once;
+ *   2. the authority's key ceremony (`authority init`), first run only;
+ *   3. the authority service on 127.0.0.1:4100 (metrics :9433);
+ *   4. a relay on 127.0.0.1:4000 (metrics :9432), trusting the authority and
+ *      following its revocations;
+ *   5. three demo backends (orchestrator :18000, inference :18801, context
+ *      :18151), in this process;
+ *   6. the gateway `gw-cust-001` for customer `cust_001` (ops :9430),
+ *      enrolled with a one-time ticket on the first run;
+ *   7. an edge (ops :9431) with a license key for `cust_001`, inlets
+ *      127.0.0.1:8151 → context (TCP), :8152 → orchestrator and :8153 →
+ *      inference (HTTP, the license header added).
+ *
+ * Every service is its own `deno run -P=<set>` process, as in production.
+ * Their stderr goes to `<state>/logs/<name>.log` (`--verbose` streams it
+ * here too). SIGINT or SIGTERM stops them in the order edge, gateway, relay,
+ * authority (SIGTERM, then SIGKILL after 15 s) and exits 0; a service that
+ * dies on its own stops the rest and the command exits 1, after showing the
+ * last lines that service logged.
+ *
+ * @module
+ */
+import { relative, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { createSoftHsmToken, SOFTHSM_MODULE } from "../hsm/testing/softhsm.ts";
+import { DEMO_BACKENDS, type RunningBackends, startDemoBackends } from "./stack_backends.ts";
+
+const HELP = `Usage: npm start [-- options]     (or: deno task stack [options])
+
+Runs the whole Nexus system on this machine: a SoftHSM2 token, the
+authority (ceremony on the first run), a relay, three demo backends, a
+gateway and an edge, each as its own process under its permission set.
+A second run reuses the state: no new ceremony, no new enrollment.
+
+Options:
+  --state DIR   state directory, under ./.state (default .state/stack)
+  --verbose     stream the services' logs here too (they always go to DIR/logs/)
+  --reset       delete the state directory first: new token, ceremony, enrollments
+  -h, --help    this help
+
+Ports (127.0.0.1): authority 4100 (metrics 9433), relay 4000 (metrics 9432),
+gateway ops 9430, edge ops 9431, edge inlets 8151 (context), 8152
+(orchestrator, HTTP), 8153 (inference, HTTP), backends 18000, 18801, 18151.
+Ctrl-C stops everything.
+`;
+
+const root = new URL("..", import.meta.url).pathname;
+const CUSTOMER = "cust_001";
+const ALIAS = "gw-cust-001";
+const TOKEN_LABEL = "nexus-authority";
+const STEPS = 7;
+/** How long a service has to stop after SIGTERM before it is killed. */
+const STOP_TIMEOUT_MS = 15_000;
+/** How long a service has to print its ready line. */
+const START_TIMEOUT_MS = 60_000;
+/** Lines of a service's stderr kept to show when it dies. */
+const TAIL_LINES = 25;
+
+const AUTHORITY = "127.0.0.1:4100";
+const AUTHORITY_METRICS = "127.0.0.1:9433";
+const RELAY = "127.0.0.1:4000";
+const RELAY_METRICS = "127.0.0.1:9432";
+const GATEWAY_OPS = "127.0.0.1:9430";
+const EDGE_OPS = "127.0.0.1:9431";
+const INLETS = [
+  { listen: "127.0.0.1:8151", outlet: "context", mode: "tcp" },
+  { listen: "127.0.0.1:8152", outlet: "orchestrator", mode: "http" },
+  { listen: "127.0.0.1:8153", outlet: "inference", mode: "http" },
+] as const;
+/** Outlets and policies as in deploy/gateway.example.json, to the demo backends. */
+const OUTLETS = [
+  { name: "orchestrator", policy: 'subject.role == "edge"' },
+  {
+    name: "inference",
+    policy: 'subject.role == "edge" and subject.tier in ["professional", "enterprise"]',
+  },
+  { name: "context", policy: 'subject.role == "edge" and "mcp" in subject.capabilities' },
+].map((outlet) => ({
+  ...outlet,
+  backend: `127.0.0.1:${DEMO_BACKENDS.find((b) => b.service === outlet.name)!.port}`,
+}));
+
+/** Every fixed port, checked before anything starts. */
+const FIXED_PORTS: [string, string][] = [
+  [AUTHORITY, "authority"],
+  [AUTHORITY_METRICS, "authority metrics"],
+  [RELAY, "relay"],
+  [RELAY_METRICS, "relay metrics"],
+  ...DEMO_BACKENDS.map((b): [string, string] => [`127.0.0.1:${b.port}`, `${b.service} backend`]),
+  [GATEWAY_OPS, "gateway ops"],
+  [EDGE_OPS, "edge ops"],
+  ...INLETS.map((i): [string, string] => [i.listen, `edge inlet for ${i.outlet}`]),
+];
+
+// ---------------------------------------------------------------------------
+// Arguments and paths
+
+function parseArguments() {
+  try {
+    return parseArgs({
+      options: {
+        state: { type: "string", default: ".state/stack" },
+        verbose: { type: "boolean", short: "v", default: false },
+        reset: { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    }).values;
+  } catch (error) {
+    console.error(`nexus stack: ${(error as Error).message}\n\n${HELP}`);
+    Deno.exit(2);
+  }
+}
+const values = parseArguments();
+if (values.help) {
+  console.log(HELP);
+  Deno.exit(0);
+}
+const verbose = values.verbose;
+// The services' permission sets allow ./.state only, so the state must be there.
+const state = relative(root, resolve(root, values.state));
+if (!state.startsWith(".state/") || state.split("/").includes("..")) {
+  console.error(
+    `nexus stack: --state must be a directory under ./.state (the services' permission sets ` +
+      `allow nothing else), got ${values.state}`,
+  );
+  Deno.exit(2);
+}
+
+/** Paths relative to the project root: the services run there. */
+const paths = {
+  softhsm: `${state}/softhsm`,
+  pinFile: `${state}/softhsm/user.pin`,
+  softhsmConf: `${state}/softhsm/softhsm2.conf`,
+  authority: `${state}/authority`,
+  identity: `${state}/authority/authority.identity.json`,
+  gateway: `${state}/gateway`,
+  gatewayConfig: `${state}/gateway.json`,
+  gatewayEnrolled: `${state}/gateway/enrolled-by-stack`,
+  edge: `${state}/edge`,
+  edgeConfig: `${state}/edge.json`,
+  logs: `${state}/logs`,
+};
+/** Absolute path of a project-relative one (for this process's own file access). */
+const abs = (path: string) => `${root}${path}`;
+
+// ---------------------------------------------------------------------------
+// Output
+
+const encoder = new TextEncoder();
+const started = performance.now();
+let openLine = false;
+
+function seconds(since: number): string {
+  return `${((performance.now() - since) / 1000).toFixed(1)} s`;
+}
+
+/** Starts a progress line: "[n/7] title ... " (finished by {@link done}). */
+function begin(step: number, title: string): number {
+  Deno.stdout.writeSync(encoder.encode(`[${step}/${STEPS}] ${title} ... `));
+  openLine = true;
+  return performance.now();
+}
+
+function done(text: string, since: number): void {
+  console.log(`${text} (${seconds(since)})`);
+  openLine = false;
+}
+
+function closeLine(): void {
+  if (openLine) console.log("");
+  openLine = false;
+}
+
+function printError(text: string): void {
+  closeLine();
+  console.error(text);
+}
+
+// ---------------------------------------------------------------------------
+// Services
+
+/** Appends text to a file in order, never blocking the caller. */
+class LogFile {
+  #file: Deno.FsFile;
+  #chain: Promise<void> = Promise.resolve();
+  private constructor(file: Deno.FsFile) {
+    this.#file = file;
+  }
+  static async open(path: string): Promise<LogFile> {
+    const file = await Deno.open(path, { create: true, append: true, mode: 0o600 });
+    return new LogFile(file);
+  }
+  write(text: string): void {
+    const bytes = encoder.encode(text);
+    this.#chain = this.#chain.then(async () => {
+      for (let at = 0; at < bytes.length;) at += await this.#file.write(bytes.subarray(at));
+    }).catch(() => {});
+  }
+  async close(): Promise<void> {
+    await this.#chain;
+    this.#file.close();
+  }
+}
+
+async function readLines(
+  stream: ReadableStream<Uint8Array>,
+  onLine: (line: string) => void,
+): Promise<void> {
+  let rest = "";
+  try {
+    for await (const text of stream.pipeThrough(new TextDecoderStream())) {
+      rest += text;
+      for (let at = rest.indexOf("\n"); at >= 0; at = rest.indexOf("\n")) {
+        onLine(rest.slice(0, at));
+        rest = rest.slice(at + 1);
+      }
+    }
+  } catch { /* the process went away */ }
+  if (rest !== "") onLine(rest);
+}
+
+function describeStatus(status: Deno.CommandStatus): string {
+  return status.signal !== null ? `killed by ${status.signal}` : `exit code ${status.code}`;
+}
+
+/** A service: one `deno run -P=<set>` child process. */
+class Service {
+  readonly child: Deno.ChildProcess;
+  readonly tail: string[] = [];
+  readonly stdout: string[] = [];
+  exited: Deno.CommandStatus | null = null;
+  readonly status: Promise<Deno.CommandStatus>;
+  readonly drained: Promise<void>;
+  #waiters: (() => void)[] = [];
+
+  constructor(
+    readonly name: string,
+    readonly logPath: string,
+    log: LogFile,
+    args: string[],
+    env: Record<string, string> = {},
+  ) {
+    this.child = new Deno.Command(deno, {
+      args: ["run", "-q", "--no-prompt", ...args],
+      cwd: root,
+      env,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    log.write(`--- ${new Date().toISOString()} stack: started ${name} (pid ${this.child.pid})\n`);
+    const wake = () => {
+      for (const waiter of this.#waiters.splice(0)) waiter();
+    };
+    this.drained = Promise.all([
+      readLines(this.child.stdout, (line) => {
+        this.stdout.push(line);
+        log.write(`${line}\n`);
+        wake();
+      }),
+      readLines(this.child.stderr, (line) => {
+        this.tail.push(line);
+        if (this.tail.length > TAIL_LINES) this.tail.shift();
+        log.write(`${line}\n`);
+        if (verbose) {
+          closeLine();
+          console.error(`[${name}] ${line}`);
+        }
+        wake();
+      }),
+    ]).then(() => {});
+    this.status = this.child.status.then((status) => {
+      this.exited = status;
+      log.write(`--- ${new Date().toISOString()} stack: ${name} ${describeStatus(status)}\n`);
+      wake();
+      return status;
+    });
+  }
+
+  /**
+   * The first stdout line matching `pattern`.
+   * @throws {ServiceFailure} when the process exits first, `ms` pass, or it
+   * logs a line matching `hopeless` (a state it will not leave by itself).
+   */
+  async waitForLine(
+    pattern: RegExp,
+    ms: number,
+    hopeless?: { pattern: RegExp; message: string },
+  ): Promise<string> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const line = this.stdout.find((l) => pattern.test(l));
+      if (line !== undefined) return line;
+      if (hopeless !== undefined && this.tail.some((l) => hopeless.pattern.test(l))) {
+        throw new ServiceFailure(this, hopeless.message);
+      }
+      if (this.exited !== null) {
+        await Promise.race([this.drained, delay(1000)]);
+        throw new ServiceFailure(
+          this,
+          `the ${this.name} exited (${describeStatus(this.exited)}) before it was ready`,
+        );
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new ServiceFailure(this, `the ${this.name} was not ready within ${ms / 1000} s`);
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.#waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+
+  /** SIGTERM, then SIGKILL after `ms`; resolves once it exited. */
+  async stop(ms: number): Promise<string> {
+    const since = performance.now();
+    if (this.exited === null) {
+      try {
+        this.child.kill("SIGTERM");
+      } catch { /* it just exited */ }
+    }
+    const status = await Promise.race([this.status, delay(ms).then(() => null)]);
+    if (status === null) {
+      printError(`nexus stack: the ${this.name} did not stop within ${ms / 1000} s; killing it`);
+      this.kill();
+    }
+    const final = await this.status;
+    await Promise.race([this.drained, delay(1000)]);
+    return `${this.name} (${describeStatus(final)}, ${seconds(since)})`;
+  }
+
+  kill(): void {
+    if (this.exited !== null) return;
+    try {
+      this.child.kill("SIGKILL");
+    } catch { /* it just exited */ }
+  }
+}
+
+/** A service failed: the message, and the service whose log tail explains it. */
+class ServiceFailure extends Error {
+  constructor(readonly service: Service | null, message: string) {
+    super(message);
+  }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+// ---------------------------------------------------------------------------
+// Lifecycle: one shutdown, in order, whatever starts it
+
+const services: Service[] = [];
+const logs: LogFile[] = [];
+let backends: RunningBackends | null = null;
+let stopping = false;
+let shutdownStarted: Promise<never> | null = null;
+
+function shutdown(code: number): Promise<never> {
+  shutdownStarted ??= (async () => {
+    stopping = true;
+    closeLine();
+    const since = performance.now();
+    // The edge first (nothing new enters), the authority last.
+    const stopped: string[] = [];
+    for (const service of [...services].reverse()) {
+      stopped.push(await service.stop(STOP_TIMEOUT_MS));
+    }
+    await backends?.close();
+    for (const log of logs) await log.close().catch(() => {});
+    if (stopped.length > 0) {
+      console.log(`stopped: ${stopped.join(", ")}`);
+      console.log(
+        `${code === 0 ? "all stopped" : "stopped after a failure"} in ${seconds(since)}; ` +
+          `state kept in ${state}/, logs in ${paths.logs}/`,
+      );
+    }
+    Deno.exit(code);
+  })();
+  return shutdownStarted;
+}
+
+/** Reports a failure once (with the service's last log lines) and stops everything. */
+function fatal(error: unknown): Promise<never> {
+  if (shutdownStarted !== null) return shutdownStarted;
+  const message = error instanceof Error ? error.message : String(error);
+  printError(`\nnexus stack: ${message}`);
+  if (error instanceof ServiceFailure && error.service !== null) {
+    const { service } = error;
+    if (service.tail.length > 0) {
+      console.error(`last lines of ${service.logPath}:`);
+      for (const line of service.tail) console.error(`  ${line}`);
+    } else {
+      console.error(`(nothing on its stderr; see ${service.logPath})`);
+    }
+  }
+  return shutdown(1);
+}
+
+let firstSignalAt: number | null = null;
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  Deno.addSignalListener(signal, () => {
+    if (firstSignalAt === null) {
+      firstSignalAt = performance.now();
+      closeLine();
+      console.log(`${signal}: stopping edge, gateway, relay, authority ...`);
+      void shutdown(0);
+    } else if (performance.now() - firstSignalAt > 1000) {
+      // Ctrl-C again: do not wait any longer. (One Ctrl-C under `deno task`
+      // arrives twice, from the terminal and forwarded by the task runner.)
+      console.log(`${signal} again: killing what is left`);
+      for (const service of services) service.kill();
+    }
+  });
+}
+
+/** Starts a service and watches it: an exit nobody asked for stops everything. */
+async function startService(
+  name: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<Service> {
+  const logPath = `${paths.logs}/${name}.log`;
+  const log = await LogFile.open(abs(logPath));
+  logs.push(log);
+  // Stopping already (Ctrl-C during the start): start nothing more. From
+  // here to services.push() nothing awaits, so shutdown() sees every child.
+  if (stopping) return await shutdownStarted!;
+  const service = new Service(name, logPath, log, args, env);
+  services.push(service);
+  void service.status.then(async (status) => {
+    // On a terminal, Ctrl-C reaches the services too: give our own signal
+    // handler the chance to run first before calling this a failure.
+    await delay(300);
+    if (stopping) return;
+    await Promise.race([service.drained, delay(1000)]);
+    await fatal(
+      new ServiceFailure(service, `the ${name} exited unexpectedly (${describeStatus(status)})`),
+    );
+  });
+  return service;
+}
+
+// ---------------------------------------------------------------------------
+// Helpers
+
+/** The Deno binary for the services: the project's pinned one, else `deno` on PATH. */
+async function findDeno(): Promise<string> {
+  // Only these two are allowed by the `stack` permission set (deno.json).
+  for (const candidate of [`${root}.tools/bin/deno`, "deno"]) {
+    try {
+      const out = await new Deno.Command(candidate, {
+        args: ["--version"],
+        stdout: "null",
+        stderr: "null",
+      }).output();
+      if (out.success) return candidate;
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+  }
+  throw new Error(
+    "no Deno to run the services: run `npm start` once (it installs .tools/bin/deno)",
+  );
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(abs(path));
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+}
+
+async function remove(path: string): Promise<void> {
+  await Deno.remove(abs(path), { recursive: true }).catch((error) => {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  });
+}
+
+/** Writes a file only its owner may read (configs that hold a ticket or a license key). */
+async function writePrivate(path: string, text: string): Promise<void> {
+  await Deno.writeTextFile(abs(path), text, { mode: 0o600 });
+  await Deno.chmod(abs(path), 0o600);
+}
+
+/** Fails early, naming every fixed port that something else holds. */
+function checkPorts(): void {
+  const taken: string[] = [];
+  for (const [address, what] of FIXED_PORTS) {
+    const [hostname, port] = address.split(":");
+    try {
+      Deno.listen({ hostname, port: Number(port) }).close();
+    } catch (error) {
+      if (!(error instanceof Deno.errors.AddrInUse)) throw error;
+      taken.push(`  ${address} (${what})`);
+    }
+  }
+  if (taken.length > 0) {
+    throw new Error(
+      `these fixed ports are in use, so the stack cannot start:\n${taken.join("\n")}\n` +
+        `Is another stack running? Stop it with Ctrl-C, or find the process with ` +
+        `\`ss -ltnp 'sport = :${taken[0].split(":")[1].split(" ")[0]}'\`.`,
+    );
+  }
+}
+
+const hsmArgs = () => [
+  "--state",
+  paths.authority,
+  "--hsm-module",
+  SOFTHSM_MODULE,
+  "--hsm-token",
+  TOKEN_LABEL,
+  "--pin-file",
+  paths.pinFile,
+];
+const hsmEnv = () => ({ SOFTHSM2_CONF: abs(paths.softhsmConf) });
+
+/** Runs one authority CLI command (`init`, `ticket create`, …) with `--json`. */
+async function authorityCommand(args: string[]): Promise<Record<string, unknown>> {
+  const out = await new Deno.Command(deno, {
+    args: [
+      "run",
+      "-q",
+      "--no-prompt",
+      "-P=authority",
+      "authority/main.ts",
+      ...args,
+      ...hsmArgs(),
+      "--json",
+    ],
+    cwd: root,
+    env: hsmEnv(),
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(out.stderr);
+  await Deno.writeTextFile(
+    abs(`${paths.logs}/authority.log`),
+    `--- ${new Date().toISOString()} stack: authority ${args.slice(0, 2).join(" ")} ` +
+      `(${out.success ? "ok" : `exit code ${out.code}`})\n${stderr}`,
+    { append: true, mode: 0o600 },
+  );
+  if (!out.success) {
+    throw new Error(
+      `authority ${args.slice(0, 2).join(" ")} failed (exit code ${out.code}):\n${stderr.trim()}`,
+    );
+  }
+  return JSON.parse(new TextDecoder().decode(out.stdout));
+}
+
+const identifierOf = (line: string) => line.match(/\bI[0-9a-f]{64}\b/)?.[0] ?? "?";
+const short = (identifier: string) => `${identifier.slice(0, 13)}…`;
+
+// ---------------------------------------------------------------------------
+// The stack
+
+let deno = "deno";
+
+async function main(): Promise<void> {
+  checkPorts();
+  deno = await findDeno();
+  if (values.reset) {
+    await remove(state);
+    console.log(`reset: removed ${state}/`);
+  }
+  await Deno.mkdir(abs(paths.logs), { recursive: true, mode: 0o700 });
+  await Deno.chmod(abs(state), 0o700);
+  console.log(
+    `Nexus local stack; state in ${state}/, service logs in ${paths.logs}/` +
+      (verbose ? " (and here)" : " (--verbose streams them here)"),
+  );
+
+  // 1. The token. The authority's state and its HSM key go together: without
+  // an authority, start both afresh (and the members enrolled at the old one).
+  let since = begin(1, "SoftHSM token");
+  const haveAuthority = await exists(paths.identity);
+  const haveToken = await exists(paths.softhsmConf) && await exists(paths.pinFile);
+  if (haveAuthority && !haveToken) {
+    throw new Error(
+      `${paths.authority} exists but its SoftHSM token in ${paths.softhsm} does not; ` +
+        `start afresh with --reset`,
+    );
+  }
+  if (haveAuthority) {
+    done(`reused (${paths.softhsm})`, since);
+  } else {
+    for (const path of ["softhsm", "authority", "gateway", "gatewayConfig", "edge", "edgeConfig"]) {
+      await remove(paths[path as keyof typeof paths]);
+    }
+    try {
+      await createSoftHsmToken({ dir: abs(paths.softhsm), label: TOKEN_LABEL });
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) {
+        throw new Error("softhsm2-util not found: install softhsm2 (`npm start` does)");
+      }
+      throw error;
+    }
+    await Deno.chmod(abs(paths.pinFile), 0o600);
+    done(`created (${paths.softhsm}; PIN in ${paths.pinFile}, mode 0600)`, since);
+  }
+
+  // 2. The ceremony, once.
+  since = begin(2, "authority key ceremony");
+  let authorityId: string;
+  if (haveAuthority) {
+    authorityId = JSON.parse(await Deno.readTextFile(abs(paths.identity))).identifier;
+    done(`skipped: already held (${short(authorityId)} in ${paths.authority})`, since);
+  } else {
+    const result = await authorityCommand(["init"]);
+    authorityId = String(result.identifier);
+    done(
+      `done: key generated in the HSM, identity ${authorityId} (fingerprint ${result.fingerprint})`,
+      since,
+    );
+  }
+
+  // 3. The authority service.
+  since = begin(3, `authority service on ${AUTHORITY}`);
+  const authority = await startService("authority", [
+    "-P=authority",
+    "authority/main.ts",
+    "serve",
+    "--listen",
+    AUTHORITY,
+    "--metrics",
+    AUTHORITY_METRICS,
+    ...hsmArgs(),
+  ], hsmEnv());
+  await authority.waitForLine(/^LISTENING /, START_TIMEOUT_MS);
+  done(`listening (metrics ${AUTHORITY_METRICS})`, since);
+
+  // 4. The relay.
+  since = begin(4, `relay on ${RELAY}`);
+  const relay = await startService("relay", [
+    "-P=relay",
+    "relay/main.ts",
+    "--listen",
+    RELAY,
+    "--metrics",
+    RELAY_METRICS,
+    "--trust",
+    paths.identity,
+    "--authority",
+    AUTHORITY,
+  ]);
+  await relay.waitForLine(/^LISTENING /, START_TIMEOUT_MS);
+  done(`listening (metrics ${RELAY_METRICS}; follows the authority's revocations)`, since);
+
+  // 5. The demo backends, in this process.
+  since = begin(5, "demo backends");
+  backends = startDemoBackends();
+  done(DEMO_BACKENDS.map((b) => `${b.service} 127.0.0.1:${b.port}`).join(", "), since);
+
+  // 6. The gateway; a ticket on the first run only.
+  since = begin(6, `gateway ${ALIAS} (${CUSTOMER})`);
+  const enrolled = await exists(paths.gatewayEnrolled);
+  let ticket: string | undefined;
+  if (!enrolled) {
+    // relay=<alias> lets it register its alias at the relay.
+    const result = await authorityCommand([
+      "ticket",
+      "create",
+      "--ttl",
+      "10m",
+      "--attr",
+      "role=gateway",
+      "--attr",
+      `customer_id=${CUSTOMER}`,
+      "--attr",
+      `relay=${ALIAS}`,
+    ]);
+    ticket = String(result.ticket);
+  }
+  const gatewayConfig = {
+    stateDir: paths.gateway,
+    authority: { identityFile: paths.identity, address: AUTHORITY },
+    relays: [RELAY],
+    alias: ALIAS,
+    customerId: CUSTOMER,
+    outlets: OUTLETS,
+    ops: GATEWAY_OPS,
+    shutdownGraceMs: 3000,
+  };
+  // The ticket goes in the 0600 config (not on a command line) and is removed once used.
+  await writePrivate(
+    paths.gatewayConfig,
+    JSON.stringify(ticket === undefined ? gatewayConfig : { ...gatewayConfig, ticket }, null, 2),
+  );
+  const gateway = await startService("gateway", [
+    "-P=gateway",
+    "gateway/main.ts",
+    "run",
+    "--config",
+    paths.gatewayConfig,
+  ]);
+  const gatewayId = identifierOf(await gateway.waitForLine(/^READY /, START_TIMEOUT_MS));
+  if (ticket !== undefined) {
+    await writePrivate(paths.gatewayConfig, JSON.stringify(gatewayConfig, null, 2));
+    await Deno.writeTextFile(abs(paths.gatewayEnrolled), `${gatewayId}\n`);
+  }
+  done(
+    `READY as ${short(gatewayId)}, ` +
+      (ticket === undefined
+        ? "already a member"
+        : "enrolled with a one-time ticket (role=gateway, customer_id=cust_001, relay=gw-cust-001)") +
+      `; alias registered at ${RELAY}`,
+    since,
+  );
+
+  // 7. The edge; a license key on the first run only.
+  since = begin(7, "edge");
+  let license: string | undefined;
+  try {
+    license = JSON.parse(await Deno.readTextFile(abs(paths.edgeConfig))).license;
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  const newLicense = license === undefined;
+  if (license === undefined) {
+    const result = await authorityCommand([
+      "license",
+      "create",
+      "--customer",
+      CUSTOMER,
+      "--tier",
+      "professional",
+      "--attr",
+      "capabilities=[search,ingest,query,mcp]",
+      "--attr",
+      "rate_limit_rpm=2000",
+    ]);
+    license = String(result.license);
+  }
+  await writePrivate(
+    paths.edgeConfig,
+    JSON.stringify(
+      {
+        stateDir: paths.edge,
+        authority: { identityFile: paths.identity, address: AUTHORITY },
+        relays: [RELAY],
+        gateway: { alias: ALIAS, customerId: CUSTOMER, identifier: gatewayId },
+        license,
+        inlets: INLETS,
+        ops: EDGE_OPS,
+      },
+      null,
+      2,
+    ),
+  );
+  const edge = await startService("edge", [
+    "-P=edge",
+    "edge/main.ts",
+    "run",
+    "--config",
+    paths.edgeConfig,
+  ]);
+  const edgeId = identifierOf(
+    await edge.waitForLine(/^READY /, START_TIMEOUT_MS, {
+      pattern: /has been revoked/,
+      message: "the edge has been revoked at the authority (`deno task authority revoke`); " +
+        "start afresh with `npm start -- --reset` (new token, ceremony and enrollments)",
+    }),
+  );
+  done(
+    `READY as ${short(edgeId)}, ` +
+      (newLicense
+        ? `license key created for ${CUSTOMER} (tier professional, capabilities ` +
+          `search,ingest,query,mcp; kept in ${paths.edgeConfig}, mode 0600)`
+        : "license reused") +
+      `; secure channel to the gateway through the relay`,
+    since,
+  );
+
+  console.log(`
+Nexus is up in ${seconds(started)}.
+  authority  ${AUTHORITY}  ${authorityId}
+  relay      ${RELAY}
+  gateway    ${ALIAS} for ${CUSTOMER}  ${gatewayId}
+  edge       ${edgeId}
+  inlets     ${
+    INLETS.map((i) => `${i.listen} -> ${i.outlet}${i.mode === "http" ? " (http)" : ""}`)
+      .join(", ")
+  }
+  backends   ${DEMO_BACKENDS.map((b) => `${b.service} 127.0.0.1:${b.port}`).join(", ")}
+
+Try:
+  curl http://127.0.0.1:8151/             # context, through edge -> relay -> gateway (TCP portal)
+  curl http://127.0.0.1:8152/             # orchestrator; the edge adds X-License-Key ("license":"present")
+  curl http://127.0.0.1:8153/             # inference (the policy wants tier professional)
+  deno task edge status                   # the edge's channel, credential and inlets
+  curl http://${EDGE_OPS}/metrics      # metrics: edge; gateway ${GATEWAY_OPS}, relay ${RELAY_METRICS}, authority ${AUTHORITY_METRICS}
+  deno task authority members --state ${paths.authority}
+Logs: ${paths.logs}/<service>.log. Ctrl-C stops everything.`);
+}
+
+try {
+  await main();
+} catch (error) {
+  await fatal(error);
+}
