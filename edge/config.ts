@@ -31,6 +31,10 @@ export interface EdgeConfig {
   ticket?: string;
   /** License key: enrollment when no ticket is given, and the header value of HTTP inlets. */
   license?: string;
+  /** A file holding the ticket instead (first line), so the config holds no secret. */
+  ticketFile?: string;
+  /** A file holding the license key instead (first line; not readable by others). */
+  licenseFile?: string;
   /** Header name HTTP inlets add (default {@link DEFAULT_LICENSE_HEADER}). */
   licenseHeader?: string;
   /** Inlets (default: 127.0.0.1:8151 to the `context` outlet). */
@@ -96,6 +100,8 @@ export function checkEdgeConfig(input: unknown):
     "gateway",
     "ticket",
     "license",
+    "ticketFile",
+    "licenseFile",
     "licenseHeader",
     "inlets",
     "ops",
@@ -123,6 +129,14 @@ export function checkEdgeConfig(input: unknown):
   }
   const ticket = c.ticket === undefined ? undefined : string(c.ticket, "ticket");
   const license = c.license === undefined ? undefined : string(c.license, "license");
+  const ticketFile = c.ticketFile === undefined ? undefined : string(c.ticketFile, "ticketFile");
+  const licenseFile = c.licenseFile === undefined
+    ? undefined
+    : string(c.licenseFile, "licenseFile");
+  if (ticket !== undefined && ticketFile !== undefined) fail("ticketFile", "and ticket both given");
+  if (license !== undefined && licenseFile !== undefined) {
+    fail("licenseFile", "and license both given");
+  }
   const licenseHeader = c.licenseHeader === undefined
     ? DEFAULT_LICENSE_HEADER
     : string(c.licenseHeader, "licenseHeader");
@@ -140,7 +154,7 @@ export function checkEdgeConfig(input: unknown):
       if (!NAME.test(outlet)) fail(`inlets[${i}].outlet`, "must be a name (letters, digits, _.-)");
       const mode = inlet.mode ?? "tcp";
       if (mode !== "tcp" && mode !== "http") fail(`inlets[${i}].mode`, 'must be "tcp" or "http"');
-      if (mode === "http" && license === undefined) {
+      if (mode === "http" && license === undefined && licenseFile === undefined) {
         fail(`inlets[${i}].mode`, 'is "http", which adds the license header: "license" is needed');
       }
       return { listen: hostPort(inlet.listen, `inlets[${i}].listen`), outlet, mode };
@@ -167,6 +181,8 @@ export function checkEdgeConfig(input: unknown):
     gateway: { alias, customerId, identifier: pinned },
     ticket,
     license,
+    ticketFile,
+    licenseFile,
     licenseHeader,
     inlets,
     ops,
@@ -209,6 +225,8 @@ export function edgePermissions(
     config.stateDir,
     config.authority.identityFile,
     ...(configFile ? [configFile] : []),
+    ...(config.ticketFile ? [config.ticketFile] : []),
+    ...(config.licenseFile ? [config.licenseFile] : []),
   ];
   return { net: [...new Set(net)], read: [...new Set(read)], write: [config.stateDir] };
 }
@@ -221,4 +239,35 @@ export function edgePermissionFlags(config: CheckedEdgeConfig, configFile?: stri
     `--allow-read=${p.read.join(",")}`,
     `--allow-write=${p.write.join(",")}`,
   ];
+}
+
+/**
+ * Reads `ticketFile` and `licenseFile` into `ticket` and `license` (the
+ * first line, trimmed). A license file others may read is refused: the key
+ * lets anyone enroll as this customer.
+ * @throws {TypeError} naming the file, never its content.
+ */
+export async function readEdgeSecrets(config: CheckedEdgeConfig): Promise<CheckedEdgeConfig> {
+  const read = async (path: string, field: string, private_: boolean) => {
+    let text: string;
+    try {
+      if (private_ && ((await Deno.stat(path)).mode ?? 0) & 0o004) {
+        fail(field, `names ${path}, which others may read: chmod o-r it`);
+      }
+      text = await Deno.readTextFile(path);
+    } catch (error) {
+      if (error instanceof TypeError) throw error;
+      fail(field, `names ${path}, which cannot be read: ${(error as Error).name}`);
+    }
+    const first = text.split("\n")[0].trim();
+    if (first === "") fail(field, `names ${path}, which is empty`);
+    return first;
+  };
+  return {
+    ...config,
+    ticket: config.ticketFile ? await read(config.ticketFile, "ticketFile", false) : config.ticket,
+    license: config.licenseFile
+      ? await read(config.licenseFile, "licenseFile", true)
+      : config.license,
+  };
 }

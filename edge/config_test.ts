@@ -5,6 +5,7 @@ import {
   edgePermissionFlags,
   edgePermissions,
   parseInletFlag,
+  readEdgeSecrets,
 } from "./config.ts";
 import { backoffMs } from "./edge.ts";
 
@@ -143,4 +144,45 @@ Deno.test("edge backoff: doubles from 500 ms to 30 s, with jitter of ±50 %", ()
   assert.equal(backoffMs(0, () => 0.999999) < 750, true);
   const samples = new Set(Array.from({ length: 20 }, () => backoffMs(3)));
   assert.ok(samples.size > 10, "jittered: no two edges retry in lockstep");
+});
+
+Deno.test("edge config: ticket and license from files; a world-readable license file is refused", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/license`, `${LICENSE}\n`, { mode: 0o600 });
+    await Deno.writeTextFile(`${dir}/ticket`, "nxt_ticket\n", { mode: 0o644 });
+    const config = checkEdgeConfig({
+      ...base(),
+      licenseFile: `${dir}/license`,
+      ticketFile: `${dir}/ticket`,
+      inlets: [{ listen: "127.0.0.1:8152", outlet: "orchestrator", mode: "http" }],
+    });
+    assert.deepEqual(edgePermissions(config).read.slice(-2), [`${dir}/ticket`, `${dir}/license`]);
+    const resolved = await readEdgeSecrets(config);
+    assert.equal(resolved.license, LICENSE);
+    assert.equal(resolved.ticket, "nxt_ticket");
+
+    await Deno.chmod(`${dir}/license`, 0o644);
+    await assert.rejects(readEdgeSecrets(config), (error: unknown) => {
+      assert.ok(error instanceof TypeError);
+      assert.match(error.message, /"licenseFile" names .*which others may read/);
+      assert.ok(!error.message.includes(LICENSE));
+      return true;
+    });
+    await assert.rejects(
+      readEdgeSecrets(checkEdgeConfig({ ...base(), licenseFile: `${dir}/absent` })),
+      /"licenseFile" names .*absent, which cannot be read: NotFound/,
+    );
+    await Deno.writeTextFile(`${dir}/empty`, "\n", { mode: 0o600 });
+    await assert.rejects(
+      readEdgeSecrets(checkEdgeConfig({ ...base(), licenseFile: `${dir}/empty` })),
+      /which is empty/,
+    );
+    assert.throws(
+      () => checkEdgeConfig({ ...base(), license: LICENSE, licenseFile: `${dir}/license` }),
+      /"licenseFile" and license both given/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -45,7 +45,12 @@ import {
 } from "../src/relay_client/relay_client.ts";
 import { Node } from "../src/routing/node.ts";
 import { TcpTransport } from "../src/routing/tcp_transport.ts";
-import { type CheckedEdgeConfig, checkEdgeConfig, type EdgeConfig } from "./config.ts";
+import {
+  type CheckedEdgeConfig,
+  checkEdgeConfig,
+  type EdgeConfig,
+  readEdgeSecrets,
+} from "./config.ts";
 
 /** Where the edge's credential is kept between runs (public data; 0600 anyway). */
 const CREDENTIAL_FILE = "edge.credential";
@@ -129,7 +134,7 @@ export async function startEdge(
   input: EdgeConfig,
   options: { logger?: Logger } = {},
 ): Promise<RunningEdge> {
-  const config: CheckedEdgeConfig = checkEdgeConfig(input);
+  const config: CheckedEdgeConfig = await readEdgeSecrets(checkEdgeConfig(input));
   const logger = options.logger ?? silentLogger;
   const identity = await loadOrCreateIdentity(config.stateDir, "edge");
   const trust = new TrustStore([await readIdentityFile(config.authority.identityFile)]);

@@ -32,6 +32,8 @@ run options (flags win over the config file):
   --state DIR              state directory (identity, credential)
   --ticket TICKET          one-time enrollment ticket (first start)
   --license KEY            license key: enrollment, and the header HTTP inlets add
+  --ticket-file FILE       read the ticket from FILE instead (keeps it off the command line)
+  --license-file FILE      read the license key from FILE instead (must not be world-readable)
   --relay HOST:PORT        a relay (repeatable; replaces the config's list; tried in order)
   --inlet LISTEN=OUTLET[/http]
                            an inlet (repeatable; replaces the config's list),
@@ -100,6 +102,8 @@ async function main(): Promise<void> {
       state: { type: "string" },
       ticket: { type: "string" },
       license: { type: "string" },
+      "ticket-file": { type: "string" },
+      "license-file": { type: "string" },
       relay: { type: "string", multiple: true },
       inlet: { type: "string", multiple: true },
       ops: { type: "string" },
@@ -139,6 +143,8 @@ async function main(): Promise<void> {
   if (values.state !== undefined) raw.stateDir = values.state;
   if (values.ticket !== undefined) raw.ticket = values.ticket;
   if (values.license !== undefined) raw.license = values.license;
+  if (values["ticket-file"] !== undefined) raw.ticketFile = values["ticket-file"];
+  if (values["license-file"] !== undefined) raw.licenseFile = values["license-file"];
   if (values.relay !== undefined) raw.relays = values.relay;
   if (values.ops !== undefined) raw.ops = values.ops;
   try {

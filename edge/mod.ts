@@ -15,5 +15,6 @@ export {
   edgePermissions,
   type InletConfig,
   parseInletFlag,
+  readEdgeSecrets,
 } from "./config.ts";
 export { backoffMs, type EdgeStatus, type RunningEdge, startEdge } from "./edge.ts";

@@ -196,7 +196,8 @@ Deno.test({
         authority: { identityFile: trustFile, address: `127.0.0.1:${authority.port}` },
         relays: relayPorts.map((p) => `127.0.0.1:${p}`),
         gateway: { alias: ALIAS, customerId: CUSTOMER, identifier: gatewayId },
-        license,
+        // From a file: the config holds no secret (0600, or the edge refuses it).
+        licenseFile: `${dir}/edge.license`,
         inlets: [
           { listen: `127.0.0.1:${inletPorts.context}`, outlet: "context" },
           { listen: `127.0.0.1:${inletPorts.orchestrator}`, outlet: "orchestrator", mode: "http" },
@@ -206,6 +207,7 @@ Deno.test({
         // Short, so the network-loss step finishes quickly: keepalives every second.
         idleTimeoutMs: 3000,
       };
+      await Deno.writeTextFile(`${root}${dir}/edge.license`, `${license}\n`, { mode: 0o600 });
       const edgeFile = `${dir}/edge.json`;
       await Deno.writeTextFile(`${root}${edgeFile}`, JSON.stringify(edgeConfig));
       const flags = edgePermissionFlags(checkEdgeConfig(edgeConfig), edgeFile);
