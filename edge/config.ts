@@ -15,6 +15,13 @@ export interface InletConfig {
   outlet: string;
   /** "tcp" (default): bytes as they come. "http": the license header is added to every request. */
   mode?: "tcp" | "http";
+  /**
+   * HTTP mode only: let CONNECT and protocol upgrades (WebSocket) through,
+   * raw after their request. Off by default: the edge cannot tell whether
+   * the server accepted the upgrade, and a declined one would let the
+   * client's next requests pass without the license header.
+   */
+  tunnels?: boolean;
 }
 
 /** The edge's configuration (docs/operations.md; example in deploy/edge.example.json). */
@@ -157,7 +164,18 @@ export function checkEdgeConfig(input: unknown):
       if (mode === "http" && license === undefined && licenseFile === undefined) {
         fail(`inlets[${i}].mode`, 'is "http", which adds the license header: "license" is needed');
       }
-      return { listen: hostPort(inlet.listen, `inlets[${i}].listen`), outlet, mode };
+      if (inlet.tunnels !== undefined && typeof inlet.tunnels !== "boolean") {
+        fail(`inlets[${i}].tunnels`, "must be true or false");
+      }
+      if (inlet.tunnels === true && mode !== "http") {
+        fail(`inlets[${i}].tunnels`, 'applies to "http" inlets only');
+      }
+      return {
+        listen: hostPort(inlet.listen, `inlets[${i}].listen`),
+        outlet,
+        mode,
+        ...(inlet.tunnels === true ? { tunnels: true } : {}),
+      };
     });
   }
   const listens = new Set<string>();

@@ -207,7 +207,12 @@ export async function startEdge(
         listen: parseHostPort(inlet.listen, "inlet"),
         route: () => routeTo(inlet.outlet),
         reader: inlet.mode === "http"
-          ? (conn) => injectHeader(conn, { name: config.licenseHeader, value: config.license! })
+          ? (conn) =>
+            injectHeader(conn, {
+              name: config.licenseHeader,
+              value: config.license!,
+              tunnels: inlet.tunnels === true,
+            })
           : undefined,
         logger: logger.child(`inlet.${inlet.outlet}`),
       }));

@@ -236,7 +236,12 @@ Deno.test({
         assert.deepEqual(JSON.parse(plain.stdout), { service: "context", license: "absent" });
         // A client's own header of that name is replaced, not passed on.
         const before = orchestrator.seen.length;
-        for (const extra of [[], ["-H", `${HEADER}: forged`], ["-X", "POST", "-d", "x=1"]]) {
+        // An upgrade attempt is stripped of its Upgrade field (tunnels are
+        // off): the backend answers over HTTP and the header is still added.
+        const upgrade = ["-H", "Upgrade: websocket", "-H", "Connection: Upgrade"];
+        for (
+          const extra of [[], ["-H", `${HEADER}: forged`], ["-X", "POST", "-d", "x=1"], upgrade]
+        ) {
           const out = await curl("-f", ...extra, url("orchestrator", "/run"));
           assert.equal(out.code, 0, out.stderr);
           assert.deepEqual(JSON.parse(out.stdout), {
@@ -247,7 +252,7 @@ Deno.test({
         // Keep-alive: several requests on one connection each get the header.
         const many = await curl("-f", url("orchestrator", "/a"), url("orchestrator", "/b"));
         assert.equal(many.code, 0, many.stderr);
-        assert.deepEqual(orchestrator.seen.slice(before), Array(5).fill(license));
+        assert.deepEqual(orchestrator.seen.slice(before), Array(6).fill(license));
       });
 
       await step("status command and operations endpoint", async () => {

@@ -54,6 +54,16 @@ export interface HeaderInjectorOptions {
    * Also bounds a chunk-size line and a trailer section. Default 64 KiB.
    */
   maxHeaderBytes?: number;
+  /**
+   * Whether CONNECT and protocol upgrades (WebSocket, h2c) may pass: after
+   * such a request the rest of the connection passes raw. Default false,
+   * because this injector sees only the client's side: if the server
+   * declined the upgrade and kept speaking HTTP, the client's next requests
+   * would pass raw too, without the header or with its own. When false,
+   * CONNECT is refused and `Upgrade` header fields are removed, so the
+   * server never switches and every request stays parsed.
+   */
+  tunnels?: boolean;
 }
 
 /** Default of {@link HeaderInjectorOptions.maxHeaderBytes}. */
@@ -216,7 +226,7 @@ export function injectHeader(
   if (!Number.isSafeInteger(max) || max < 1) {
     throw new RangeError(`maxHeaderBytes must be a positive integer, got ${max}`);
   }
-  return new HeaderInjector(source, name, value, max);
+  return new HeaderInjector(source, name, value, max, options.tunnels ?? false);
 }
 
 /** A name as bytes, all ASCII. */
@@ -300,6 +310,8 @@ class HeaderInjector implements ByteReader {
    */
   #out: Uint8Array[] = [];
   #outAt = 0;
+  /** {@link HeaderInjectorOptions.tunnels}. */
+  #tunnels: boolean;
 
   /** Bytes returned to the caller so far. */
   #returned = 0;
@@ -310,7 +322,9 @@ class HeaderInjector implements ByteReader {
     name: string,
     value: string,
     max: number,
+    tunnels: boolean,
   ) {
+    this.#tunnels = tunnels;
     this.#source = source;
     this.#injected = ascii(`${name}: ${value}\r\n`);
     this.#lowerName = ascii(name.toLowerCase());
@@ -547,7 +561,11 @@ class HeaderInjector implements ByteReader {
     } else if (this.#nameIs(start, nameEnd, LOWER_TRANSFER_ENCODING)) {
       request.transferEncoding.push(latin1(line, valueStart, valueEnd));
     } else if (this.#nameIs(start, nameEnd, LOWER_UPGRADE)) {
-      if (valueEnd > valueStart) request.upgrade = true;
+      if (!this.#tunnels) {
+        // Removed: without it the server keeps speaking HTTP/1.1 (RFC 9110 §7.8).
+        request.drops.push(start, end);
+        request.dropped += end - start;
+      } else if (valueEnd > valueStart) request.upgrade = true;
     } else if (this.#nameIs(start, nameEnd, LOWER_CONNECTION)) {
       for (const option of latin1(line, valueStart, valueEnd).split(",")) {
         if (trimOws(option).toLowerCase() === "upgrade") request.connectionUpgrade = true;
@@ -657,6 +675,9 @@ class HeaderInjector implements ByteReader {
 
   /** The blank line: decides the framing and queues the rewritten head. */
   #endOfHead(request: RequestHead): void {
+    if (request.connect && !this.#tunnels) {
+      throw new TypeError("CONNECT is not allowed here (tunnels are off)");
+    }
     const chunked = request.transferEncoding.length > 0;
     if (chunked) {
       // RFC 9112 §6.1 and §6.3: these are how requests get smuggled past

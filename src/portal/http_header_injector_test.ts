@@ -136,8 +136,15 @@ async function drain(
 }
 
 /** Injects into `chunks` and reads to the end, which must be clean. */
-async function pass(chunks: (string | Uint8Array)[], sizes?: number[]): Promise<string> {
-  const { output, error } = await drain(injectHeader(new FakeClient(chunks), options()), sizes);
+async function pass(
+  chunks: (string | Uint8Array)[],
+  sizes?: number[],
+  tunnels = false,
+): Promise<string> {
+  const { output, error } = await drain(
+    injectHeader(new FakeClient(chunks), { ...options(), tunnels }),
+    sizes,
+  );
   if (error !== undefined) throw error;
   return output;
 }
@@ -543,31 +550,31 @@ Deno.test("malformed chunked bodies are refused after their head passed", async 
 // ---------------------------------------------------------------------------
 // Tunnels
 
-Deno.test("after a CONNECT head everything passes raw", async () => {
+Deno.test("tunnels on: after a CONNECT head everything passes raw", async () => {
   const head = "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n";
   // A TLS hello, then things that would be refused as HTTP.
   const raw = "\x16\x03\x01\x00\x05hello\nGET / HTTP/1.1\r\nX-License-Key: forged\r\n\r\n\0";
-  assert.equal(await pass([head + raw]), injected(head) + raw);
-  assert.equal(await pass((head + raw).split(""), [3]), injected(head) + raw);
+  assert.equal(await pass([head + raw], undefined, true), injected(head) + raw);
+  assert.equal(await pass((head + raw).split(""), [3], true), injected(head) + raw);
   // A body declared on a CONNECT is part of the tunnel.
   const declared = "CONNECT h:1 HTTP/1.1\r\nContent-Length: 2\r\n\r\n";
-  assert.equal(await pass([declared + raw]), injected(declared) + raw);
+  assert.equal(await pass([declared + raw], undefined, true), injected(declared) + raw);
 });
 
-Deno.test("after an upgrade request (Upgrade and Connection: upgrade) everything passes raw", async () => {
+Deno.test("tunnels on: after an upgrade request (Upgrade and Connection: upgrade) everything passes raw", async () => {
   const head = "GET /chat HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n" +
     "Connection: keep-alive, Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" +
     "Sec-WebSocket-Version: 13\r\n\r\n";
   const frames = "\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58\n\r\nGET / HTTP/9\r\n\r\n";
-  assert.equal(await pass([head + frames]), injected(head) + frames);
-  assert.equal(await pass((head + frames).split(""), [1]), injected(head) + frames);
+  assert.equal(await pass([head + frames], undefined, true), injected(head) + frames);
+  assert.equal(await pass((head + frames).split(""), [1], true), injected(head) + frames);
   const h2c = "GET / HTTP/1.1\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n" +
     "HTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n";
   const preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
-  assert.equal(await pass([h2c + preface]), injected(h2c) + preface);
+  assert.equal(await pass([h2c + preface], undefined, true), injected(h2c) + preface);
 });
 
-Deno.test("an Upgrade the server must ignore keeps the connection parsed", async () => {
+Deno.test("tunnels on: an Upgrade the server must ignore keeps the connection parsed", async () => {
   const get = "GET / HTTP/1.1\r\n\r\n";
   // No upgrade connection option, or HTTP/1.0 (RFC 9110 §7.8): no upgrade
   // will happen, so the next request still gets the header.
@@ -579,8 +586,23 @@ Deno.test("an Upgrade the server must ignore keeps the connection parsed", async
       "GET / HTTP/1.1\r\nConnection: upgrade\r\n\r\n",
     ]
   ) {
-    assert.equal(await pass([head + get]), injected(head) + injected(get), head);
+    assert.equal(await pass([head + get], undefined, true), injected(head) + injected(get), head);
   }
+});
+
+Deno.test("tunnels off (default): Upgrade fields removed, every request keeps the header; CONNECT refused", async () => {
+  const ws = "GET /chat HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+  // The server saw no Upgrade and answered over HTTP; the client's next
+  // request (with its own header) is still parsed and rewritten.
+  const next = `GET /other HTTP/1.1\r\n${NAME}: forged\r\n\r\n`;
+  const expected = injected("GET /chat HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\n\r\n") +
+    injected("GET /other HTTP/1.1\r\n\r\n");
+  assert.equal(await pass([ws + next]), expected);
+  assert.equal(await pass((ws + next).split("")), expected);
+  const client = new FakeClient(["CONNECT example.com:443 HTTP/1.1\r\nHost: example.com\r\n\r\n"]);
+  const { error } = await drain(injectHeader(client, options()));
+  assertError(error, TypeError, /CONNECT is not allowed/, "CONNECT");
+  assert.match(new TextDecoder().decode(concat(client.written)), /^HTTP\/1\.1 400 Bad Request/);
 });
 
 // ---------------------------------------------------------------------------
