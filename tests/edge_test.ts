@@ -42,6 +42,21 @@ async function untilWorking(url: string, since: number, limitMs: number): Promis
 function httpBackend(service: string) {
   const seen: (string | null)[] = [];
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+    if (new URL(req.url).pathname === "/slow") {
+      // 4 MiB announced by Content-Length, 64 KiB every 50 ms: a download
+      // still in flight when a relay dies.
+      const chunk = new Uint8Array(65536);
+      let sent = 0;
+      const body = new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          if (sent === 64) return controller.close();
+          await new Promise((r) => setTimeout(r, 50));
+          sent++;
+          controller.enqueue(chunk);
+        },
+      });
+      return new Response(body, { headers: { "content-length": String(64 * 65536) } });
+    }
     const license = req.headers.get(HEADER);
     seen.push(license);
     return Response.json({ service, license: license === null ? "absent" : "present" });
@@ -367,6 +382,14 @@ Deno.test({
         const echoed = new Uint8Array(4);
         assert.equal(await session.read(echoed), 4);
         const ended = readToEnd(session);
+        // And an HTTP download in flight: its client must see an error, not
+        // a short body passed off as complete.
+        const download = new Deno.Command("curl", {
+          args: ["-sS", "-o", "/dev/null", "--max-time", "30", url("context", "/slow")],
+          stdout: "null",
+          stderr: "piped",
+        }).spawn();
+        await new Promise((r) => setTimeout(r, 500));
         const killedAt = performance.now();
         relays[index]!.signal("SIGKILL");
         await relays[index]!.status;
@@ -375,6 +398,10 @@ Deno.test({
           new Promise((r) => setTimeout(() => r("still open"), 20_000)),
         ]);
         assert.notEqual(how, "still open", "the in-flight session did not end");
+        const got = await download.output();
+        const complaint = new TextDecoder().decode(got.stderr).trim();
+        assert.notEqual(got.code, 0, "the cut download looked complete to curl");
+        console.log(`in-flight HTTP download: curl exit ${got.code} (${complaint})`);
         console.log(
           `in-flight session ended (${how}) ${
             (performance.now() - killedAt).toFixed(0)
