@@ -343,6 +343,7 @@ Deno.test({
           `${inlet}=context`,
           "--ops",
           "off",
+          "--log-json",
         ], dirFlags);
         try {
           const refused = await other.stderr.waitFor(/Requires net access/, 30_000).catch((e) => {
@@ -350,6 +351,11 @@ Deno.test({
           });
           assert.ok(refused, other.stderr.text());
           assert.ok(refused.includes(outside), refused);
+          // --log-json: one JSON object per line, the failure in its fields.
+          const entry = JSON.parse(refused);
+          assert.equal(entry.level, "warn");
+          assert.equal(entry.relay, outside);
+          assert.match(entry.error, /NotCapable|Requires net access/);
           await other.waitFor(/^READY/);
         } finally {
           await other.stop();
