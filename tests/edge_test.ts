@@ -18,7 +18,7 @@ import assert from "node:assert/strict";
 import { checkEdgeConfig, type EdgeConfig, edgePermissionFlags } from "../edge/config.ts";
 import { type GatewayConfig } from "../gateway/gateway.ts";
 import { authorityFixture } from "./support/authority_process.ts";
-import { memoryOf } from "./support/portal_harness.ts";
+import { cpuSeconds, memoryOf } from "./support/portal_harness.ts";
 import { curl, freePort, type ServiceProcess, spawnDeno } from "./support/service_process.ts";
 
 const root = new URL("..", import.meta.url).pathname;
@@ -467,6 +467,33 @@ Deno.test({
             } ms)`,
         );
       });
+
+      await step(
+        "every relay down: bounded retries (backoff), then back when they are",
+        async () => {
+          const failures = async () => {
+            const text = await (await fetch(`http://${edgeConfig.ops}/metrics`)).text();
+            return Number(/^nexus_edge_path_failures_total (\d+)$/m.exec(text)![1]);
+          };
+          for (const relay of relays) relay!.signal("SIGKILL");
+          await Promise.all(relays.map((relay) => relay!.status));
+          const downAt = performance.now();
+          const [before, cpuBefore] = [await failures(), await cpuSeconds(edge.pid)];
+          await new Promise((r) => setTimeout(r, 8000));
+          const attempts = (await failures()) - before;
+          const cpu = (await cpuSeconds(edge.pid)) - cpuBefore;
+          console.log(
+            `all relays down for 8 s: ${attempts} connection attempts, ${cpu.toFixed(2)} CPU s`,
+          );
+          // Backoff from 0.5 s doubling, two relays per round: about 5 rounds
+          // in 8 s. A tight loop would make thousands.
+          assert.ok(attempts <= 20, `${attempts} attempts in 8 s: not backing off`);
+          assert.ok(attempts >= 2, "it stopped trying");
+          await Promise.all([startRelay(0), startRelay(1)]);
+          const back = await untilWorking(url("context"), downAt, 60_000);
+          console.log(`relays back (after ${(back / 1000).toFixed(1)} s down) -> working path`);
+        },
+      );
 
       await step("edge restart reuses its identity and credential", async () => {
         assert.equal(await edge.stop(), 0, edge.stderr.text());
