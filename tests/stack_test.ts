@@ -219,7 +219,7 @@ Deno.test({
   },
 });
 
-Deno.test("stack: --help, and a state directory outside ./.state is refused", async () => {
+Deno.test("stack: --help (also through npm start), and a state directory outside ./.state is refused", async () => {
   const run = async (...args: string[]) => {
     const out = await new Deno.Command(Deno.execPath(), {
       args: ["run", "-q", "--no-prompt", "-P=stack", "scripts/stack.ts", ...args],
@@ -242,4 +242,16 @@ Deno.test("stack: --help, and a state directory outside ./.state is refused", as
   assert.match(outside.stderr, /--state must be a directory under \.\/\.state/);
   const unknown = await run("--no-such-flag");
   assert.equal(unknown.code, 2);
+  // The README's own command, through npm and the set-up script, reaches
+  // the same program (the set-up finds everything installed and says so
+  // at most; it runs `deno task stack` with the arguments).
+  const npm = await new Deno.Command("npm", {
+    args: ["start", "--silent", "--", "--help"],
+    cwd: root,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const npmOut = new TextDecoder().decode(npm.stdout);
+  assert.equal(npm.code, 0, npmOut + new TextDecoder().decode(npm.stderr));
+  assert.match(npmOut, /Usage: npm start/);
 });
