@@ -62,6 +62,12 @@ interface SessionOptions {
   onEnd?: (reason: string) => void;
   /** The secure channel's end: the session ends with it (revocation, idle, close). */
   channelClosed?: Promise<unknown>;
+  /**
+   * The secure channel the session was opened through. Messages that
+   * arrive through any other channel (or none) are dropped: a session
+   * address is not a capability another peer can use, even if it learns it.
+   */
+  via?: SecureChannelInfo;
 }
 
 /** One portal session: a socket piped to the peer's session worker. */
@@ -122,6 +128,10 @@ class Session {
   }
 
   #receive(message: RoutedMessage): void {
+    if (this.#o.via !== undefined && message.local?.secureChannel !== this.#o.via) {
+      this.#o.logger.debug("portal message from another channel dropped");
+      return;
+    }
     let decoded: PortalMessage;
     try {
       decoded = decodePortalMessage(message.payload);
@@ -129,12 +139,14 @@ class Session {
       this.end("malformed portal message", true);
       return;
     }
+    // Every kind, not only DATA: a peer the policy no longer admits must
+    // not keep a session going by granting CREDIT alone.
+    if (this.#o.admit !== undefined && !this.#o.admit()) {
+      this.end("denied by policy", true);
+      return;
+    }
     switch (decoded.kind) {
       case PORTAL.data:
-        if (this.#o.admit !== undefined && !this.#o.admit()) {
-          this.end("denied by policy", true);
-          return;
-        }
         if (decoded.bytes.length === 0) return;
         // The queue is bounded by the credit only if the peer keeps to it.
         if (decoded.bytes.length > this.#granted) {
@@ -304,8 +316,13 @@ export function createOutlet(options: OutletOptions): Outlet {
       window,
       credit: decoded.credit,
       logger,
-      admit: () => admits(info),
+      admit: () => {
+        if (admits(info)) return true;
+        stats.denied++; // once: the session ends at its first denial
+        return false;
+      },
       channelClosed: info!.closed,
+      via: info,
       count: (direction, bytes) => {
         if (direction === "in") stats.bytesIn += bytes;
         else stats.bytesOut += bytes;
@@ -365,14 +382,14 @@ export function createInlet(options: InletOptions): Inlet {
     conn.setNoDelay(true);
     const address = options.node.freshAddress("portal");
     const answer = Promise.withResolvers<
-      { message: PortalMessage; from: Route; closed?: Promise<unknown> }
+      { message: PortalMessage; from: Route; via?: SecureChannelInfo }
     >();
     options.node.register(address, (message) => {
       try {
         answer.resolve({
           message: decodePortalMessage(message.payload),
           from: [...message.return],
-          closed: message.local?.secureChannel?.closed,
+          via: message.local?.secureChannel,
         });
       } catch {
         answer.reject(new Error("malformed answer"));
@@ -399,7 +416,7 @@ export function createInlet(options: InletOptions): Inlet {
         payload: creditMessage(PORTAL.open, window),
       });
       if (!sent) throw new Error("no route to the outlet");
-      const { message, from, closed } = await answer.promise;
+      const { message, from, via } = await answer.promise;
       options.node.unregister(address);
       if (message.kind !== PORTAL.opened) {
         throw new Error(message.kind === PORTAL.refused ? message.reason : "unexpected answer");
@@ -416,7 +433,8 @@ export function createInlet(options: InletOptions): Inlet {
         credit: message.credit,
         logger,
         onEnd: () => stats.open--,
-        channelClosed: closed,
+        channelClosed: via?.closed,
+        via,
       });
     } catch (error) {
       stats.refused++;

@@ -12,7 +12,13 @@ import { TcpTransport } from "../routing/tcp_transport.ts";
 import { authority, eventually, member } from "../testdata/channel_fixtures.ts";
 import type { Route } from "../routing/routed_message.ts";
 import { createInlet, createOutlet, DEFAULT_WINDOW, MAX_CHUNK } from "./portal.ts";
-import { creditMessage, dataMessage, decodePortalMessage, PORTAL } from "./portal_message.ts";
+import {
+  creditMessage,
+  dataMessage,
+  decodePortalMessage,
+  finMessage,
+  PORTAL,
+} from "./portal_message.ts";
 
 /** A backend that answers with `reply(received)` once its client half-closes. */
 function backend(reply: (received: Uint8Array) => Uint8Array) {
@@ -237,6 +243,84 @@ Deno.test("portal: a peer that sends past its credit is reset, not queued for", 
     server.close();
     await channel.close();
     await te.close();
+    await tg.close();
+  }
+});
+
+Deno.test("portal: a session takes messages only through the channel that opened it", async () => {
+  // The backend answers with everything its client sent, once it half-closes.
+  const server = backend((received) => received);
+  const ca = await authority();
+  const gatewayNode = new Node({ name: "gateway" });
+  const tg = new TcpTransport(gatewayNode);
+  listenSecureChannels({
+    node: gatewayNode,
+    address: "api",
+    local: await member(ca.identity, { role: "gateway" }),
+    policy: { trust: ca.trust },
+  });
+  createOutlet({
+    node: gatewayNode,
+    name: "context",
+    backend: { hostname: "127.0.0.1", port: (server.addr as Deno.NetAddr).port },
+    policy: parsePolicy('subject.role == "edge"'),
+  });
+  const listener = tg.listen({ hostname: "127.0.0.1", port: 0 });
+  // Two edges, both admitted by the outlet's policy, each with its channel.
+  const edges = await Promise.all(["a", "b"].map(async (name) => {
+    const node = new Node({ name });
+    const transport = new TcpTransport(node);
+    const conn = await transport.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+    const channel = await connectSecureChannel({
+      node,
+      route: [conn.address, "api"],
+      local: await member(ca.identity, { role: "edge" }),
+      policy: { trust: ca.trust },
+    });
+    return { node, transport, channel };
+  }));
+  const [a, b] = edges;
+  try {
+    const opened = Promise.withResolvers<Route>();
+    const received: Uint8Array[] = [];
+    const fin = Promise.withResolvers<void>();
+    a.node.register("client", (m) => {
+      const decoded = decodePortalMessage(m.payload);
+      if (decoded.kind === PORTAL.opened) opened.resolve([...m.return]);
+      if (decoded.kind === PORTAL.data) received.push(decoded.bytes.slice());
+      if (decoded.kind === PORTAL.fin || decoded.kind === PORTAL.reset) fin.resolve();
+    });
+    await a.node.route({
+      onward: [a.channel.address, "outlet.context"],
+      return: ["client"],
+      payload: creditMessage(PORTAL.open, DEFAULT_WINDOW),
+    });
+    const session = await opened.promise; // [a's encryptor, portal.<session at the gateway>]
+    const text = new TextEncoder();
+    // Edge b learned the session's address: its DATA and FIN, through its
+    // own channel, must not reach the session.
+    for (const payload of [dataMessage(text.encode("from-b")), finMessage()]) {
+      await b.node.route({ onward: [b.channel.address, session[1]], return: [], payload });
+    }
+    await new Promise((r) => setTimeout(r, 100));
+    for (const payload of [dataMessage(text.encode("from-a")), finMessage()]) {
+      await a.node.route({ onward: session, return: ["client"], payload });
+    }
+    await Promise.race([fin.promise, new Promise((r) => setTimeout(r, 5000))]);
+    const all = new TextDecoder().decode(
+      received.reduce((sum, c) => {
+        const out = new Uint8Array(sum.length + c.length);
+        out.set(sum), out.set(c, sum.length);
+        return out;
+      }, new Uint8Array(0)),
+    );
+    assert.equal(all, "from-a");
+  } finally {
+    server.close();
+    for (const edge of edges) {
+      await edge.channel.close();
+      await edge.transport.close();
+    }
     await tg.close();
   }
 });
