@@ -22,7 +22,7 @@ import type { Credential } from "../src/credential/credential.ts";
 import { RevocationRegistry } from "../src/credential/revocation.ts";
 import { TrustStore } from "../src/credential/trust_store.ts";
 import { encodeCbor } from "../src/encoding/cbor.ts";
-import { AuthorityError } from "../src/errors.ts";
+import { AuthorityError, PolicyError } from "../src/errors.ts";
 import { readIdentityFile } from "../src/identity/identity_file.ts";
 import { loadOrCreateIdentity } from "../src/identity/identity_store.ts";
 import { type Logger, silentLogger } from "../src/log.ts";
@@ -79,9 +79,25 @@ export async function startGateway(
   // Policies first: a config mistake stops the start, with its position.
   const customer = JSON.stringify(config.customerId);
   const outletPolicies = config.outlets.map((outlet) => {
-    parsePolicy(outlet.policy); // positions refer to the operator's own text
+    try {
+      parsePolicy(outlet.policy); // positions refer to the operator's own text
+    } catch (error) {
+      if (!(error instanceof PolicyError)) throw error;
+      throw new PolicyError(
+        error.code,
+        `outlet ${JSON.stringify(outlet.name)}: ${error.message}`,
+        error.position,
+        { cause: error },
+      );
+    }
     return parsePolicy(`subject.customer_id == ${customer} and (${outlet.policy})`);
   });
+  // Addresses too, before anything connects: a typo stops the start here.
+  for (const relay of config.relays) parseHostPort(relay, "relays entry");
+  parseHostPort(config.authority.address, "authority address");
+  for (const outlet of config.outlets) {
+    parseHostPort(outlet.backend, `outlet ${outlet.name} backend`);
+  }
   const identity = await loadOrCreateIdentity(config.stateDir, "gateway");
   const trust = new TrustStore([await readIdentityFile(config.authority.identityFile)]);
   const revocations = new RevocationRegistry();

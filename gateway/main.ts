@@ -110,5 +110,7 @@ try {
   await main();
 } catch (error) {
   if (error instanceof NexusError) fail(`${error.message} [${error.code}]`, 1);
+  // Malformed configuration values (HOST:PORT and the like): usage errors.
+  if (error instanceof TypeError) fail(`config: ${error.message}`);
   fail(error instanceof Error ? `${error.name}: ${error.message}` : String(error), 1);
 }

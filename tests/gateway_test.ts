@@ -845,6 +845,7 @@ Deno.test({
               assert.ok(error instanceof Error, "the gateway started with a broken policy");
               console.log(`startGateway refused: ${error.message.split("\n")[0]}`);
               assert.match(error.message, new RegExp(`offset ${position}\\b`));
+              assert.match(error.message, /^outlet "broken": /, "the outlet is named");
             },
           });
           await s.step({
@@ -869,6 +870,23 @@ Deno.test({
               assert.notEqual(out.code, 0, `it started:\n${out.stdout}`);
               assert.doesNotMatch(out.stdout, /\bREADY\b/);
               assert.match(out.stderr, new RegExp(`offset ${position}\\b`), out.stderr);
+              assert.match(out.stderr, /outlet "broken"/, out.stderr);
+              // A malformed relay address: a usage error naming it, no stack trace.
+              await Deno.writeTextFile(
+                `${root}${file}`,
+                JSON.stringify({
+                  ...config,
+                  stateDir: `${dir}/bad-state`,
+                  relays: [...config.relays, "relay-without-port"],
+                }),
+              );
+              const relay = await runGatewayCli(["run", "--config", file]);
+              assert.equal(relay.code, 2, relay.stderr);
+              assert.match(
+                relay.stderr,
+                /relays entry: expected HOST:PORT, got relay-without-port/,
+              );
+              assert.doesNotMatch(relay.stderr, /\n\s+at /, "no stack trace");
             },
           });
         },
