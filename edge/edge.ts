@@ -187,7 +187,11 @@ export async function startEdge(
       if (revoked) throw new Error("this edge is revoked");
       const outcome = roundDone.promise;
       wake.resolve();
-      const up = await Promise.race([outcome, sleep(config.connectWaitMs).then(() => false)]);
+      // The timer goes with the outcome: no 10 s timer left per knock.
+      const up = await Promise.race([
+        outcome,
+        sleep(config.connectWaitMs, outcome).then(() => false),
+      ]);
       if (!up && path === null) {
         throw new Error(`no path to the gateway (${status.lastError ?? "connecting"})`);
       }
