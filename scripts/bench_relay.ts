@@ -49,6 +49,7 @@ import { connectRelay, registerAlias, type RelayConnection } from "../src/relay_
 import { Node } from "../src/routing/node.ts";
 import type { Route } from "../src/routing/routed_message.ts";
 import { TcpTransport } from "../src/routing/tcp_transport.ts";
+import { cpuSeconds, lineReader, memoryOf } from "../tests/support/portal_harness.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const SCRIPT = new URL(import.meta.url).pathname;
@@ -62,26 +63,9 @@ function progress(line: string): void {
   console.error(`[bench] ${line}`);
 }
 
-/** Output of a short command. */
-async function run(command: string, args: string[]): Promise<string> {
-  const out = await new Deno.Command(command, { args, stdout: "piped", stderr: "null" }).output();
-  if (!out.success) throw new Error(`${command} ${args.join(" ")} failed`);
-  return new TextDecoder().decode(out.stdout);
-}
-
 /** VmRSS of a process, KiB. */
 async function rssKiB(pid: number): Promise<number> {
-  const status = await run("cat", [`/proc/${pid}/status`]);
-  return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)![1]);
-}
-
-/** CPU seconds (user + system) a process has used. */
-async function cpuSeconds(pid: number): Promise<number> {
-  const stat = await run("cat", [`/proc/${pid}/stat`]);
-  // Fields after the command name (which may hold spaces) start at state.
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  const ticks = Number(fields[11]) + Number(fields[12]);
-  return ticks / Number((await run("getconf", ["CLK_TCK"])).trim());
+  return (await memoryOf([pid])).get(pid)!.rss;
 }
 
 /** `bash -c 'ulimit -n N && exec "$@"'`: runs a command with N file descriptors allowed. */
@@ -94,26 +78,6 @@ function withFileLimit(limit: number, command: string[]): { cmd: string; args: s
       "bash",
       ...command,
     ],
-  };
-}
-
-/** Reads lines from a child's stdout. */
-function lineReader(stream: ReadableStream<Uint8Array>) {
-  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
-  let buffered = "";
-  return {
-    async next(): Promise<string | null> {
-      while (!buffered.includes("\n")) {
-        const { value, done } = await reader.read();
-        if (done) return null;
-        buffered += value;
-      }
-      const at = buffered.indexOf("\n");
-      const line = buffered.slice(0, at);
-      buffered = buffered.slice(at + 1);
-      return line;
-    },
-    cancel: () => reader.cancel().catch(() => {}),
   };
 }
 

@@ -21,8 +21,7 @@ import { parsePolicy } from "../src/policy/mod.ts";
 import { eventually } from "../src/testdata/channel_fixtures.ts";
 import { type GatewayConfig, startGateway } from "../gateway/gateway.ts";
 import { type AuthorityFixture, authorityFixture } from "./support/authority_process.ts";
-import { readBanner } from "./support/banner.ts";
-import { curl, freePort, Lines } from "./support/service_process.ts";
+import { curl, freePort, spawnDeno } from "./support/service_process.ts";
 import { startTestEdge, type TestEdge } from "./support/test_edge.ts";
 
 const root = new URL("..", import.meta.url).pathname;
@@ -76,18 +75,14 @@ export function parseReady(line: string): { identifier?: string; metrics?: strin
   };
 }
 
-function denoCommand(args: string[]): Deno.Command {
-  return new Deno.Command(Deno.execPath(), {
-    args: ["run", "-q", "--no-prompt", ...args],
+async function runGatewayCli(args: string[]) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-q", "--no-prompt", "-P=gateway", "gateway/main.ts", ...args],
     cwd: root,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
-  });
-}
-
-async function runGatewayCli(args: string[]) {
-  const out = await denoCommand(["-P=gateway", "gateway/main.ts", ...args]).output();
+  }).output();
   return {
     code: out.code,
     stdout: new TextDecoder().decode(out.stdout),
@@ -97,7 +92,7 @@ async function runGatewayCli(args: string[]) {
 
 /** `gateway/main.ts run` as a process, once it printed READY. */
 async function gatewayProcess(configFile: string, ticket: string) {
-  const child = denoCommand([
+  const gateway = spawnDeno("the gateway", [
     "-P=gateway",
     "gateway/main.ts",
     "run",
@@ -105,49 +100,37 @@ async function gatewayProcess(configFile: string, ticket: string) {
     configFile,
     "--ticket",
     ticket,
-  ]).spawn();
-  const stdout = new Lines(child.stdout);
-  const stderr = new Lines(child.stderr);
-  const stop = async (): Promise<Deno.CommandStatus> => {
-    try {
-      child.kill("SIGTERM");
-    } catch { /* exited */ }
-    const status = await Promise.race([
-      child.status,
-      new Promise<null>((r) => setTimeout(() => r(null), 15_000)),
-    ]);
-    if (status === null) {
-      child.kill("SIGKILL");
-      await child.status;
-      throw new Error("the gateway did not exit within 15 s of SIGTERM");
-    }
-    await Promise.all([stdout.done, stderr.done]);
-    return status;
-  };
-  let line: string | null;
+  ]);
+  let line: string;
   try {
-    line = await stdout.waitFor(/\bREADY\b/, 30_000);
+    line = await gateway.waitFor(/\bREADY\b/, 30_000);
   } catch (error) {
-    await stop().catch(() => {});
-    throw new Error(`the gateway did not print READY:\n${stdout.text()}\n${stderr.text()}`, {
-      cause: error,
-    });
-  }
-  if (line === null) {
-    const status = await child.status;
-    await stderr.done;
-    throw new Error(
-      `the gateway exited (${status.code}) before READY:\n${stdout.text()}\n${stderr.text()}`,
-    );
+    await gateway.stop().catch(() => {});
+    throw error;
   }
   const ready = parseReady(line)!;
   assert.ok(ready.identifier, `no identifier in the READY line: ${line}`);
-  return { child, line, identifier: ready.identifier, metrics: ready.metrics, stderr, stop };
+  /** SIGTERM; it must exit within 15 s (it is killed then, and that fails the step). */
+  const stop = async (): Promise<{ code: number }> => {
+    const started = performance.now();
+    const code = await gateway.stop(15_000);
+    if (performance.now() - started >= 15_000) {
+      throw new Error("the gateway did not exit within 15 s of SIGTERM");
+    }
+    return { code };
+  };
+  return {
+    line,
+    identifier: ready.identifier,
+    metrics: ready.metrics,
+    stderr: gateway.stderr,
+    stop,
+  };
 }
 
 /** The relay as a process (not following the authority: see the module comment). */
 async function relayProcess(trustFile: string) {
-  const child = denoCommand([
+  const relay = spawnDeno("the relay", [
     "-P=relay",
     "relay/main.ts",
     "--listen",
@@ -156,17 +139,11 @@ async function relayProcess(trustFile: string) {
     "off",
     "--trust",
     trustFile,
-  ]).spawn();
-  const stderr = new Lines(child.stderr);
-  const { port } = await readBanner(child);
+  ]);
+  const banner = await relay.waitFor(/^LISTENING /, 20_000);
   return {
-    port,
-    async stop() {
-      child.kill("SIGTERM");
-      await child.status;
-      await child.stdout.cancel().catch(() => {});
-      await stderr.done;
-    },
+    port: Number(banner.split(" ")[1].split(":").at(-1)),
+    stop: async () => void await relay.stop(),
   };
 }
 
