@@ -10,7 +10,7 @@ import type { HsmOptions } from "../hsm/pkcs11_signer.ts";
 import { readPin } from "../hsm/pin.ts";
 import { NexusError } from "../src/errors.ts";
 import { createLogger, type Logger } from "../src/log.ts";
-import { parseHostPort } from "../src/ops/ops_server.ts";
+import { parseHostPort } from "../src/config/host_port.ts";
 import { describeAuthority, initAuthority, rotateAuthority, statePaths } from "./ceremony.ts";
 import { startAuthority } from "./service.ts";
 import { AuthorityStore } from "./store.ts";

@@ -39,7 +39,7 @@ import type { Identity } from "../src/identity/identity.ts";
 import { type Logger, silentLogger } from "../src/log.ts";
 import { Node } from "../src/routing/node.ts";
 import type { Route } from "../src/routing/routed_message.ts";
-import { TcpTransport } from "../src/routing/tcp_transport.ts";
+import { TcpTransport } from "../src/transport/tcp_transport.ts";
 import { Metrics } from "../src/ops/metrics.ts";
 import { startOpsServer } from "../src/ops/ops_server.ts";
 import type { HsmOptions } from "../hsm/pkcs11_signer.ts";

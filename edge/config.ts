@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { parseHostPort } from "../src/ops/ops_server.ts";
+import { parseHostPort } from "../src/config/host_port.ts";
 
 /** One inlet: a local TCP listener whose connections go to a gateway outlet. */
 export interface InletConfig {

@@ -34,7 +34,8 @@ import { readIdentityFile } from "../src/identity/identity_file.ts";
 import { loadOrCreateIdentity } from "../src/identity/identity_store.ts";
 import { type Logger, silentLogger } from "../src/log.ts";
 import { Metrics } from "../src/ops/metrics.ts";
-import { type OpsServer, parseHostPort, startOpsServer } from "../src/ops/ops_server.ts";
+import { type OpsServer, startOpsServer } from "../src/ops/ops_server.ts";
+import { parseHostPort } from "../src/config/host_port.ts";
 import { injectHeader } from "../src/portal/http_header_injector.ts";
 import { createInlet, type Inlet } from "../src/portal/portal.ts";
 import {
@@ -44,7 +45,7 @@ import {
   type RelayConnection,
 } from "../src/relay_client/relay_client.ts";
 import { Node } from "../src/routing/node.ts";
-import { TcpTransport } from "../src/routing/tcp_transport.ts";
+import { TcpTransport } from "../src/transport/tcp_transport.ts";
 import {
   type CheckedEdgeConfig,
   checkEdgeConfig,

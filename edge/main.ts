@@ -10,7 +10,7 @@
 import { parseArgs } from "node:util";
 import { NexusError } from "../src/errors.ts";
 import { createLogger } from "../src/log.ts";
-import { parseHostPort } from "../src/ops/ops_server.ts";
+import { parseHostPort } from "../src/config/host_port.ts";
 import {
   checkEdgeConfig,
   DEFAULT_OPS,

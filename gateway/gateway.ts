@@ -27,12 +27,13 @@ import { readIdentityFile } from "../src/identity/identity_file.ts";
 import { loadOrCreateIdentity } from "../src/identity/identity_store.ts";
 import { type Logger, silentLogger } from "../src/log.ts";
 import { Metrics } from "../src/ops/metrics.ts";
-import { type OpsServer, parseHostPort, startOpsServer } from "../src/ops/ops_server.ts";
+import { type OpsServer, startOpsServer } from "../src/ops/ops_server.ts";
+import { parseHostPort } from "../src/config/host_port.ts";
 import { parsePolicy } from "../src/policy/mod.ts";
 import { createOutlet, type Outlet } from "../src/portal/portal.ts";
 import { connectRelay, refreshAtRelay, registerAlias } from "../src/relay_client/relay_client.ts";
 import { Node } from "../src/routing/node.ts";
-import { TcpTransport } from "../src/routing/tcp_transport.ts";
+import { TcpTransport } from "../src/transport/tcp_transport.ts";
 
 /** The gateway's configuration (docs/operations.md; example in deploy/). */
 export interface GatewayConfig {

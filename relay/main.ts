@@ -15,9 +15,9 @@ import { importIdentity } from "../src/identity/identity_file.ts";
 import { Identity } from "../src/identity/identity.ts";
 import { SoftwareSigner } from "../src/identity/software_signer.ts";
 import { createLogger, type Logger } from "../src/log.ts";
-import { parseHostPort } from "../src/ops/ops_server.ts";
+import { parseHostPort } from "../src/config/host_port.ts";
 import { Node } from "../src/routing/node.ts";
-import { TcpTransport } from "../src/routing/tcp_transport.ts";
+import { TcpTransport } from "../src/transport/tcp_transport.ts";
 import { type Relay, startRelay } from "./relay.ts";
 
 const HELP = `nexus-relay: rendezvous for edges and gateways; forwards encrypted frames only

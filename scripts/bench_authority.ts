@@ -23,7 +23,7 @@ import { readIdentityFile } from "../src/identity/identity_file.ts";
 import { Identity } from "../src/identity/identity.ts";
 import { SoftwareSigner } from "../src/identity/software_signer.ts";
 import { Node } from "../src/routing/node.ts";
-import { TcpTransport } from "../src/routing/tcp_transport.ts";
+import { TcpTransport } from "../src/transport/tcp_transport.ts";
 import { readBanner } from "../tests/support/banner.ts";
 
 const { values } = parseArgs({

@@ -26,7 +26,7 @@ import { writeIdentityFile } from "../src/identity/identity_file.ts";
 import { SoftwareSigner } from "../src/identity/software_signer.ts";
 import { Node } from "../src/routing/node.ts";
 import type { Route } from "../src/routing/routed_message.ts";
-import { TcpTransport } from "../src/routing/tcp_transport.ts";
+import { TcpTransport } from "../src/transport/tcp_transport.ts";
 import { readBanner } from "../tests/support/banner.ts";
 
 const { values } = parseArgs({

@@ -48,7 +48,7 @@ import { SoftwareSigner } from "../src/identity/software_signer.ts";
 import { connectRelay, registerAlias, type RelayConnection } from "../src/relay_client/mod.ts";
 import { Node } from "../src/routing/node.ts";
 import type { Route } from "../src/routing/routed_message.ts";
-import { TcpTransport } from "../src/routing/tcp_transport.ts";
+import { TcpTransport } from "../src/transport/tcp_transport.ts";
 import { cpuSeconds, lineReader, memoryOf } from "../tests/support/portal_harness.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;

@@ -15,6 +15,7 @@ export * from "./routing/mod.ts";
 export * from "./policy/mod.ts";
 export * from "./portal/mod.ts";
 export * from "./ops/mod.ts";
+export * from "./config/mod.ts";
 export * from "./authority_client/mod.ts";
 export * from "./relay_client/mod.ts";
 // The transport's CloseInfo differs from the channel's: import it from

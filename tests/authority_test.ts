@@ -16,7 +16,7 @@ import { readIdentityFile } from "../src/identity/identity_file.ts";
 import { Identity } from "../src/identity/identity.ts";
 import { SoftwareSigner } from "../src/identity/software_signer.ts";
 import { Node } from "../src/routing/node.ts";
-import { TcpTransport } from "../src/routing/tcp_transport.ts";
+import { TcpTransport } from "../src/transport/tcp_transport.ts";
 import { eventually } from "../src/testdata/channel_fixtures.ts";
 import { type AuthorityFixture, authorityFixture, statePath } from "./support/authority_process.ts";
 

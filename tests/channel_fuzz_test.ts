@@ -71,7 +71,7 @@ import {
   encodeRoutedMessage,
   type RoutedMessage,
 } from "../src/routing/routed_message.ts";
-import { TcpTransport } from "../src/routing/tcp_transport.ts";
+import { TcpTransport } from "../src/transport/tcp_transport.ts";
 import {
   encodeFrameHeader,
   type FramedConnection,

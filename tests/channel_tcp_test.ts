@@ -11,7 +11,7 @@ import { SoftwareSigner } from "../src/identity/software_signer.ts";
 import { connectSecureChannel, listenSecureChannels } from "../src/channel/secure_channel.ts";
 import { Node } from "../src/routing/node.ts";
 import type { RoutedMessage } from "../src/routing/routed_message.ts";
-import { TcpTransport } from "../src/routing/tcp_transport.ts";
+import { TcpTransport } from "../src/transport/tcp_transport.ts";
 import { authority, member } from "../src/testdata/channel_fixtures.ts";
 import { createChannelIdentity } from "../src/channel/secure_channel.ts";
 import { readBanner } from "./support/banner.ts";

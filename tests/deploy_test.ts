@@ -15,7 +15,7 @@
  */
 import assert from "node:assert/strict";
 import { checkEdgeConfig, edgePermissions } from "../edge/config.ts";
-import { parseHostPort } from "../src/ops/ops_server.ts";
+import { parseHostPort } from "../src/config/host_port.ts";
 import { parsePolicy } from "../src/policy/mod.ts";
 
 const root = new URL("../", import.meta.url).pathname;

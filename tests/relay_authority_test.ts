@@ -14,7 +14,7 @@ import { Identity } from "../src/identity/identity.ts";
 import { SoftwareSigner } from "../src/identity/software_signer.ts";
 import { connectRelay } from "../src/relay_client/relay_client.ts";
 import { Node } from "../src/routing/node.ts";
-import { TcpTransport } from "../src/routing/tcp_transport.ts";
+import { TcpTransport } from "../src/transport/tcp_transport.ts";
 import { eventually } from "../src/testdata/channel_fixtures.ts";
 import { authorityFixture, statePath } from "./support/authority_process.ts";
 import { readBanner } from "./support/banner.ts";

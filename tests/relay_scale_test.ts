@@ -46,7 +46,7 @@ import type { Identity } from "../src/identity/identity.ts";
 import { connectRelay, registerAlias, type RelayConnection } from "../src/relay_client/mod.ts";
 import { Node } from "../src/routing/node.ts";
 import type { RoutedMessage } from "../src/routing/routed_message.ts";
-import { TcpTransport } from "../src/routing/tcp_transport.ts";
+import { TcpTransport } from "../src/transport/tcp_transport.ts";
 import { authority, member } from "../src/testdata/channel_fixtures.ts";
 import {
   type Memory,

@@ -23,7 +23,7 @@ import { decodeChallenge, decodeVerdict, encodeAdmit } from "../src/relay_client
 import { connectTcp } from "../src/transport/mod.ts";
 import { Node } from "../src/routing/node.ts";
 import { encodeRoutedMessage } from "../src/routing/routed_message.ts";
-import { TcpTransport } from "../src/routing/tcp_transport.ts";
+import { TcpTransport } from "../src/transport/tcp_transport.ts";
 import { authority, eventually, member } from "../src/testdata/channel_fixtures.ts";
 import { type Relay, startRelay } from "../relay/relay.ts";
 import { readBanner } from "./support/banner.ts";

@@ -34,6 +34,7 @@ export {
   type VerifiedPeer,
   verifyPeer,
 } from "./trust_policy.ts";
+export type { SecureChannelInfo } from "./channel_info.ts";
 export {
   decodeIdentityPayload,
   encodeIdentityPayload,

@@ -33,6 +33,7 @@
  *
  * @module
  */
+import type { SecureChannelInfo } from "./channel_info.ts";
 import type { Credential } from "../credential/credential.ts";
 import { HandshakeError } from "../errors.ts";
 import type { Identity } from "../identity/identity.ts";
@@ -45,7 +46,6 @@ import {
   encodeRoutedMessage,
   type Route,
   type RoutedMessage,
-  type SecureChannelInfo,
 } from "../routing/routed_message.ts";
 import { encodeIdentityPayload } from "./identity_payload.ts";
 import { type DhKeyPair, generateDhKeyPair } from "./noise/x25519.ts";

@@ -4,9 +4,4 @@
  * @module
  */
 export { type Labels, Metrics } from "./metrics.ts";
-export {
-  type OpsServer,
-  type OpsServerOptions,
-  parseHostPort,
-  startOpsServer,
-} from "./ops_server.ts";
+export { type OpsServer, type OpsServerOptions, startOpsServer } from "./ops_server.ts";

@@ -28,15 +28,6 @@ export interface OpsServer {
   close(): Promise<void>;
 }
 
-/** Parses "host:port" (IPv6 in brackets). */
-export function parseHostPort(text: string, what: string): { hostname: string; port: number } {
-  const match = text.match(/^\[?([^\]]*?)\]?:(\d{1,5})$/);
-  if (!match || Number(match[2]) > 65535) {
-    throw new TypeError(`${what}: expected HOST:PORT, got ${text}`);
-  }
-  return { hostname: match[1], port: Number(match[2]) };
-}
-
 /** Starts the endpoint. */
 export function startOpsServer(options: OpsServerOptions): OpsServer {
   const server = Deno.serve({

@@ -28,15 +28,9 @@
  *
  * @module
  */
+import type { ByteReader } from "./byte_reader.ts";
 
-/** The reading half of a socket: `Deno.Conn` is one. */
-export interface ByteReader {
-  /**
-   * Reads at most `p.length` bytes into `p`; resolves to how many, or to
-   * null at the end of the stream.
-   */
-  read(p: Uint8Array): Promise<number | null>;
-}
+export type { ByteReader };
 
 /** Options of {@link injectHeader}. */
 export interface HeaderInjectorOptions {

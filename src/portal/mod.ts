@@ -24,8 +24,5 @@ export {
   type PortalMessage,
   reasonMessage,
 } from "./portal_message.ts";
-export {
-  type ByteReader,
-  type HeaderInjectorOptions,
-  injectHeader,
-} from "./http_header_injector.ts";
+export type { ByteReader } from "./byte_reader.ts";
+export { type HeaderInjectorOptions, injectHeader } from "./http_header_injector.ts";

@@ -19,17 +19,13 @@
  *
  * @module
  */
+import type { SecureChannelInfo } from "../channel/channel_info.ts";
 import type { Logger } from "../log.ts";
 import { silentLogger } from "../log.ts";
 import type { Node } from "../routing/node.ts";
-import type {
-  Address,
-  Route,
-  RoutedMessage,
-  SecureChannelInfo,
-} from "../routing/routed_message.ts";
+import type { Address, Route, RoutedMessage } from "../routing/routed_message.ts";
 import type { Policy } from "../policy/mod.ts";
-import type { ByteReader } from "./http_header_injector.ts";
+import type { ByteReader } from "./byte_reader.ts";
 import {
   creditMessage,
   dataMessage,

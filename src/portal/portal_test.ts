@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import { connectSecureChannel, listenSecureChannels } from "../channel/secure_channel.ts";
 import { parsePolicy } from "../policy/mod.ts";
 import { Node } from "../routing/node.ts";
-import { TcpTransport } from "../routing/tcp_transport.ts";
+import { TcpTransport } from "../transport/tcp_transport.ts";
 import { authority, eventually, member } from "../testdata/channel_fixtures.ts";
 import type { Route } from "../routing/routed_message.ts";
 import { createInlet, createOutlet, DEFAULT_WINDOW, MAX_CHUNK } from "./portal.ts";

@@ -10,7 +10,7 @@ import { RelayError } from "../errors.ts";
 import type { Identity } from "../identity/identity.ts";
 import type { Node } from "../routing/node.ts";
 import type { Address } from "../routing/routed_message.ts";
-import type { AttachedConnection, TcpTransport } from "../routing/tcp_transport.ts";
+import type { AttachedConnection, TcpTransport } from "../transport/tcp_transport.ts";
 import { connectTcp } from "../transport/tcp.ts";
 import { decodeChallenge, decodeVerdict, encodeAdmit } from "./admission.ts";
 

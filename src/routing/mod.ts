@@ -1,5 +1,5 @@
 /**
- * Routing: nodes, workers, routed messages, and the TCP transport glue.
+ * Routing: nodes, workers and routed messages (source routing, no I/O).
  *
  * @module
  */
@@ -14,10 +14,4 @@ export {
   MESSAGE_VERSION,
   type Route,
   type RoutedMessage,
-  type SecureChannelInfo,
 } from "./routed_message.ts";
-export {
-  type AttachedConnection,
-  TcpTransport,
-  type TcpTransportOptions,
-} from "./tcp_transport.ts";

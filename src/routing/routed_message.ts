@@ -17,6 +17,7 @@
  *
  * @module
  */
+import type { SecureChannelInfo } from "../channel/channel_info.ts";
 import { MalformedError } from "../encoding/errors.ts";
 
 /** A worker's address: 1 to 255 printable ASCII characters. */
@@ -42,18 +43,6 @@ export interface LocalInfo {
   readonly secureChannel?: SecureChannelInfo;
   /** Set by a transport on messages that arrived over a connection. */
   readonly connection?: { readonly id: string; readonly remote: string };
-}
-
-/** What a worker learns about the secure channel a message came through. */
-export interface SecureChannelInfo {
-  /** The channel's local address (the decryptor). */
-  readonly address: Address;
-  /** The peer's verified identifier. */
-  readonly peer: string;
-  /** The peer's current verified credential (the newest refresh), or null. */
-  readonly credential: () => import("../credential/credential.ts").Credential | null;
-  /** Settles when the channel closes: work tied to it (portal sessions) ends then. */
-  readonly closed: Promise<unknown>;
 }
 
 /** A message as workers see it. */

@@ -33,4 +33,9 @@ export {
   listenTcp,
   type ListenTcpOptions,
 } from "./tcp.ts";
+export {
+  type AttachedConnection,
+  TcpTransport,
+  type TcpTransportOptions,
+} from "./tcp_transport.ts";
 export { TransportError, type TransportErrorCode } from "../errors.ts";

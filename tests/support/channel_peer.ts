@@ -16,7 +16,7 @@ import { readIdentityFile } from "../../src/identity/identity_file.ts";
 import { SoftwareSigner } from "../../src/identity/software_signer.ts";
 import { createChannelIdentity, listenSecureChannels } from "../../src/channel/secure_channel.ts";
 import { Node } from "../../src/routing/node.ts";
-import { TcpTransport } from "../../src/routing/tcp_transport.ts";
+import { TcpTransport } from "../../src/transport/tcp_transport.ts";
 
 const [identityPath, seedPath] = Deno.args;
 const anchor = await readIdentityFile(identityPath);

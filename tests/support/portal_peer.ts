@@ -44,7 +44,7 @@ import { parsePolicy } from "../../src/policy/mod.ts";
 import { createInlet, createOutlet, type Inlet, type Outlet } from "../../src/portal/portal.ts";
 import { connectRelay, registerAlias } from "../../src/relay_client/mod.ts";
 import { Node } from "../../src/routing/node.ts";
-import { TcpTransport } from "../../src/routing/tcp_transport.ts";
+import { TcpTransport } from "../../src/transport/tcp_transport.ts";
 
 const { positionals, values } = parseArgs({
   allowPositionals: true,

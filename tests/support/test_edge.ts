@@ -28,7 +28,7 @@ import { createLogger, type Logger } from "../../src/log.ts";
 import { createInlet, type Inlet } from "../../src/portal/portal.ts";
 import { connectRelay, type RelayConnection } from "../../src/relay_client/relay_client.ts";
 import { Node } from "../../src/routing/node.ts";
-import { TcpTransport } from "../../src/routing/tcp_transport.ts";
+import { TcpTransport } from "../../src/transport/tcp_transport.ts";
 
 /** Options of {@link startTestEdge}. */
 export interface TestEdgeOptions {

@@ -11,16 +11,20 @@
  * @module
  */
 import type { Logger } from "../log.ts";
+import type { FramedConnection } from "./connection.ts";
 import {
   connectTcp,
   type ConnectTcpOptions,
-  type FramedConnection,
   type FramedListener,
   listenTcp,
   type ListenTcpOptions,
-} from "../transport/mod.ts";
-import type { Node } from "./node.ts";
-import { type Address, decodeRoutedMessage, encodeRoutedMessage } from "./routed_message.ts";
+} from "./tcp.ts";
+import type { Node } from "../routing/node.ts";
+import {
+  type Address,
+  decodeRoutedMessage,
+  encodeRoutedMessage,
+} from "../routing/routed_message.ts";
 
 /** A connection attached to a node. */
 export interface AttachedConnection {

@@ -1,0 +1,6 @@
+/**
+ * Configuration: addresses as configurations write them.
+ *
+ * @module
+ */
+export { formatHostPort, type HostPort, parseHostPort } from "./host_port.ts";
