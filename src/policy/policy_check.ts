@@ -17,7 +17,8 @@ import { decodeCredential, verifyCredential } from "../credential/credential.ts"
 import type { RevocationRegistry } from "../credential/revocation.ts";
 import type { TrustStore } from "../credential/trust_store.ts";
 import { CredentialError } from "../errors.ts";
-import { jsonText, parsePolicy, printable } from "./policy.ts";
+import { jsonText, printable } from "./expression.ts";
+import { parsePolicy } from "./policy.ts";
 
 /** Options for {@link policyCheck}. */
 export interface PolicyCheckOptions {
@@ -63,6 +64,29 @@ function isoTime(seconds: number): string {
  *   where); {MalformedError | LimitError | CredentialError} `bad_attributes`
  *   when the bytes are not a credential at all. A credential that decodes
  *   but fails verification is not thrown: it is a denial, explained.
+ *
+ * @example A credential checked against its issuer, then the policy
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { issueCredential, TrustStore } from "../credential/mod.ts";
+ * import { Identity, SoftwareSigner } from "../identity/mod.ts";
+ * import { policyCheck } from "./mod.ts";
+ *
+ * const authority = await Identity.create(await SoftwareSigner.generate());
+ * const member = await Identity.create(await SoftwareSigner.generate());
+ * const credential = await issueCredential(authority, {
+ *   subject: member.identifier,
+ *   attributes: { role: "edge", capabilities: ["mcp"] },
+ * });
+ * const result = await policyCheck({
+ *   policy: '"mcp" in subject.capabilities',
+ *   credentialBytes: credential.encoded,
+ *   trust: new TrustStore([authority]),
+ * });
+ * assert.equal(result.allow, true);
+ * assert.equal(result.reason, '"mcp" in subject.capabilities: subject.capabilities contains "mcp"');
+ * assert.equal(result.text.split("\n")[0], "allow");
+ * ```
  */
 export async function policyCheck(options: PolicyCheckOptions): Promise<PolicyCheckResult> {
   const policy = parsePolicy(options.policy);
