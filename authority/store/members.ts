@@ -1,0 +1,147 @@
+/**
+ * The authority store's members: enrolled identities and their attributes.
+ * Tickets, licenses, issued credentials and revocations reach the members
+ * table only through {@link Members}, inside their own transactions.
+ *
+ * @module
+ */
+import { type Attributes, normalizeAttributes } from "../../src/credential/attributes.ts";
+import { AuthorityError } from "../../src/errors.ts";
+import { attributesText, checkIdentifier, corrupt, nowOr, readAttributes } from "./_util.ts";
+import type { Row, Sql, StoreCore, WriteTx } from "./store_core.ts";
+
+/** An enrolled identity. Revoked members stay, with `revokedAt` set. */
+export interface Member {
+  identifier: string;
+  attributes: Attributes;
+  /** When the identifier first became a member. */
+  enrolledAt: number;
+  revokedAt: number | null;
+  /** How the current attributes were granted. */
+  via: "ticket" | "license" | "operator";
+}
+
+const VIAS: readonly Member["via"][] = ["ticket", "license", "operator"];
+
+function toMember(row: Row): Member {
+  const via = row.via as Member["via"];
+  if (!VIAS.includes(via)) throw corrupt(`member ${row.identifier}: unknown via`);
+  return {
+    identifier: row.identifier as string,
+    attributes: readAttributes(row.attributes, `member ${row.identifier}`),
+    enrolledAt: row.enrolled_at as number,
+    revokedAt: row.revoked_at as number | null,
+    via,
+  };
+}
+
+/** The members table, through a {@link StoreCore}. */
+export class Members {
+  #core: StoreCore;
+
+  /** Members kept through `core`. */
+  constructor(core: StoreCore) {
+    this.#core = core;
+  }
+
+  /**
+   * Adds a member or sets an existing member's attributes, audited as
+   * `enroll` (see `AuthorityStore.addMember`).
+   * @throws {AuthorityError} `member_revoked`
+   * @throws {TypeError} on a malformed identifier or `via`.
+   * @throws {CredentialError} `bad_attributes`
+   */
+  add(
+    identifier: string,
+    attributes: Record<string, unknown>,
+    via: Member["via"],
+    now?: number,
+  ): Member {
+    const time = nowOr(now);
+    checkIdentifier(identifier);
+    if (!VIAS.includes(via)) throw new TypeError("via must be ticket, license or operator");
+    const normalized = normalizeAttributes(attributes);
+    return this.#core.write((tx) => {
+      const existing = this.active(tx, identifier);
+      return this.put(tx, identifier, normalized, via, time, existing, {});
+    });
+  }
+
+  /** The member (active or revoked), or null. */
+  get(identifier: string): Member | null {
+    return this.find(this.#core.sql, identifier);
+  }
+
+  /** Every member, active and revoked, in order of enrollment. */
+  list(): Member[] {
+    return this.#core.sql.all("SELECT * FROM members ORDER BY enrolled_at, identifier")
+      .map(toMember);
+  }
+
+  /** The member (active or revoked) as `sql` sees it, or null. */
+  find(sql: Sql, identifier: string): Member | null {
+    const row = sql.get("SELECT * FROM members WHERE identifier = ?", String(identifier));
+    return row === undefined ? null : toMember(row);
+  }
+
+  /** Whether `identifier` (already normalized) is a member, active or revoked. */
+  exists(sql: Sql, identifier: string): boolean {
+    return sql.get("SELECT 1 FROM members WHERE identifier = ?", identifier) !== undefined;
+  }
+
+  /**
+   * The member, refusing a revoked one.
+   * @throws {AuthorityError} `member_revoked`
+   */
+  active(sql: Sql, identifier: string): Member | null {
+    const member = this.find(sql, identifier);
+    if (member !== null && member.revokedAt !== null) {
+      throw new AuthorityError("member_revoked", `${identifier} is revoked`);
+    }
+    return member;
+  }
+
+  /**
+   * Inserts or updates a member and audits it (`enroll`, with `source` and
+   * the previous attributes), in `tx`. `existing` is the member as read in
+   * the same transaction; its enrollment time is kept.
+   */
+  put(
+    tx: WriteTx,
+    identifier: string,
+    attributes: Attributes,
+    via: Member["via"],
+    time: number,
+    existing: Member | null,
+    source: Record<string, string>,
+  ): Member {
+    const member: Member = {
+      identifier,
+      attributes,
+      enrolledAt: existing?.enrolledAt ?? time,
+      revokedAt: null,
+      via,
+    };
+    tx.run(
+      `INSERT INTO members (identifier, attributes, enrolled_at, via) VALUES (?, ?, ?, ?)
+       ON CONFLICT (identifier) DO UPDATE SET attributes = excluded.attributes, via = excluded.via`,
+      identifier,
+      attributesText(attributes),
+      member.enrolledAt,
+      via,
+    );
+    tx.audit(time, "enroll", {
+      identifier,
+      via,
+      ...source,
+      attributes,
+      previous: existing === null ? null : existing.attributes,
+    });
+    return member;
+  }
+
+  /** Marks a member revoked at `time`, in `tx` (the caller audits the revocation). */
+  markRevoked(tx: WriteTx, identifier: string, time: number): void {
+    tx.run("UPDATE members SET revoked_at = ? WHERE identifier = ?", time, identifier);
+  }
+}
