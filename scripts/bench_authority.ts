@@ -17,14 +17,14 @@ import { parseArgs } from "node:util";
 import { HsmSession } from "../hsm/pkcs11_signer.ts";
 import { createSoftHsmToken } from "../hsm/testing/softhsm.ts";
 import { AuthorityClient } from "../src/authority_client/authority_client.ts";
-import { createChannelIdentity } from "../src/channel/secure_channel.ts";
+import { createChannelIdentity } from "../src/channel/channel_identity.ts";
 import { TrustStore } from "../src/credential/trust_store.ts";
 import { readIdentityFile } from "../src/identity/identity_file.ts";
 import { Identity } from "../src/identity/identity.ts";
 import { SoftwareSigner } from "../src/identity/software_signer.ts";
 import { Node } from "../src/routing/node.ts";
 import { TcpTransport } from "../src/transport/tcp_transport.ts";
-import { readBanner } from "../tests/support/banner.ts";
+import { readBanner } from "./support/banner.ts";
 
 const { values } = parseArgs({
   options: { seconds: { type: "string", default: "5" }, help: { type: "boolean", short: "h" } },

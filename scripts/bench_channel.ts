@@ -1,6 +1,6 @@
 /**
  * Two-process secure channel benchmark. Starts a responder process
- * (tests/support/channel_peer.ts) and measures, from this process over
+ * (scripts/support/channel_peer.ts) and measures, from this process over
  * loopback TCP:
  *
  * - handshakes per second: full XX handshakes with identity and credential
@@ -17,7 +17,8 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { connectSecureChannel, createChannelIdentity } from "../src/channel/secure_channel.ts";
+import { createChannelIdentity } from "../src/channel/channel_identity.ts";
+import { connectSecureChannel } from "../src/channel/handshake.ts";
 import { issueCredential } from "../src/credential/credential.ts";
 import { TrustStore } from "../src/credential/trust_store.ts";
 import { toHex } from "../src/encoding/hex.ts";
@@ -27,7 +28,7 @@ import { SoftwareSigner } from "../src/identity/software_signer.ts";
 import { Node } from "../src/routing/node.ts";
 import type { Route } from "../src/routing/routed_message.ts";
 import { TcpTransport } from "../src/transport/tcp_transport.ts";
-import { readBanner } from "../tests/support/banner.ts";
+import { readBanner } from "./support/banner.ts";
 
 const { values } = parseArgs({
   options: {
@@ -55,7 +56,7 @@ const peer = new Deno.Command(Deno.execPath(), {
     "--no-prompt",
     `--allow-read=${dir}`,
     "--allow-net=127.0.0.1",
-    new URL("../tests/support/channel_peer.ts", import.meta.url).pathname,
+    new URL("./support/channel_peer.ts", import.meta.url).pathname,
     `${dir}/authority.json`,
     `${dir}/authority.seed`,
   ],

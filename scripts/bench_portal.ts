@@ -2,10 +2,10 @@
  * Portal benchmark: what a TCP portal through a relay costs, against a
  * direct loopback TCP connection to the same backend in the same run.
  *
- * Deployment (tests/support/portal_harness.ts), each piece its own process
+ * Deployment (scripts/support/portal_harness.ts), each piece its own process
  * as in production: a relay (`deno run -P=relay relay/main.ts`, its
  * per-identity rate limit raised so that it is not what is measured), a
- * gateway (tests/support/portal_peer.ts: relay connection, alias `gw`,
+ * gateway (scripts/support/portal_peer.ts: relay connection, alias `gw`,
  * secure channel listener, outlets `sink` and `echo`), an edge (same
  * script: relay connection, one secure channel to the gateway through the
  * relay, inlets for `sink` and `echo`). The backends and the clients run in
@@ -35,13 +35,13 @@
  */
 import { parseArgs } from "node:util";
 import {
-  cpuSeconds,
   type PeerService,
   type RelayService,
   startPeer,
   startRelay,
   writeDeploymentFiles,
-} from "../tests/support/portal_harness.ts";
+} from "./support/portal_harness.ts";
+import { cpuSeconds } from "./support/process_usage.ts";
 
 const MiB = 1024 * 1024;
 const WRITE_BYTES = 256 * 1024;

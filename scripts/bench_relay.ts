@@ -49,9 +49,13 @@ import { connectRelay, registerAlias, type RelayConnection } from "../src/relay_
 import { Node } from "../src/routing/node.ts";
 import type { Route } from "../src/routing/routed_message.ts";
 import { TcpTransport } from "../src/transport/tcp_transport.ts";
-import { cpuSeconds, lineReader, memoryOf } from "../tests/support/portal_harness.ts";
+import { type RelayService, startRelay } from "./support/portal_harness.ts";
+import { cpuSeconds, memoryOf } from "./support/process_usage.ts";
+import { fileLimitWrap, type ServiceProcess, spawnDeno } from "./support/service_process.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
+/** How long a client process has to open its connections. */
+const CLIENT_READY_MS = 600_000;
 const SCRIPT = new URL(import.meta.url).pathname;
 const MESSAGE_BYTES = 64 * 1024;
 const IN_FLIGHT = 8;
@@ -66,93 +70,6 @@ function progress(line: string): void {
 /** VmRSS of a process, KiB. */
 async function rssKiB(pid: number): Promise<number> {
   return (await memoryOf([pid])).get(pid)!.rss;
-}
-
-/** `bash -c 'ulimit -n N && exec "$@"'`: runs a command with N file descriptors allowed. */
-function withFileLimit(limit: number, command: string[]): { cmd: string; args: string[] } {
-  return {
-    cmd: "bash",
-    args: [
-      "-c",
-      `ulimit -n ${limit} || { echo "cannot raise ulimit -n to ${limit} (hard limit $(ulimit -Hn))" >&2; exit 97; }; exec "$@"`,
-      "bash",
-      ...command,
-    ],
-  };
-}
-
-interface RelayProcess {
-  readonly pid: number;
-  readonly port: number;
-  metric(name: string): Promise<number>;
-  stop(): Promise<void>;
-}
-
-async function startRelayProcess(
-  trustFile: string,
-  fileLimit: number,
-  extra: string[],
-): Promise<RelayProcess> {
-  const { cmd, args } = withFileLimit(fileLimit, [
-    Deno.execPath(),
-    "run",
-    "-q",
-    "--no-prompt",
-    "-P=relay",
-    "relay/main.ts",
-    "--listen",
-    "127.0.0.1:0",
-    "--metrics",
-    "127.0.0.1:0",
-    "--trust",
-    trustFile,
-    ...extra,
-  ]);
-  const child = new Deno.Command(cmd, {
-    args,
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  // The relay logs every admission: drain stderr, keep its end for errors.
-  let tail = "";
-  const drained = child.stderr.pipeThrough(new TextDecoderStream()).pipeTo(
-    new WritableStream({
-      write(chunk) {
-        tail = (tail + chunk).slice(-2048);
-      },
-    }),
-  );
-  const lines = lineReader(child.stdout);
-  const banner = await lines.next();
-  const match = banner && /^LISTENING 127\.0\.0\.1:(\d+) metrics=(127\.0\.0\.1:\d+)$/.exec(banner);
-  const stop = async () => {
-    try {
-      child.kill("SIGTERM");
-    } catch {
-      // Already gone.
-    }
-    await child.status;
-    await lines.cancel();
-    await drained.catch(() => {});
-  };
-  if (!match) {
-    await stop();
-    throw new Error(`the relay did not start: ${banner}\n${tail}`);
-  }
-  const metricsAt = match[2];
-  return {
-    pid: child.pid,
-    port: Number(match[1]),
-    async metric(name) {
-      const text = await (await fetch(`http://${metricsAt}/metrics`)).text();
-      const line = text.split("\n").find((l) => l.startsWith(`${name} `));
-      if (line === undefined) throw new Error(`no ${name} in /metrics`);
-      return Number(line.slice(name.length + 1));
-    },
-    stop,
-  };
 }
 
 /** A member identity and credential, as files a client process can load. */
@@ -284,7 +201,7 @@ async function main(): Promise<void> {
   // permission set reads ./.state only), removed at the end.
   const dir = `${ROOT}.state/bench-relay-${crypto.randomUUID()}`;
   await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
-  const relays: RelayProcess[] = [];
+  const relays: RelayService[] = [];
   try {
     const ca = await Identity.create(await SoftwareSigner.generate());
     const trustFile = `${dir}/authority.json`;
@@ -302,7 +219,7 @@ async function main(): Promise<void> {
 
     // 1. Throughput.
     const total = megabytes * 1024 * 1024;
-    const relay = await startRelayProcess(trustFile, 1024, ["--rate", String(2 ** 40)]);
+    const relay = await startRelay(dir, ["--rate", String(2 ** 40)], { fileLimit: 1024 });
     relays.push(relay);
     const node = new Node({ name: "bench" });
     const transport = new TcpTransport(node);
@@ -351,18 +268,18 @@ async function main(): Promise<void> {
     // in stages up to each count and held.
     const memoryRows: string[] = [];
     const largest = Math.max(...counts);
-    const idle = await startRelayProcess(trustFile, largest + 1024, [
+    const idle = await startRelay(dir, [
       "--max-per-identity",
       String(largest + 10),
       "--max-connections",
       String(largest + 10),
-    ]);
+    ], { fileLimit: largest + 1024 });
     relays.push(idle);
     const warm = new TcpTransport(new Node({ name: "bench-warm" }));
     await openConnections(warm, idle.port, member, 1);
     await sleep(1000);
     const before = await rssKiB(idle.pid);
-    const children: { child: Deno.ChildProcess; lines: ReturnType<typeof lineReader> }[] = [];
+    const children: ServiceProcess[] = [];
     let held = 0;
     let previous = before;
     for (const count of [...counts].sort((x, y) => x - y)) {
@@ -372,11 +289,7 @@ async function main(): Promise<void> {
       const started = performance.now();
       const stage = Array.from({ length: processes }, (_, i) => {
         const share = Math.floor(adding / processes) + (i < adding % processes ? 1 : 0);
-        const { cmd, args } = withFileLimit(share + 256, [
-          Deno.execPath(),
-          "run",
-          "-q",
-          "--no-prompt",
+        return spawnDeno(`client process ${children.length + i + 1}`, [
           `--allow-read=${dir}`,
           "--allow-net=127.0.0.1",
           SCRIPT,
@@ -386,20 +299,10 @@ async function main(): Promise<void> {
           String(idle.port),
           "--count",
           String(share),
-        ]);
-        const child = new Deno.Command(cmd, {
-          args,
-          cwd: ROOT,
-          stdin: "piped",
-          stdout: "piped",
-          stderr: "inherit",
-        }).spawn();
-        return { child, lines: lineReader(child.stdout) };
+        ], { stdin: "piped", wrap: fileLimitWrap(share + 256) });
       });
       children.push(...stage);
-      for (const { lines } of stage) {
-        if (await lines.next() !== "READY") throw new Error("a client process failed");
-      }
+      for (const client of stage) await client.waitFor(/^READY$/, CLIENT_READY_MS);
       const seconds = (performance.now() - started) / 1000;
       const counted = await idle.metric("nexus_relay_connections");
       if (counted !== count + 1) throw new Error(`the relay counts ${counted}, not ${count + 1}`);
@@ -413,11 +316,7 @@ async function main(): Promise<void> {
       held = count;
       previous = rss;
     }
-    for (const { child, lines } of children) {
-      await child.stdin.close();
-      await child.status;
-      await lines.cancel();
-    }
+    for (const client of children) await client.end();
     await sleep(1000);
     const closed = await rssKiB(idle.pid);
     await warm.close();

@@ -12,12 +12,9 @@
  * would stop.
  */
 import { AuthorityClient } from "../../src/authority_client/authority_client.ts";
-import {
-  type ChannelIdentity,
-  connectSecureChannel,
-  createChannelIdentity,
-  type SecureChannel,
-} from "../../src/channel/secure_channel.ts";
+import { type SecureChannel } from "../../src/channel/secure_channel.ts";
+import { type ChannelIdentity, createChannelIdentity } from "../../src/channel/channel_identity.ts";
+import { connectSecureChannel } from "../../src/channel/handshake.ts";
 import type { AttributeValue } from "../../src/credential/attributes.ts";
 import type { Credential } from "../../src/credential/credential.ts";
 import { TrustStore } from "../../src/credential/trust_store.ts";

@@ -1,5 +1,6 @@
 /**
- * A secure channel responder in its own process, for cross-process tests.
+ * A secure channel responder in its own process: the second process of
+ * tests/channel_tcp_test.ts and of scripts/bench_channel.ts.
  * Reads the authority's identity from an identity file, creates its own
  * identity with a credential from a seed file, listens on 127.0.0.1:0,
  * prints `LISTENING <port> <identifier>` and echoes every message it gets
@@ -7,6 +8,10 @@
  * it receives and answers an empty message with the count (benchmarks).
  *
  * Usage: channel_peer.ts <authority identity file> <authority key seed hex file>
+ *
+ * Permissions: read the two files, net 127.0.0.1.
+ *
+ * @module
  */
 import { issueCredential } from "../../src/credential/credential.ts";
 import { TrustStore } from "../../src/credential/trust_store.ts";
@@ -14,7 +19,8 @@ import { fromHex } from "../../src/encoding/hex.ts";
 import { Identity } from "../../src/identity/identity.ts";
 import { readIdentityFile } from "../../src/identity/identity_file.ts";
 import { SoftwareSigner } from "../../src/identity/software_signer.ts";
-import { createChannelIdentity, listenSecureChannels } from "../../src/channel/secure_channel.ts";
+import { createChannelIdentity } from "../../src/channel/channel_identity.ts";
+import { listenSecureChannels } from "../../src/channel/handshake.ts";
 import { Node } from "../../src/routing/node.ts";
 import { TcpTransport } from "../../src/transport/tcp_transport.ts";
 

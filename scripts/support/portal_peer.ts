@@ -17,7 +17,7 @@
  * Both run until stdin closes, then print `STATS {…}` (portal and channel
  * counters, messages the node dropped) and exit.
  *
- * Member files, in `--dir` (written by tests/support/portal_harness.ts):
+ * Member files, in `--dir` (written by ./portal_harness.ts's writeDeploymentFiles):
  * `authority.json` (the trust anchor), `<mode>.json` (the member's
  * identity), `<mode>.seed` (its Ed25519 seed, hex), `<mode>.credential`
  * (its credential, hex).
@@ -26,14 +26,13 @@
  *          [--outlet NAME=PORT]… [--inlet NAME]… [--window BYTES]
  *
  * Permissions: --allow-read=DIR --allow-net=127.0.0.1.
+ *
+ * @module
  */
 import { parseArgs } from "node:util";
-import {
-  connectSecureChannel,
-  createChannelIdentity,
-  listenSecureChannels,
-  type SecureChannel,
-} from "../../src/channel/secure_channel.ts";
+import { type SecureChannel } from "../../src/channel/secure_channel.ts";
+import { createChannelIdentity } from "../../src/channel/channel_identity.ts";
+import { connectSecureChannel, listenSecureChannels } from "../../src/channel/handshake.ts";
 import { TrustStore } from "../../src/credential/trust_store.ts";
 import { fromHex } from "../../src/encoding/hex.ts";
 import { Identity } from "../../src/identity/identity.ts";

@@ -1,0 +1,32 @@
+/**
+ * Support code shared by the scripts (the local stack, the benchmarks) and
+ * the tests: starting `deno run` children and reading their output, the
+ * services' banner line, free ports, a process's memory and CPU time, and
+ * a portal deployment in processes.
+ *
+ * - {@link ./service_process.ts}: {@link spawnDeno}, {@link ServiceProcess}
+ *   (stop, end, kill, freeze, waitFor).
+ * - {@link ./lines.ts}: {@link Lines}, {@link lineReader}, {@link LineStream}.
+ * - {@link ./banner.ts}: {@link readBanner}, {@link parseBanner}.
+ * - {@link ./free_port.ts}: {@link freePort}.
+ * - {@link ./process_usage.ts}: {@link memoryOf}, {@link cpuSeconds}.
+ * - {@link ./portal_harness.ts}: {@link writeDeploymentFiles},
+ *   {@link startRelay}, {@link startPeer}.
+ * - {@link ./deadline.ts}: {@link deadline}, {@link settlesWithin}.
+ *
+ * Child scripts, run as their own processes (not exported here):
+ * ./channel_peer.ts (a secure channel responder) and ./portal_peer.ts (a
+ * portal gateway or edge).
+ *
+ * scripts/stack.ts runs under the narrow `stack` permission set: it
+ * imports ./service_process.ts alone, not this module.
+ *
+ * @module
+ */
+export * from "./banner.ts";
+export * from "./deadline.ts";
+export * from "./free_port.ts";
+export * from "./lines.ts";
+export * from "./portal_harness.ts";
+export * from "./process_usage.ts";
+export * from "./service_process.ts";
