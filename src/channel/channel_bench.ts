@@ -20,7 +20,8 @@ import { SoftwareSigner } from "../identity/software_signer.ts";
 import { encodeIdentityPayload } from "./identity_payload.ts";
 import { XXHandshake } from "./noise/handshake_state.ts";
 import { dh, generateDhKeyPair } from "./noise/x25519.ts";
-import { createChannelIdentity, PROLOGUE } from "./secure_channel.ts";
+import { PROLOGUE } from "./secure_channel.ts";
+import { createChannelIdentity } from "./channel_identity.ts";
 import { ReceiveCipher, SendCipher } from "./transport_cipher.ts";
 import { verifyPeer } from "./trust_policy.ts";
 

@@ -8,24 +8,33 @@ export { PROTOCOL_NAME, XXHandshake, type XXHandshakeOptions } from "./noise/han
 export { type DhKeyPair, dhKeyPairFromPrivate, generateDhKeyPair } from "./noise/x25519.ts";
 export {
   type ChannelIdentity,
+  type ChannelIdentityOptions,
+  createChannelIdentity,
+  DEFAULT_ATTESTATION_TTL_SECONDS,
+  type RenewableChannelIdentity,
+} from "./channel_identity.ts";
+export {
   type ChannelOptions,
   type ChannelStats,
   type CloseInfo,
-  type ConnectOptions,
-  connectSecureChannel,
-  createChannelIdentity,
-  type ListenOptions,
-  listenSecureChannels,
+  MAX_MESSAGE_PAYLOAD,
   PROLOGUE,
   SecureChannel,
-  type SecureChannelListener,
 } from "./secure_channel.ts";
+export {
+  type ConnectOptions,
+  connectSecureChannel,
+  type ListenOptions,
+  listenSecureChannels,
+  type SecureChannelListener,
+} from "./handshake.ts";
+export { REPLAY_WINDOW, ReplayWindow, type WindowVerdict } from "./replay_window.ts";
 export {
   COUNTER_BYTES,
   DEFAULT_REKEY_INTERVAL,
   type DropReason,
+  type OpenResult,
   ReceiveCipher,
-  REPLAY_WINDOW,
   SendCipher,
 } from "./transport_cipher.ts";
 export {

@@ -31,14 +31,15 @@
  * the path is alive even when the peer's own timeout is long; never
  * answered, so the two cannot loop).
  *
+ * The handshake drivers that build channels (`connectSecureChannel`,
+ * `listenSecureChannels`) are in handshake.ts.
+ *
  * @module
  */
 import type { SecureChannelInfo } from "./channel_info.ts";
 import type { Credential } from "../credential/credential.ts";
 import { HandshakeError } from "../errors.ts";
-import type { Identity } from "../identity/identity.ts";
-import { createAttestation } from "../identity/attestation.ts";
-import { type Logger, silentLogger } from "../log.ts";
+import type { Logger } from "../log.ts";
 import type { Node } from "../routing/node.ts";
 import {
   type Address,
@@ -47,16 +48,9 @@ import {
   type Route,
   type RoutedMessage,
 } from "../routing/routed_message.ts";
-import { encodeIdentityPayload } from "./identity_payload.ts";
-import { type DhKeyPair, generateDhKeyPair } from "./noise/x25519.ts";
-import { XXHandshake } from "./noise/handshake_state.ts";
+import type { ChannelIdentity } from "./channel_identity.ts";
 import { type OpenResult, ReceiveCipher, SendCipher } from "./transport_cipher.ts";
-import {
-  checkCredential,
-  type TrustPolicy,
-  type VerifiedPeer,
-  verifyPeer,
-} from "./trust_policy.ts";
+import { checkCredential, type TrustPolicy, type VerifiedPeer } from "./trust_policy.ts";
 
 /** Prologue of every handshake: protocol label and version (DESIGN.md §4). */
 export const PROLOGUE = new TextEncoder().encode("nexus.secure_channel.v1");
@@ -70,8 +64,10 @@ export const RECEIVE_PIPELINE = 8;
  */
 export const MAX_MESSAGE_PAYLOAD = 192 * 1024;
 
-const WIRE = { message1: 0x01, message2: 0x02, message3: 0x03, record: 0x04 } as const;
-const KIND = {
+/** @internal The wire kinds after the routing header. */
+export const WIRE = { message1: 0x01, message2: 0x02, message3: 0x03, record: 0x04 } as const;
+/** @internal The kinds of record plaintexts. */
+export const KIND = {
   message: 0x01,
   refresh: 0x02,
   close: 0x03,
@@ -79,36 +75,6 @@ const KIND = {
   keepalive: 0x06,
   keepaliveAnswer: 0x07,
 } as const;
-
-/** What this end presents: identity, attested static key, credentials. */
-export interface ChannelIdentity {
-  readonly identity: Identity;
-  readonly staticKeyPair: DhKeyPair;
-  /** Encoded attestation of `staticKeyPair.publicKey` by `identity`. */
-  readonly attestation: Uint8Array;
-  /** The credentials to present now (read at each handshake). */
-  readonly credentials: () => readonly Uint8Array[];
-}
-
-/**
- * A channel identity with a fresh X25519 static key attested by `identity`
- * for `ttlSeconds` (default 30 days).
- */
-export async function createChannelIdentity(
-  identity: Identity,
-  options: { credentials?: () => readonly Uint8Array[]; ttlSeconds?: number } = {},
-): Promise<ChannelIdentity> {
-  const staticKeyPair = await generateDhKeyPair();
-  const attestation = await createAttestation(identity, staticKeyPair.publicKey, {
-    ttlSeconds: options.ttlSeconds,
-  });
-  return {
-    identity,
-    staticKeyPair,
-    attestation: attestation.encoded,
-    credentials: options.credentials ?? (() => []),
-  };
-}
 
 /** Options common to both ends. */
 export interface ChannelOptions {
@@ -138,14 +104,16 @@ export interface ChannelStats {
   dropped: number;
 }
 
-function frame(kind: number, body: Uint8Array): Uint8Array {
+/** @internal `kind` followed by `body`, in one allocation. */
+export function frame(kind: number, body: Uint8Array): Uint8Array {
   const out = new Uint8Array(1 + body.length);
   out[0] = kind;
   out.set(body, 1);
   return out;
 }
 
-const utf8 = new TextEncoder();
+/** @internal */
+export const utf8: TextEncoder = new TextEncoder();
 const fromUtf8 = new TextDecoder();
 
 /** An established channel end. */
@@ -180,7 +148,7 @@ export class SecureChannel {
   /** For the initiator: settles when the responder says ready or refuses. */
   #ready: PromiseWithResolvers<void> | null;
 
-  /** @internal Built by {@link connectSecureChannel} and {@link listenSecureChannels}. */
+  /** @internal Built by the handshake drivers (handshake.ts). */
   constructor(init: {
     node: Node;
     policy: TrustPolicy;
@@ -459,293 +427,10 @@ export class SecureChannel {
 }
 
 /**
- * Registers a channel end's decryptor: until the channel exists it waits
- * for the one handshake message of kind `expected` (copied: transports lend
- * views); afterwards it hands records to the channel.
- */
-function registerDecryptor(
-  node: Node,
-  expected: number,
-  channel: () => SecureChannel | null,
-): { address: Address; handshake: PromiseWithResolvers<RoutedMessage> } {
-  const handshake = Promise.withResolvers<RoutedMessage>();
-  const address = node.registerRandom("scd", (message) => {
-    const kind = message.payload[0];
-    const current = channel();
-    if (current !== null && kind === WIRE.record) {
-      return current.receiveRecord(message.payload.subarray(1));
-    }
-    if (current === null && kind === expected) handshake.resolve(copyOf(message));
-    return undefined;
-  });
-  return { address, handshake };
-}
-
-/**
  * A channel's timers never keep a process alive on their own: a process
  * ends when its connections and listeners do.
  */
 function unref(timer: ReturnType<typeof setTimeout>): ReturnType<typeof setTimeout> {
   Deno.unrefTimer(timer as unknown as number);
   return timer;
-}
-
-/** A message whose payload outlives the handler call (transports lend views). */
-function copyOf(message: RoutedMessage): RoutedMessage {
-  return { onward: message.onward, return: message.return, payload: message.payload.slice() };
-}
-
-/**
- * A handshake deadline. `expired` lets the handshake's own steps stop after
- * an await once the deadline has passed, so no state is built after the
- * caller was told `timeout`.
- */
-function timeout(
-  ms: number,
-  what: string,
-): { promise: Promise<never>; cancel: () => void; readonly expired: boolean; check(): void } {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let expired = false;
-  const error = () => new HandshakeError("timeout", `${what} timed out after ${ms} ms`);
-  const promise = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      expired = true;
-      reject(error());
-    }, ms);
-  });
-  promise.catch(() => {});
-  return {
-    promise,
-    cancel: () => clearTimeout(timer),
-    get expired() {
-      return expired;
-    },
-    check() {
-      if (expired) throw error();
-    },
-  };
-}
-
-/** Options for {@link connectSecureChannel}. */
-export interface ConnectOptions extends ChannelOptions {
-  /** Route to the peer's channel listener, e.g. `[connection, "api"]`. */
-  route: Route;
-}
-
-/**
- * Opens a channel as initiator along `route` and resolves once the
- * responder has verified this end too.
- * @throws {HandshakeError} when the handshake fails, the peer fails the
- *   policy (nothing is sent after message 2 then), the responder refuses
- *   this end, or the handshake times out.
- */
-export async function connectSecureChannel(options: ConnectOptions): Promise<SecureChannel> {
-  const { node, local, policy } = options;
-  const logger = options.logger ?? silentLogger;
-  const limit = timeout(options.handshakeTimeoutMs ?? 10_000, "secure channel handshake");
-  const handshake = new XXHandshake({
-    initiator: true,
-    prologue: PROLOGUE,
-    staticKeyPair: local.staticKeyPair,
-  });
-  let channel: SecureChannel | null = null;
-  const { address: decryptor, handshake: message2 } = registerDecryptor(
-    node,
-    WIRE.message2,
-    () => channel,
-  );
-  try {
-    const work = (async () => {
-      const message1 = await handshake.writeMessage(new Uint8Array(0));
-      const sent = await node.route({
-        onward: options.route,
-        return: [decryptor],
-        payload: frame(WIRE.message1, message1),
-      });
-      if (!sent) throw new HandshakeError("closed", "no route to the peer");
-      const reply = await message2.promise;
-      const payload = await handshake.readMessage(reply.payload.subarray(1));
-      // The responder is verified before anything about this end is sent.
-      const peer = await verifyPeer(payload, handshake.remoteStaticKey!, policy);
-      limit.check();
-      const message3 = await handshake.writeMessage(encodeIdentityPayload({
-        history: local.identity.history.encoded,
-        attestation: local.attestation,
-        credentials: local.credentials(),
-      }));
-      const keys = handshake.split();
-      channel = new SecureChannel({
-        node,
-        policy,
-        encryptor: node.freshAddress("sce"),
-        decryptor,
-        remote: reply.return,
-        peer,
-        send: SendCipher.create(keys.initiatorToResponder, options),
-        receive: ReceiveCipher.create(keys.responderToInitiator, options),
-        idleTimeoutMs: options.idleTimeoutMs ?? 300_000,
-        logger,
-        awaitReady: true,
-      });
-      await node.route({
-        onward: reply.return,
-        return: [decryptor],
-        payload: frame(WIRE.message3, message3),
-      });
-      await channel.ready;
-      return channel;
-    })();
-    const result = await Promise.race([work, limit.promise]);
-    logger.info("secure channel established", { peer: result.peer.identifier, role: "initiator" });
-    return result;
-  } catch (error) {
-    // Whatever state was built is torn down; nothing was delivered.
-    if (channel !== null) (channel as SecureChannel).close("handshake failed");
-    else node.unregister(decryptor);
-    throw error;
-  } finally {
-    limit.cancel();
-  }
-}
-
-/** Options for {@link listenSecureChannels}. */
-export interface ListenOptions extends ChannelOptions {
-  /** The listener's address (where message 1 is sent). */
-  address: Address;
-  /** Called with each channel once the initiator passed the policy. */
-  onChannel?: (channel: SecureChannel) => void;
-  /** Most handshakes in progress at once (default 10,000); more are dropped. */
-  maxPendingHandshakes?: number;
-}
-
-/** A running channel listener. */
-export interface SecureChannelListener {
-  readonly address: Address;
-  /** Open channels accepted by this listener. */
-  channels(): SecureChannel[];
-  /** Handshakes that failed, by code, since start. */
-  readonly failures: Map<string, number>;
-  /** Stops accepting; with `closeChannels`, closes the open ones too. */
-  close(options?: { closeChannels?: boolean }): void;
-}
-
-/** Accepts channels at `options.address` as responder. */
-export function listenSecureChannels(options: ListenOptions): SecureChannelListener {
-  const { node, local, policy } = options;
-  const logger = options.logger ?? silentLogger;
-  const open = new Set<SecureChannel>();
-  const failures = new Map<string, number>();
-  let pending = 0;
-  const maxPending = options.maxPendingHandshakes ?? 10_000;
-
-  const respond = async (first: RoutedMessage) => {
-    const handshake = new XXHandshake({
-      initiator: false,
-      prologue: PROLOGUE,
-      staticKeyPair: local.staticKeyPair,
-    });
-    let channel: SecureChannel | null = null;
-    const { address: decryptor, handshake: message3 } = registerDecryptor(
-      node,
-      WIRE.message3,
-      () => channel,
-    );
-    const limit = timeout(options.handshakeTimeoutMs ?? 10_000, "secure channel handshake");
-    try {
-      const work = (async () => {
-        const payload1 = await handshake.readMessage(first.payload.subarray(1));
-        if (payload1.length !== 0) {
-          throw new HandshakeError("bad_payload", "message 1 must carry no payload");
-        }
-        const message2 = await handshake.writeMessage(encodeIdentityPayload({
-          history: local.identity.history.encoded,
-          attestation: local.attestation,
-          credentials: local.credentials(),
-        }));
-        await node.route({
-          onward: first.return,
-          return: [decryptor],
-          payload: frame(WIRE.message2, message2),
-        });
-        const reply = await message3.promise;
-        limit.check();
-        const payload3 = await handshake.readMessage(reply.payload.subarray(1));
-        const keys = handshake.split();
-        const send = SendCipher.create(keys.responderToInitiator, options);
-        let peer: VerifiedPeer;
-        try {
-          peer = await verifyPeer(payload3, handshake.remoteStaticKey!, policy);
-        } catch (error) {
-          // Tell the initiator, inside the encryption only it can open, that
-          // it was refused; then forget everything.
-          const record = await send.seal(frame(KIND.close, utf8.encode("refused")), 1);
-          record[0] = WIRE.record;
-          await node.route({ onward: reply.return, return: [decryptor], payload: record });
-          throw error;
-        }
-        limit.check();
-        channel = new SecureChannel({
-          node,
-          policy,
-          encryptor: node.freshAddress("sce"),
-          decryptor,
-          remote: reply.return,
-          peer,
-          send,
-          receive: ReceiveCipher.create(keys.initiatorToResponder, options),
-          idleTimeoutMs: options.idleTimeoutMs ?? 300_000,
-          logger,
-          awaitReady: false,
-        });
-        // Listed before the initiator hears "ready", so it is never missing
-        // from channels() once the initiator's connect has resolved.
-        const accepted = channel;
-        open.add(accepted);
-        accepted.closed.then(() => open.delete(accepted));
-        await channel.sendReady();
-        return channel;
-      })();
-      const accepted = await Promise.race([work, limit.promise]);
-      logger.info("secure channel established", {
-        peer: accepted.peer.identifier,
-        role: "responder",
-      });
-      options.onChannel?.(accepted);
-    } catch (error) {
-      const code = error instanceof HandshakeError ? error.code : "internal";
-      failures.set(code, (failures.get(code) ?? 0) + 1);
-      logger.warn("secure channel handshake failed", {
-        code,
-        error: error instanceof Error ? error.message : String(error),
-      });
-      if (channel !== null) (channel as SecureChannel).close("handshake failed");
-      else node.unregister(decryptor);
-    } finally {
-      limit.cancel();
-      pending--;
-    }
-  };
-
-  node.register(options.address, (message) => {
-    if (message.payload[0] !== WIRE.message1) return;
-    if (pending >= maxPending) {
-      failures.set("overloaded", (failures.get("overloaded") ?? 0) + 1);
-      return;
-    }
-    pending++;
-    // Not awaited: a slow handshake must not stall the connection it came on.
-    respond(copyOf(message));
-  });
-
-  return {
-    address: options.address,
-    channels: () => [...open],
-    failures,
-    close(closeOptions) {
-      node.unregister(options.address);
-      if (closeOptions?.closeChannels) {
-        for (const channel of open) channel.close("listener closed");
-      }
-    },
-  };
 }

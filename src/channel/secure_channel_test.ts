@@ -8,7 +8,7 @@ import { HandshakeError } from "../errors.ts";
 import { Node } from "../routing/node.ts";
 import type { RoutedMessage } from "../routing/routed_message.ts";
 import { authority, eventually, link, member } from "../testdata/channel_fixtures.ts";
-import { connectSecureChannel, listenSecureChannels } from "./secure_channel.ts";
+import { connectSecureChannel, listenSecureChannels } from "./handshake.ts";
 
 const text = new TextEncoder();
 

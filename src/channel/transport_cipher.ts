@@ -38,13 +38,14 @@ import {
   writeNonce,
 } from "./noise/cipher_state.ts";
 import { HandshakeError } from "../errors.ts";
+import { REPLAY_WINDOW, ReplayWindow } from "./replay_window.ts";
+
+export { REPLAY_WINDOW };
 
 /** Bytes of the clear counter before each ciphertext. */
 export const COUNTER_BYTES = 8;
 /** AES-GCM tag length. */
 export const TAG_BYTES = 16;
-/** Records of the replay window: duplicates and records this far behind the newest are dropped. */
-export const REPLAY_WINDOW = 64;
 /** Default records per key before REKEY. */
 export const DEFAULT_REKEY_INTERVAL = 65536;
 /** Plaintexts up to this size are sealed and opened synchronously with node:crypto. */
@@ -192,10 +193,7 @@ export class ReceiveCipher {
   #current: EpochKey;
   #previous: EpochKey | null = null;
   #next: EpochKey | null = null;
-  /** Highest counter accepted so far, -1 before the first. */
-  #highest = -1;
-  /** Ring of accepted counters: slot n % window holds n once n is accepted. */
-  #seen = new Float64Array(REPLAY_WINDOW).fill(-1);
+  #window = new ReplayWindow(REPLAY_WINDOW);
   /** Counters being decrypted now, and when each decryption settles. */
   #inFlight = new Map<number, Promise<unknown>>();
 
@@ -224,8 +222,8 @@ export class ReceiveCipher {
     if (n > MAX_NONCE) return drop("malformed");
 
     // Window first: a replay costs no decryption.
-    if (n <= this.#highest - REPLAY_WINDOW) return drop("too_old");
-    if (this.#seen[n % REPLAY_WINDOW] === n) return drop("replayed");
+    const verdict = this.#window.check(n);
+    if (verdict !== "fresh") return drop(verdict);
     const busy = this.#inFlight.get(n);
     if (busy !== undefined) {
       // Another record with this counter is decrypting, and at most one of
@@ -289,8 +287,7 @@ export class ReceiveCipher {
       this.#current = key;
       this.#next = null;
     }
-    if (n > this.#highest) this.#highest = n;
-    this.#seen[n % REPLAY_WINDOW] = n;
+    this.#window.mark(n);
     return { ok: true, plaintext, counter: n };
   }
 }

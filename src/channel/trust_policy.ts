@@ -15,6 +15,8 @@ import { toHex } from "../encoding/hex.ts";
 import { CredentialError, HandshakeError, IdentityError } from "../errors.ts";
 import { type Attestation, verifyAttestation } from "../identity/attestation.ts";
 import { type VerifiedIdentity, verifyChangeHistory } from "../identity/change_history.ts";
+import type { Policy } from "../policy/policy.ts";
+import { attributesRule } from "../policy/rules.ts";
 import { decodeIdentityPayload } from "./identity_payload.ts";
 
 /** The checks a channel end applies to its peer. */
@@ -27,7 +29,16 @@ export interface TrustPolicy {
   readonly requireCredential?: boolean;
   /** When given, the peer's identifier must be one of these. */
   readonly pinned?: Iterable<string>;
-  /** When given, the credential must carry each attribute with exactly this value. */
+  /**
+   * When given, the peer's credential must satisfy this rule (src/policy/rules.ts):
+   * the one evaluator of every authorization decision.
+   */
+  readonly admit?: Policy;
+  /**
+   * Shorthand for a rule: the credential must carry each attribute with
+   * exactly this value (text, an integer or a boolean). Evaluated as
+   * {@link attributesRule} by the same policy engine as {@link admit}.
+   */
   readonly requiredAttributes?: Readonly<Record<string, AttributeValue>>;
   /** Clock skew allowed, seconds (default 60). */
   readonly skewSeconds?: number;
@@ -65,28 +76,39 @@ async function verifyHistoryCached(history: Uint8Array): Promise<VerifiedIdentit
   return verified;
 }
 
-function equalValue(a: AttributeValue | undefined, b: AttributeValue): boolean {
-  if (Array.isArray(b)) {
-    return Array.isArray(a) && a.length === b.length && a.every((item, i) => item === b[i]);
+/** `requiredAttributes` objects as rules, parsed once per object. */
+const attributeRules = new WeakMap<object, Policy>();
+
+function rulesOf(policy: TrustPolicy): Policy[] {
+  const rules: Policy[] = [];
+  if (policy.requiredAttributes !== undefined) {
+    let rule = attributeRules.get(policy.requiredAttributes);
+    if (rule === undefined) {
+      rule = attributesRule(policy.requiredAttributes);
+      attributeRules.set(policy.requiredAttributes, rule);
+    }
+    rules.push(rule);
   }
-  return a === b;
+  if (policy.admit !== undefined) rules.push(policy.admit);
+  return rules;
 }
 
 /**
- * Checks one credential against the policy for `subject`.
+ * Checks one credential about `identifier` against the policy: verified
+ * (issuer, signature, validity, revocations), then every rule of the policy.
  * @throws {HandshakeError} `credential_rejected` (cause: the CredentialError)
  *   or `missing_attribute`.
  */
 export async function checkCredential(
   encoded: Uint8Array | Credential,
-  subject: string,
+  identifier: string,
   policy: TrustPolicy,
 ): Promise<Credential> {
   let credential: Credential;
   try {
     credential = await verifyCredential(encoded, {
       trust: policy.trust,
-      subject,
+      subject: identifier,
       revocations: policy.revocations,
       skewSeconds: policy.skewSeconds,
       now: nowOf(policy),
@@ -95,11 +117,12 @@ export async function checkCredential(
     const why = cause instanceof CredentialError ? cause.code : "malformed";
     throw new HandshakeError("credential_rejected", `peer credential rejected: ${why}`, { cause });
   }
-  for (const [name, value] of Object.entries(policy.requiredAttributes ?? {})) {
-    if (!equalValue(credential.attributes[name], value)) {
+  const subject = { identifier, attributes: credential.attributes };
+  for (const rule of rulesOf(policy)) {
+    if (!rule.allows(subject)) {
       throw new HandshakeError(
         "missing_attribute",
-        `peer credential lacks ${name}=${JSON.stringify(value)}`,
+        `peer credential refused by policy: ${rule.evaluate(subject).reason}`,
       );
     }
   }

@@ -1,0 +1,337 @@
+/**
+ * The handshake drivers: {@link connectSecureChannel} (initiator) and
+ * {@link listenSecureChannels} (responder) run Noise XX over routes
+ * (docs/protocol.md §15) and build a {@link SecureChannel} once both ends
+ * have verified each other.
+ *
+ * ```
+ * initiator                                responder (listener address)
+ *   0x01 message 1 (e)             ──▶     decryptor registered, message 2 sent
+ *                                  ◀──     0x02 message 2 (e, ee, s, es; its IdentityPayload)
+ *   responder verified first,
+ *   then 0x03 message 3            ──▶     initiator verified; a refusal goes back as a
+ *   (s, se; its IdentityPayload)           close record inside the encryption
+ *                                  ◀──     0x04 record "ready": the initiator's connect resolves
+ * ```
+ *
+ * Both drivers share one setup ({@link beginHandshake}): the Noise state
+ * over one snapshot of the local static key and its attestation, the
+ * decryptor that waits for exactly one handshake message, the deadline,
+ * and the teardown that leaves nothing registered when the handshake
+ * fails.
+ *
+ * @module
+ */
+import { HandshakeError } from "../errors.ts";
+import { silentLogger } from "../log.ts";
+import type { Address, Route, RoutedMessage } from "../routing/routed_message.ts";
+import { encodeIdentityPayload } from "./identity_payload.ts";
+import { XXHandshake } from "./noise/handshake_state.ts";
+import type { SplitKeys } from "./noise/symmetric_state.ts";
+import {
+  type ChannelOptions,
+  frame,
+  KIND,
+  PROLOGUE,
+  SecureChannel,
+  utf8,
+  WIRE,
+} from "./secure_channel.ts";
+import { ReceiveCipher, SendCipher } from "./transport_cipher.ts";
+import { type VerifiedPeer, verifyPeer } from "./trust_policy.ts";
+
+/**
+ * A handshake deadline. `check()` lets the handshake's own steps stop after
+ * an await once the deadline has passed, so no state is built after the
+ * caller was told `timeout`.
+ */
+function deadline(ms: number): { promise: Promise<never>; cancel(): void; check(): void } {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let expired = false;
+  const error = () =>
+    new HandshakeError("timeout", `secure channel handshake timed out after ${ms} ms`);
+  const promise = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      expired = true;
+      reject(error());
+    }, ms);
+  });
+  promise.catch(() => {});
+  return {
+    promise,
+    cancel: () => clearTimeout(timer),
+    check() {
+      if (expired) throw error();
+    },
+  };
+}
+
+/** A message whose payload outlives the handler call (transports lend views). */
+function copyOf(message: RoutedMessage): RoutedMessage {
+  return { onward: message.onward, return: message.return, payload: message.payload.slice() };
+}
+
+/** One handshake in progress, as both drivers use it. */
+interface HandshakeRun {
+  readonly noise: XXHandshake;
+  /** This end's decryptor: where the peer's handshake messages and records arrive. */
+  readonly decryptor: Address;
+  /** The one handshake message this end waits for (copied). */
+  readonly reply: Promise<RoutedMessage>;
+  readonly limit: ReturnType<typeof deadline>;
+  /** This end's IdentityPayload (history, attestation of the snapshot's key, credentials now). */
+  identityPayload(): Uint8Array;
+  /** Builds the channel from Split()'s keys; from then on the decryptor hands it records. */
+  establish(init: {
+    keys: SplitKeys;
+    peer: VerifiedPeer;
+    remote: Route;
+    send?: SendCipher;
+  }): SecureChannel;
+  /** Tears down whatever was built; nothing stays registered. */
+  abandon(): void;
+}
+
+/**
+ * The setup both drivers share. The local static key and its attestation
+ * are read once, here: a renewal during the handshake (channel_identity.ts)
+ * must not pair this handshake's key with another key's attestation.
+ */
+function beginHandshake(options: ChannelOptions, initiator: boolean): HandshakeRun {
+  const { node, local } = options;
+  const { staticKeyPair, attestation } = local;
+  const noise = new XXHandshake({ initiator, prologue: PROLOGUE, staticKeyPair });
+  let channel: SecureChannel | null = null;
+  const expected = initiator ? WIRE.message2 : WIRE.message3;
+  const reply = Promise.withResolvers<RoutedMessage>();
+  const decryptor = node.registerRandom("scd", (message) => {
+    const kind = message.payload[0];
+    if (channel !== null && kind === WIRE.record) {
+      return channel.receiveRecord(message.payload.subarray(1));
+    }
+    if (channel === null && kind === expected) reply.resolve(copyOf(message));
+    return undefined;
+  });
+  const limit = deadline(options.handshakeTimeoutMs ?? 10_000);
+  return {
+    noise,
+    decryptor,
+    reply: reply.promise,
+    limit,
+    identityPayload: () =>
+      encodeIdentityPayload({
+        history: local.identity.history.encoded,
+        attestation,
+        credentials: local.credentials(),
+      }),
+    establish({ keys, peer, remote, send }) {
+      const [out, incoming] = initiator
+        ? [keys.initiatorToResponder, keys.responderToInitiator]
+        : [keys.responderToInitiator, keys.initiatorToResponder];
+      channel = new SecureChannel({
+        node,
+        policy: options.policy,
+        encryptor: node.freshAddress("sce"),
+        decryptor,
+        remote,
+        peer,
+        send: send ?? SendCipher.create(out, options),
+        receive: ReceiveCipher.create(incoming, options),
+        idleTimeoutMs: options.idleTimeoutMs ?? 300_000,
+        logger: options.logger ?? silentLogger,
+        awaitReady: initiator,
+      });
+      return channel;
+    },
+    abandon() {
+      if (channel !== null) channel.close("handshake failed");
+      else node.unregister(decryptor);
+    },
+  };
+}
+
+/** Options for {@link connectSecureChannel}. */
+export interface ConnectOptions extends ChannelOptions {
+  /** Route to the peer's channel listener, e.g. `[connection, "api"]`. */
+  route: Route;
+}
+
+/**
+ * Opens a channel as initiator along `route` and resolves once the
+ * responder has verified this end too.
+ *
+ * @example
+ * ```ts ignore
+ * const channel = await connectSecureChannel({
+ *   node, local, route: [relayConnection, "forward.gw-cust-001", "api"],
+ *   policy: { trust, requiredAttributes: { role: "gateway" } },
+ * });
+ * await channel.send(["outlet.context"], payload);
+ * ```
+ * @throws {HandshakeError} when the handshake fails, the peer fails the
+ *   policy (nothing is sent after message 2 then), the responder refuses
+ *   this end, or the handshake times out.
+ */
+export async function connectSecureChannel(options: ConnectOptions): Promise<SecureChannel> {
+  const { node, policy } = options;
+  const logger = options.logger ?? silentLogger;
+  const run = beginHandshake(options, true);
+  try {
+    const work = (async () => {
+      const message1 = await run.noise.writeMessage(new Uint8Array(0));
+      const sent = await node.route({
+        onward: options.route,
+        return: [run.decryptor],
+        payload: frame(WIRE.message1, message1),
+      });
+      if (!sent) throw new HandshakeError("closed", "no route to the peer");
+      const reply = await run.reply;
+      const payload = await run.noise.readMessage(reply.payload.subarray(1));
+      // The responder is verified before anything about this end is sent.
+      const peer = await verifyPeer(payload, run.noise.remoteStaticKey!, policy);
+      run.limit.check();
+      const message3 = await run.noise.writeMessage(run.identityPayload());
+      const channel = run.establish({ keys: run.noise.split(), peer, remote: reply.return });
+      await node.route({
+        onward: reply.return,
+        return: [run.decryptor],
+        payload: frame(WIRE.message3, message3),
+      });
+      await channel.ready;
+      return channel;
+    })();
+    const result = await Promise.race([work, run.limit.promise]);
+    logger.info("secure channel established", { peer: result.peer.identifier, role: "initiator" });
+    return result;
+  } catch (error) {
+    // Whatever state was built is torn down; nothing was delivered.
+    run.abandon();
+    throw error;
+  } finally {
+    run.limit.cancel();
+  }
+}
+
+/** Options for {@link listenSecureChannels}. */
+export interface ListenOptions extends ChannelOptions {
+  /** The listener's address (where message 1 is sent). */
+  address: Address;
+  /** Called with each channel once the initiator passed the policy. */
+  onChannel?: (channel: SecureChannel) => void;
+  /** Most handshakes in progress at once (default 10,000); more are dropped. */
+  maxPendingHandshakes?: number;
+}
+
+/** A running channel listener. */
+export interface SecureChannelListener {
+  readonly address: Address;
+  /** Open channels accepted by this listener. */
+  channels(): SecureChannel[];
+  /** Handshakes that failed, by code, since start. */
+  readonly failures: Map<string, number>;
+  /** Stops accepting; with `closeChannels`, closes the open ones too. */
+  close(options?: { closeChannels?: boolean }): void;
+}
+
+/**
+ * Accepts channels at `options.address` as responder.
+ *
+ * @example
+ * ```ts ignore
+ * const listener = listenSecureChannels({
+ *   node, local, address: "api",
+ *   policy: { trust, revocations, requiredAttributes: { customer_id: "cust_001" } },
+ * });
+ * listener.channels(); // the open ones
+ * ```
+ */
+export function listenSecureChannels(options: ListenOptions): SecureChannelListener {
+  const { node, policy } = options;
+  const logger = options.logger ?? silentLogger;
+  const open = new Set<SecureChannel>();
+  const failures = new Map<string, number>();
+  let pending = 0;
+  const maxPending = options.maxPendingHandshakes ?? 10_000;
+
+  const respond = async (first: RoutedMessage) => {
+    const run = beginHandshake(options, false);
+    try {
+      const work = (async () => {
+        const payload1 = await run.noise.readMessage(first.payload.subarray(1));
+        if (payload1.length !== 0) {
+          throw new HandshakeError("bad_payload", "message 1 must carry no payload");
+        }
+        const message2 = await run.noise.writeMessage(run.identityPayload());
+        await node.route({
+          onward: first.return,
+          return: [run.decryptor],
+          payload: frame(WIRE.message2, message2),
+        });
+        const reply = await run.reply;
+        run.limit.check();
+        const payload3 = await run.noise.readMessage(reply.payload.subarray(1));
+        const keys = run.noise.split();
+        const send = SendCipher.create(keys.responderToInitiator, options);
+        let peer: VerifiedPeer;
+        try {
+          peer = await verifyPeer(payload3, run.noise.remoteStaticKey!, policy);
+        } catch (error) {
+          // Tell the initiator, inside the encryption only it can open, that
+          // it was refused; then forget everything.
+          const record = await send.seal(frame(KIND.close, utf8.encode("refused")), 1);
+          record[0] = WIRE.record;
+          await node.route({ onward: reply.return, return: [run.decryptor], payload: record });
+          throw error;
+        }
+        run.limit.check();
+        const channel = run.establish({ keys, peer, remote: reply.return, send });
+        // Listed before the initiator hears "ready", so it is never missing
+        // from channels() once the initiator's connect has resolved.
+        open.add(channel);
+        channel.closed.then(() => open.delete(channel));
+        await channel.sendReady();
+        return channel;
+      })();
+      const accepted = await Promise.race([work, run.limit.promise]);
+      logger.info("secure channel established", {
+        peer: accepted.peer.identifier,
+        role: "responder",
+      });
+      options.onChannel?.(accepted);
+    } catch (error) {
+      const code = error instanceof HandshakeError ? error.code : "internal";
+      failures.set(code, (failures.get(code) ?? 0) + 1);
+      logger.warn("secure channel handshake failed", {
+        code,
+        error: error instanceof Error ? error.message : String(error),
+      });
+      run.abandon();
+    } finally {
+      run.limit.cancel();
+      pending--;
+    }
+  };
+
+  node.register(options.address, (message) => {
+    if (message.payload[0] !== WIRE.message1) return;
+    if (pending >= maxPending) {
+      failures.set("overloaded", (failures.get("overloaded") ?? 0) + 1);
+      return;
+    }
+    pending++;
+    // Not awaited: a slow handshake must not stall the connection it came on.
+    respond(copyOf(message));
+  });
+
+  return {
+    address: options.address,
+    channels: () => [...open],
+    failures,
+    close(closeOptions) {
+      node.unregister(options.address);
+      if (closeOptions?.closeChannels) {
+        for (const channel of open) channel.close("listener closed");
+      }
+    },
+  };
+}
