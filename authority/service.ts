@@ -1,5 +1,5 @@
 /**
- * The credential authority service (DESIGN.md §3, §8): a node that accepts
+ * The credential authority service (docs/design.md §3, §8): a node that accepts
  * secure channels over TCP and answers members' requests
  * (src/authority_client/protocol.ts):
  *
@@ -25,11 +25,9 @@ import {
   encodeError,
   encodeResult,
 } from "../src/authority_client/protocol.ts";
-import {
-  createChannelIdentity,
-  listenSecureChannels,
-  type SecureChannel,
-} from "../src/channel/secure_channel.ts";
+import { type SecureChannel } from "../src/channel/secure_channel.ts";
+import { createChannelIdentity } from "../src/channel/channel_identity.ts";
+import { listenSecureChannels } from "../src/channel/handshake.ts";
 import type { AttributeValue } from "../src/credential/attributes.ts";
 import { issueCredential } from "../src/credential/credential.ts";
 import { createRevocationList } from "../src/credential/revocation.ts";
@@ -42,6 +40,7 @@ import type { Route } from "../src/routing/routed_message.ts";
 import { TcpTransport } from "../src/transport/tcp_transport.ts";
 import { Metrics } from "../src/ops/metrics.ts";
 import { startOpsServer } from "../src/ops/ops_server.ts";
+import { renewAttestations } from "../src/member/attestation_renewal.ts";
 import type { HsmOptions } from "../hsm/pkcs11_signer.ts";
 import { loadAuthority, statePaths } from "./ceremony.ts";
 import { AuthorityStore } from "./store.ts";
@@ -59,6 +58,8 @@ export interface AuthorityServiceOptions {
   pollMs?: number;
   /** Where to serve /metrics, /healthz and /readyz (default: not served). */
   ops?: { hostname: string; port: number };
+  /** Lifetime of the authority's channel attestation, seconds (default 30 days; renewed at two thirds). */
+  attestationTtlSeconds?: number;
   logger?: Logger;
 }
 
@@ -93,7 +94,10 @@ export async function startAuthority(options: AuthorityServiceOptions): Promise<
 
   const node = new Node({ name: "authority", logger });
   const transport = new TcpTransport(node, { logger });
-  const local = await createChannelIdentity(identity);
+  const local = await createChannelIdentity(identity, {
+    ttlSeconds: options.attestationTtlSeconds,
+  });
+
   // Members enroll before they hold a credential, so the listener does not
   // require one; every request is checked against the store instead.
   const listener = listenSecureChannels({
@@ -194,7 +198,11 @@ export async function startAuthority(options: AuthorityServiceOptions): Promise<
     } catch (error) {
       stats.refused++;
       const code = error instanceof AuthorityError ? error.code : "bad_request";
-      logger.warn("request refused", { op: request.op, member: info.peer, code });
+      // A member's first request is a refresh that the authority answers
+      // not_member; it then enrolls. That is the normal path, not a warning.
+      if (code === "not_member" && request.op === "credential") {
+        logger.debug("credential asked before enrollment", { member: info.peer });
+      } else logger.warn("request refused", { op: request.op, member: info.peer, code });
       payload = encodeError(
         request.id,
         code,
@@ -278,6 +286,12 @@ export async function startAuthority(options: AuthorityServiceOptions): Promise<
     () => published,
   );
   metrics.register(
+    "nexus_authority_attestation_expiry_seconds",
+    "gauge",
+    "Expiry of the authority's channel attestation, Unix seconds (renewed at two thirds).",
+    () => local.attestationExpiresAt,
+  );
+  metrics.register(
     "nexus_authority_channels",
     "gauge",
     "Open secure channels.",
@@ -303,6 +317,11 @@ export async function startAuthority(options: AuthorityServiceOptions): Promise<
     identifier: identity.identifier,
   });
 
+  // The attestation is signed in the HSM; it is renewed at two thirds of
+  // its lifetime, so the authority never needs a restart to keep serving.
+  const stopRenewing = new AbortController();
+  const renewing = renewAttestations(local, { signal: stopRenewing.signal, logger });
+
   return {
     addr: tcp.addr,
     identity,
@@ -311,6 +330,8 @@ export async function startAuthority(options: AuthorityServiceOptions): Promise<
     opsAddr: ops?.addr ?? null,
     async close() {
       clearInterval(timer);
+      stopRenewing.abort();
+      await renewing;
       await ops?.close();
       await polling;
       listener.close({ closeChannels: true });

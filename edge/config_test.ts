@@ -7,7 +7,6 @@ import {
   parseInletFlag,
   readEdgeSecrets,
 } from "./config.ts";
-import { backoffMs } from "./edge.ts";
 
 const LICENSE = "nxl_" + "a".repeat(32);
 
@@ -138,17 +137,6 @@ Deno.test("edge config: the permission flags name exactly what the config uses",
     "--allow-read",
     "--allow-write",
   ]);
-});
-
-Deno.test("edge backoff: doubles from 500 ms to 30 s, with jitter of ±50 %", () => {
-  assert.equal(backoffMs(0, () => 0.5), 500);
-  assert.equal(backoffMs(1, () => 0.5), 1000);
-  assert.equal(backoffMs(10, () => 0.5), 30_000);
-  assert.equal(backoffMs(1000, () => 0.5), 30_000);
-  assert.equal(backoffMs(0, () => 0), 250);
-  assert.equal(backoffMs(0, () => 0.999999) < 750, true);
-  const samples = new Set(Array.from({ length: 20 }, () => backoffMs(3)));
-  assert.ok(samples.size > 10, "jittered: no two edges retry in lockstep");
 });
 
 Deno.test("edge config: ticket and license from files; a world-readable license file is refused", async () => {

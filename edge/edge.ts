@@ -1,14 +1,16 @@
 /**
- * The edge agent (DESIGN.md §1): what a customer site runs. It keeps an
- * identity in its state directory, enrolls at the authority (ticket or
- * license key) and keeps its credential fresh, connects **out** to one of
- * several relays, opens a secure channel to its customer's gateway through
- * the relay's alias, and serves inlets whose connections become portal
- * sessions to the gateway's outlets.
+ * The edge agent (docs/design.md §1): what a customer site runs. Its
+ * identity lives in its state directory; the member runtime
+ * (src/member/) enrolls it at the authority (ticket or license key), keeps
+ * its credential fresh and on disk, follows revocations and renews its
+ * channel attestation. The edge connects **out** to one of several relays,
+ * opens a secure channel to its customer's gateway through the relay's
+ * alias, and serves inlets whose connections become portal sessions to the
+ * gateway's outlets.
  *
  * The path (relay connection + secure channel) is kept by one loop:
  * relays are tried in order starting with the last one that worked; a full
- * round without a path waits with exponential backoff and jitter (never a
+ * round without a path waits with the shared backoff and jitter (never a
  * tight loop). A new inlet connection while there is no path wakes the loop
  * early (at most once a second) and waits for its outcome, so it succeeds
  * as soon as a path is back and is refused promptly when there is none.
@@ -18,24 +20,20 @@
  *
  * @module
  */
-import { AuthorityClient } from "../src/authority_client/authority_client.ts";
-import {
-  type ChannelIdentity,
-  connectSecureChannel,
-  createChannelIdentity,
-  type SecureChannel,
-} from "../src/channel/secure_channel.ts";
-import { type Credential, verifyCredential } from "../src/credential/credential.ts";
-import { RevocationRegistry } from "../src/credential/revocation.ts";
+import { connectSecureChannel } from "../src/channel/handshake.ts";
+import type { SecureChannel } from "../src/channel/secure_channel.ts";
+import { formatHostPort, parseHostPort } from "../src/config/host_port.ts";
 import { TrustStore } from "../src/credential/trust_store.ts";
 import { encodeCbor } from "../src/encoding/cbor.ts";
-import { AuthorityError, HandshakeError, RelayError } from "../src/errors.ts";
+import { HandshakeError, RelayError } from "../src/errors.ts";
 import { readIdentityFile } from "../src/identity/identity_file.ts";
 import { loadOrCreateIdentity } from "../src/identity/identity_store.ts";
 import { type Logger, silentLogger } from "../src/log.ts";
+import { backoffMs, sleep } from "../src/member/backoff.ts";
+import { type Member, startMember } from "../src/member/member.ts";
 import { Metrics } from "../src/ops/metrics.ts";
 import { type OpsServer, startOpsServer } from "../src/ops/ops_server.ts";
-import { parseHostPort } from "../src/config/host_port.ts";
+import { gatewayRule } from "../src/policy/rules.ts";
 import { injectHeader } from "../src/portal/http_header_injector.ts";
 import { createInlet, type Inlet } from "../src/portal/portal.ts";
 import {
@@ -57,8 +55,6 @@ import {
 const CREDENTIAL_FILE = "edge.credential";
 /** Shortest time between two path attempts, however often clients knock. */
 const MIN_RETRY_MS = 1000;
-/** Longest backoff between rounds of attempts. */
-const MAX_BACKOFF_MS = 30_000;
 
 /** What `nexus-edge status` shows (GET /status). */
 export interface EdgeStatus {
@@ -67,6 +63,8 @@ export interface EdgeStatus {
   state: string;
   credential: { id: string; expiresAt: number; attributes: Record<string, unknown> } | null;
   authority: { connected: boolean; lastError: string | null };
+  /** When the edge's channel attestation expires, Unix seconds (renewed at two thirds). */
+  attestationExpiresAt: number;
   relay: string | null;
   gateway: string | null;
   /** Milliseconds since the path came up, or null. */
@@ -106,26 +104,6 @@ interface Path {
 
 const message = (error: unknown) => error instanceof Error ? error.message : String(error);
 
-function sleep(ms: number, wake?: Promise<unknown>): Promise<void> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  return Promise.race([
-    new Promise<void>((resolve) => timer = setTimeout(resolve, ms)),
-    ...(wake ? [wake.then(() => {})] : []),
-  ]).finally(() => clearTimeout(timer));
-}
-
-async function readStoredCredential(
-  path: string,
-  trust: TrustStore,
-  subject: string,
-): Promise<Credential | null> {
-  try {
-    return await verifyCredential(await Deno.readFile(path), { trust, subject });
-  } catch {
-    return null; // absent, expired or from another authority: ask again
-  }
-}
-
 /**
  * Starts the edge. Fails (without starting) on a bad config, an unreadable
  * trust anchor, an inlet address that cannot be bound, or an authority
@@ -139,19 +117,10 @@ export async function startEdge(
   const logger = options.logger ?? silentLogger;
   const identity = await loadOrCreateIdentity(config.stateDir, "edge");
   const trust = new TrustStore([await readIdentityFile(config.authority.identityFile)]);
-  const revocations = new RevocationRegistry();
   const node = new Node({ name: "edge", logger: logger.child("node") });
   const transport = new TcpTransport(node, { logger: logger.child("transport") });
-  const credentialPath = `${config.stateDir}/${CREDENTIAL_FILE}`;
-  let credential = await readStoredCredential(credentialPath, trust, identity.identifier);
-  const local: ChannelIdentity = await createChannelIdentity(identity, {
-    credentials: () => credential === null ? [] : [credential.encoded],
-  });
   let stopped = false;
-  let revoked = false;
   const status = {
-    authorityConnected: false,
-    authorityError: null as string | null,
     lastError: null as string | null,
     pathChanges: 0,
     connectFailures: 0,
@@ -159,15 +128,9 @@ export async function startEdge(
   };
   /** The current path, while up. */
   let path = null as Path | null;
+  let member = null as Member | null;
   const firstPath = Promise.withResolvers<{ gateway: string; relay: string }>();
   firstPath.promise.catch(() => {});
-
-  const store = async (fresh: Credential) => {
-    // Written aside and renamed: a crash never leaves half a credential.
-    const tmp = `${credentialPath}.tmp`;
-    await Deno.writeFile(tmp, fresh.encoded, { mode: 0o600 });
-    await Deno.rename(tmp, credentialPath);
-  };
 
   // ── The path: relay connection + secure channel to the gateway ────────
   let preferred = 0;
@@ -175,23 +138,17 @@ export async function startEdge(
   let lastRoundStart = 0;
   /** Settles after each round of attempts (true: a path is up). */
   let roundDone = Promise.withResolvers<boolean>();
-  const policy = {
-    trust,
-    revocations,
-    requiredAttributes: { role: "gateway", customer_id: config.gateway.customerId },
-    pinned: config.gateway.identifier === undefined ? undefined : [config.gateway.identifier],
-  };
 
   /** The route to an outlet, waiting for a path when there is none. */
   const routeTo = async (outlet: string) => {
     if (path === null && !stopped) {
-      if (revoked) throw new Error("this edge is revoked");
+      if (member?.state === "revoked") throw new Error("this edge is revoked");
       const outcome = roundDone.promise;
       wake.resolve();
       // The timer goes with the outcome: no 10 s timer left per knock.
       const up = await Promise.race([
         outcome,
-        sleep(config.connectWaitMs, outcome).then(() => false),
+        sleep(config.connectWaitMs, { wake: outcome }).then(() => false),
       ]);
       if (!up && path === null) {
         throw new Error(`no path to the gateway (${status.lastError ?? "connecting"})`);
@@ -205,6 +162,13 @@ export async function startEdge(
   // Inlets first: an address that cannot be bound (taken, or outside the
   // permission set) stops the start before anything connects out.
   const inlets: Inlet[] = [];
+  const abandon = async (error: unknown): Promise<never> => {
+    stopped = true;
+    for (const inlet of inlets) inlet.close();
+    await member?.close();
+    await transport.close();
+    throw error;
+  };
   try {
     for (const inlet of config.inlets) {
       inlets.push(createInlet({
@@ -224,120 +188,60 @@ export async function startEdge(
       logger.info("inlet listening", { listen: inlet.listen, outlet: inlet.outlet });
     }
   } catch (error) {
-    stopped = true;
-    for (const inlet of inlets) inlet.close();
-    await transport.close();
-    throw error;
+    await abandon(error);
   }
 
-  // ── Authority: enrollment, refresh, revocation lists ──────────────────
-  const authority = parseHostPort(config.authority.address, "authority.address");
-  const firstCredential = Promise.withResolvers<void>();
-  if (credential !== null) firstCredential.resolve();
-  const authorityLoop = (async () => {
-    for (let attempt = 0; !stopped; attempt++) {
-      let client: AuthorityClient | null = null;
-      let conn: Awaited<ReturnType<TcpTransport["connect"]>> | null = null;
-      try {
-        conn = await transport.connect(authority);
-        client = await AuthorityClient.connect({
-          node,
-          route: [conn.address],
-          local,
-          trust,
-          logger: logger.child("authority"),
-        });
-        status.authorityConnected = true;
-        try {
-          credential = await client.credential();
-        } catch (error) {
-          if (!(error instanceof AuthorityError && error.code === "not_member")) throw error;
-          if (config.ticket !== undefined) {
-            credential = await client.enroll({ ticket: config.ticket });
-          } else if (config.license !== undefined) {
-            credential = await client.enroll({ license: config.license });
-          } else {
-            throw new AuthorityError(
-              "not_member",
-              "this edge is not a member: give it a ticket or a license key to enroll",
-            );
-          }
-          logger.info("enrolled at the authority", { identifier: identity.identifier });
-        }
-        await store(credential);
-        revoked = false;
-        status.authorityError = null;
-        firstCredential.resolve();
-        attempt = 0;
-        await client.subscribe(async (list) => {
-          await revocations.apply(list, trust).catch(() => false);
-          await path?.channel.revalidate();
-        });
-        // Refresh at two thirds of the lifetime; present the new credential
-        // in the open channel and at the relay (the connection outlives it).
-        while (!stopped && !client.channel.isClosed) {
-          const current: Credential = credential!;
-          const lifetimeMs = (current.expiresAt - current.createdAt) * 1000;
-          const wait = Math.max(
-            1000,
-            lifetimeMs * 2 / 3 - (Date.now() - current.createdAt * 1000),
-          );
-          const closed = await Promise.race([
-            client.channel.closed.then(() => true),
-            conn.connection.closed.then(() => true),
-            sleep(wait).then(() => false),
-          ]);
-          if (closed || stopped) break;
-          credential = await client.credential();
-          await store(credential);
-          const now = path;
-          if (now !== null) {
-            await now.channel.refreshCredential(credential.encoded).catch(() => {});
-            await refreshAtRelay(node, now.connection.address, credential.encoded).catch((error) =>
-              logger.warn("credential refresh at relay failed", {
-                relay: now.relay,
-                error: message(error),
-              })
-            );
-          }
-          logger.info("credential refreshed", { expires_at: credential.expiresAt });
-        }
-      } catch (error) {
-        status.authorityError = message(error);
-        if (error instanceof AuthorityError && error.code === "member_revoked") {
-          if (!revoked) logger.error("this edge has been revoked at the authority");
-          revoked = true;
-          await path?.channel.close("revoked");
-        } else if (credential === null && error instanceof AuthorityError) {
-          firstCredential.reject(error);
-          return;
-        } else {
-          logger.warn("authority unreachable; retrying", { error: message(error) });
-        }
-      } finally {
-        status.authorityConnected = false;
-        await client?.close().catch(() => {});
-        conn?.connection.close("authority session over");
-      }
-      // A revoked edge asks again rarely: an operator may re-admit it.
-      if (!stopped) await sleep(backoffMs(revoked ? 6 : attempt));
-    }
-  })();
+  // ── The member runtime: enrollment, refresh, revocations, attestation ──
   try {
-    await firstCredential.promise;
+    member = await startMember({
+      role: "edge",
+      identity,
+      trust,
+      node,
+      transport,
+      authorities: [parseHostPort(config.authority.address, "authority.address")],
+      enrollment: () =>
+        config.ticket !== undefined
+          ? { ticket: config.ticket }
+          : config.license !== undefined
+          ? { license: config.license }
+          : undefined,
+      enrollWith: "a ticket or a license key",
+      credentialFile: `${config.stateDir}/${CREDENTIAL_FILE}`,
+      attestationTtlSeconds: config.attestationTtlSeconds,
+      logger,
+    });
+    await member.firstCredential;
   } catch (error) {
-    stopped = true;
-    for (const inlet of inlets) inlet.close();
-    await transport.close();
-    throw error;
+    await abandon(error);
   }
+  const runtime = member!;
+  // A new credential is presented inside the open channel and at the relay
+  // on the same connection, so neither the gateway's expiry timer nor the
+  // relay's sweep cuts the path.
+  runtime.onCredential(async (credential) => {
+    const now = path;
+    if (now === null) return;
+    await now.channel.refreshCredential(credential.encoded).catch(() => {});
+    await refreshAtRelay(node, now.connection.address, credential.encoded).catch((error) =>
+      logger.warn("credential refresh at relay failed", { relay: now.relay, error: message(error) })
+    );
+  });
+  runtime.onRevocations(async () => void await path?.channel.revalidate());
+  runtime.onRevoked(async () => await path?.channel.close("revoked"));
+  const policy = {
+    trust,
+    revocations: runtime.revocations,
+    admit: gatewayRule(config.gateway.customerId),
+    pinned: config.gateway.identifier === undefined ? undefined : [config.gateway.identifier],
+  };
 
   const tryRelay = async (relay: string): Promise<Path> => {
     const connection = await connectRelay({
       transport,
       ...parseHostPort(relay, "relay"),
       identity,
-      credential: credential!.encoded,
+      credential: runtime.credential!.encoded,
       timeoutMs: 5000,
     });
     try {
@@ -357,7 +261,7 @@ export async function startEdge(
       const channel = await connectSecureChannel({
         node,
         route: [connection.address, `forward.${config.gateway.alias}`, "api"],
-        local,
+        local: runtime.local,
         policy,
         handshakeTimeoutMs: 5000,
         idleTimeoutMs: config.idleTimeoutMs,
@@ -367,6 +271,27 @@ export async function startEdge(
     } catch (error) {
       connection.connection.close("no channel to the gateway");
       throw error;
+    }
+  };
+
+  /** Holds one path until it is lost; returns why. */
+  const hold = async (found: Path): Promise<string> => {
+    // Keep the relay connection's idle timer from firing on a quiet
+    // site: the channel's keepalives pass through it, but say so anyway.
+    const ping = setInterval(() => {
+      node.route({
+        onward: [found.connection.address, "relay"],
+        return: [],
+        payload: encodeCbor([1, "ping"]),
+      }).catch(() => {});
+    }, 60_000);
+    try {
+      return await Promise.race([
+        found.channel.closed.then((info) => `channel closed: ${info.reason}`),
+        found.connection.connection.closed.then(() => "relay connection lost"),
+      ]);
+    } finally {
+      clearInterval(ping);
     }
   };
 
@@ -407,20 +332,7 @@ export async function startEdge(
         firstPath.resolve({ gateway: found.channel.peer.identifier, relay: found.relay });
         roundDone.resolve(true);
         roundDone = Promise.withResolvers<boolean>();
-        // Keep the relay connection's idle timer from firing on a quiet
-        // site: the channel's keepalives pass through it, but say so anyway.
-        const ping = setInterval(() => {
-          node.route({
-            onward: [found!.connection.address, "relay"],
-            return: [],
-            payload: encodeCbor([1, "ping"]),
-          }).catch(() => {});
-        }, 60_000);
-        const why = await Promise.race([
-          found.channel.closed.then((info) => `channel closed: ${info.reason}`),
-          found.connection.connection.closed.then(() => "relay connection lost"),
-        ]);
-        clearInterval(ping);
+        const why = await hold(found);
         path = null;
         // Start the next round with the next relay: if this one froze,
         // its admission would take the whole timeout to fail.
@@ -436,7 +348,7 @@ export async function startEdge(
       roundDone = Promise.withResolvers<boolean>();
       // Backoff with jitter; a waiting inlet connection may cut it short,
       // but never below MIN_RETRY_MS from the last round's start.
-      await sleep(backoffMs(round++), wake.promise);
+      await sleep(backoffMs(round++), { wake: wake.promise });
       const since = Date.now() - lastRoundStart;
       if (since < MIN_RETRY_MS) await sleep(MIN_RETRY_MS - since);
       wake = Promise.withResolvers<void>();
@@ -446,41 +358,84 @@ export async function startEdge(
   const state = () =>
     stopped
       ? "stopped"
-      : revoked
+      : runtime.state === "revoked"
       ? "revoked"
       : path !== null
       ? "up"
-      : credential === null
+      : runtime.credential === null
       ? "enrolling"
       : "connecting";
-  const edgeStatus = (): EdgeStatus => ({
-    identifier: identity.identifier,
-    state: state(),
-    credential: credential === null ? null : {
-      id: credential.id,
-      expiresAt: credential.expiresAt,
-      attributes: credential.attributes as Record<string, unknown>,
-    },
-    authority: { connected: status.authorityConnected, lastError: status.authorityError },
-    relay: path?.relay ?? null,
-    gateway: path?.channel.peer.identifier ?? null,
-    upForMs: path === null ? null : Date.now() - status.upSince,
-    lastError: status.lastError,
-    pathChanges: status.pathChanges,
-    inlets: config.inlets.map((inlet, i) => ({
-      listen: `${inlets[i].addr.hostname}:${inlets[i].addr.port}`,
-      outlet: inlet.outlet,
-      mode: inlet.mode ?? "tcp",
-      ...inlets[i].stats,
-    })),
-  });
+  const edgeStatus = (): EdgeStatus => {
+    const held = runtime.status();
+    return {
+      identifier: identity.identifier,
+      state: state(),
+      credential: held.credential === null
+        ? null
+        : { ...held.credential, attributes: { ...held.credential.attributes } },
+      authority: { connected: held.authority.connected, lastError: held.authority.lastError },
+      attestationExpiresAt: held.attestationExpiresAt,
+      relay: path?.relay ?? null,
+      gateway: path?.channel.peer.identifier ?? null,
+      upForMs: path === null ? null : Date.now() - status.upSince,
+      lastError: status.lastError,
+      pathChanges: status.pathChanges,
+      inlets: config.inlets.map((inlet, i) => ({
+        listen: formatHostPort(inlets[i].addr),
+        outlet: inlet.outlet,
+        mode: inlet.mode ?? "tcp",
+        ...inlets[i].stats,
+      })),
+    };
+  };
 
+  const metrics = edgeMetrics(() => path, status, config, inlets);
+  runtime.registerMetrics(metrics, "nexus_edge");
+  let ops: OpsServer | null = null;
+  if (config.ops !== "off") {
+    ops = startOpsServer({
+      ...parseHostPort(config.ops, "ops"),
+      metrics,
+      ready: () => path !== null,
+      status: edgeStatus,
+      logger,
+    });
+  }
+
+  return {
+    identifier: identity.identifier,
+    inletAddrs: inlets.map((i) => i.addr),
+    opsAddr: ops?.addr ?? null,
+    ready: () => path !== null,
+    firstPath: firstPath.promise,
+    status: edgeStatus,
+    async close() {
+      stopped = true;
+      wake.resolve();
+      for (const inlet of inlets) inlet.close();
+      await path?.channel.close("edge stopping");
+      await ops?.close();
+      await runtime.close();
+      await transport.close();
+      firstPath.reject(new Error("the edge stopped"));
+      await Promise.race([pathLoop, sleep(1000)]);
+    },
+  };
+}
+
+/** The edge's own metrics (the member runtime adds its credential and attestation gauges). */
+function edgeMetrics(
+  path: () => Path | null,
+  status: { pathChanges: number; connectFailures: number },
+  config: CheckedEdgeConfig,
+  inlets: Inlet[],
+): Metrics {
   const metrics = new Metrics();
   metrics.register(
     "nexus_edge_path_up",
     "gauge",
     "1 while a channel to the gateway is open.",
-    () => path === null ? 0 : 1,
+    () => path() === null ? 0 : 1,
   );
   metrics.register(
     "nexus_edge_path_changes_total",
@@ -498,7 +453,7 @@ export async function startEdge(
     "nexus_edge_relay_connected",
     "gauge",
     "1 for the relay in use.",
-    () => config.relays.map((relay) => [{ relay }, path?.relay === relay ? 1 : 0]),
+    () => config.relays.map((relay) => [{ relay }, path()?.relay === relay ? 1 : 0]),
   );
   const perInlet = (pick: (i: Inlet) => number) => () =>
     inlets.map((inlet, i) =>
@@ -525,47 +480,43 @@ export async function startEdge(
     "Inlet connections refused (no path, or the outlet refused).",
     perInlet((i) => i.stats.refused),
   );
-  metrics.register(
-    "nexus_edge_credential_expiry_seconds",
-    "gauge",
-    "Expiry of the edge's credential, Unix seconds.",
-    () => credential?.expiresAt ?? 0,
-  );
-  let ops: OpsServer | null = null;
-  if (config.ops !== "off") {
-    ops = startOpsServer({
-      ...parseHostPort(config.ops, "ops"),
-      metrics,
-      ready: () => path !== null,
-      status: edgeStatus,
-      logger,
-    });
-  }
-
-  return {
-    identifier: identity.identifier,
-    inletAddrs: inlets.map((i) => i.addr),
-    opsAddr: ops?.addr ?? null,
-    ready: () => path !== null,
-    firstPath: firstPath.promise,
-    status: edgeStatus,
-    async close() {
-      stopped = true;
-      wake.resolve();
-      for (const inlet of inlets) inlet.close();
-      await path?.channel.close("edge stopping");
-      await ops?.close();
-      await transport.close();
-      firstPath.reject(new Error("the edge stopped"));
-      await Promise.race([
-        Promise.allSettled([authorityLoop, pathLoop]),
-        sleep(1000),
-      ]);
-    },
-  };
+  return metrics;
 }
 
-/** Backoff before the next round: 500 ms doubling to 30 s, times 0.5–1.5 (jitter). */
-export function backoffMs(round: number, random: () => number = Math.random): number {
-  return Math.min(MAX_BACKOFF_MS, 500 * 2 ** Math.min(round, 16)) * (0.5 + random());
+/** Options of {@link run}. */
+export interface RunOptions {
+  /** Stops the edge when it aborts. */
+  signal: AbortSignal;
+  logger?: Logger;
+  /** Called once with the READY line, when the first channel to the gateway is up. */
+  announce?: (line: string) => void;
+}
+
+/**
+ * Runs the edge until `signal` aborts: starts it, announces
+ * `READY <identifier> gateway=… relay=… inlets=… metrics=…` once the first
+ * path is up, then stops it cleanly.
+ */
+export async function run(config: EdgeConfig, options: RunOptions): Promise<void> {
+  const logger = options.logger ?? silentLogger;
+  const edge = await startEdge(config, { logger });
+  const stopped = new Promise<null>((resolve) => {
+    if (options.signal.aborted) resolve(null);
+    options.signal.addEventListener("abort", () => resolve(null), { once: true });
+  });
+  logger.info("edge started; connecting to the gateway", {
+    identifier: edge.identifier,
+    relays: checkEdgeConfig(config).relays.join(","),
+  });
+  const first = await Promise.race([edge.firstPath, stopped]);
+  if (first !== null) {
+    const inlets = edge.inletAddrs.map(formatHostPort).join(",");
+    const ops = edge.opsAddr ? ` metrics=${formatHostPort(edge.opsAddr)}` : "";
+    options.announce?.(
+      `READY ${edge.identifier} gateway=${first.gateway} relay=${first.relay} inlets=${inlets}${ops}`,
+    );
+    await stopped;
+  }
+  logger.info("shutting down");
+  await edge.close();
 }

@@ -1,6 +1,6 @@
 /**
  * The edge agent's public surface: start it in-process (tests, embedding)
- * and check its configuration.
+ * (`run`, as `main.ts` does) and check its configuration.
  *
  * @module
  */
@@ -11,10 +11,12 @@ export {
   DEFAULT_LICENSE_HEADER,
   DEFAULT_OPS,
   type EdgeConfig,
+  EdgeConfigSchema,
   edgePermissionFlags,
   edgePermissions,
   type InletConfig,
+  loadEdgeConfig,
   parseInletFlag,
   readEdgeSecrets,
 } from "./config.ts";
-export { backoffMs, type EdgeStatus, type RunningEdge, startEdge } from "./edge.ts";
+export { type EdgeStatus, run, type RunningEdge, type RunOptions, startEdge } from "./edge.ts";

@@ -1,116 +1,124 @@
 /**
- * `nexus-gateway`: the per-customer gateway, and the policy what-if command.
+ * `nexus-gateway`: the per-customer gateway, and the what-if command that
+ * explains every authorization decision the system makes.
  *
  * Runs under the `gateway` permission set: `deno run -P=gateway gateway/main.ts …`.
+ * A configuration whose paths are outside the set runs through the
+ * launcher: `deno task launch gateway run --config FILE`.
  *
  * @module
  */
-import { parseArgs } from "node:util";
+import { type CommandLine, parseCommandLine, printHelp, runCli, usage } from "../src/cli/cli.ts";
+import { EXIT, type ExitCode } from "../src/cli/exit_codes.ts";
+import { permissionFlags } from "../src/config/permissions.ts";
 import { TrustStore } from "../src/credential/trust_store.ts";
-import { NexusError } from "../src/errors.ts";
 import { readIdentityFile } from "../src/identity/identity_file.ts";
 import { createLogger } from "../src/log.ts";
-import { policyCheck } from "../src/policy/mod.ts";
-import { type GatewayConfig, startGateway } from "./gateway.ts";
+import type { Policy } from "../src/policy/policy.ts";
+import { policyCheck } from "../src/policy/policy_check.ts";
+import { aliasRule, customerRule, gatewayRule, outletRule } from "../src/policy/rules.ts";
+import { configOf, FLAGS, permissionsFor } from "./flags.ts";
+import { run } from "./gateway.ts";
 
 const HELP = `nexus-gateway: per-customer gateway; outlets to backends behind policies
 
 Usage:
   nexus-gateway run --config FILE [options]
-  nexus-gateway policy check --policy 'EXPR' --credential FILE [--trust FILE]
+  nexus-gateway permissions --config FILE
+  nexus-gateway policy check --credential FILE [--trust FILE] RULE
 
 run options:
   --config FILE        JSON configuration (see deploy/gateway.example.json)
   --ticket TICKET      enrollment ticket for the first start (or "ticket" in the config)
   --state DIR          state directory (overrides the config's stateDir)
   --log-json           JSON log lines
-policy check options:
-  --policy EXPR        e.g. 'subject.role == "edge" and "mcp" in subject.capabilities'
-  --credential FILE    an encoded credential (binary)
-  --trust FILE         authority identity file: also verify the credential
+policy check: what a rule decides for a credential, and why. RULE is one of:
+  --policy EXPR                 any policy, e.g. 'subject.role == "edge" and "mcp" in subject.capabilities'
+  --outlet NAME --config FILE   an outlet of this gateway: its customer AND its policy
+  --channel --config FILE       who may open a secure channel to this gateway
+  --alias NAME                  who may register the alias NAME at a relay
+  --gateway-for CUSTOMER        whom an edge of CUSTOMER accepts as its gateway
+  --credential FILE             an encoded credential (binary)
+  --trust FILE                  authority identity file: also verify the credential
+permissions:
+  prints the Deno permission flags exactly this configuration needs
+  (deno task permissions gateway --config FILE for one outside the set)
   -h, --help           this help
 
 Once its alias is registered at a relay, "run" prints one line on stdout:
   READY <identifier> [metrics=HOST:PORT]
+Exit status: 0 stopped by SIGINT/SIGTERM (policy check: allow); 1 failed at run time
+(policy check: deny); 2 usage; 4 configuration (a policy that does not parse);
+5 outside the permission set.
 `;
 
-function fail(message: string, code = 2): never {
-  console.error(`nexus-gateway: ${message}`);
-  Deno.exit(code);
+/** The rule `policy check` explains, and what it decides. */
+async function ruleOf(
+  values: CommandLine["values"],
+): Promise<{ policy: Policy | string; rule: string }> {
+  const chosen = ["policy", "outlet", "channel", "alias", "gateway-for"]
+    .filter((name) => values[name] !== undefined && values[name] !== false);
+  if (chosen.length !== 1) {
+    throw usage("policy check needs one of --policy, --outlet, --channel, --alias, --gateway-for");
+  }
+  if (values.policy !== undefined) return { policy: String(values.policy), rule: "a policy" };
+  if (values.alias !== undefined) {
+    return { policy: aliasRule(String(values.alias)), rule: `alias ${values.alias} at a relay` };
+  }
+  if (values["gateway-for"] !== undefined) {
+    const customer = String(values["gateway-for"]);
+    return { policy: gatewayRule(customer), rule: `the gateway an edge of ${customer} accepts` };
+  }
+  const config = await configOf(values);
+  if (values.channel === true) {
+    return {
+      policy: customerRule(config.customerId),
+      rule: `a secure channel to gateway ${config.alias}`,
+    };
+  }
+  const outlet = config.outlets.find((o) => o.name === values.outlet);
+  if (outlet === undefined) {
+    throw usage(`no outlet ${JSON.stringify(values.outlet)} in ${values.config}`);
+  }
+  return {
+    policy: outletRule(config.customerId, outlet.name, outlet.policy),
+    rule: `outlet ${JSON.stringify(outlet.name)} of gateway ${config.alias}`,
+  };
 }
 
-async function main(): Promise<void> {
-  const { values, positionals } = parseArgs({
-    allowPositionals: true,
-    options: {
-      config: { type: "string" },
-      ticket: { type: "string" },
-      state: { type: "string" },
-      policy: { type: "string" },
-      credential: { type: "string" },
-      trust: { type: "string" },
-      "log-json": { type: "boolean", default: false },
-      help: { type: "boolean", short: "h", default: false },
-    },
-  });
-  if (values.help || positionals.length === 0) {
-    console.log(HELP);
-    Deno.exit(values.help ? 0 : 2);
-  }
+/** The `nexus-gateway` command line: `args` as given after the script, until `signal` aborts. */
+export async function main(args: string[], signal: AbortSignal): Promise<ExitCode> {
+  const { values, positionals } = parseCommandLine(args, FLAGS);
+  if (values.help || positionals.length === 0) return printHelp(HELP, values.help === true);
   const [command, sub] = positionals;
-  if (command === "policy") {
-    if (sub !== "check") fail("unknown: policy " + (sub ?? "") + " (try: policy check)");
-    if (values.policy === undefined || values.credential === undefined) {
-      fail("policy check needs --policy and --credential");
+  switch (command) {
+    case "policy": {
+      if (sub !== "check") throw usage(`unknown: policy ${sub ?? ""} (try: policy check)`);
+      if (values.credential === undefined) throw usage("policy check needs --credential FILE");
+      const { policy, rule } = await ruleOf(values);
+      const result = await policyCheck({
+        policy,
+        rule,
+        credentialBytes: await Deno.readFile(String(values.credential)),
+        trust: values.trust
+          ? new TrustStore([await readIdentityFile(String(values.trust))])
+          : undefined,
+      });
+      console.log(result.text);
+      return result.allow ? EXIT.ok : EXIT.runtime;
     }
-    const result = await policyCheck({
-      policy: values.policy,
-      credentialBytes: await Deno.readFile(values.credential),
-      trust: values.trust ? new TrustStore([await readIdentityFile(values.trust)]) : undefined,
-    });
-    console.log(result.text);
-    Deno.exit(result.allow ? 0 : 1);
+    case "permissions":
+      console.log(permissionFlags(await permissionsFor(args)).join(" "));
+      return EXIT.ok;
+    case "run": {
+      const config = await configOf(values);
+      const logger = createLogger({ component: "gateway", json: values["log-json"] === true });
+      await run(config, { signal, logger, announce: (line) => console.log(line) });
+      return EXIT.ok;
+    }
+    default:
+      throw usage(`unknown command ${command}; see --help`);
   }
-  if (command !== "run") fail(`unknown command ${command}; see --help`);
-  if (values.config === undefined) fail("run needs --config FILE");
-  let config: GatewayConfig;
-  try {
-    config = JSON.parse(await Deno.readTextFile(values.config)) as GatewayConfig;
-  } catch (error) {
-    fail(`cannot read config ${values.config}: ${(error as Error).message}`);
-  }
-  if (values.ticket !== undefined) config.ticket = values.ticket;
-  if (values.state !== undefined) config.stateDir = values.state;
-  for (const key of ["stateDir", "alias", "customerId"] as const) {
-    if (typeof config[key] !== "string") fail(`config: "${key}" is required`);
-  }
-  if (!Array.isArray(config.relays) || config.relays.length === 0) {
-    fail('config: "relays" is required');
-  }
-  if (!Array.isArray(config.outlets)) fail('config: "outlets" is required');
-  const logger = createLogger({ component: "gateway", json: values["log-json"] });
-  const gateway = await startGateway(config, { logger });
-  // Wait for the first relay registration, then announce readiness once.
-  while (!gateway.ready()) await new Promise((resolve) => setTimeout(resolve, 50));
-  console.log(
-    `READY ${gateway.identifier}` +
-      (gateway.opsAddr ? ` metrics=${gateway.opsAddr.hostname}:${gateway.opsAddr.port}` : ""),
-  );
-  const stop = Promise.withResolvers<void>();
-  for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    Deno.addSignalListener(signal, () => stop.resolve());
-  }
-  await stop.promise;
-  logger.info("shutting down; letting open sessions finish");
-  await gateway.close();
-  Deno.exit(0);
 }
 
-try {
-  await main();
-} catch (error) {
-  if (error instanceof NexusError) fail(`${error.message} [${error.code}]`, 1);
-  // Malformed configuration values (HOST:PORT and the like): usage errors.
-  if (error instanceof TypeError) fail(`config: ${error.message}`);
-  fail(error instanceof Error ? `${error.name}: ${error.message}` : String(error), 1);
-}
+if (import.meta.main) runCli("nexus-gateway", (signal) => main(Deno.args, signal));

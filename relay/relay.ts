@@ -1,5 +1,5 @@
 /**
- * The relay (DESIGN.md §5): a rendezvous that edges and gateways both reach
+ * The relay (docs/design.md §5): a rendezvous that edges and gateways both reach
  * with outbound connections. It admits a connection only after a signed
  * challenge proves an identity with a valid, unrevoked credential; lets a
  * gateway register an alias its credential allows; and forwards routed
@@ -21,16 +21,26 @@
 import { type Credential, verifyCredential } from "../src/credential/credential.ts";
 import type { RevocationList } from "../src/credential/revocation.ts";
 import { RevocationRegistry } from "../src/credential/revocation.ts";
-import type { TrustStore } from "../src/credential/trust_store.ts";
+import { TrustStore } from "../src/credential/trust_store.ts";
 import { verifyEd25519 } from "../src/crypto/ed25519.ts";
 import { decodeCbor, encodeCbor } from "../src/encoding/cbor.ts";
 import { DOMAIN, signedMessage } from "../src/encoding/domain.ts";
 import { toHex } from "../src/encoding/hex.ts";
 import { CredentialError } from "../src/errors.ts";
 import { verifyChangeHistory } from "../src/identity/change_history.ts";
+import { formatHostPort, parseHostPort } from "../src/config/host_port.ts";
+import { importIdentity } from "../src/identity/identity_file.ts";
+import { Identity } from "../src/identity/identity.ts";
+import { SoftwareSigner } from "../src/identity/software_signer.ts";
 import { type Logger, silentLogger } from "../src/log.ts";
+import { type Member, startMember } from "../src/member/member.ts";
+import { Node } from "../src/routing/node.ts";
+import { TcpTransport } from "../src/transport/tcp_transport.ts";
+import type { CheckedRelayConfig } from "./config.ts";
 import { Metrics } from "../src/ops/metrics.ts";
 import { type OpsServer, startOpsServer } from "../src/ops/ops_server.ts";
+import type { Policy } from "../src/policy/policy.ts";
+import { aliasRule } from "../src/policy/rules.ts";
 import { decodeAdmit, encodeChallenge, encodeVerdict } from "../src/relay_client/admission.ts";
 import {
   decodeRoutedMessage,
@@ -127,11 +137,22 @@ export interface Relay {
   close(): Promise<void>;
 }
 
-/** What a credential attribute `relay` allows: an alias, "*", or a list of either. */
+/** Alias rules already parsed, by alias (few: one per gateway registering here). */
+const aliasRules = new Map<string, Policy>();
+const MAX_ALIAS_RULES = 4096;
+
+/**
+ * Whether `credential` allows registering `alias`: the alias rule
+ * (src/policy/rules.ts), decided by the policy engine like every other
+ * authorization, so `nexus-gateway policy check --alias` explains it.
+ */
 function allows(credential: Credential, alias: string): boolean {
-  const value = credential.attributes.relay;
-  const list = Array.isArray(value) ? value : typeof value === "string" ? [value] : [];
-  return list.includes("*") || list.includes(alias);
+  let rule = aliasRules.get(alias);
+  if (rule === undefined) {
+    if (aliasRules.size >= MAX_ALIAS_RULES) aliasRules.delete(aliasRules.keys().next().value!);
+    aliasRules.set(alias, rule = aliasRule(alias));
+  }
+  return rule.allows({ identifier: credential.subject, attributes: credential.attributes });
 }
 
 const ALIAS = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
@@ -504,4 +525,90 @@ export function startRelay(options: RelayOptions): Relay {
       await listener.close();
     },
   };
+}
+
+/** Options of {@link run}. */
+export interface RunOptions {
+  /** Stops the relay when it aborts. */
+  signal: AbortSignal;
+  logger?: Logger;
+  /** Called once with the LISTENING line, when the relay listens. */
+  announce?: (line: string) => void;
+}
+
+/**
+ * Follows the authority's revocation list as an observer of the member
+ * runtime: the list is public and verified by its own signature, so the
+ * relay talks to the authority under a throwaway identity and keeps
+ * nothing on disk.
+ */
+async function followAuthority(
+  relay: Relay,
+  config: CheckedRelayConfig,
+  trust: TrustStore,
+  logger: Logger,
+): Promise<{ member: Member; transport: TcpTransport }> {
+  const identity = await Identity.create(await SoftwareSigner.generate());
+  const node = new Node({ name: "relay-authority" });
+  const transport = new TcpTransport(node);
+  const member = await startMember({
+    role: "relay",
+    mode: "observer",
+    identity,
+    trust,
+    node,
+    transport,
+    authorities: [parseHostPort(config.authority!, "authority")],
+    attestationTtlSeconds: config["attestation-ttl"],
+    logger,
+  });
+  member.onRevocations(async (list) => {
+    await relay.applyRevocations(list);
+    logger.info("revocation list applied", { serial: list.serial });
+  });
+  return { member, transport };
+}
+
+/**
+ * Runs the relay until `signal` aborts: reads its trust anchors and TLS
+ * files, listens, announces `LISTENING host:port [metrics=host:port]`,
+ * follows the authority's revocations when configured, then stops.
+ */
+export async function run(config: CheckedRelayConfig, options: RunOptions): Promise<void> {
+  const logger = options.logger ?? silentLogger;
+  const trust = new TrustStore();
+  for (const file of config.trust) trust.add(await importIdentity(await Deno.readTextFile(file)));
+  const tls = config["tls-cert"] !== undefined && config["tls-key"] !== undefined
+    ? {
+      cert: await Deno.readTextFile(config["tls-cert"]),
+      key: await Deno.readTextFile(config["tls-key"]),
+    }
+    : undefined;
+  const relay = startRelay({
+    ...parseHostPort(config.listen, "listen"),
+    tls,
+    trust,
+    maxConnections: config["max-connections"],
+    maxConnectionsPerIdentity: config["max-per-identity"],
+    bytesPerSecondPerIdentity: config.rate,
+    idleTimeoutMs: config["idle-timeout"] * 1000,
+    ops: config.metrics === "off" ? undefined : parseHostPort(config.metrics, "metrics"),
+    logger,
+  });
+  options.announce?.(
+    `LISTENING ${formatHostPort(relay.addr)}` +
+      (relay.opsAddr ? ` metrics=${formatHostPort(relay.opsAddr)}` : ""),
+  );
+  const following = config.authority === undefined
+    ? null
+    : await followAuthority(relay, config, trust, logger);
+  if (!options.signal.aborted) {
+    await new Promise((resolve) =>
+      options.signal.addEventListener("abort", resolve, { once: true })
+    );
+  }
+  logger.info("shutting down");
+  await relay.close();
+  await following?.member.close();
+  await following?.transport.close();
 }

@@ -29,7 +29,9 @@
 import { relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { createSoftHsmToken, SOFTHSM_MODULE } from "../hsm/testing/softhsm.ts";
+import { findDeno } from "./support/find_deno.ts";
 import { DEMO_BACKENDS, type RunningBackends, startDemoBackends } from "./stack_backends.ts";
+import { type ServiceProcess, spawnDeno } from "./support/service_process.ts";
 
 const HELP = `Usage: npm start [-- options]     (or: deno task stack [options])
 
@@ -208,36 +210,15 @@ class LogFile {
   }
 }
 
-async function readLines(
-  stream: ReadableStream<Uint8Array>,
-  onLine: (line: string) => void,
-): Promise<void> {
-  let rest = "";
-  try {
-    for await (const text of stream.pipeThrough(new TextDecoderStream())) {
-      rest += text;
-      for (let at = rest.indexOf("\n"); at >= 0; at = rest.indexOf("\n")) {
-        onLine(rest.slice(0, at));
-        rest = rest.slice(at + 1);
-      }
-    }
-  } catch { /* the process went away */ }
-  if (rest !== "") onLine(rest);
-}
-
 function describeStatus(status: Deno.CommandStatus): string {
   return status.signal !== null ? `killed by ${status.signal}` : `exit code ${status.code}`;
 }
 
-/** A service: one `deno run -P=<set>` child process. */
+/** A service: one `deno run -P=<set>` child process, its output logged. */
 class Service {
-  readonly child: Deno.ChildProcess;
-  readonly tail: string[] = [];
-  readonly stdout: string[] = [];
-  exited: Deno.CommandStatus | null = null;
+  readonly process: ServiceProcess;
+  /** Resolves when it has exited (its exit logged). */
   readonly status: Promise<Deno.CommandStatus>;
-  readonly drained: Promise<void>;
-  #waiters: (() => void)[] = [];
 
   constructor(
     readonly name: string,
@@ -246,41 +227,37 @@ class Service {
     args: string[],
     env: Record<string, string> = {},
   ) {
-    this.child = new Deno.Command(deno, {
-      args: ["run", "-q", "--no-prompt", ...args],
+    this.process = spawnDeno(name, args, {
+      deno,
       cwd: root,
       env,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    log.write(`--- ${new Date().toISOString()} stack: started ${name} (pid ${this.child.pid})\n`);
-    const wake = () => {
-      for (const waiter of this.#waiters.splice(0)) waiter();
-    };
-    this.drained = Promise.all([
-      readLines(this.child.stdout, (line) => {
-        this.stdout.push(line);
-        log.write(`${line}\n`);
-        wake();
-      }),
-      readLines(this.child.stderr, (line) => {
-        this.tail.push(line);
-        if (this.tail.length > TAIL_LINES) this.tail.shift();
-        log.write(`${line}\n`);
-        if (verbose) {
-          closeLine();
-          console.error(`[${name}] ${line}`);
-        }
-        wake();
-      }),
-    ]).then(() => {});
-    this.status = this.child.status.then((status) => {
-      this.exited = status;
+      stdout: { onLine: (line) => log.write(`${line}\n`) },
+      stderr: {
+        keep: TAIL_LINES,
+        onLine: (line) => {
+          log.write(`${line}\n`);
+          if (verbose) {
+            closeLine();
+            console.error(`[${name}] ${line}`);
+          }
+        },
+      },
+    });
+    log.write(`--- ${new Date().toISOString()} stack: started ${name} (pid ${this.process.pid})\n`);
+    this.status = this.process.status.then((status) => {
       log.write(`--- ${new Date().toISOString()} stack: ${name} ${describeStatus(status)}\n`);
-      wake();
       return status;
     });
+  }
+
+  /** The last lines of its stderr. */
+  get tail(): readonly string[] {
+    return this.process.stderr.lines;
+  }
+
+  /** Resolves once its stdout and stderr have ended. */
+  get drained(): Promise<void> {
+    return this.process.drained;
   }
 
   /**
@@ -295,55 +272,41 @@ class Service {
   ): Promise<string> {
     const deadline = Date.now() + ms;
     for (;;) {
-      const line = this.stdout.find((l) => pattern.test(l));
+      const line = this.process.stdout.lines.find((l) => pattern.test(l));
       if (line !== undefined) return line;
       if (hopeless !== undefined && this.tail.some((l) => hopeless.pattern.test(l))) {
         throw new ServiceFailure(this, hopeless.message);
       }
-      if (this.exited !== null) {
+      const exited = this.process.exited;
+      if (exited !== null) {
         await Promise.race([this.drained, delay(1000)]);
         throw new ServiceFailure(
           this,
-          `the ${this.name} exited (${describeStatus(this.exited)}) before it was ready`,
+          `the ${this.name} exited (${describeStatus(exited)}) before it was ready`,
         );
       }
       const left = deadline - Date.now();
       if (left <= 0) {
         throw new ServiceFailure(this, `the ${this.name} was not ready within ${ms / 1000} s`);
       }
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.#waiters.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
+      await this.process.changed(left);
     }
   }
 
   /** SIGTERM, then SIGKILL after `ms`; resolves once it exited. */
   async stop(ms: number): Promise<string> {
     const since = performance.now();
-    if (this.exited === null) {
-      try {
-        this.child.kill("SIGTERM");
-      } catch { /* it just exited */ }
-    }
-    const status = await Promise.race([this.status, delay(ms).then(() => null)]);
-    if (status === null) {
-      printError(`nexus stack: the ${this.name} did not stop within ${ms / 1000} s; killing it`);
-      this.kill();
-    }
+    await this.process.stop(ms, {
+      drainMs: 1000,
+      onKill: () =>
+        printError(`nexus stack: the ${this.name} did not stop within ${ms / 1000} s; killing it`),
+    });
     const final = await this.status;
-    await Promise.race([this.drained, delay(1000)]);
     return `${this.name} (${describeStatus(final)}, ${seconds(since)})`;
   }
 
   kill(): void {
-    if (this.exited !== null) return;
-    try {
-      this.child.kill("SIGKILL");
-    } catch { /* it just exited */ }
+    this.process.kill();
   }
 }
 
@@ -456,25 +419,6 @@ async function startService(
 // Helpers
 
 /** The Deno binary for the services: the project's pinned one, else `deno` on PATH. */
-async function findDeno(): Promise<string> {
-  // Only these two are allowed by the `stack` permission set (deno.json).
-  for (const candidate of [`${root}.tools/bin/deno`, "deno"]) {
-    try {
-      const out = await new Deno.Command(candidate, {
-        args: ["--version"],
-        stdout: "null",
-        stderr: "null",
-      }).output();
-      if (out.success) return candidate;
-    } catch (error) {
-      if (!(error instanceof Deno.errors.NotFound)) throw error;
-    }
-  }
-  throw new Error(
-    "no Deno to run the services: run `npm start` once (it installs .tools/bin/deno)",
-  );
-}
-
 async function exists(path: string): Promise<boolean> {
   try {
     await Deno.stat(abs(path));

@@ -160,3 +160,34 @@ export class PolicyError extends NexusError<PolicyErrorCode> {
     this.position = position;
   }
 }
+
+/** Why a configuration or a command line was refused. */
+export type ConfigErrorCode = "unreadable" | "invalid" | "usage";
+
+/**
+ * A configuration file or a command line could not be used. Like other
+ * malformed input it is a `TypeError` (module doc above), with a `code`.
+ * The message names the file (when there is one), the field and what was
+ * expected; it never quotes the value of a secret field (tickets, license
+ * keys, PINs).
+ */
+export class ConfigError extends TypeError {
+  /** Machine-readable reason. */
+  readonly code: ConfigErrorCode;
+  /** The configuration file, when the problem is in one. */
+  readonly file: string | undefined;
+  /** The field's path (`inlets[2].listen`), when one field is at fault. */
+  readonly field: string | undefined;
+  constructor(
+    code: ConfigErrorCode,
+    message: string,
+    details: { file?: string; field?: string } = {},
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = "ConfigError";
+    this.code = code;
+    this.file = details.file;
+    this.field = details.field;
+  }
+}

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { ed25519 } from "@noble/curves/ed25519.js";
 import { AuthorityClient } from "../src/authority_client/authority_client.ts";
-import { createChannelIdentity } from "../src/channel/secure_channel.ts";
+import { createChannelIdentity } from "../src/channel/channel_identity.ts";
 import { verifyCredential } from "../src/credential/credential.ts";
 import { TrustStore } from "../src/credential/trust_store.ts";
 import { DOMAIN, signedMessage } from "../src/encoding/domain.ts";

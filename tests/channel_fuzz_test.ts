@@ -53,12 +53,9 @@ import { checkCredential, verifyPeer } from "../src/channel/trust_policy.ts";
 import { encodeIdentityPayload } from "../src/channel/identity_payload.ts";
 import { dhKeyPairFromPrivate } from "../src/channel/noise/x25519.ts";
 import { XXHandshake } from "../src/channel/noise/handshake_state.ts";
-import {
-  type ChannelIdentity,
-  connectSecureChannel,
-  listenSecureChannels,
-  PROLOGUE,
-} from "../src/channel/secure_channel.ts";
+import { PROLOGUE } from "../src/channel/secure_channel.ts";
+import { type ChannelIdentity } from "../src/channel/channel_identity.ts";
+import { connectSecureChannel, listenSecureChannels } from "../src/channel/handshake.ts";
 import { ReceiveCipher, SendCipher, SMALL_RECORD } from "../src/channel/transport_cipher.ts";
 import { issueCredential } from "../src/credential/credential.ts";
 import { TrustStore } from "../src/credential/trust_store.ts";

@@ -8,13 +8,13 @@ import { toHex } from "../src/encoding/hex.ts";
 import { writeIdentityFile } from "../src/identity/identity_file.ts";
 import { Identity } from "../src/identity/identity.ts";
 import { SoftwareSigner } from "../src/identity/software_signer.ts";
-import { connectSecureChannel, listenSecureChannels } from "../src/channel/secure_channel.ts";
+import { connectSecureChannel, listenSecureChannels } from "../src/channel/handshake.ts";
 import { Node } from "../src/routing/node.ts";
 import type { RoutedMessage } from "../src/routing/routed_message.ts";
 import { TcpTransport } from "../src/transport/tcp_transport.ts";
 import { authority, member } from "../src/testdata/channel_fixtures.ts";
-import { createChannelIdentity } from "../src/channel/secure_channel.ts";
-import { readBanner } from "./support/banner.ts";
+import { createChannelIdentity } from "../src/channel/channel_identity.ts";
+import { readBanner } from "../scripts/support/banner.ts";
 
 const MESSAGES = 10_000;
 const encoder = new TextEncoder();
@@ -136,7 +136,7 @@ Deno.test("tcp, two processes: handshake and 10,000 messages each way", async ()
       "--no-prompt",
       `--allow-read=${dir}`,
       "--allow-net=127.0.0.1",
-      new URL("./support/channel_peer.ts", import.meta.url).pathname,
+      new URL("../scripts/support/channel_peer.ts", import.meta.url).pathname,
       `${dir}/authority.json`,
       `${dir}/authority.seed`,
     ],

@@ -18,8 +18,10 @@ import assert from "node:assert/strict";
 import { checkEdgeConfig, type EdgeConfig, edgePermissionFlags } from "../edge/config.ts";
 import { type GatewayConfig } from "../gateway/gateway.ts";
 import { authorityFixture } from "./support/authority_process.ts";
-import { cpuSeconds, memoryOf } from "./support/portal_harness.ts";
-import { curl, freePort, type ServiceProcess, spawnDeno } from "./support/service_process.ts";
+import { cpuSeconds, memoryOf } from "../scripts/support/process_usage.ts";
+import { freePort } from "../scripts/support/free_port.ts";
+import { type ServiceProcess, spawnDeno } from "../scripts/support/service_process.ts";
+import { curl } from "./support/curl.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const ALIAS = "gw-cust-001";
@@ -374,7 +376,8 @@ Deno.test({
           new Promise<null>((r) => setTimeout(() => r(null), 30_000)),
         ]);
         await denied.stop();
-        assert.equal(status?.code, 1, denied.stderr.text());
+        // Exit status 5: outside the permission set (src/cli/exit_codes.ts).
+        assert.equal(status?.code, 5, denied.stderr.text());
         assert.match(denied.stderr.text(), /permission denied: Requires net access/);
       });
 

@@ -21,7 +21,9 @@ import { parsePolicy } from "../src/policy/mod.ts";
 import { eventually } from "../src/testdata/channel_fixtures.ts";
 import { type GatewayConfig, startGateway } from "../gateway/gateway.ts";
 import { type AuthorityFixture, authorityFixture } from "./support/authority_process.ts";
-import { curl, freePort, spawnDeno } from "./support/service_process.ts";
+import { freePort } from "../scripts/support/free_port.ts";
+import { spawnDeno } from "../scripts/support/service_process.ts";
+import { curl } from "./support/curl.ts";
 import { startTestEdge, type TestEdge } from "./support/test_edge.ts";
 
 const root = new URL("..", import.meta.url).pathname;
@@ -848,7 +850,9 @@ Deno.test({
               assert.doesNotMatch(out.stdout, /\bREADY\b/);
               assert.match(out.stderr, new RegExp(`offset ${position}\\b`), out.stderr);
               assert.match(out.stderr, /outlet "broken"/, out.stderr);
-              // A malformed relay address: a usage error naming it, no stack trace.
+              // A malformed relay address: a configuration error (exit status 4,
+              // src/cli/exit_codes.ts) naming the file, the field and the value,
+              // no stack trace.
               await Deno.writeTextFile(
                 `${root}${file}`,
                 JSON.stringify({
@@ -858,10 +862,10 @@ Deno.test({
                 }),
               );
               const relay = await runGatewayCli(["run", "--config", file]);
-              assert.equal(relay.code, 2, relay.stderr);
+              assert.equal(relay.code, 4, relay.stderr);
               assert.match(
                 relay.stderr,
-                /relays entry: expected HOST:PORT, got relay-without-port/,
+                /bad\.json: "relays\[\d\]" must be HOST:PORT, got "relay-without-port"/,
               );
               assert.doesNotMatch(relay.stderr, /\n\s+at /, "no stack trace");
             },

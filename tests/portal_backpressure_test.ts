@@ -84,13 +84,13 @@ import { createHash } from "node:crypto";
 import { RECEIVE_PIPELINE } from "../src/channel/secure_channel.ts";
 import { DEFAULT_WINDOW } from "../src/portal/portal.ts";
 import {
-  memoryOf,
   type PeerService,
   type RelayService,
   startPeer,
   startRelay,
   writeDeploymentFiles,
-} from "./support/portal_harness.ts";
+} from "../scripts/support/portal_harness.ts";
+import { memoryOf } from "../scripts/support/process_usage.ts";
 
 const MiB = 1024 * 1024;
 /** Bytes pushed through the slow backend. */

@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { AuthorityClient } from "../src/authority_client/authority_client.ts";
-import { createChannelIdentity } from "../src/channel/secure_channel.ts";
+import { createChannelIdentity } from "../src/channel/channel_identity.ts";
 import { TrustStore } from "../src/credential/trust_store.ts";
 import { readIdentityFile } from "../src/identity/identity_file.ts";
 import { Identity } from "../src/identity/identity.ts";
@@ -17,7 +17,7 @@ import { Node } from "../src/routing/node.ts";
 import { TcpTransport } from "../src/transport/tcp_transport.ts";
 import { eventually } from "../src/testdata/channel_fixtures.ts";
 import { authorityFixture, statePath } from "./support/authority_process.ts";
-import { readBanner } from "./support/banner.ts";
+import { readBanner } from "../scripts/support/banner.ts";
 
 Deno.test("relay + authority processes: a revoked member's relay connection is cut", async () => {
   const fixture = await authorityFixture();

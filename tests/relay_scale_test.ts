@@ -48,13 +48,8 @@ import { Node } from "../src/routing/node.ts";
 import type { RoutedMessage } from "../src/routing/routed_message.ts";
 import { TcpTransport } from "../src/transport/tcp_transport.ts";
 import { authority, member } from "../src/testdata/channel_fixtures.ts";
-import {
-  type Memory,
-  memoryOf,
-  type RelayService,
-  run,
-  startRelay,
-} from "./support/portal_harness.ts";
+import { type RelayService, startRelay } from "../scripts/support/portal_harness.ts";
+import { commandOutput, type Memory, memoryOf } from "../scripts/support/process_usage.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 
@@ -108,7 +103,7 @@ async function startRelayProcess(ca: Identity, extra: string[] = []): Promise<Re
 
 /** The soft limit on open files of this process, which children inherit. */
 async function openFilesLimit(): Promise<number> {
-  const soft = (await run("sh", ["-c", "ulimit -n"])).trim();
+  const soft = (await commandOutput("sh", ["-c", "ulimit -n"])).trim();
   return soft === "unlimited" ? Infinity : Number(soft);
 }
 

@@ -4,7 +4,7 @@
  * malformed input, revocation, and the relay as a real process.
  */
 import assert from "node:assert/strict";
-import { connectSecureChannel, listenSecureChannels } from "../src/channel/secure_channel.ts";
+import { connectSecureChannel, listenSecureChannels } from "../src/channel/handshake.ts";
 import { issueCredential } from "../src/credential/credential.ts";
 import { createRevocationList } from "../src/credential/revocation.ts";
 import { encodeCbor } from "../src/encoding/cbor.ts";
@@ -26,7 +26,7 @@ import { encodeRoutedMessage } from "../src/routing/routed_message.ts";
 import { TcpTransport } from "../src/transport/tcp_transport.ts";
 import { authority, eventually, member } from "../src/testdata/channel_fixtures.ts";
 import { type Relay, startRelay } from "../relay/relay.ts";
-import { readBanner } from "./support/banner.ts";
+import { readBanner } from "../scripts/support/banner.ts";
 
 type Authority = Awaited<ReturnType<typeof authority>>;
 

@@ -12,7 +12,7 @@
  * port 0, which the system picks above 32767.
  */
 import assert from "node:assert/strict";
-import { Lines } from "./support/service_process.ts";
+import { Lines } from "../scripts/support/lines.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 

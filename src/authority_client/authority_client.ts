@@ -18,11 +18,9 @@ import { AuthorityError, HandshakeError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { Node } from "../routing/node.ts";
 import type { Address, Route } from "../routing/routed_message.ts";
-import {
-  type ChannelIdentity,
-  connectSecureChannel,
-  type SecureChannel,
-} from "../channel/secure_channel.ts";
+import { type SecureChannel } from "../channel/secure_channel.ts";
+import { type ChannelIdentity } from "../channel/channel_identity.ts";
+import { connectSecureChannel } from "../channel/handshake.ts";
 import {
   AUTHORITY_API,
   AUTHORITY_LISTENER,

@@ -184,6 +184,13 @@ export class RevocationRegistry {
     return true;
   }
 
+  /** The highest serial held from any issuer (0 before the first list). */
+  get serial(): number {
+    let serial = 0;
+    for (const held of this.#held.values()) serial = Math.max(serial, held.list.serial);
+    return serial;
+  }
+
   /** The list held for `issuer`, if any. */
   current(issuer: string): RevocationList | undefined {
     return this.#held.get(issuer)?.list;

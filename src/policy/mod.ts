@@ -18,3 +18,11 @@ export {
   type Subject,
 } from "./policy.ts";
 export { policyCheck, type PolicyCheckOptions, type PolicyCheckResult } from "./policy_check.ts";
+export {
+  aliasRule,
+  allOf,
+  attributesRule,
+  customerRule,
+  gatewayRule,
+  outletRule,
+} from "./rules.ts";

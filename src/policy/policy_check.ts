@@ -18,12 +18,14 @@ import type { RevocationRegistry } from "../credential/revocation.ts";
 import type { TrustStore } from "../credential/trust_store.ts";
 import { CredentialError } from "../errors.ts";
 import { jsonText, printable } from "./expression.ts";
-import { parsePolicy } from "./policy.ts";
+import { parsePolicy, type Policy } from "./policy.ts";
 
 /** Options for {@link policyCheck}. */
 export interface PolicyCheckOptions {
-  /** The policy's text. */
-  policy: string;
+  /** The policy's text, or a rule already built (src/policy/rules.ts). */
+  policy: string | Policy;
+  /** What decision the policy makes, printed first (e.g. `outlet "context"`). */
+  rule?: string;
   /** The encoded credential (the file's bytes). */
   credentialBytes: Uint8Array;
   /** When given, the credential is verified against these authorities first. */
@@ -89,7 +91,7 @@ function isoTime(seconds: number): string {
  * ```
  */
 export async function policyCheck(options: PolicyCheckOptions): Promise<PolicyCheckResult> {
-  const policy = parsePolicy(options.policy);
+  const policy = typeof options.policy === "string" ? parsePolicy(options.policy) : options.policy;
   const credential = decodeCredential(options.credentialBytes);
   const subject = { identifier: credential.subject, attributes: credential.attributes };
   const byPolicy = policy.evaluate(subject);
@@ -123,6 +125,7 @@ export async function policyCheck(options: PolicyCheckOptions): Promise<PolicyCh
     lines.push(`  the policy alone would ${byPolicy.allow ? "allow" : "deny"}: ${byPolicy.reason}`);
   }
   lines.push(
+    ...(options.rule === undefined ? [] : [`rule: ${printable(options.rule)}`]),
     `policy: ${printable(policy.source.replace(/\s+/g, " ").trim())}`,
     `credential ${credential.id}: ${status}`,
     `  subject:    ${credential.subject}`,

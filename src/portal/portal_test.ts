@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { connectSecureChannel, listenSecureChannels } from "../channel/secure_channel.ts";
+import { connectSecureChannel, listenSecureChannels } from "../channel/handshake.ts";
 import { parsePolicy } from "../policy/mod.ts";
 import { Node } from "../routing/node.ts";
 import { TcpTransport } from "../transport/tcp_transport.ts";

@@ -10,7 +10,7 @@ import { Identity } from "../identity/identity.ts";
 import { SoftwareSigner } from "../identity/software_signer.ts";
 import { Node } from "../routing/node.ts";
 import type { Address } from "../routing/routed_message.ts";
-import { type ChannelIdentity, createChannelIdentity } from "../channel/secure_channel.ts";
+import { type ChannelIdentity, createChannelIdentity } from "../channel/channel_identity.ts";
 
 /** An authority and a trust store that trusts it. */
 export async function authority(): Promise<{ identity: Identity; trust: TrustStore }> {

@@ -1,0 +1,237 @@
+/**
+ * The authority's operator commands as library functions (`init`,
+ * `rotate`, `show`, `ticket create`, `license create`, `revoke`,
+ * `audit verify`, `members`) and `run` (the service until a signal). Each
+ * command returns what it prints, as text and as data (`--json`); the CLI
+ * in `main.ts` only parses and prints.
+ *
+ * @module
+ */
+import type { HsmOptions } from "../hsm/pkcs11_signer.ts";
+import { readPin } from "../hsm/pin.ts";
+import { formatHostPort, parseHostPort } from "../src/config/host_port.ts";
+import type { AttributeValue } from "../src/credential/attributes.ts";
+import { ConfigError } from "../src/errors.ts";
+import { type Logger, silentLogger } from "../src/log.ts";
+import { describeAuthority, initAuthority, rotateAuthority, statePaths } from "./ceremony.ts";
+import type { CheckedAuthorityConfig } from "./config.ts";
+import { startAuthority } from "./service.ts";
+import { AuthorityStore } from "./store.ts";
+
+/** What a command prints: text for a terminal, data for `--json`, and its exit status. */
+export interface CommandOutput {
+  readonly text: string;
+  readonly data: unknown;
+  /** Non-zero when the command found a problem (a broken audit chain). */
+  readonly failed?: boolean;
+}
+
+/** The HSM options of a configuration, with the PIN read from its file, variable or prompt. */
+export async function hsmOptions(config: CheckedAuthorityConfig): Promise<HsmOptions> {
+  return {
+    modulePath: config["hsm-module"],
+    tokenLabel: config["hsm-token"],
+    pin: await readPin({ file: config["pin-file"], env: config["pin-env"], prompt: true }),
+  };
+}
+
+function withStore<T>(config: CheckedAuthorityConfig, fn: (store: AuthorityStore) => T): T {
+  const store = AuthorityStore.open(statePaths(config.state).db);
+  try {
+    return fn(store);
+  } finally {
+    store.close();
+  }
+}
+
+/**
+ * Parses an `--attr NAME=VALUE`: integers and true/false are typed,
+ * `[a,b]` is a list of text.
+ * @throws {ConfigError} `usage` for any other shape.
+ */
+export function parseAttribute(text: string): [string, AttributeValue] {
+  const at = text.indexOf("=");
+  if (at <= 0) throw new ConfigError("usage", `--attr wants NAME=VALUE, got ${text}`);
+  const name = text.slice(0, at);
+  const value = text.slice(at + 1);
+  if (/^-?\d+$/.test(value)) return [name, Number(value)];
+  if (value === "true" || value === "false") return [name, value === "true"];
+  if (value.startsWith("[") && value.endsWith("]")) {
+    return [name, value.slice(1, -1).split(",").map((v) => v.trim()).filter((v) => v !== "")];
+  }
+  return [name, value];
+}
+
+/** `init`: the key generated in the HSM (or an existing one), the identity made. */
+export async function initCommand(
+  config: CheckedAuthorityConfig,
+  options: { keyLabel?: string; existingKey?: string },
+): Promise<CommandOutput> {
+  const result = await initAuthority({
+    stateDir: config.state,
+    hsm: await hsmOptions(config),
+    keyLabel: options.keyLabel,
+    existingKey: options.existingKey !== undefined ? { label: options.existingKey } : undefined,
+  });
+  result.session.close();
+  withStore(config, (store) =>
+    store.appendAudit("authority.init", {
+      identifier: result.identity.identifier,
+      key: result.key.label,
+    }));
+  return {
+    text:
+      `authority created\n  identifier   ${result.identity.identifier}\n  fingerprint  ${result.fingerprint}\n  HSM key      ${result.key.label} (id ${result.key.id})\n  identity     ${
+        statePaths(config.state).identity
+      } (give this file to gateways, relays and edges)`,
+    data: {
+      identifier: result.identity.identifier,
+      fingerprint: result.fingerprint,
+      key: result.key,
+    },
+  };
+}
+
+/** `rotate`: a new HSM key; the history gains a change signed by both keys. */
+export async function rotateCommand(config: CheckedAuthorityConfig): Promise<CommandOutput> {
+  const result = await rotateAuthority({ stateDir: config.state, hsm: await hsmOptions(config) });
+  result.session.close();
+  withStore(config, (store) =>
+    store.appendAudit("authority.rotate", {
+      identifier: result.identity.identifier,
+      key: result.key.label,
+      changes: result.identity.history.changes.length,
+    }));
+  return {
+    text:
+      `authority key rotated\n  identifier   ${result.identity.identifier}\n  new HSM key  ${result.key.label} (id ${result.key.id})\n  changes      ${result.identity.history.changes.length}\n  restart the service; verifiers accept the new key once they receive the new history`,
+    data: { identifier: result.identity.identifier, key: result.key },
+  };
+}
+
+/** `show`: the identity, its keys, their HSM labels and properties. */
+export async function showCommand(config: CheckedAuthorityConfig): Promise<CommandOutput> {
+  const description = await describeAuthority({
+    stateDir: config.state,
+    hsm: await hsmOptions(config),
+  });
+  const lines = [
+    `identifier   ${description.identifier}`,
+    `fingerprint  ${description.fingerprint}`,
+    `changes      ${description.changes}`,
+    ...description.keys.map((key) =>
+      `key          ${key.label} id=${key.id} ${key.current ? "(current)" : "(previous)"} ${
+        key.inHsm
+          ? `extractable=${key.extractable} sensitive=${key.sensitive} value-readable=${key.valueReadable}`
+          : "NOT IN HSM"
+      } public=${key.publicKey}`
+    ),
+  ];
+  return { text: lines.join("\n"), data: description };
+}
+
+/** `ticket create`: a one-time enrollment ticket, printed once. */
+export function ticketCommand(
+  config: CheckedAuthorityConfig,
+  options: { attributes: Record<string, AttributeValue>; ttlSeconds: number },
+): CommandOutput {
+  const { secret, ticket } = withStore(config, (store) => store.createTicket(options));
+  return {
+    text: `${secret}\n(one-time enrollment ticket, valid until ${
+      new Date(ticket.expiresAt * 1000).toISOString()
+    }; attributes ${JSON.stringify(ticket.attributes)})`,
+    data: { ticket: secret, expiresAt: ticket.expiresAt, attributes: ticket.attributes },
+  };
+}
+
+/** `license create`: a license key mapped to a customer and tier, printed once. */
+export function licenseCommand(
+  config: CheckedAuthorityConfig,
+  options: { customerId: string; tier: string; attributes: Record<string, AttributeValue> },
+): CommandOutput {
+  const { key } = withStore(config, (store) => store.createLicense(options));
+  return {
+    text: `${key}\n(license key for ${options.customerId}, tier ${options.tier})`,
+    data: { license: key },
+  };
+}
+
+/** `revoke`: a member identifier or a credential id, into the store; the service signs it. */
+export function revokeCommand(config: CheckedAuthorityConfig, target: string): CommandOutput {
+  const state = withStore(config, (store) => store.revoke(target));
+  return {
+    text:
+      `revoked ${target}; revocation list serial ${state.serial} (the service signs and pushes it within a second)`,
+    data: { revoked: target, serial: state.serial },
+  };
+}
+
+/** `audit verify`: the hash chain checked end to end. */
+export function auditVerifyCommand(config: CheckedAuthorityConfig): CommandOutput {
+  const result = withStore(config, (store) => store.verifyAudit());
+  if (result.ok) {
+    return {
+      text: `audit log verified: ${result.entries} entries, head ${result.head}`,
+      data: result,
+    };
+  }
+  return {
+    text: `audit log BROKEN at entry ${result.seq}: ${result.reason}`,
+    data: result,
+    failed: true,
+  };
+}
+
+/** `members`: every member, active or revoked, with its attributes. */
+export function membersCommand(config: CheckedAuthorityConfig): CommandOutput {
+  const members = withStore(config, (store) => store.listMembers());
+  return {
+    text:
+      members.map((m) =>
+        `${m.identifier} ${m.revokedAt === null ? "active " : "REVOKED"} ${
+          JSON.stringify(m.attributes)
+        }`
+      ).join("\n") || "(no members)",
+    data: members,
+  };
+}
+
+/** Options of {@link run}. */
+export interface RunOptions {
+  /** Stops the service when it aborts. */
+  signal: AbortSignal;
+  logger?: Logger;
+  /** Called once with the LISTENING line, when the service listens. */
+  announce?: (line: string) => void;
+}
+
+/**
+ * `serve`: runs the authority service until `signal` aborts, announcing
+ * `LISTENING host:port <identifier> [metrics=host:port]` once it listens.
+ * Fails closed (does not start) on any HSM or state problem.
+ */
+export async function run(config: CheckedAuthorityConfig, options: RunOptions): Promise<void> {
+  const logger = options.logger ?? silentLogger;
+  const listen = parseHostPort(config.listen, "listen");
+  const running = await startAuthority({
+    stateDir: config.state,
+    hsm: await hsmOptions(config),
+    hostname: listen.hostname,
+    port: listen.port,
+    ops: config.metrics === "off" ? undefined : parseHostPort(config.metrics, "metrics"),
+    ttlSeconds: { edge: config["edge-ttl"], default: config["default-ttl"] },
+    attestationTtlSeconds: config["attestation-ttl"],
+    logger,
+  });
+  options.announce?.(
+    `LISTENING ${formatHostPort(running.addr)} ${running.identity.identifier}` +
+      (running.opsAddr ? ` metrics=${formatHostPort(running.opsAddr)}` : ""),
+  );
+  if (!options.signal.aborted) {
+    await new Promise((resolve) =>
+      options.signal.addEventListener("abort", resolve, { once: true })
+    );
+  }
+  logger.info("shutting down");
+  await running.close();
+}

@@ -1,0 +1,51 @@
+/**
+ * The `nexus-gateway` command line: its flags, the configuration they make
+ * (the file, with the flags laid over it) and the Deno permissions that
+ * configuration needs. Free of native code, so the launcher
+ * (scripts/launch.ts) can use it too.
+ *
+ * @module
+ */
+import { type CommandLine, parseCommandLine, usage } from "../src/cli/cli.ts";
+import type { Permissions } from "../src/config/permissions.ts";
+import { type CheckedGatewayConfig, gatewayPermissions, loadGatewayConfig } from "./config.ts";
+
+/** The flags of every `nexus-gateway` command. */
+export const FLAGS = {
+  config: { type: "string" },
+  ticket: { type: "string" },
+  state: { type: "string" },
+  policy: { type: "string" },
+  outlet: { type: "string" },
+  channel: { type: "boolean", default: false },
+  alias: { type: "string" },
+  "gateway-for": { type: "string" },
+  credential: { type: "string" },
+  trust: { type: "string" },
+  "log-json": { type: "boolean", default: false },
+  help: { type: "boolean", short: "h", default: false },
+} as const;
+
+/** The configuration a command line gives: its file, with its flags laid over it. */
+export function configOf(values: CommandLine["values"]): Promise<CheckedGatewayConfig> {
+  if (values.config === undefined) throw usage("this command needs --config FILE");
+  return loadGatewayConfig(values.config as string, {
+    ticket: values.ticket,
+    stateDir: values.state,
+  });
+}
+
+/**
+ * The Deno permissions the command line `args` needs: what
+ * `deno task permissions gateway …` prints and `deno task launch gateway …` grants.
+ */
+export async function permissionsFor(args: string[]): Promise<Permissions> {
+  const { values, positionals } = parseCommandLine(args, FLAGS);
+  if (positionals[0] === "policy") {
+    return {
+      read: [values.credential, values.trust, values.config].filter((f) => f !== undefined)
+        .map(String),
+    };
+  }
+  return gatewayPermissions(await configOf(values), values.config as string);
+}

@@ -1,0 +1,92 @@
+/**
+ * The relay's configuration: a JSON file (deploy/relay.example.json) whose
+ * keys are the long flag names, with the command line's flags laid over
+ * it, checked in full against {@link RelayConfigSchema} before anything
+ * starts.
+ *
+ * @module
+ */
+import { loadConfig } from "../src/config/loader.ts";
+import type { Permissions } from "../src/config/permissions.ts";
+import {
+  countOrDigits,
+  hostPort,
+  isHostPort,
+  nonEmpty,
+  object,
+  quoteValue,
+  z,
+} from "../src/config/schema.ts";
+
+/** Where the relay's operations endpoint listens unless configured otherwise. */
+export const DEFAULT_RELAY_METRICS = "127.0.0.1:9420";
+
+/** The relay's configuration (docs/operations.md, "Relays"). */
+export const RelayConfigSchema = object({
+  /** Listen address. */
+  listen: hostPort().default("0.0.0.0:4000"),
+  /** Serve TLS with this certificate (PEM) and key; plain TCP otherwise. */
+  "tls-cert": nonEmpty().optional(),
+  "tls-key": nonEmpty().optional(),
+  /** Authority identity files to trust (one or more). */
+  trust: z.array(nonEmpty(), { error: "must list one authority identity file or more" })
+    .min(1, { error: "must list one authority identity file or more" }),
+  /** Follow this authority's revocation list. */
+  authority: hostPort().optional(),
+  /** /metrics, /healthz, /readyz, or "off". */
+  metrics: nonEmpty().refine((v) => v === "off" || isHostPort(v), {
+    error: (issue) => `must be HOST:PORT or "off", got ${quoteValue(issue.input)}`,
+  }).default(DEFAULT_RELAY_METRICS),
+  "max-connections": countOrDigits("connections", 1).default(20_000),
+  "max-per-identity": countOrDigits("connections", 1).default(64),
+  rate: countOrDigits("bytes per second", 1).default(256 * 1024 * 1024),
+  "idle-timeout": countOrDigits("seconds", 1).default(300),
+  /** Lifetime of the relay's channel attestation (to the authority), seconds. */
+  "attestation-ttl": countOrDigits("seconds", 3).optional(),
+}).superRefine((config, ctx) => {
+  if ((config["tls-cert"] === undefined) !== (config["tls-key"] === undefined)) {
+    ctx.addIssue({
+      code: "custom",
+      path: [config["tls-cert"] === undefined ? "tls-cert" : "tls-key"],
+      message: "goes with tls-key/tls-cert: give both or neither",
+    });
+  }
+});
+
+/** The relay's configuration as a file gives it. */
+export type RelayConfig = z.input<typeof RelayConfigSchema>;
+/** The checked configuration, defaults filled in. */
+export type CheckedRelayConfig = z.output<typeof RelayConfigSchema>;
+
+/**
+ * Reads `file` (when given) with `overrides` from the flags laid over it,
+ * and checks it.
+ * @throws {ConfigError}
+ */
+export function loadRelayConfig(
+  file: string | undefined,
+  overrides: Record<string, unknown>,
+): Promise<CheckedRelayConfig> {
+  return loadConfig(RelayConfigSchema, { file, overrides });
+}
+
+/**
+ * The Deno permissions this configuration needs and no more: net for its
+ * listen and metrics addresses and the authority; read for the
+ * configuration, trust anchor and TLS files. Nothing is written.
+ */
+export function relayPermissions(config: CheckedRelayConfig, configFile?: string): Permissions {
+  return {
+    net: [
+      config.listen,
+      ...(config.metrics === "off" ? [] : [config.metrics]),
+      ...(config.authority === undefined ? [] : [config.authority]),
+    ],
+    read: [
+      ...(configFile ? [configFile] : []),
+      ...config.trust,
+      ...(config["tls-cert"] ? [config["tls-cert"]] : []),
+      ...(config["tls-key"] ? [config["tls-key"]] : []),
+    ],
+  };
+}
