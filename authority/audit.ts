@@ -1,5 +1,5 @@
 /**
- * The authority's hash-chained audit log (DESIGN.md §8), as pure functions:
+ * The authority's hash-chained audit log (docs/design.md §8), as pure functions:
  * the store (`store.ts`) keeps the rows and calls these to link and check them.
  *
  * Each entry's hash is SHA-256 over an unambiguous encoding of

@@ -1,5 +1,5 @@
 /**
- * The authority's key ceremonies (DESIGN.md §8): `init` generates the
+ * The authority's key ceremonies (docs/design.md §8): `init` generates the
  * signing key inside the HSM and creates the authority's identity from it;
  * `rotate` generates the next key and adds a change signed by the old and
  * the new key, both inside the HSM; `show` reports both.

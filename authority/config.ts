@@ -9,7 +9,8 @@
  */
 import { loadConfig } from "../src/config/loader.ts";
 import type { Permissions } from "../src/config/permissions.ts";
-import { hostPort, isHostPort, nonEmpty, object, quoteValue, z } from "../src/config/schema.ts";
+import { z } from "zod";
+import { hostPort, isHostPort, nonEmpty, object, quoteValue } from "../src/config/schema.ts";
 
 /** The PKCS#11 module used unless the configuration names another. */
 export const DEFAULT_HSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so";

@@ -1,5 +1,5 @@
 /**
- * The credential authority's embedded state (DESIGN.md §8): members,
+ * The credential authority's embedded state (docs/design.md §8): members,
  * enrollment tickets, license keys, issued credentials, revocations, signed
  * revocation lists, a small key/value table and the hash-chained audit log
  * (`audit.ts`), in one SQLite file (node:sqlite).

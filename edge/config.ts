@@ -20,8 +20,8 @@ import {
   quoteValue,
   secret,
   wholeNumber,
-  z,
 } from "../src/config/schema.ts";
+import { z } from "zod";
 
 /** Header added by HTTP inlets unless the config names another. */
 export const DEFAULT_LICENSE_HEADER = "X-License-Key";
@@ -39,64 +39,96 @@ const SECRETS = ["ticket", "license"] as const;
 
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
-const InletSchema = object({
+/** One inlet: a local TCP listener whose connections go to a gateway outlet. */
+export interface InletConfig {
   /** "host:port" to listen on (loopback unless the site's apps run elsewhere). */
-  listen: hostPort(),
+  listen: string;
   /** The gateway outlet's name (`outlet.<name>` at the gateway). */
-  outlet: name(),
+  outlet: string;
   /** "tcp" (default): bytes as they come. "http": the license header is added to every request. */
-  mode: z.enum(["tcp", "http"], { error: 'must be "tcp" or "http"' }).default("tcp"),
+  mode?: "tcp" | "http";
   /**
    * HTTP mode only: let CONNECT and protocol upgrades (WebSocket) through,
    * raw after their request. Off by default: the edge cannot tell whether
    * the server accepted the upgrade, and a declined one would let the
    * client's next requests pass without the license header.
    */
+  tunnels?: boolean;
+}
+
+/** The edge's configuration as a file (with the flags applied) gives it (docs/operations.md §6.2). */
+export interface EdgeConfig {
+  /** Identity key, history and the last credential are kept here. */
+  stateDir: string;
+  /** The authority: its identity file (the trust anchor) and service address. */
+  authority: { identityFile: string; address: string };
+  /** Relays ("host:port"), tried in order; the edge fails over between them. */
+  relays: string[];
+  /** The gateway: its alias at the relays, its customer, and optionally its identifier (pinned). */
+  gateway: { alias: string; customerId: string; identifier?: string };
+  /** One-time enrollment ticket (first start only). */
+  ticket?: string;
+  /** License key: enrollment when no ticket is given, and the header value of HTTP inlets. */
+  license?: string;
+  /** A file holding the ticket instead (first line), so the config holds no secret. */
+  ticketFile?: string;
+  /** A file holding the license key instead (first line; not readable by others). */
+  licenseFile?: string;
+  /** Header name HTTP inlets add (default {@link DEFAULT_LICENSE_HEADER}). */
+  licenseHeader?: string;
+  /** Inlets (default {@link DEFAULT_INLETS}: 127.0.0.1:8151 to the `context` outlet). */
+  inlets?: InletConfig[];
+  /** "host:port" of /metrics, /healthz, /readyz and /status, or "off" (default {@link DEFAULT_OPS}). */
+  ops?: string;
+  /** Milliseconds a new inlet connection may wait for a path to the gateway (default 10,000). */
+  connectWaitMs?: number;
+  /** Milliseconds without a record from the gateway before the channel counts as lost (default 30,000). */
+  idleTimeoutMs?: number;
+  /** Lifetime of the edge's channel attestations, seconds (default 30 days; renewed at two thirds). */
+  attestationTtlSeconds?: number;
+}
+
+/** The checked configuration: defaults filled in. */
+export interface CheckedEdgeConfig extends EdgeConfig {
+  licenseHeader: string;
+  inlets: (InletConfig & { mode: "tcp" | "http" })[];
+  ops: string;
+  connectWaitMs: number;
+  idleTimeoutMs: number;
+}
+
+const InletSchema = object({
+  listen: hostPort(),
+  outlet: name(),
+  mode: z.enum(["tcp", "http"], { error: 'must be "tcp" or "http"' }).default("tcp"),
   tunnels: flag().optional(),
 });
 
-/** One inlet: a local TCP listener whose connections go to a gateway outlet. */
-export type InletConfig = z.input<typeof InletSchema>;
-
-/** The edge's configuration, as its file and flags give it (docs/operations.md). */
-export const EdgeConfigSchema = object({
-  /** Identity key, history and the last credential are kept here. */
+/** The schema of {@link EdgeConfig}; checked against the interfaces by the type checker. */
+export const EdgeConfigSchema: z.ZodType<CheckedEdgeConfig, EdgeConfig> = object({
   stateDir: nonEmpty(),
-  /** The authority: its identity file (the trust anchor) and service address. */
   authority: object({ identityFile: nonEmpty(), address: hostPort() }),
-  /** Relays ("host:port"), tried in order; the edge fails over between them. */
   relays: z.array(hostPort(), { error: "must list one relay or more" })
     .min(1, { error: "must list one relay or more" }),
-  /** The gateway: its alias at the relays, its customer, and optionally its identifier (pinned). */
   gateway: object({
     alias: nonEmpty(),
     customerId: nonEmpty(),
     identifier: identifier().optional(),
   }),
-  /** One-time enrollment ticket (first start only). */
   ticket: secret().optional(),
-  /** License key: enrollment when no ticket is given, and the header value of HTTP inlets. */
   license: secret().optional(),
-  /** A file holding the ticket instead (first line), so the config holds no secret. */
   ticketFile: nonEmpty().optional(),
-  /** A file holding the license key instead (first line; not readable by others). */
   licenseFile: nonEmpty().optional(),
-  /** Header name HTTP inlets add (default {@link DEFAULT_LICENSE_HEADER}). */
   licenseHeader: nonEmpty("must be an HTTP header name")
     .regex(HEADER_NAME, { error: "must be an HTTP header name" })
     .default(DEFAULT_LICENSE_HEADER),
-  /** Inlets (default: 127.0.0.1:8151 to the `context` outlet). */
   inlets: z.array(InletSchema, { error: "must be a list" })
     .default(() => DEFAULT_INLETS.map((inlet) => ({ ...inlet, mode: inlet.mode ?? "tcp" }))),
-  /** "host:port" of /metrics, /healthz, /readyz and /status, or "off". */
   ops: nonEmpty().refine((v) => v === "off" || isHostPort(v), {
     error: (issue) => `must be HOST:PORT or "off", got ${quoteValue(issue.input)}`,
   }).default(DEFAULT_OPS),
-  /** Milliseconds a new inlet connection may wait for a path to the gateway. */
   connectWaitMs: wholeNumber("milliseconds", 100).default(10_000),
-  /** Milliseconds without a record from the gateway before the channel counts as lost. */
   idleTimeoutMs: wholeNumber("milliseconds", 100).default(30_000),
-  /** Lifetime of the edge's channel attestations, seconds (renewed at two thirds). */
   attestationTtlSeconds: wholeNumber("seconds", 3).optional(),
 }).superRefine((config, ctx) => {
   const issue = (path: (string | number)[], message: string) =>
@@ -121,11 +153,6 @@ export const EdgeConfigSchema = object({
     listens.add(inlet.listen);
   });
 });
-
-/** The edge's configuration as a file gives it (defaults may be left out). */
-export type EdgeConfig = z.input<typeof EdgeConfigSchema>;
-/** The checked config, defaults filled in. */
-export type CheckedEdgeConfig = z.output<typeof EdgeConfigSchema>;
 
 /**
  * Checks a parsed config (from JSON, with flags applied) and fills in the

@@ -11,7 +11,6 @@ export {
   DEFAULT_LICENSE_HEADER,
   DEFAULT_OPS,
   type EdgeConfig,
-  EdgeConfigSchema,
   edgePermissionFlags,
   edgePermissions,
   type InletConfig,

@@ -9,7 +9,8 @@
  */
 import { checkConfig, loadConfig } from "../src/config/loader.ts";
 import type { Permissions } from "../src/config/permissions.ts";
-import { hostPort, name, nonEmpty, object, secret, wholeNumber, z } from "../src/config/schema.ts";
+import { z } from "zod";
+import { hostPort, name, nonEmpty, object, secret, wholeNumber } from "../src/config/schema.ts";
 
 /** Fields whose values are secrets: never quoted in an error. */
 const SECRETS = ["ticket"] as const;

@@ -1,7 +1,7 @@
 /**
  * The HSM PIN comes from a file, an environment variable, or a prompt —
  * never from a command-line argument, which other users can read in the
- * process list and which shells keep in their history (DESIGN.md §8).
+ * process list and which shells keep in their history (docs/design.md §8).
  *
  * @module
  */

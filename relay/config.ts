@@ -15,8 +15,8 @@ import {
   nonEmpty,
   object,
   quoteValue,
-  z,
 } from "../src/config/schema.ts";
+import { z } from "zod";
 
 /** Where the relay's operations endpoint listens unless configured otherwise. */
 export const DEFAULT_RELAY_METRICS = "127.0.0.1:9420";

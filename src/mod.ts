@@ -16,6 +16,16 @@ export * from "./policy/mod.ts";
 export * from "./portal/mod.ts";
 export * from "./ops/mod.ts";
 export * from "./config/mod.ts";
+export * from "./member/mod.ts";
+export * from "./cli/mod.ts";
+export {
+  createLogger,
+  type LogFields,
+  type Logger,
+  type LoggerOptions,
+  type LogLevel,
+  silentLogger,
+} from "./log.ts";
 export * from "./authority_client/mod.ts";
 export * from "./relay_client/mod.ts";
 // The transport's CloseInfo differs from the channel's: import it from

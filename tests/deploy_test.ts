@@ -1,5 +1,5 @@
 /**
- * Deployment (DESIGN.md §10): the systemd units in `deploy/systemd/` and the
+ * Deployment (docs/design.md §10): the systemd units in `deploy/systemd/` and the
  * example configurations in `deploy/`.
  *
  * - `systemd-analyze verify` is clean for every unit (checked on a copy whose

@@ -1,5 +1,5 @@
 /**
- * The gateway across processes (DESIGN.md §6, §7): a real authority process
+ * The gateway across processes (docs/design.md §6, §7): a real authority process
  * (fresh SoftHSM2 token), a real relay process, the gateway as its own CLI
  * process (`-P=gateway`), and an in-process test edge (tests/support/
  * test_edge.ts) that enrolls with a ticket, joins the relay, opens a secure

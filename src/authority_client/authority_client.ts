@@ -7,7 +7,7 @@
  * anchor, the authority's identity file); it holds no credential about
  * itself. When it presents a newer change history (after a key rotation)
  * that extends the anchor, the client's trust store takes it, so
- * credentials signed by the new key verify (DESIGN.md §3).
+ * credentials signed by the new key verify (docs/design.md §3).
  *
  * @module
  */

@@ -1,5 +1,5 @@
 /**
- * The payload of Noise messages 2 and 3 (DESIGN.md §4): who the sender is.
+ * The payload of Noise messages 2 and 3 (docs/design.md §4): who the sender is.
  *
  * ```
  * IdentityPayload = [1, change_history: bstr, attestation: bstr, credentials: [* bstr]]

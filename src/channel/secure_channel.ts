@@ -1,5 +1,5 @@
 /**
- * Identity-bound secure channels over routes (DESIGN.md §4, §5).
+ * Identity-bound secure channels over routes (docs/design.md §4, §5).
  *
  * Each channel end is two workers on its node:
  *
@@ -52,7 +52,7 @@ import type { ChannelIdentity } from "./channel_identity.ts";
 import { type OpenResult, ReceiveCipher, SendCipher } from "./transport_cipher.ts";
 import { checkCredential, type TrustPolicy, type VerifiedPeer } from "./trust_policy.ts";
 
-/** Prologue of every handshake: protocol label and version (DESIGN.md §4). */
+/** Prologue of every handshake: protocol label and version (docs/design.md §4). */
 export const PROLOGUE = new TextEncoder().encode("nexus.secure_channel.v1");
 
 /** Records of one channel decrypting at once before its reader waits. */

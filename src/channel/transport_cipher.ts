@@ -1,5 +1,5 @@
 /**
- * Transport records of a secure channel (DESIGN.md §4), after the Noise
+ * Transport records of a secure channel (docs/design.md §4), after the Noise
  * handshake's Split():
  *
  * ```

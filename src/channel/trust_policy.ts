@@ -1,5 +1,5 @@
 /**
- * Whom a secure channel accepts (DESIGN.md §4): the peer's change history
+ * Whom a secure channel accepts (docs/design.md §4): the peer's change history
  * verifies, its current key attested the Noise static key it used, and
  * the policy holds: a credential from a trusted authority about it (unless
  * not required), optionally a pinned identifier, optionally attributes.

@@ -1,24 +1,14 @@
 /**
- * Configuration: the loader every executable uses (a JSON file, flags laid
- * over it, one schema per executable), the schema's building blocks, and
- * addresses as configurations write them.
+ * Configuration: addresses as configurations write them, and the Deno
+ * permissions a configuration needs.
+ *
+ * The loader every executable uses (`loader.ts`: a JSON file, flags laid
+ * over it, one schema per executable) and the schemas' building blocks
+ * (`schema.ts`) serve the executables and are imported from their files:
+ * they are built on zod, whose types stay out of the library's public
+ * surface.
  *
  * @module
  */
 export { formatHostPort, type HostPort, parseHostPort } from "./host_port.ts";
 export { permissionFlags, type Permissions } from "./permissions.ts";
-export { checkConfig, type ConfigSource, fieldPath, loadConfig, readConfigFile } from "./loader.ts";
-export {
-  countOrDigits,
-  flag,
-  hostPort,
-  identifier,
-  isHostPort,
-  name,
-  nonEmpty,
-  object,
-  quoteValue,
-  secret,
-  wholeNumber,
-  z,
-} from "./schema.ts";

@@ -19,8 +19,6 @@
 import { z } from "zod";
 import { parseHostPort } from "./host_port.ts";
 
-export { z };
-
 const NON_EMPTY = "must be a non-empty string";
 
 /** A value quoted for an error message: JSON, cut to 60 characters. */

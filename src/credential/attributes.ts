@@ -1,6 +1,6 @@
 /**
  * Credential attributes: text keys to text, integer, boolean or list of text
- * (DESIGN.md §3), with hard limits so a credential stays small.
+ * (docs/design.md §3), with hard limits so a credential stays small.
  *
  * Attributes are encoded as a CBOR map in canonical key order (shorter keys
  * first, then bytewise: RFC 8949 §4.2.1), which `encodeCbor` writes and the

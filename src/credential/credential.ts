@@ -1,5 +1,5 @@
 /**
- * Credentials (DESIGN.md §3): an authority's signed statement about a subject.
+ * Credentials (docs/design.md §3): an authority's signed statement about a subject.
  *
  * ```
  * CredentialData = [1, subject: bstr .size 32, issuer: bstr .size 32,
@@ -60,7 +60,7 @@ export interface IssueOptions extends ClockOptions {
   /** The member's identifier. */
   subject: string;
   attributes: Readonly<Record<string, unknown>>;
-  /** Lifetime in seconds (default one hour, DESIGN.md §3). */
+  /** Lifetime in seconds (default one hour, docs/design.md §3). */
   ttlSeconds?: number;
   /** Fixed id (16 bytes), for golden vectors; random by default. */
   id?: Uint8Array;

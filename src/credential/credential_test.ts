@@ -1,6 +1,6 @@
 /**
  * Credentials: issuance, the exact signed bytes, and a typed refusal for
- * every verification check (DESIGN.md §3).
+ * every verification check (docs/design.md §3).
  */
 import assert from "node:assert/strict";
 import { ed25519 } from "@noble/curves/ed25519.js";

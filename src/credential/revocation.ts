@@ -1,5 +1,5 @@
 /**
- * Signed revocation lists (DESIGN.md §3).
+ * Signed revocation lists (docs/design.md §3).
  *
  * ```
  * RevocationData = [1, issuer: bstr .size 32, serial: uint, issued_at: uint,

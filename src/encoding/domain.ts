@@ -1,5 +1,5 @@
 /**
- * Domain separation for every signature (DESIGN.md §2).
+ * Domain separation for every signature (docs/design.md §2).
  *
  * A signature covers `label || 0x00 || data`, where `label` names the
  * structure and its version. Labels are ASCII without NUL, so the NUL makes

@@ -1,5 +1,5 @@
 /**
- * Purpose key attestations (DESIGN.md §2): an identity's current primary key
+ * Purpose key attestations (docs/design.md §2): an identity's current primary key
  * vouches for an X25519 key used as a Noise static key.
  *
  * ```

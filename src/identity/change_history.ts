@@ -1,5 +1,5 @@
 /**
- * Identities as change histories (DESIGN.md §2, docs/protocol.md).
+ * Identities as change histories (docs/design.md §2, docs/protocol.md).
  *
  * ```
  * ChangeData    = [1, previous_hash: bstr .size 32 / null, primary_key: bstr .size 32, created_at: uint]

@@ -1,5 +1,5 @@
 /**
- * Secret keys at rest (DESIGN.md §2): one JSON file per key, mode 0600, in a
+ * Secret keys at rest (docs/design.md §2): one JSON file per key, mode 0600, in a
  * state directory. Reading refuses a file that group or others may read,
  * as ssh does, because such a key must be presumed copied.
  *

@@ -1,5 +1,5 @@
 /**
- * Attribute-based policies (DESIGN.md §7): parsed once, evaluated per
+ * Attribute-based policies (docs/design.md §7): parsed once, evaluated per
  * message against a channel's verified peer and its current credential,
  * deny by default; and the what-if check behind `gateway policy check`.
  *

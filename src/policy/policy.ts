@@ -1,5 +1,5 @@
 /**
- * Attribute-based policies (DESIGN.md §7): which members an outlet admits,
+ * Attribute-based policies (docs/design.md §7): which members an outlet admits,
  * as an expression over the verified identity of a channel's peer and the
  * attributes of its current credential.
  *
@@ -55,7 +55,7 @@
  *   ({@link Policy.evaluate}, some microseconds): for a denial's log line
  *   and the what-if command, not for every message.
  * - {@link Policy.admits}, the per-message call for a secure channel, caches
- *   the answer per credential (DESIGN.md §7: "cache per channel and
+ *   the answer per credential (docs/design.md §7: "cache per channel and
  *   credential"), so a message costs a WeakMap lookup (about 10 ns). It is
  *   read through the channel's *current* credential at each message, so a
  *   refresh, which is a new Credential object, misses the cache and is

@@ -1,5 +1,5 @@
 /**
- * TCP portals (DESIGN.md §6): an inlet listens on a local TCP address; each
+ * TCP portals (docs/design.md §6): an inlet listens on a local TCP address; each
  * accepted connection becomes a session through a secure channel to a named
  * outlet, which connects to its backend and pipes bytes both ways.
  *

@@ -1,5 +1,5 @@
 /**
- * Portal session messages (DESIGN.md §6), carried inside a secure channel
+ * Portal session messages (docs/design.md §6), carried inside a secure channel
  * between an inlet's session worker and an outlet (or its session worker).
  *
  * ```

@@ -1,5 +1,5 @@
 /**
- * Relay admission (DESIGN.md §5): before a connection may send anything
+ * Relay admission (docs/design.md §5): before a connection may send anything
  * through a relay, it proves an identity holding a valid, unrevoked
  * credential from a trusted authority. A signed challenge is enough: the
  * relay needs no channel keys and adds no second layer of encryption.

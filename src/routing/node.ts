@@ -1,6 +1,6 @@
 /**
  * A node hosts workers at addresses and delivers routed messages to them
- * (DESIGN.md §5). Delivery awaits the worker, so a slow worker slows the
+ * (docs/design.md §5). Delivery awaits the worker, so a slow worker slows the
  * connection that feeds it instead of queueing without bound; a worker that
  * throws is logged and the message dropped, never the node.
  *

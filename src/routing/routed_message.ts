@@ -1,5 +1,5 @@
 /**
- * Routed messages on the wire (DESIGN.md §5): source routing as Ockam does
+ * Routed messages on the wire (docs/design.md §5): source routing as Ockam does
  * it. A message carries the addresses still to visit (onward) and the way
  * back (return); a node delivers it to the worker at the first onward
  * address.

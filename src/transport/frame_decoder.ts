@@ -5,7 +5,7 @@
  * {@link PROTOCOL_VERSION}, then frames. A frame is a 4-byte big-endian
  * length N, 1 <= N <= maxFrameBytes, followed by N bytes. The transport
  * never looks inside a frame: the relay forwards frames without decoding
- * them (DESIGN.md §5).
+ * them (docs/design.md §5).
  *
  * {@link FrameDecoder} turns chunks of bytes, cut anywhere, back into frames.
  * It is the hot path of every connection, so it copies and allocates as

@@ -1,5 +1,5 @@
 /**
- * Transport: framed connections over TCP and TLS (DESIGN.md §5). Each
+ * Transport: framed connections over TCP and TLS (docs/design.md §5). Each
  * direction of a connection opens with a version byte, then carries
  * length-prefixed frames up to a hard maximum; a peer that breaks the
  * framing loses that connection only.

@@ -5,7 +5,7 @@
  * to that address leaves with the address popped from its onward route;
  * a frame arriving on the connection is delivered with the connection's
  * address pushed onto its return route, so replies find their way back
- * (DESIGN.md §5). The reader awaits each delivery before reading the next
+ * (docs/design.md §5). The reader awaits each delivery before reading the next
  * frame: a slow worker slows the sender through TCP instead of queueing.
  *
  * @module

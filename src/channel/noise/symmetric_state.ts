@@ -109,7 +109,7 @@ export class SymmetricState {
 
   /**
    * Split(): the two transport keys, as raw bytes for the transport layer
-   * to import (it adds explicit counters and rekeying, DESIGN.md §4). The
+   * to import (it adds explicit counters and rekeying, docs/design.md §4). The
    * chaining key is wiped: nothing can be derived from this state afterwards.
    */
   split(): SplitKeys {

@@ -1,0 +1,18 @@
+/**
+ * The member runtime: what every process that belongs to a deployment
+ * does to stay a member in good standing (a valid credential, the
+ * revocation list followed, its channel attestation renewed), and the one
+ * backoff every reconnecting loop uses.
+ *
+ * @module
+ */
+export {
+  type Enrollment,
+  type Member,
+  type MemberOptions,
+  type MemberState,
+  type MemberStatus,
+  startMember,
+} from "./member.ts";
+export { renewAttestations, untilTwoThirds } from "./attestation_renewal.ts";
+export { BACKOFF_BASE_MS, BACKOFF_MAX_MS, backoffMs, sleep } from "./backoff.ts";
