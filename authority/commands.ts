@@ -15,6 +15,7 @@ import { ConfigError } from "../src/errors.ts";
 import { type Logger, silentLogger } from "../src/log.ts";
 import { describeAuthority, initAuthority, rotateAuthority, statePaths } from "./ceremony.ts";
 import type { CheckedAuthorityConfig } from "./config.ts";
+import { whenAborted } from "../src/member/backoff.ts";
 import { startAuthority } from "./service.ts";
 import { AuthorityStore } from "./store.ts";
 
@@ -227,11 +228,7 @@ export async function run(config: CheckedAuthorityConfig, options: RunOptions): 
     `LISTENING ${formatHostPort(running.addr)} ${running.identity.identifier}` +
       (running.opsAddr ? ` metrics=${formatHostPort(running.opsAddr)}` : ""),
   );
-  if (!options.signal.aborted) {
-    await new Promise((resolve) =>
-      options.signal.addEventListener("abort", resolve, { once: true })
-    );
-  }
+  await whenAborted(options.signal);
   logger.info("shutting down");
   await running.close();
 }

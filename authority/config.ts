@@ -10,7 +10,7 @@
 import { loadConfig } from "../src/config/loader.ts";
 import type { Permissions } from "../src/config/permissions.ts";
 import { z } from "zod";
-import { hostPort, isHostPort, nonEmpty, object, quoteValue } from "../src/config/schema.ts";
+import { hostPort, hostPortOrOff, nonEmpty, object, quoteValue } from "../src/config/schema.ts";
 
 /** The PKCS#11 module used unless the configuration names another. */
 export const DEFAULT_HSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so";
@@ -62,9 +62,7 @@ export const AuthorityConfigSchema = object({
   /** serve: where members connect. */
   listen: hostPort().default("0.0.0.0:4100"),
   /** serve: /metrics, /healthz, /readyz, or "off". */
-  metrics: nonEmpty().refine((v) => v === "off" || isHostPort(v), {
-    error: (issue) => `must be HOST:PORT or "off", got ${quoteValue(issue.input)}`,
-  }).default("127.0.0.1:9410"),
+  metrics: hostPortOrOff().default("127.0.0.1:9410"),
   /** serve: credential lifetime for role=edge. */
   "edge-ttl": duration().default(3600),
   /** serve: credential lifetime for other roles. */

@@ -12,12 +12,11 @@ import { permissionFlags, type Permissions } from "../src/config/permissions.ts"
 import {
   flag,
   hostPort,
+  hostPortOrOff,
   identifier,
-  isHostPort,
   name,
   nonEmpty,
   object,
-  quoteValue,
   secret,
   wholeNumber,
 } from "../src/config/schema.ts";
@@ -90,10 +89,15 @@ export interface EdgeConfig {
 
 /** The checked configuration: defaults filled in. */
 export interface CheckedEdgeConfig extends EdgeConfig {
+  /** Header name HTTP inlets add ({@link DEFAULT_LICENSE_HEADER} when not given). */
   licenseHeader: string;
+  /** The inlets, each with its mode filled in ({@link DEFAULT_INLETS} when not given). */
   inlets: (InletConfig & { mode: "tcp" | "http" })[];
+  /** "host:port" of the operations endpoint, or "off" ({@link DEFAULT_OPS} when not given). */
   ops: string;
+  /** Milliseconds a new inlet connection may wait for a path (10,000 when not given). */
   connectWaitMs: number;
+  /** Milliseconds without a record from the gateway before the channel is lost (30,000 when not given). */
   idleTimeoutMs: number;
 }
 
@@ -124,9 +128,7 @@ export const EdgeConfigSchema: z.ZodType<CheckedEdgeConfig, EdgeConfig> = object
     .default(DEFAULT_LICENSE_HEADER),
   inlets: z.array(InletSchema, { error: "must be a list" })
     .default(() => DEFAULT_INLETS.map((inlet) => ({ ...inlet, mode: inlet.mode ?? "tcp" }))),
-  ops: nonEmpty().refine((v) => v === "off" || isHostPort(v), {
-    error: (issue) => `must be HOST:PORT or "off", got ${quoteValue(issue.input)}`,
-  }).default(DEFAULT_OPS),
+  ops: hostPortOrOff().default(DEFAULT_OPS),
   connectWaitMs: wholeNumber("milliseconds", 100).default(10_000),
   idleTimeoutMs: wholeNumber("milliseconds", 100).default(30_000),
   attestationTtlSeconds: wholeNumber("seconds", 3).optional(),

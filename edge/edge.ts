@@ -29,7 +29,7 @@ import { HandshakeError, RelayError } from "../src/errors.ts";
 import { readIdentityFile } from "../src/identity/identity_file.ts";
 import { loadOrCreateIdentity } from "../src/identity/identity_store.ts";
 import { type Logger, silentLogger } from "../src/log.ts";
-import { backoffMs, sleep } from "../src/member/backoff.ts";
+import { backoffMs, sleep, whenAborted } from "../src/member/backoff.ts";
 import { type Member, startMember } from "../src/member/member.ts";
 import { Metrics } from "../src/ops/metrics.ts";
 import { type OpsServer, startOpsServer } from "../src/ops/ops_server.ts";
@@ -58,19 +58,27 @@ const MIN_RETRY_MS = 1000;
 
 /** What `nexus-edge status` shows (GET /status). */
 export interface EdgeStatus {
+  /** The edge's identifier. */
   identifier: string;
   /** "enrolling" | "up" | "connecting" | "revoked" | "stopped" */
   state: string;
+  /** The current credential's id, expiry (Unix seconds) and attributes; null before the first. */
   credential: { id: string; expiresAt: number; attributes: Record<string, unknown> } | null;
+  /** Whether the channel to the authority is open, and its last error. */
   authority: { connected: boolean; lastError: string | null };
   /** When the edge's channel attestation expires, Unix seconds (renewed at two thirds). */
   attestationExpiresAt: number;
+  /** The relay ("host:port") the current path goes through, or null when there is none. */
   relay: string | null;
+  /** The gateway's identifier on the current path, or null when there is none. */
   gateway: string | null;
   /** Milliseconds since the path came up, or null. */
   upForMs: number | null;
+  /** Why the last path attempt failed or the last path was lost; null while a path is up. */
   lastError: string | null;
+  /** Paths to the gateway established since start. */
   pathChanges: number;
+  /** Each inlet: its bound address, outlet, mode, and session counters since start. */
   inlets: {
     listen: string;
     outlet: string;
@@ -83,15 +91,19 @@ export interface EdgeStatus {
 
 /** A running edge. */
 export interface RunningEdge {
+  /** The edge's identifier. */
   readonly identifier: string;
   /** The inlets' bound addresses, in config order. */
   readonly inletAddrs: Deno.NetAddr[];
+  /** The operations endpoint's bound address, or null when `ops` is "off". */
   readonly opsAddr: Deno.NetAddr | null;
   /** True while a secure channel to the gateway is open. */
   ready(): boolean;
   /** Resolves with the gateway's identifier and the relay once a path is first up. */
   readonly firstPath: Promise<{ gateway: string; relay: string }>;
+  /** A snapshot of the edge's state, as GET /status serves it. */
   status(): EdgeStatus;
+  /** Stops the inlets, the path, the ops endpoint and the member runtime. */
   close(): Promise<void>;
 }
 
@@ -108,6 +120,30 @@ const message = (error: unknown) => error instanceof Error ? error.message : Str
  * Starts the edge. Fails (without starting) on a bad config, an unreadable
  * trust anchor, an inlet address that cannot be bound, or an authority
  * that refuses enrollment when there is no credential yet.
+ *
+ * @example
+ * ```ts ignore
+ * import { startEdge } from "./edge.ts";
+ *
+ * // The fields of deploy/edge.example.json.
+ * const edge = await startEdge({
+ *   stateDir: "/var/lib/nexus-edge",
+ *   authority: {
+ *     identityFile: "/etc/nexus/authority.identity.json",
+ *     address: "authority.example.net:4100",
+ *   },
+ *   relays: ["relay-1.example.net:4000", "relay-2.example.net:4000"],
+ *   gateway: { alias: "gw-cust-001", customerId: "cust_001" },
+ *   licenseFile: "/etc/nexus/edge.license",
+ *   inlets: [
+ *     { listen: "127.0.0.1:8151", outlet: "context" },
+ *     { listen: "127.0.0.1:8152", outlet: "orchestrator", mode: "http" },
+ *   ],
+ * });
+ * const { gateway, relay } = await edge.firstPath; // once a path to the gateway is up
+ * // … at shutdown:
+ * await edge.close();
+ * ```
  */
 export async function startEdge(
   input: EdgeConfig,
@@ -487,6 +523,7 @@ function edgeMetrics(
 export interface RunOptions {
   /** Stops the edge when it aborts. */
   signal: AbortSignal;
+  /** Where the edge logs (default: silent). */
   logger?: Logger;
   /** Called once with the READY line, when the first channel to the gateway is up. */
   announce?: (line: string) => void;
@@ -500,10 +537,7 @@ export interface RunOptions {
 export async function run(config: EdgeConfig, options: RunOptions): Promise<void> {
   const logger = options.logger ?? silentLogger;
   const edge = await startEdge(config, { logger });
-  const stopped = new Promise<null>((resolve) => {
-    if (options.signal.aborted) resolve(null);
-    options.signal.addEventListener("abort", () => resolve(null), { once: true });
-  });
+  const stopped = whenAborted(options.signal).then(() => null);
   logger.info("edge started; connecting to the gateway", {
     identifier: edge.identifier,
     relays: checkEdgeConfig(config).relays.join(","),

@@ -18,7 +18,7 @@ import { encodeCbor } from "../src/encoding/cbor.ts";
 import { readIdentityFile } from "../src/identity/identity_file.ts";
 import { loadOrCreateIdentity } from "../src/identity/identity_store.ts";
 import { type Logger, silentLogger } from "../src/log.ts";
-import { backoffMs, sleep } from "../src/member/backoff.ts";
+import { backoffMs, sleep, whenAborted } from "../src/member/backoff.ts";
 import { type Member, startMember } from "../src/member/member.ts";
 import { Metrics } from "../src/ops/metrics.ts";
 import { type OpsServer, startOpsServer } from "../src/ops/ops_server.ts";
@@ -277,9 +277,7 @@ export async function run(config: GatewayConfig, options: RunOptions): Promise<v
       `READY ${gateway.identifier}` +
         (gateway.opsAddr ? ` metrics=${formatHostPort(gateway.opsAddr)}` : ""),
     );
-    await new Promise((resolve) =>
-      options.signal.addEventListener("abort", resolve, { once: true })
-    );
+    await whenAborted(options.signal);
   }
   logger.info("shutting down; letting open sessions finish");
   await gateway.close();

@@ -39,7 +39,9 @@ export interface HsmOptions {
 
 /** How to find a key: by label, by id (hex), or both. */
 export interface KeySelector {
+  /** The key's CKA_LABEL, e.g. `nexus-authority-1`. */
   label?: string;
+  /** The key's CKA_ID in hex, e.g. `01`. */
   id?: string;
 }
 
@@ -60,12 +62,18 @@ function publicKeyFromPoint(point: Uint8Array): Uint8Array {
   throw new HsmError("hsm_failure", "the token returned an Ed25519 public key of unknown form");
 }
 
-/** An Ed25519 key held in the HSM. */
+/**
+ * An Ed25519 key held in the HSM. Made by {@link HsmSession.findKey} or
+ * {@link HsmSession.generateKey}; usable while its session is open.
+ */
 export class Pkcs11Signer implements Signer {
+  /** The 32-byte Ed25519 public key, read from the public key object's CKA_EC_POINT. */
   readonly publicKey: Uint8Array;
+  /** `pkcs11:token=…;object=…;id=…`: where the key lives, for operators. */
   readonly description: string;
-  /** The key's CKA_LABEL and CKA_ID (hex). */
+  /** The key's CKA_LABEL. */
   readonly label: string;
+  /** The key's CKA_ID, in hex. */
   readonly id: string;
   #session: graphene.Session;
   #key: graphene.PrivateKey;
@@ -85,6 +93,12 @@ export class Pkcs11Signer implements Signer {
     this.description = `pkcs11:token=${token};object=${this.label};id=${this.id}`;
   }
 
+  /**
+   * A 64-byte Ed25519 signature of `message`, made on the token with
+   * CKM_EDDSA (pure Ed25519). Rejects with a RangeError for an empty
+   * message (tokens refuse C_Sign over zero bytes) and with an
+   * {@link HsmError} `hsm_failure` when the token fails.
+   */
   sign(message: Uint8Array): Promise<Uint8Array> {
     // Tokens refuse C_Sign over zero bytes (SoftHSM: CKR_ARGUMENTS_BAD) and
     // may leave the operation active; the protocol never signs an empty
@@ -130,6 +144,7 @@ export class Pkcs11Signer implements Signer {
     }
   }
 
+  /** What `JSON.stringify` shows: the description only. */
   toJSON(): { description: string } {
     return { description: this.description };
   }
@@ -137,6 +152,7 @@ export class Pkcs11Signer implements Signer {
 
 /** A logged-in session on one token. */
 export class HsmSession {
+  /** The label of the token this session is logged in to. */
   readonly tokenLabel: string;
   #module: graphene.Module;
   #session: graphene.Session;
@@ -150,6 +166,26 @@ export class HsmSession {
   /**
    * Loads the module, finds the token by label, opens a read-write session
    * and logs in once.
+   *
+   * @example
+   * ```ts ignore
+   * import { HsmSession } from "./pkcs11_signer.ts";
+   * import { readPin } from "./pin.ts";
+   *
+   * const session = HsmSession.open({
+   *   modulePath: "/usr/lib/softhsm/libsofthsm2.so",
+   *   tokenLabel: "nexus-authority",
+   *   pin: await readPin({ file: "/etc/nexus/hsm.pin" }),
+   * });
+   * try {
+   *   const signer = session.findKey({ label: "nexus-authority-1" });
+   *   signer.description; // "pkcs11:token=nexus-authority;object=nexus-authority-1;id=01"
+   *   const signature = await signer.sign(message); // 64 bytes; the key never leaves the HSM
+   * } finally {
+   *   session.close();
+   * }
+   * ```
+   *
    * @throws {HsmError} `module_missing`, `token_missing`, `wrong_pin`,
    *   `pin_locked`, `mechanism_unsupported`, `hsm_failure`.
    */

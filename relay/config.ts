@@ -8,14 +8,7 @@
  */
 import { loadConfig } from "../src/config/loader.ts";
 import type { Permissions } from "../src/config/permissions.ts";
-import {
-  countOrDigits,
-  hostPort,
-  isHostPort,
-  nonEmpty,
-  object,
-  quoteValue,
-} from "../src/config/schema.ts";
+import { countOrDigits, hostPort, hostPortOrOff, nonEmpty, object } from "../src/config/schema.ts";
 import { z } from "zod";
 
 /** Where the relay's operations endpoint listens unless configured otherwise. */
@@ -34,9 +27,7 @@ export const RelayConfigSchema = object({
   /** Follow this authority's revocation list. */
   authority: hostPort().optional(),
   /** /metrics, /healthz, /readyz, or "off". */
-  metrics: nonEmpty().refine((v) => v === "off" || isHostPort(v), {
-    error: (issue) => `must be HOST:PORT or "off", got ${quoteValue(issue.input)}`,
-  }).default(DEFAULT_RELAY_METRICS),
+  metrics: hostPortOrOff().default(DEFAULT_RELAY_METRICS),
   "max-connections": countOrDigits("connections", 1).default(20_000),
   "max-per-identity": countOrDigits("connections", 1).default(64),
   rate: countOrDigits("bytes per second", 1).default(256 * 1024 * 1024),

@@ -33,6 +33,7 @@ import { importIdentity } from "../src/identity/identity_file.ts";
 import { Identity } from "../src/identity/identity.ts";
 import { SoftwareSigner } from "../src/identity/software_signer.ts";
 import { type Logger, silentLogger } from "../src/log.ts";
+import { whenAborted } from "../src/member/backoff.ts";
 import { type Member, startMember } from "../src/member/member.ts";
 import { Node } from "../src/routing/node.ts";
 import { TcpTransport } from "../src/transport/tcp_transport.ts";
@@ -602,11 +603,7 @@ export async function run(config: CheckedRelayConfig, options: RunOptions): Prom
   const following = config.authority === undefined
     ? null
     : await followAuthority(relay, config, trust, logger);
-  if (!options.signal.aborted) {
-    await new Promise((resolve) =>
-      options.signal.addEventListener("abort", resolve, { once: true })
-    );
-  }
+  await whenAborted(options.signal);
   logger.info("shutting down");
   await relay.close();
   await following?.member.close();

@@ -14,6 +14,7 @@
 export class NexusError<C extends string = string> extends Error {
   /** Machine-readable reason, stable across releases. */
   readonly code: C;
+  /** An error with `code`, named after its class (`HsmError`, ...); `options.cause` as for Error. */
   constructor(code: C, message: string, options?: ErrorOptions) {
     super(message, options);
     this.code = code;
@@ -155,6 +156,7 @@ export type PolicyErrorCode = "syntax" | "too_long" | "too_deep";
 export class PolicyError extends NexusError<PolicyErrorCode> {
   /** 0-based offset in the policy's text where the problem is. */
   readonly position: number;
+  /** A parse error at `position` of the policy's text. */
   constructor(code: PolicyErrorCode, message: string, position: number, options?: ErrorOptions) {
     super(code, message, options);
     this.position = position;
@@ -178,6 +180,7 @@ export class ConfigError extends TypeError {
   readonly file: string | undefined;
   /** The field's path (`inlets[2].listen`), when one field is at fault. */
   readonly field: string | undefined;
+  /** An error with `code`; `details` names the file and the field, when known. */
   constructor(
     code: ConfigErrorCode,
     message: string,

@@ -15,9 +15,13 @@ export type LogFields = Record<string, string | number | boolean | null | undefi
 
 /** A logger bound to a component name. */
 export interface Logger {
+  /** Detail for debugging; not written at the default level. */
   debug(message: string, fields?: LogFields): void;
+  /** A normal event an operator may want to see (a channel opened, a credential refreshed). */
   info(message: string, fields?: LogFields): void;
+  /** Something went wrong and was handled (a refused admission, a peer that went away). */
   warn(message: string, fields?: LogFields): void;
+  /** Something that needs an operator (a revoked member, a failed signature). */
   error(message: string, fields?: LogFields): void;
   /** A logger for a sub-component (`relay.admission`). */
   child(component: string): Logger;
@@ -25,6 +29,7 @@ export interface Logger {
 
 /** Options for {@link createLogger}. */
 export interface LoggerOptions {
+  /** The component named on every line (`relay`, `gateway.channel`). */
   component: string;
   /** JSON lines instead of text (default false). */
   json?: boolean;

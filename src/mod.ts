@@ -1,7 +1,9 @@
 /**
- * The Nexus core library: identities, credentials and their encoding.
- * Later layers (channel, routing, transport, portal, policy) add their own
- * `mod.ts` beside these.
+ * The Nexus core library, every layer's public surface in one module:
+ * encoding, crypto, identities, credentials, secure channels, routing,
+ * transport, portals, policies, operations, the authority and relay
+ * clients, the member runtime, configuration and CLI helpers, logs. Each
+ * folder's `mod.ts` is the same surface for that layer alone.
  *
  * @module
  */
@@ -28,15 +30,31 @@ export {
 } from "./log.ts";
 export * from "./authority_client/mod.ts";
 export * from "./relay_client/mod.ts";
-// The transport's CloseInfo differs from the channel's: import it from
-// "./transport/mod.ts" directly.
+// The transport's CloseInfo differs from the channel's: it is exported here
+// as TransportCloseInfo.
 export {
+  type AttachedConnection,
+  checkMaxFrameBytes,
+  type CloseInfo as TransportCloseInfo,
+  ConnectionCloseEvent,
   connectTcp,
+  type ConnectTcpOptions,
+  encodeFrameHeader,
+  FRAME_HEADER_BYTES,
   type FramedConnection,
   FrameDecoder,
+  type FrameDecoderOptions,
   type FramedListener,
   FrameError,
+  type FrameErrorCode,
+  HANDSHAKE_TIMEOUT_MS,
+  IO_BUFFER_BYTES,
   listenTcp,
+  type ListenTcpOptions,
   MAX_FRAME_BYTES,
   PROTOCOL_VERSION,
+  SocketConnection,
+  type SocketConnectionOptions,
+  TcpTransport,
+  type TcpTransportOptions,
 } from "./transport/mod.ts";

@@ -32,9 +32,11 @@ import {
 
 /** Options for {@link AuthorityClient.connect}. */
 export interface AuthorityClientOptions {
+  /** The node the channel and the client's reply worker (`authc.<hex>`) are registered on. */
   node: Node;
   /** Route to the authority's node, e.g. `[connection address]`. */
   route: Route;
+  /** This member's channel identity: its identity and an attested static key. */
   local: ChannelIdentity;
   /** Trust store holding the authority's identity (updated on rotation). */
   trust: TrustStore;
@@ -42,6 +44,7 @@ export interface AuthorityClientOptions {
   authority?: string;
   /** Milliseconds to wait for a reply (default 10,000). */
   timeoutMs?: number;
+  /** For the secure channel's logs; default silent. */
   logger?: Logger;
 }
 
@@ -50,6 +53,7 @@ export type RevocationListener = (list: RevocationList) => void | Promise<void>;
 
 /** A connection to the credential authority. */
 export class AuthorityClient {
+  /** The secure channel to the authority; its peer is the verified authority. */
   readonly channel: SecureChannel;
   #trust: TrustStore;
   #address: Address;
@@ -80,7 +84,31 @@ export class AuthorityClient {
     });
   }
 
-  /** Opens a secure channel to the authority. */
+  /**
+   * Opens a secure channel to the authority, recognised by its pinned
+   * identifier; no credential is asked of it. A newer change history it
+   * presents (a key rotation) is taken into `trust` when it extends the one
+   * held; one that does not closes the channel.
+   *
+   * @example
+   * ```ts ignore
+   * import { AuthorityClient } from "./authority_client.ts";
+   *
+   * // `transport` is the node's TcpTransport, `local` its channel identity,
+   * // `trust` a trust store holding the authority's identity file.
+   * const conn = await transport.connect({ hostname: "authority.example.net", port: 4100 });
+   * const client = await AuthorityClient.connect({ node, route: [conn.address], local, trust });
+   * const credential = await client.enroll({ ticket }); // verified, about this member
+   * await client.subscribe((list) => console.log("revocations", list.serial));
+   * const fresh = await client.credential(); // later, before expiry
+   * await client.close();
+   * ```
+   *
+   * @throws {HandshakeError} when the channel cannot be opened or the peer
+   *   is not the pinned authority.
+   * @throws {IdentityError} when the authority's history conflicts with the
+   *   trust anchor (the channel is closed first).
+   */
   static async connect(options: AuthorityClientOptions): Promise<AuthorityClient> {
     const pinned = options.authority !== undefined
       ? [options.authority]

@@ -34,8 +34,11 @@ const OPS = new Set<string>(["enroll", "credential", "revocations", "subscribe"]
 
 /** A decoded request. */
 export interface AuthorityRequest {
+  /** The client's number for the request (1, 2, 3, ...), echoed in the reply. */
   readonly id: number;
+  /** The operation asked for. */
   readonly op: AuthorityOp;
+  /** The operation's arguments, e.g. `ticket` or `license` for enroll; empty for the others. */
   readonly body: ReadonlyMap<string, string>;
 }
 

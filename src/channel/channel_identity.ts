@@ -22,6 +22,7 @@ export const DEFAULT_ATTESTATION_TTL_SECONDS = 30 * 24 * 3600;
 
 /** What this end presents: identity, attested static key, credentials. */
 export interface ChannelIdentity {
+  /** The identity this end acts as; its change history goes into the handshake. */
   readonly identity: Identity;
   /** The Noise static key pair `s`. */
   readonly staticKeyPair: DhKeyPair;

@@ -224,6 +224,7 @@ export interface ListenOptions extends ChannelOptions {
 
 /** A running channel listener. */
 export interface SecureChannelListener {
+  /** The address initiators send message 1 to. */
   readonly address: Address;
   /** Open channels accepted by this listener. */
   channels(): SecureChannel[];

@@ -20,8 +20,11 @@ export const MAX_PRESENTED_CREDENTIALS = 8;
 
 /** The decoded payload. */
 export interface IdentityPayload {
+  /** The sender's encoded change history. */
   readonly history: Uint8Array;
+  /** The encoded attestation of the sender's Noise static key. */
   readonly attestation: Uint8Array;
+  /** Encoded credentials about the sender, at most {@link MAX_PRESENTED_CREDENTIALS}. */
   readonly credentials: readonly Uint8Array[];
 }
 

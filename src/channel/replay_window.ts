@@ -33,11 +33,16 @@ export type WindowVerdict = "fresh" | "replayed" | "too_old";
  * ```
  */
 export class ReplayWindow {
+  /** Counters the window covers (at least 8). */
   readonly size: number;
   /** Highest counter accepted so far, -1 before the first. */
   #highest = -1;
   #seen: Float64Array;
 
+  /**
+   * An empty window of `size` counters.
+   * @throws {RangeError} when `size` is not an integer of at least 8.
+   */
   constructor(size: number = REPLAY_WINDOW) {
     if (!Number.isInteger(size) || size < 8) {
       throw new RangeError("a replay window holds 8 or more");

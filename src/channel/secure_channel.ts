@@ -53,7 +53,7 @@ import { type OpenResult, ReceiveCipher, SendCipher } from "./transport_cipher.t
 import { checkCredential, type TrustPolicy, type VerifiedPeer } from "./trust_policy.ts";
 
 /** Prologue of every handshake: protocol label and version (docs/design.md §4). */
-export const PROLOGUE = new TextEncoder().encode("nexus.secure_channel.v1");
+export const PROLOGUE: Uint8Array = new TextEncoder().encode("nexus.secure_channel.v1");
 
 /** Records of one channel decrypting at once before its reader waits. */
 export const RECEIVE_PIPELINE = 8;
@@ -78,8 +78,11 @@ export const KIND = {
 
 /** Options common to both ends. */
 export interface ChannelOptions {
+  /** The node whose workers the channel's encryptor and decryptor become. */
   node: Node;
+  /** This end's identity, attestation and credentials, presented in the handshake. */
   local: ChannelIdentity;
+  /** What the peer must satisfy, at the handshake and on every credential refresh. */
   policy: TrustPolicy;
   /** Milliseconds for the whole handshake (default 10,000). */
   handshakeTimeoutMs?: number;
@@ -87,11 +90,13 @@ export interface ChannelOptions {
   idleTimeoutMs?: number;
   /** Records per key (default: transport_cipher's). */
   rekeyInterval?: number;
+  /** Where the channel logs its opening, closing and dropped records (default: silent). */
   logger?: Logger;
 }
 
 /** Why a channel closed. */
 export interface CloseInfo {
+  /** Why, in words: e.g. `idle timeout`, `peer credential expired`, or the peer's reason. */
   readonly reason: string;
   /** True when the peer closed it. */
   readonly byPeer: boolean;
@@ -99,8 +104,11 @@ export interface CloseInfo {
 
 /** Counters of one channel. */
 export interface ChannelStats {
+  /** Records sealed and routed towards the peer. */
   sent: number;
+  /** Records from the peer that authenticated. */
   received: number;
+  /** Records dropped: replayed, too old, forged, malformed, or of an unknown kind. */
   dropped: number;
 }
 
@@ -122,8 +130,11 @@ export class SecureChannel {
   readonly address: Address;
   /** The decryptor's address: where the peer's records arrive. */
   readonly decryptorAddress: Address;
+  /** The peer as verified at the handshake: its identity, attestation and credential. */
   readonly peer: VerifiedPeer;
+  /** Resolves, once, when the channel closes, by either end; never rejects. */
   readonly closed: Promise<CloseInfo>;
+  /** Live record counters of this channel. */
   readonly stats: ChannelStats = { sent: 0, received: 0, dropped: 0 };
   #node: Node;
   #policy: TrustPolicy;

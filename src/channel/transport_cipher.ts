@@ -110,6 +110,23 @@ function writeCounter(target: Uint8Array, at: number, n: number): void {
  * Seals records in one direction. Several {@link seal} calls may be in
  * flight at once; each takes its counter when called, so records are
  * numbered in call order (they may complete out of order).
+ *
+ * @example
+ * ```ts
+ * import { ReceiveCipher, SendCipher } from "./transport_cipher.ts";
+ *
+ * // Both ends hold the same 32-byte key of this direction, from Split().
+ * const key = crypto.getRandomValues(new Uint8Array(32));
+ * const sender = SendCipher.create(key);
+ * const receiver = ReceiveCipher.create(key);
+ *
+ * const record = await sender.seal(new TextEncoder().encode("hello"));
+ * const opened = await receiver.open(record);
+ * if (opened.ok) console.log(new TextDecoder().decode(opened.plaintext)); // "hello"
+ *
+ * const again = await receiver.open(record);
+ * console.log(again.ok ? "accepted" : again.reason); // "replayed"
+ * ```
  */
 export class SendCipher {
   #interval: number;
@@ -185,7 +202,7 @@ export type OpenResult =
  * reads its input before returning (the caller may reuse the record's
  * memory as soon as `open` returns), counters in flight count as seen, and
  * the window and the key chain move only when a record authenticates, so a
- * forged record changes nothing.
+ * forged record changes nothing. See {@link SendCipher} for an example.
  */
 export class ReceiveCipher {
   #interval: number;

@@ -48,8 +48,11 @@ export interface TrustPolicy {
 
 /** A peer that passed the policy. */
 export interface VerifiedPeer {
+  /** The peer's verified change history and current primary key. */
   readonly identity: VerifiedIdentity;
+  /** The peer's identifier (the same as `identity.identifier`). */
   readonly identifier: string;
+  /** The verified attestation of the Noise static key the peer used. */
   readonly attestation: Attestation;
   /** The credential that satisfied the policy, or null when none was required and none verified. */
   readonly credential: Credential | null;
@@ -135,6 +138,37 @@ export async function checkCredential(
  * @throws {HandshakeError} `bad_payload`, `identity_rejected`,
  *   `attestation_mismatch`, `not_pinned`, `missing_credential`,
  *   `credential_rejected`, `missing_attribute`.
+ *
+ * @example
+ * ```ts
+ * import { createChannelIdentity } from "./channel_identity.ts";
+ * import { encodeIdentityPayload } from "./identity_payload.ts";
+ * import { verifyPeer } from "./trust_policy.ts";
+ * import { issueCredential } from "../credential/credential.ts";
+ * import { TrustStore } from "../credential/trust_store.ts";
+ * import { Identity } from "../identity/identity.ts";
+ * import { SoftwareSigner } from "../identity/software_signer.ts";
+ *
+ * const authority = await Identity.create(await SoftwareSigner.generate());
+ * const edge = await Identity.create(await SoftwareSigner.generate());
+ * const credential = await issueCredential(authority, {
+ *   subject: edge.identifier,
+ *   attributes: { role: "edge" },
+ * });
+ * const local = await createChannelIdentity(edge, { credentials: () => [credential.encoded] });
+ *
+ * // What the edge sends in its handshake message, and the static key it used there.
+ * const payload = encodeIdentityPayload({
+ *   history: edge.history.encoded,
+ *   attestation: local.attestation,
+ *   credentials: local.credentials(),
+ * });
+ * const peer = await verifyPeer(payload, local.staticKeyPair.publicKey, {
+ *   trust: new TrustStore([authority]),
+ *   requiredAttributes: { role: "edge" },
+ * });
+ * console.log(peer.identifier === edge.identifier); // true
+ * ```
  */
 export async function verifyPeer(
   payload: Uint8Array,

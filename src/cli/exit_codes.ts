@@ -8,22 +8,31 @@
  */
 
 /** The exit statuses, by name. */
-export const EXIT = Object.freeze({
+export const EXIT: {
   /** Done, or stopped by SIGINT/SIGTERM. */
-  ok: 0,
+  readonly ok: 0;
   /** Failed at run time: an authority that refused, a peer that broke the protocol, an I/O error. */
-  runtime: 1,
+  readonly runtime: 1;
   /** The command line is wrong: an unknown command or flag, a missing argument. */
-  usage: 2,
+  readonly usage: 2;
   /** `status`: the service answers but is not up (no path, not ready). */
-  notReady: 3,
+  readonly notReady: 3;
   /** The configuration is wrong: a file that cannot be read or parsed, a field that fails its check. */
-  config: 4,
+  readonly config: 4;
   /** The permission set forbids something the configuration asks for (Deno's `NotCapable`). */
-  permission: 5,
+  readonly permission: 5;
   /** The HSM PIN is missing, wrong or locked: never retried, to keep the token's PIN counter. */
-  hsmPin: 6,
+  readonly hsmPin: 6;
   /** The HSM cannot be used: module, token, key or mechanism missing, or a PKCS#11 failure. */
+  readonly hsm: 7;
+} = Object.freeze({
+  ok: 0,
+  runtime: 1,
+  usage: 2,
+  notReady: 3,
+  config: 4,
+  permission: 5,
+  hsmPin: 6,
   hsm: 7,
 });
 

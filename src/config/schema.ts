@@ -52,6 +52,13 @@ export function hostPort(): z.ZodString {
   });
 }
 
+/** `host:port`, or `"off"` (an operations endpoint that is not served). */
+export function hostPortOrOff(): z.ZodString {
+  return nonEmpty().refine((v) => v === "off" || isHostPort(v), {
+    error: (issue) => `must be HOST:PORT or "off", got ${quoteValue(issue.input)}`,
+  });
+}
+
 /** True when `text` parses as `host:port`. */
 export function isHostPort(text: string): boolean {
   try {

@@ -44,12 +44,19 @@ export const MAX_CREDENTIAL_BYTES = 8 * 1024;
 export interface Credential {
   /** The exact encoded credential, as sent in handshakes and stored in files. */
   readonly encoded: Uint8Array;
+  /** The encoded `CredentialData`, exactly as signed. */
   readonly data: Uint8Array;
+  /** 64-byte Ed25519 signature by the issuer's primary key over `data` (domain-separated). */
   readonly signature: Uint8Array;
+  /** Identifier of the member the credential is about. */
   readonly subject: string;
+  /** Identifier of the authority that signed it. */
   readonly issuer: string;
+  /** The attributes, normalized and frozen (null prototype). */
   readonly attributes: Attributes;
+  /** Start of validity, in seconds since the epoch. */
   readonly createdAt: number;
+  /** End of validity, in seconds since the epoch (not before `createdAt`). */
   readonly expiresAt: number;
   /** 16 random bytes as 32 hex digits: what revocation names. */
   readonly id: string;
@@ -59,6 +66,7 @@ export interface Credential {
 export interface IssueOptions extends ClockOptions {
   /** The member's identifier. */
   subject: string;
+  /** The attributes to state; checked and normalized (docs/protocol.md §7.1). */
   attributes: Readonly<Record<string, unknown>>;
   /** Lifetime in seconds (default one hour, docs/design.md §3). */
   ttlSeconds?: number;
@@ -68,7 +76,33 @@ export interface IssueOptions extends ClockOptions {
 
 /**
  * Issues a credential signed by `issuer`'s current key.
- * @throws {CredentialError} `bad_attributes`; {TypeError} for a bad subject.
+ * @throws {CredentialError} `bad_attributes`; {TypeError} for a bad subject;
+ *   {RangeError} for a `ttlSeconds` that is not a positive integer or an `id`
+ *   that is not 16 bytes; {LimitError} when the credential would exceed
+ *   {@link MAX_CREDENTIAL_BYTES}.
+ *
+ * @example
+ * ```ts
+ * import { issueCredential, verifyCredential } from "./credential.ts";
+ * import { TrustStore } from "./trust_store.ts";
+ * import { Identity } from "../identity/identity.ts";
+ * import { SoftwareSigner } from "../identity/software_signer.ts";
+ *
+ * const authority = await Identity.create(await SoftwareSigner.generate());
+ * const member = await Identity.create(await SoftwareSigner.generate());
+ * const credential = await issueCredential(authority, {
+ *   subject: member.identifier,
+ *   attributes: { role: "edge", customer_id: "cust_001", capabilities: ["search", "query"] },
+ *   ttlSeconds: 3600,
+ * });
+ *
+ * const trust = new TrustStore([authority]);
+ * const verified = await verifyCredential(credential.encoded, {
+ *   trust,
+ *   subject: member.identifier,
+ * });
+ * console.log(verified.attributes.role); // "edge"
+ * ```
  */
 export async function issueCredential(
   issuer: Identity,
@@ -151,6 +185,36 @@ export interface VerifyCredentialOptions extends ClockOptions {
  * @throws {CredentialError} `untrusted_issuer`, `bad_signature`,
  *   `subject_mismatch`, `expired`, `not_yet_valid`, `revoked`.
  * @throws {MalformedError | LimitError} for malformed bytes.
+ *
+ * @example
+ * ```ts
+ * import { issueCredential, verifyCredential } from "./credential.ts";
+ * import { createRevocationList, RevocationRegistry } from "./revocation.ts";
+ * import { TrustStore } from "./trust_store.ts";
+ * import { CredentialError } from "../errors.ts";
+ * import { Identity } from "../identity/identity.ts";
+ * import { SoftwareSigner } from "../identity/software_signer.ts";
+ *
+ * const authority = await Identity.create(await SoftwareSigner.generate());
+ * const member = await Identity.create(await SoftwareSigner.generate());
+ * const credential = await issueCredential(authority, {
+ *   subject: member.identifier,
+ *   attributes: { role: "edge" },
+ * });
+ * const trust = new TrustStore([authority]);
+ * const revocations = new RevocationRegistry();
+ * await revocations.apply(
+ *   await createRevocationList(authority, { serial: 1, credentialIds: [credential.id] }),
+ *   trust,
+ * );
+ *
+ * try {
+ *   await verifyCredential(credential, { trust, subject: member.identifier, revocations });
+ *   throw new Error("a revoked credential verified");
+ * } catch (error) {
+ *   if (!(error instanceof CredentialError) || error.code !== "revoked") throw error;
+ * }
+ * ```
  */
 export async function verifyCredential(
   input: Uint8Array | Credential,

@@ -35,11 +35,17 @@ export const MAX_REVOCATION_BYTES = 1024 * 1024;
 
 /** A decoded revocation list. */
 export interface RevocationList {
+  /** The whole encoded list (at most {@link MAX_REVOCATION_BYTES}). */
   readonly encoded: Uint8Array;
+  /** The encoded `RevocationData`, exactly as signed. */
   readonly data: Uint8Array;
+  /** 64-byte Ed25519 signature by the issuer's primary key over `data` (domain-separated). */
   readonly signature: Uint8Array;
+  /** Identifier of the authority that signed the list. */
   readonly issuer: string;
+  /** Version of the list: a newer list of the same issuer has a higher serial. */
   readonly serial: number;
+  /** When the list was signed, in seconds since the epoch (not compared with the clock). */
   readonly issuedAt: number;
   /** Revoked credential ids, as 32 hex digits. */
   readonly credentialIds: readonly string[];
@@ -49,14 +55,38 @@ export interface RevocationList {
 
 /** Options for {@link createRevocationList}. */
 export interface CreateRevocationListOptions extends ClockOptions {
+  /** The list's serial, a non-negative integer; verifiers replace a held list only with a higher one. */
   serial: number;
+  /** Revoked credential ids, as 32 lowercase hex digits (sorted and deduplicated here). */
   credentialIds?: readonly string[];
+  /** Revoked member identifiers (sorted and deduplicated here). */
   identifiers?: readonly string[];
 }
 
 const CREDENTIAL_ID = /^[0-9a-f]{32}$/;
 
-/** Signs a complete revocation list by `issuer`'s current key. */
+/**
+ * Signs a complete revocation list by `issuer`'s current key.
+ * @throws {RangeError} for a serial that is not a non-negative integer;
+ *   {TypeError} for a malformed credential id or identifier.
+ *
+ * @example
+ * ```ts
+ * import { createRevocationList, verifyRevocationList } from "./revocation.ts";
+ * import { TrustStore } from "./trust_store.ts";
+ * import { Identity } from "../identity/identity.ts";
+ * import { SoftwareSigner } from "../identity/software_signer.ts";
+ *
+ * const authority = await Identity.create(await SoftwareSigner.generate());
+ * const member = await Identity.create(await SoftwareSigner.generate());
+ * const list = await createRevocationList(authority, {
+ *   serial: 1,
+ *   credentialIds: ["00112233445566778899aabbccddeeff"],
+ *   identifiers: [member.identifier],
+ * });
+ * await verifyRevocationList(list.encoded, new TrustStore([authority]));
+ * ```
+ */
 export async function createRevocationList(
   issuer: Identity,
   options: CreateRevocationListOptions,
@@ -147,6 +177,29 @@ interface Held {
 /**
  * The newest revocation list of each trusted issuer, as a verifier holds
  * them. Lookups are set lookups: cheap enough for every message.
+ *
+ * @example
+ * ```ts
+ * import { createRevocationList, RevocationRegistry } from "./revocation.ts";
+ * import { TrustStore } from "./trust_store.ts";
+ * import { Identity } from "../identity/identity.ts";
+ * import { SoftwareSigner } from "../identity/software_signer.ts";
+ *
+ * const authority = await Identity.create(await SoftwareSigner.generate());
+ * const member = await Identity.create(await SoftwareSigner.generate());
+ * const trust = new TrustStore([authority]);
+ * const registry = new RevocationRegistry();
+ *
+ * const first = await createRevocationList(authority, { serial: 1 });
+ * const second = await createRevocationList(authority, {
+ *   serial: 2,
+ *   identifiers: [member.identifier],
+ * });
+ * await registry.apply(first, trust); // true
+ * await registry.apply(second, trust); // true
+ * console.log(registry.isIdentifierRevoked(authority.identifier, member.identifier)); // true
+ * // Replaying the older list now throws CredentialError `revocation_rollback`.
+ * ```
  */
 export class RevocationRegistry {
   #held = new Map<string, Held>();

@@ -11,7 +11,24 @@ import {
   type VerifiedIdentity,
 } from "../identity/change_history.ts";
 
-/** Trust anchors: authorities whose credentials and revocation lists count. */
+/**
+ * Trust anchors: authorities whose credentials and revocation lists count.
+ *
+ * @example
+ * ```ts
+ * import { TrustStore } from "./trust_store.ts";
+ * import { Identity } from "../identity/identity.ts";
+ * import { SoftwareSigner } from "../identity/software_signer.ts";
+ *
+ * const authority = await Identity.create(await SoftwareSigner.generate());
+ * const trust = new TrustStore([authority]);
+ *
+ * // After the authority rotates its key, a verifier accepts the longer history.
+ * const rotated = await authority.rotate(await SoftwareSigner.generate());
+ * await trust.update(rotated.history.encoded); // true
+ * console.log(trust.get(authority.identifier)?.history.changes.length); // 2
+ * ```
+ */
 export class TrustStore {
   #anchors = new Map<string, VerifiedIdentity>();
 

@@ -54,6 +54,16 @@ const encoder = new Encoder({ mapsAsObjects: false, useRecords: false, tagUint8A
  * The output is in the strict profile's canonical form whatever the input's
  * map order, so it always passes {@link checkStrictCbor}.
  *
+ * @example
+ * ```ts
+ * import { decodeCbor, encodeCbor } from "./cbor.ts";
+ *
+ * // Maps with text keys (never plain objects); keys are written in canonical order.
+ * const bytes = encodeCbor([1, "hello", new Map([["bb", 2], ["a", 1]])]);
+ * const value = decodeCbor(bytes, { maxBytes: 1024, maxDepth: 2 });
+ * // [1, "hello", Map { "a" => 1, "bb" => 2 }]
+ * ```
+ *
  * @throws {TypeError} for a value the profile cannot hold (floats, unsafe
  *   integers, undefined, plain objects, non-text map keys, ...).
  */
@@ -106,6 +116,21 @@ function canonical(value: unknown): unknown {
 
 /**
  * Decodes exactly one strict-profile CBOR item (see the module docs).
+ *
+ * @example
+ * ```ts
+ * import { decodeCbor, encodeCbor } from "./cbor.ts";
+ * import { MalformedError } from "./errors.ts";
+ *
+ * decodeCbor(encodeCbor(["ok", true, null]), { maxBytes: 64 }); // ["ok", true, null]
+ *
+ * // 1 with a one-byte argument: well-formed CBOR, but not its shortest form.
+ * try {
+ *   decodeCbor(Uint8Array.of(0x18, 0x01), { maxBytes: 64 });
+ * } catch (error) {
+ *   error instanceof MalformedError && error.code; // "non_minimal"
+ * }
+ * ```
  *
  * @throws {LimitError} `too_large` before decoding when the input exceeds
  *   `maxBytes`; `integer_out_of_range` for integers beyond ±(2^53 − 1).

@@ -23,7 +23,9 @@ export type MalformedCode =
 
 /** The input is not the encoding or the shape it must be. */
 export class MalformedError extends TypeError {
+  /** Machine-readable reason. */
   readonly code: MalformedCode;
+  /** An error with `code`; `options.cause` as for Error. */
   constructor(code: MalformedCode, message: string, options?: ErrorOptions) {
     super(message, options);
     this.code = code;
@@ -36,7 +38,9 @@ export type LimitCode = "too_large" | "integer_out_of_range";
 
 /** The input, or a value in it, exceeds a hard limit. */
 export class LimitError extends RangeError {
+  /** Machine-readable reason. */
   readonly code: LimitCode;
+  /** An error with `code`; `options.cause` as for Error. */
   constructor(code: LimitCode, message: string, options?: ErrorOptions) {
     super(message, options);
     this.code = code;

@@ -39,13 +39,21 @@ export const DEFAULT_SKEW_SECONDS = 60;
 
 /** A decoded attestation. */
 export interface Attestation {
+  /** The whole encoded attestation (at most {@link MAX_ATTESTATION_BYTES}). */
   readonly encoded: Uint8Array;
+  /** The encoded `AttestationData`, exactly as signed. */
   readonly data: Uint8Array;
+  /** 64-byte Ed25519 signature by the subject's primary key over `data` (domain-separated). */
   readonly signature: Uint8Array;
+  /** Identifier of the attesting identity. */
   readonly subject: string;
+  /** What the key is attested for (see {@link PURPOSE}). */
   readonly purpose: number;
+  /** The attested 32-byte X25519 public key. */
   readonly publicKey: Uint8Array;
+  /** Start of validity, in seconds since the epoch. */
   readonly createdAt: number;
+  /** End of validity, in seconds since the epoch (not before `createdAt`). */
   readonly expiresAt: number;
 }
 
@@ -57,7 +65,24 @@ export interface CreateAttestationOptions extends ClockOptions {
   purpose?: number;
 }
 
-/** Signs an attestation of `publicKey` (X25519, 32 bytes) by `identity`'s current key. */
+/**
+ * Signs an attestation of `publicKey` (X25519, 32 bytes) by `identity`'s current key.
+ * @throws {RangeError} when `publicKey` is not 32 bytes.
+ *
+ * @example
+ * ```ts
+ * import { createAttestation, verifyAttestation } from "./attestation.ts";
+ * import { Identity } from "./identity.ts";
+ * import { SoftwareSigner } from "./software_signer.ts";
+ *
+ * const identity = await Identity.create(await SoftwareSigner.generate());
+ * const staticKey = crypto.getRandomValues(new Uint8Array(32)); // a Noise static public key
+ * const attestation = await createAttestation(identity, staticKey, { ttlSeconds: 3600 });
+ *
+ * // The peer checks it against the identity and the static key it received.
+ * await verifyAttestation(attestation.encoded, identity, { expectedKey: staticKey });
+ * ```
+ */
 export async function createAttestation(
   identity: Identity,
   publicKey: Uint8Array,

@@ -39,11 +39,17 @@ export const MAX_HISTORY_BYTES = 32 * 1024;
 
 /** One decoded change. `data` is the exact signed byte string. */
 export interface Change {
+  /** The encoded `ChangeData`, exactly as signed (at most 512 bytes). */
   readonly data: Uint8Array;
+  /** 64-byte Ed25519 signature by this change's own primary key. */
   readonly signature: Uint8Array;
+  /** 64-byte signature by the previous change's key; null in the first change. */
   readonly previousSignature: Uint8Array | null;
+  /** SHA-256 of the previous change's `data`; null in the first change. */
   readonly previousHash: Uint8Array | null;
+  /** The 32-byte Ed25519 primary public key this change introduces. */
   readonly primaryKey: Uint8Array;
+  /** When the change was made, in seconds since the epoch. */
   readonly createdAt: number;
 }
 
@@ -54,6 +60,7 @@ export interface Change {
 export class ChangeHistory {
   /** The exact encoded bytes this history was read from or built as. */
   readonly encoded: Uint8Array;
+  /** The decoded changes, oldest first (1 to {@link MAX_CHANGES}). */
   readonly changes: readonly Change[];
 
   private constructor(encoded: Uint8Array, changes: readonly Change[]) {
@@ -87,7 +94,7 @@ export class ChangeHistory {
     return new ChangeHistory(new Uint8Array(encoded), items.map(decodeChange));
   }
 
-  /** Builds the history that appends `change` (already signed) to `changes`. */
+  /** Builds and encodes the history of `changes` (already signed), oldest first. */
   static fromChanges(changes: readonly Change[]): ChangeHistory {
     const encoded = encodeCbor(
       changes.map((c) =>
@@ -102,9 +109,11 @@ export class ChangeHistory {
 
 /** A history whose every link and signature was verified. */
 export interface VerifiedIdentity {
+  /** `"I"` + hex SHA-256 of the first change's signed bytes. */
   readonly identifier: string;
   /** The current primary key: the newest change's. */
   readonly primaryKey: Uint8Array;
+  /** The history that was verified. */
   readonly history: ChangeHistory;
 }
 
@@ -157,6 +166,7 @@ function decodeChange(item: unknown, index: number): Change {
 
 /** Options with a clock, in seconds since the epoch (default: now). */
 export interface ClockOptions {
+  /** The current time, in seconds since the epoch (default: the system clock). */
   now?: number;
 }
 
@@ -185,7 +195,21 @@ async function signChange(
   };
 }
 
-/** A new history whose first change holds `signer`'s key. */
+/**
+ * A new history whose first change holds `signer`'s key.
+ *
+ * @example
+ * ```ts
+ * import { createChangeHistory, verifyChangeHistory } from "./change_history.ts";
+ * import { SoftwareSigner } from "./software_signer.ts";
+ *
+ * const signer = await SoftwareSigner.generate();
+ * const history = await createChangeHistory(signer);
+ * // What a peer does with the encoded bytes it received:
+ * const verified = await verifyChangeHistory(history.encoded);
+ * console.log(verified.identifier === history.identifier); // true
+ * ```
+ */
 export async function createChangeHistory(
   signer: Signer,
   options?: ClockOptions,

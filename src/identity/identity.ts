@@ -15,7 +15,9 @@ import type { Signer } from "./signer.ts";
 
 /** An identity this process can act as. */
 export class Identity implements VerifiedIdentity {
+  /** The identity's change history, verified or built here. */
   readonly history: ChangeHistory;
+  /** The signer of the history's current primary key. */
   readonly signer: Signer;
 
   private constructor(history: ChangeHistory, signer: Signer) {
@@ -23,15 +25,31 @@ export class Identity implements VerifiedIdentity {
     this.signer = signer;
   }
 
+  /** `"I"` + hex SHA-256 of the first change's signed bytes. */
   get identifier(): string {
     return this.history.identifier;
   }
 
+  /** The current Ed25519 primary public key (32 bytes): the newest change's. */
   get primaryKey(): Uint8Array {
     return this.history.primaryKey;
   }
 
-  /** A new identity whose first key is `signer`'s. */
+  /**
+   * A new identity whose first key is `signer`'s.
+   *
+   * @example
+   * ```ts
+   * import { Identity } from "./identity.ts";
+   * import { SoftwareSigner } from "./software_signer.ts";
+   *
+   * const identity = await Identity.create(await SoftwareSigner.generate());
+   * console.log(identity.identifier); // "I" + 64 hex digits
+   *
+   * const rotated = await identity.rotate(await SoftwareSigner.generate());
+   * console.log(rotated.identifier === identity.identifier); // true
+   * ```
+   */
   static async create(signer: Signer, options?: ClockOptions): Promise<Identity> {
     return new Identity(await createChangeHistory(signer, options), signer);
   }

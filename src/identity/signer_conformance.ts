@@ -2,7 +2,7 @@
  * The conformance suite every {@link Signer} must pass: the in-process
  * `SoftwareSigner` and the PKCS#11 signer run the same cases.
  *
- * ```ts
+ * ```ts ignore
  * import { signerConformance } from "../src/identity/signer_conformance.ts";
  * signerConformance("Pkcs11Signer", () => openTestSigner());
  * ```

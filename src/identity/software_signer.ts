@@ -17,7 +17,9 @@ import type { Signer } from "./signer.ts";
 
 /** An in-process Ed25519 key. */
 export class SoftwareSigner implements Signer {
+  /** The 32-byte Ed25519 public key. */
   readonly publicKey: Uint8Array;
+  /** Always `"software"`: the key lives in this process. */
   readonly description = "software";
   #key: KeyObject;
 
@@ -49,14 +51,17 @@ export class SoftwareSigner implements Signer {
     return SoftwareSigner.fromSeed(seed).finally(() => seed.fill(0));
   }
 
+  /** A 64-byte Ed25519 signature (RFC 8032, pure) of `message`. */
   sign(message: Uint8Array): Promise<Uint8Array> {
     return Promise.resolve(new Uint8Array(sign(null, message, this.#key)));
   }
 
+  /** The description and the hex public key; never the private key. */
   toJSON(): { description: string; publicKey: string } {
     return { description: this.description, publicKey: toHex(this.publicKey) };
   }
 
+  /** What `Deno.inspect` and `console.log` show: the public key only. */
   [Symbol.for("Deno.customInspect")](): string {
     return `SoftwareSigner { publicKey: ${toHex(this.publicKey)} }`;
   }

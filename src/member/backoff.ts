@@ -28,6 +28,14 @@ export function backoffMs(attempt: number, random: () => number = Math.random): 
   return Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.min(attempt, 16)) * (0.5 + random());
 }
 
+/** Resolves once `signal` aborts (at once when it already has); never rejects. */
+export function whenAborted(signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) =>
+    signal.addEventListener("abort", () => resolve(), { once: true })
+  );
+}
+
 /**
  * Resolves after `ms`, or as soon as `signal` aborts or `wake` settles,
  * whichever comes first; never rejects, and leaves no timer behind.

@@ -29,7 +29,7 @@
  *
  * @example
  * ```ts ignore
- * const member = startMember({
+ * const member = await startMember({
  *   role: "gateway", identity, trust, node, transport,
  *   authorities: [{ hostname: "authority.internal", port: 4100 }],
  *   enrollment: () => ({ ticket }),
@@ -66,11 +66,13 @@ export type Enrollment = { ticket: string } | { license: string };
 export interface MemberOptions {
   /** What this process is, for logs and errors: "edge", "gateway", "relay", "service". */
   role: string;
+  /** This process's identity: what it enrolls as and presents in its channels. */
   identity: Identity;
   /** The authority's identity (the trust anchor); updated when it rotates its key. */
   trust: TrustStore;
   /** The node the authority channel runs on (the process's own). */
   node: Node;
+  /** The TCP transport that connects to the authority endpoints. */
   transport: TcpTransport;
   /** Authority endpoints: one is used at a time, the next after a failure. */
   authorities: readonly HostPort[];
@@ -87,6 +89,7 @@ export interface MemberOptions {
   credentialFile?: string;
   /** Lifetime of this process's channel attestations, seconds (default 30 days). */
   attestationTtlSeconds?: number;
+  /** Where enrollment, refreshes, revocation and retries are logged (default: silent). */
   logger?: Logger;
 }
 
@@ -95,12 +98,15 @@ export type MemberState = "enrolling" | "member" | "revoked" | "observer" | "sto
 
 /** What {@link Member.status} reports (for `status` commands and logs). */
 export interface MemberStatus {
+  /** Where the member stands now. */
   readonly state: MemberState;
+  /** The current credential's id, expiry (Unix seconds) and attributes; null when none. */
   readonly credential: {
     readonly id: string;
     readonly expiresAt: number;
     readonly attributes: Readonly<Record<string, unknown>>;
   } | null;
+  /** The link to the authority: whether it is open, to which endpoint, and the last error. */
   readonly authority: {
     readonly connected: boolean;
     readonly address: string | null;
@@ -114,7 +120,9 @@ export interface MemberStatus {
 
 /** A running member runtime. */
 export interface Member {
+  /** This process's identity. */
   readonly identity: Identity;
+  /** The authority's trust anchor, as given in {@link MemberOptions.trust}. */
   readonly trust: TrustStore;
   /** The revocations this process honours, kept current from the authority. */
   readonly revocations: RevocationRegistry;
@@ -122,6 +130,7 @@ export interface Member {
   readonly local: RenewableChannelIdentity;
   /** The current credential (null before the first, and for an observer). */
   readonly credential: Credential | null;
+  /** Where the member stands now. */
   readonly state: MemberState;
   /**
    * Resolves with the first credential (at once when a stored one is
@@ -136,6 +145,7 @@ export interface Member {
   onRevocations(listener: (list: RevocationList) => void | Promise<void>): void;
   /** Called once when the authority says this member is revoked. */
   onRevoked(listener: () => void | Promise<void>): void;
+  /** A snapshot of where the member stands, its credential, authority link and serials. */
   status(): MemberStatus;
   /**
    * Registers `<prefix>_credential_expiry_seconds`,

@@ -15,4 +15,4 @@ export {
   startMember,
 } from "./member.ts";
 export { renewAttestations, untilTwoThirds } from "./attestation_renewal.ts";
-export { BACKOFF_BASE_MS, BACKOFF_MAX_MS, backoffMs, sleep } from "./backoff.ts";
+export { BACKOFF_BASE_MS, BACKOFF_MAX_MS, backoffMs, sleep, whenAborted } from "./backoff.ts";

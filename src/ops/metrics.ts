@@ -18,7 +18,38 @@ function escape(value: string): string {
   return value.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');
 }
 
-/** A set of metric families rendered together. */
+/**
+ * A set of metric families rendered together.
+ *
+ * @example
+ * ```ts
+ * import { Metrics } from "./metrics.ts";
+ *
+ * let accepted = 0; // a hot path bumps a plain number
+ * const metrics = new Metrics();
+ * metrics.register(
+ *   "nexus_example_accepted_total",
+ *   "counter",
+ *   "Connections accepted.",
+ *   () => accepted,
+ * );
+ * metrics.register(
+ *   "nexus_example_open",
+ *   "gauge",
+ *   "Open connections, by transport.",
+ *   () => [[{ transport: "tcp" }, 2], [{ transport: "tls" }, 1]],
+ * );
+ * accepted++;
+ * metrics.render();
+ * // # HELP nexus_example_accepted_total Connections accepted.
+ * // # TYPE nexus_example_accepted_total counter
+ * // nexus_example_accepted_total 1
+ * // # HELP nexus_example_open Open connections, by transport.
+ * // # TYPE nexus_example_open gauge
+ * // nexus_example_open{transport="tcp"} 2
+ * // nexus_example_open{transport="tls"} 1
+ * ```
+ */
 export class Metrics {
   #families = new Map<string, Family>();
 

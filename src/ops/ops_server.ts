@@ -12,23 +12,54 @@ import type { Metrics } from "./metrics.ts";
 
 /** Options of {@link startOpsServer}. */
 export interface OpsServerOptions {
+  /** The address to bind; keep it on loopback (`127.0.0.1`) unless a scraper elsewhere needs it. */
   hostname: string;
+  /** The TCP port; 0 picks a free one (see {@link OpsServer.addr}). */
   port: number;
+  /** The metrics rendered at `GET /metrics`. */
   metrics: Metrics;
   /** Readiness; default: always ready. */
   ready?: () => boolean;
   /** When given, `GET /status` answers with this value as JSON. */
   status?: () => unknown;
+  /** Where the listening address is logged; default: not logged. */
   logger?: Logger;
 }
 
 /** A running endpoint. */
 export interface OpsServer {
+  /** The bound address (with the real port when `port` was 0). */
   readonly addr: Deno.NetAddr;
+  /** Stops accepting and resolves once requests in flight have been answered. */
   close(): Promise<void>;
 }
 
-/** Starts the endpoint. */
+/**
+ * Starts the endpoint. Only `GET` is served (anything else is 405); unknown
+ * paths are 404.
+ *
+ * @example
+ * ```ts
+ * import { Metrics } from "./metrics.ts";
+ * import { startOpsServer } from "./ops_server.ts";
+ *
+ * let ready = false;
+ * const server = startOpsServer({
+ *   hostname: "127.0.0.1",
+ *   port: 0,
+ *   metrics: new Metrics(),
+ *   ready: () => ready,
+ * });
+ * const base = `http://127.0.0.1:${server.addr.port}`;
+ * const notReady = await fetch(`${base}/readyz`);
+ * notReady.status; // 503
+ * await notReady.text(); // "not ready\n"
+ * ready = true;
+ * const response = await fetch(`${base}/readyz`);
+ * await response.text(); // "ready\n"
+ * await server.close();
+ * ```
+ */
 export function startOpsServer(options: OpsServerOptions): OpsServer {
   const server = Deno.serve({
     hostname: options.hostname,

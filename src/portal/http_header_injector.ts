@@ -182,6 +182,36 @@ interface RequestHead {
  *   `Connection`, `Upgrade`, ...), or `value` has a character outside
  *   visible ASCII, space and tab, or starts or ends with whitespace.
  * @throws {RangeError} when `maxHeaderBytes` is not a positive integer.
+ *
+ * @example
+ * ```ts
+ * import { injectHeader } from "./http_header_injector.ts";
+ *
+ * // A client's bytes, from memory here; in an inlet, the accepted socket.
+ * const request = new TextEncoder().encode(
+ *   "GET /v1/search HTTP/1.1\r\nHost: api\r\nX-License-Key: forged\r\n\r\n",
+ * );
+ * let offered = false;
+ * const client = {
+ *   read(p: Uint8Array): Promise<number | null> {
+ *     if (offered) return Promise.resolve(null);
+ *     offered = true;
+ *     p.set(request);
+ *     return Promise.resolve(request.length);
+ *   },
+ * };
+ *
+ * const reader = injectHeader(client, { name: "X-License-Key", value: "nxl_example" });
+ * const buffer = new Uint8Array(1024);
+ * let forwarded = "";
+ * for (let n; (n = await reader.read(buffer)) !== null;) {
+ *   forwarded += new TextDecoder().decode(buffer.subarray(0, n));
+ * }
+ * console.log(forwarded);
+ * // GET /v1/search HTTP/1.1
+ * // X-License-Key: nxl_example
+ * // Host: api
+ * ```
  */
 export function injectHeader(
   source: ByteReader & { write?(p: Uint8Array): Promise<number> },

@@ -226,20 +226,31 @@ class Session {
 
 /** Options of {@link createOutlet}. */
 export interface OutletOptions {
+  /** The node the outlet's worker, and its session workers, register on. */
   node: Node;
   /** The outlet's name: its worker address is `outlet.<name>`. */
   name: string;
+  /** The backend's TCP address; each session opens its own connection to it. */
   backend: { hostname: string; port: number };
   /** Who may use it; no policy admits no one (use `denyAll`). */
   policy: Policy;
+  /** Credit window per session and direction, bytes (default {@link DEFAULT_WINDOW}). */
   window?: number;
+  /** Milliseconds to connect to the backend before refusing the session (default 5,000). */
   connectTimeoutMs?: number;
+  /** Where denials, unreachable backends and session ends are logged (default: silent). */
   logger?: Logger;
 }
 
 /** A running outlet. */
 export interface Outlet {
+  /** The outlet's worker address, `outlet.<name>`. */
   readonly address: Address;
+  /**
+   * Counters since start: sessions opened, `denied` by the policy (at open or
+   * later), `refused` because the backend was unreachable, `open` now, and
+   * bytes received from inlets (`bytesIn`) and sent to them (`bytesOut`).
+   */
   readonly stats: {
     sessions: number;
     denied: number;
@@ -248,10 +259,31 @@ export interface Outlet {
     bytesIn: number;
     bytesOut: number;
   };
+  /** Stops accepting sessions (unregisters the worker); open sessions go on. */
   close(): void;
 }
 
-/** Serves sessions for one backend at `outlet.<name>`. */
+/**
+ * Serves sessions for one backend at `outlet.<name>`. Each OPEN that arrives
+ * through a secure channel whose peer the policy admits gets a fresh
+ * connection to the backend; any other is answered REFUSED.
+ *
+ * @example
+ * ```ts ignore
+ * import { createOutlet } from "./portal.ts";
+ * import { parsePolicy } from "../policy/mod.ts";
+ *
+ * // On the gateway's node, behind its secure channel listener:
+ * const outlet = createOutlet({
+ *   node,
+ *   name: "context",
+ *   backend: { hostname: "127.0.0.1", port: 8151 },
+ *   policy: parsePolicy('subject.role == "edge" and subject.customer_id == "cust_001"'),
+ * });
+ * // … at shutdown:
+ * outlet.close();
+ * ```
+ */
 export function createOutlet(options: OutletOptions): Outlet {
   const logger = options.logger ?? silentLogger;
   const window = options.window ?? DEFAULT_WINDOW;
@@ -336,7 +368,9 @@ export function createOutlet(options: OutletOptions): Outlet {
 
 /** Options of {@link createInlet}. */
 export interface InletOptions {
+  /** The node the inlet's session workers register on. */
   node: Node;
+  /** The local TCP address to listen on (port 0: any free port, see {@link Inlet.addr}). */
   listen: { hostname: string; port: number };
   /**
    * Route to the outlet, e.g. `[channel.address, "outlet.context"]`, asked
@@ -349,13 +383,17 @@ export interface InletOptions {
    * requests. Errors it throws end the session with a RESET.
    */
   reader?: (conn: Deno.TcpConn) => ByteReader;
+  /** Credit window per session and direction, bytes (default {@link DEFAULT_WINDOW}). */
   window?: number;
+  /** Milliseconds to wait for the outlet's answer to OPEN (default 10,000). */
   openTimeoutMs?: number;
+  /** Where refused sessions and session ends are logged (default: silent). */
   logger?: Logger;
 }
 
 /** A route with the end of the path it uses: an open still unanswered then fails at once. */
 export interface InletTarget {
+  /** Route to the outlet, as {@link InletOptions.route} would return it. */
   route: Route;
   /** Settles when the path (e.g. the secure channel) closes. */
   closed: Promise<unknown>;
@@ -363,12 +401,34 @@ export interface InletTarget {
 
 /** A running inlet. */
 export interface Inlet {
+  /** The local address the inlet listens on. */
   readonly addr: Deno.NetAddr;
+  /** Counters since start: sessions opened, connections refused, sessions open now. */
   readonly stats: { sessions: number; refused: number; open: number };
+  /** Stops listening; open sessions go on. */
   close(): void;
 }
 
-/** Listens locally; each connection becomes a session to the outlet. */
+/**
+ * Listens locally; each connection becomes a session to the outlet.
+ * @throws {Deno.errors.AddrInUse | Deno.errors.NotCapable} when the address
+ *   cannot be bound (taken, or outside the permission set).
+ *
+ * @example
+ * ```ts ignore
+ * import { createInlet } from "./portal.ts";
+ *
+ * // On the edge's node, once a secure channel to the gateway is open:
+ * const inlet = createInlet({
+ *   node,
+ *   listen: { hostname: "127.0.0.1", port: 8151 },
+ *   route: () => ({ route: [channel.address, "outlet.context"], closed: channel.closed }),
+ * });
+ * console.log(inlet.addr.port); // 8151
+ * // … at shutdown:
+ * inlet.close();
+ * ```
+ */
 export function createInlet(options: InletOptions): Inlet {
   const logger = options.logger ?? silentLogger;
   const window = options.window ?? DEFAULT_WINDOW;

@@ -60,8 +60,11 @@ export async function encodeAdmit(
 
 /** A decoded admission answer (nothing verified yet). */
 export interface Admit {
+  /** The encoded change history of the client's identity. */
   readonly history: Uint8Array;
+  /** An encoded credential about that identity (the client's current one). */
   readonly credential: Uint8Array;
+  /** 64 bytes: Ed25519 by the history's current primary key over the challenge message. */
   readonly signature: Uint8Array;
 }
 

@@ -16,10 +16,15 @@ import { decodeChallenge, decodeVerdict, encodeAdmit } from "./admission.ts";
 
 /** Options of {@link connectRelay}. */
 export interface ConnectRelayOptions {
+  /** The node's transport; the admitted connection is attached to it as a worker. */
   transport: TcpTransport;
+  /** The relay's host name or IP address. */
   hostname: string;
+  /** The relay's TCP port. */
   port: number;
+  /** Connect with TLS, trusting `caCerts` (PEM) and checking `serverName`, as in `connectTcp`. */
   tls?: { caCerts: string[]; serverName?: string };
+  /** The identity to be admitted as; its current primary key signs the challenge. */
   identity: Identity;
   /** The credential to present (the current one). */
   credential: Uint8Array;
@@ -35,6 +40,24 @@ export interface RelayConnection extends AttachedConnection {
 
 /**
  * Connects to a relay and passes admission.
+ *
+ * @example
+ * ```ts ignore
+ * import { connectRelay, registerAlias } from "./relay_client.ts";
+ *
+ * // `transport` is the node's TcpTransport; `credential` the member's current one.
+ * const relay = await connectRelay({
+ *   transport,
+ *   hostname: "relay.example.net",
+ *   port: 4000,
+ *   identity,
+ *   credential: credential.encoded,
+ * });
+ * relay.identifier; // the identifier the relay admitted
+ * // A gateway then registers its alias through the connection's address:
+ * await registerAlias(node, relay.address, "gw-cust-001"); // "active" or "standby"
+ * ```
+ *
  * @throws {RelayError} `admission_refused` (with the relay's reason),
  *   `protocol`, `timeout`; {TransportError} when the connection fails.
  */

@@ -27,16 +27,42 @@ export type MessageHandler = (message: RoutedMessage) => void | Promise<void>;
 export interface NodeOptions {
   /** For logs. */
   name?: string;
+  /** Where the node logs dropped messages and failing workers; default silent. */
   logger?: Logger;
 }
 
-/** A set of workers addressed by name. */
+/**
+ * A set of workers addressed by name.
+ *
+ * @example
+ * ```ts
+ * import { Node } from "./node.ts";
+ *
+ * const node = new Node({ name: "example" });
+ * // A worker that answers along the message's return route.
+ * node.register("echo", async (message) => {
+ *   await node.send(message.return, message.payload);
+ * });
+ * const inbox: string[] = [];
+ * node.register("inbox", (message) => {
+ *   inbox.push(new TextDecoder().decode(message.payload)); // decoded before the handler returns
+ * });
+ *
+ * await node.send(["echo"], new TextEncoder().encode("hi"), ["inbox"]); // true
+ * inbox; // ["hi"]
+ * await node.send(["nobody"], new Uint8Array(0)); // false: dropped
+ * node.dropped; // 1
+ * ```
+ */
 export class Node {
+  /** The node's name, for logs (default `"node"`). */
   readonly name: string;
+  /** The node's logger; transports attached to it log here by default. */
   readonly logger: Logger;
   #workers = new Map<Address, MessageHandler>();
   #dropped = 0;
 
+  /** A node with no workers yet. */
   constructor(options: NodeOptions = {}) {
     this.name = options.name ?? "node";
     this.logger = options.logger ?? silentLogger;

@@ -47,9 +47,13 @@ export interface LocalInfo {
 
 /** A message as workers see it. */
 export interface RoutedMessage {
+  /** The addresses still to visit; the first is the worker it is delivered to. */
   readonly onward: Route;
+  /** The way back, where a reply is sent; transports push onto it hop by hop. */
   readonly return: Route;
+  /** The application bytes, opaque to routing; may be a view into a transport's buffer. */
   readonly payload: Uint8Array;
+  /** What the delivering node knows about the message; never on the wire. */
   readonly local?: LocalInfo;
 }
 
@@ -80,6 +84,25 @@ function writeRoute(out: Uint8Array, at: number, route: Route): number {
 /**
  * Encodes a message for the wire, after `headroom` free bytes that the
  * caller fills with its own header (so the whole is one allocation).
+ *
+ * @example
+ * ```ts
+ * import { decodeRoutedMessage, encodeRoutedMessage } from "./routed_message.ts";
+ *
+ * const bytes = encodeRoutedMessage(
+ *   ["forward.gw-cust-001", "api"],
+ *   ["scd.00112233aabbccdd"],
+ *   new TextEncoder().encode("hello"),
+ * );
+ * bytes[0]; // 1 (MESSAGE_VERSION)
+ * const message = decodeRoutedMessage(bytes);
+ * message.onward; // ["forward.gw-cust-001", "api"]
+ * message.return; // ["scd.00112233aabbccdd"]
+ * new TextDecoder().decode(message.payload); // "hello" (a view into `bytes`)
+ * ```
+ *
+ * @throws {RangeError} for a route of more than {@link MAX_ROUTE_LENGTH} addresses.
+ * @throws {TypeError} for an invalid address.
  */
 export function encodeRoutedMessage(
   onward: Route,
@@ -126,7 +149,8 @@ function readRoute(bytes: Uint8Array, at: number, what: string): [Address[], num
 
 /**
  * Decodes a message from the wire. The payload is a view into `bytes`
- * (no copy): it is valid as long as `bytes` is.
+ * (no copy): it is valid as long as `bytes` is. Example: see
+ * {@link encodeRoutedMessage}.
  * @throws {MalformedError}
  */
 export function decodeRoutedMessage(bytes: Uint8Array): RoutedMessage {

@@ -55,6 +55,7 @@ export class ConnectionCloseEvent extends Event {
   readonly reason: string;
   /** The error behind the close, if any. */
   readonly error?: Error;
+  /** A `"close"` event carrying `info`'s reason and error. */
   constructor(info: CloseInfo) {
     super("close");
     this.reason = info.reason;
@@ -74,8 +75,11 @@ export class ConnectionCloseEvent extends Event {
 export interface FramedConnection {
   /** A random 64-bit id in hex, for logs and routing tables (collisions are negligible). */
   readonly id: string;
+  /** This end's address. */
   readonly localAddr: Deno.NetAddr;
+  /** The peer's address. */
   readonly remoteAddr: Deno.NetAddr;
+  /** Plain TCP or TLS (the frames inside are the same). */
   readonly transport: "tcp" | "tls";
   /** The hard maximum frame length, in both directions. */
   readonly maxFrameBytes: number;
@@ -133,6 +137,7 @@ export interface FramedConnection {
 
 /** Options of a {@link SocketConnection}. */
 export interface SocketConnectionOptions {
+  /** Whether the conn is plain TCP or TLS; reported as {@link FramedConnection.transport}. */
   transport: "tcp" | "tls";
   /** Hard maximum frame length; default {@link MAX_FRAME_BYTES}. */
   maxFrameBytes?: number;
@@ -206,12 +211,19 @@ export function checkBufferBytes(name: string, value: number): number {
  * catch everything and turn it into a close with a reason.
  */
 export class SocketConnection implements FramedConnection {
+  /** A random 64-bit id in hex, for logs and routing tables. */
   readonly id: string = newId();
+  /** This end's address (the conn's `localAddr`). */
   readonly localAddr: Deno.NetAddr;
+  /** The peer's address (the conn's `remoteAddr`). */
   readonly remoteAddr: Deno.NetAddr;
+  /** Plain TCP or TLS, as given in the options. */
   readonly transport: "tcp" | "tls";
+  /** The hard maximum frame length, in both directions. */
   readonly maxFrameBytes: number;
+  /** Dispatches one {@link ConnectionCloseEvent} (`"close"`) when the connection closes. */
   readonly events: EventTarget = new EventTarget();
+  /** Resolves (never rejects) when the connection has closed, with why. */
   readonly closed: Promise<CloseInfo>;
 
   #conn: Deno.Conn;
@@ -239,6 +251,11 @@ export class SocketConnection implements FramedConnection {
     step: () => this.#step(),
   };
 
+  /**
+   * Wraps `conn`, which the connection then owns. Buffers are allocated on
+   * first use, not here.
+   * @throws {RangeError} for an invalid `maxFrameBytes` or buffer size.
+   */
   constructor(conn: Deno.Conn, options: SocketConnectionOptions) {
     this.#conn = conn;
     this.transport = options.transport;
@@ -257,14 +274,22 @@ export class SocketConnection implements FramedConnection {
     this.closed = new Promise((resolve) => this.#resolveClosed = resolve);
   }
 
+  /** Bytes accepted by `send()` and not yet written to the socket (headers included). */
   get bufferedAmount(): number {
     return this.#bufferedAmount;
   }
 
+  /** True once the connection has closed. */
   get isClosed(): boolean {
     return this.#closeInfo !== null;
   }
 
+  /**
+   * Sends one frame, resolving once it is written to the socket; leave its
+   * bytes unchanged until then. Rejects with a {@link FrameError}
+   * (`empty_frame`, `oversized`) or a {@link TransportError} `closed`; see
+   * {@link FramedConnection.send}.
+   */
   send(frame: Uint8Array): Promise<void> {
     if (this.#closeInfo !== null) return Promise.reject(this.#closedError());
     const length = frame.length;
@@ -289,10 +314,19 @@ export class SocketConnection implements FramedConnection {
     return promise;
   }
 
+  /**
+   * The peer's frames, read only as the consumer asks; each is a view valid
+   * until the next is asked for. One iteration at a time; see
+   * {@link FramedConnection.frames}.
+   */
   frames(): AsyncIterableIterator<Uint8Array> {
     return new FrameIterator(this.#reader);
   }
 
+  /**
+   * Closes the connection and its conn now, with `reason`; sends not yet
+   * written reject. Idempotent: only the first reason counts.
+   */
   close(reason = "closed"): void {
     this.#finish({ reason });
   }

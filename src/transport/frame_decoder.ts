@@ -55,7 +55,9 @@ export type FrameErrorCode =
  * the encoding layer, with a machine-readable `code`.
  */
 export class FrameError extends RangeError {
+  /** Which check failed; also the connection's close reason. */
   readonly code: FrameErrorCode;
+  /** An error with `code`; `options.cause` as for any Error. */
   constructor(code: FrameErrorCode, message: string, options?: ErrorOptions) {
     super(message, options);
     this.code = code;
@@ -131,7 +133,7 @@ function readLength(bytes: Uint8Array, at: number): number {
 /**
  * Decodes the framing of one direction of a connection.
  *
- * ```ts
+ * ```ts ignore
  * const decoder = new FrameDecoder({ maxFrameBytes: 1024 });
  * decoder.push(chunk);
  * for (let frame = decoder.next(); frame !== null; frame = decoder.next()) {
@@ -169,6 +171,11 @@ export class FrameDecoder {
   #need = 0;
   #error: FrameError | null = null;
 
+  /**
+   * A decoder holding no bytes yet; its buffer is allocated only when a
+   * frame is first cut by a chunk boundary.
+   * @throws {RangeError} for an invalid `maxFrameBytes`.
+   */
   constructor(options: FrameDecoderOptions = {}) {
     this.maxFrameBytes = checkMaxFrameBytes(options.maxFrameBytes ?? MAX_FRAME_BYTES);
     this.#expectVersion = options.expectVersion ?? true;

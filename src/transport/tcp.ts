@@ -40,7 +40,9 @@ import { checkMaxFrameBytes, MAX_FRAME_BYTES } from "./frame_decoder.ts";
 
 /** Options of {@link connectTcp}. */
 export interface ConnectTcpOptions {
+  /** The host name or IP address to connect to. */
   hostname: string;
+  /** The TCP port to connect to. */
   port: number;
   /** Hard maximum frame length, both ways; default {@link MAX_FRAME_BYTES}. */
   maxFrameBytes?: number;
@@ -61,6 +63,30 @@ export interface ConnectTcpOptions {
 /**
  * Opens a framed connection. With `tls`, the handshake completes before it
  * resolves, so certificate errors surface here.
+ *
+ * @example
+ * ```ts
+ * import { connectTcp, listenTcp } from "./tcp.ts";
+ *
+ * // A listener that echoes every frame back.
+ * const listener = listenTcp({
+ *   hostname: "127.0.0.1",
+ *   port: 0,
+ *   onConnection: async (conn) => {
+ *     for await (const frame of conn.frames()) await conn.send(frame);
+ *   },
+ * });
+ *
+ * const conn = await connectTcp({ hostname: "127.0.0.1", port: listener.addr.port });
+ * await conn.send(new TextEncoder().encode("hello"));
+ * for await (const frame of conn.frames()) {
+ *   new TextDecoder().decode(frame); // "hello"
+ *   break; // leaves the connection open
+ * }
+ * conn.close();
+ * (await conn.closed).reason; // "closed"
+ * await listener.close();
+ * ```
  *
  * @throws {TransportError} `connect_failed` (the cause is Deno's error),
  * `tls_failed` (handshake or certificate), `aborted` (the signal fired; the
@@ -115,6 +141,7 @@ export async function connectTcp(options: ConnectTcpOptions): Promise<FramedConn
 
 /** Options of {@link listenTcp}. */
 export interface ListenTcpOptions {
+  /** The address to bind, e.g. `127.0.0.1` (loopback only) or `0.0.0.0` (all IPv4). */
   hostname: string;
   /** The port; 0 picks a free one (see the listener's `addr`). */
   port: number;
@@ -169,6 +196,33 @@ const ACCEPT_RETRY_MS = 50;
 
 /**
  * Listens for framed connections, plain TCP or TLS.
+ *
+ * @example
+ * ```ts
+ * import { connectTcp, listenTcp } from "./tcp.ts";
+ *
+ * const listener = listenTcp({
+ *   hostname: "127.0.0.1",
+ *   port: 0, // a free port: see listener.addr
+ *   maxConnections: 1000,
+ *   onConnection: async (conn) => {
+ *     // Echo every frame; awaiting the send is the backpressure.
+ *     for await (const frame of conn.frames()) await conn.send(frame);
+ *   },
+ *   onError: (error) => console.error(error.message),
+ * });
+ *
+ * const client = await connectTcp({ hostname: "127.0.0.1", port: listener.addr.port });
+ * await client.send(Uint8Array.of(1, 2, 3));
+ * for await (const frame of client.frames()) {
+ *   frame; // Uint8Array [1, 2, 3]
+ *   break;
+ * }
+ * listener.connections(); // 1
+ * await listener.close(); // closes the accepted connection too ("listener_closed")
+ * client.close();
+ * ```
+ *
  * @throws {Deno.errors.AddrInUse} and the like, synchronously from `Deno.listen`.
  * @throws {RangeError} for invalid options.
  */

@@ -30,17 +30,50 @@ import {
 export interface AttachedConnection {
   /** The connection's worker address on the node. */
   readonly address: Address;
+  /** The connection itself. */
   readonly connection: FramedConnection;
 }
 
 /** Options for {@link TcpTransport}. */
 export interface TcpTransportOptions {
+  /** Where the transport logs malformed messages and closes; default the node's logger. */
   logger?: Logger;
   /** Called when a connection is attached (accepted or connected). */
   onConnection?: (attached: AttachedConnection) => void;
 }
 
-/** The TCP (and TLS) transport of one node. */
+/**
+ * The TCP (and TLS) transport of one node.
+ *
+ * @example
+ * ```ts
+ * import { TcpTransport } from "./tcp_transport.ts";
+ * import { Node } from "../routing/node.ts";
+ *
+ * // A server node with an echo worker, listening on loopback.
+ * const server = new Node({ name: "server" });
+ * server.register("echo", async (message) => {
+ *   await server.send(message.return, message.payload);
+ * });
+ * const serverTransport = new TcpTransport(server);
+ * const listener = serverTransport.listen({ hostname: "127.0.0.1", port: 0 });
+ *
+ * // A client node: its connection is a worker at `tcp.<hex>`.
+ * const client = new Node({ name: "client" });
+ * const reply = Promise.withResolvers<string>();
+ * client.register("inbox", (message) => reply.resolve(new TextDecoder().decode(message.payload)));
+ * const clientTransport = new TcpTransport(client);
+ * const { address } = await clientTransport.connect({
+ *   hostname: "127.0.0.1",
+ *   port: listener.addr.port,
+ * });
+ * await client.send([address, "echo"], new TextEncoder().encode("ping"), ["inbox"]);
+ * await reply.promise; // "ping"
+ *
+ * await clientTransport.close();
+ * await serverTransport.close();
+ * ```
+ */
 export class TcpTransport {
   #node: Node;
   #logger: Logger;
@@ -48,6 +81,7 @@ export class TcpTransport {
   #listeners = new Set<FramedListener>();
   #connections = new Map<Address, FramedConnection>();
 
+  /** A transport for `node`; it opens nothing until `connect` or `listen`. */
   constructor(node: Node, options: TcpTransportOptions = {}) {
     this.#node = node;
     this.#logger = options.logger ?? node.logger;

@@ -2,7 +2,7 @@
  * The conformance suite of the framed transport, run over real loopback
  * sockets against plain TCP (`tcp_test.ts`) and TLS (`tls_test.ts`):
  *
- * ```ts
+ * ```ts ignore
  * transportConformance("tcp", () => Promise.resolve(tcpFixture));
  * ```
  *

@@ -30,7 +30,9 @@ export const MAX_MESSAGE = 65535;
 
 /** Options for {@link XXHandshake}. */
 export interface XXHandshakeOptions {
+  /** True for the side that writes the first message. */
   initiator: boolean;
+  /** Bytes both sides must agree on; mixed into the handshake hash first. */
   prologue: Uint8Array;
   /** The local static key pair `s`. */
   staticKeyPair: DhKeyPair;
@@ -42,8 +44,42 @@ export interface XXHandshakeOptions {
  * The XX handshake. Call {@link writeMessage} and {@link readMessage}
  * alternately, initiator first; after the third message {@link complete}
  * is true and {@link split} gives the transport keys.
+ *
+ * @example
+ * ```ts
+ * import { XXHandshake } from "./handshake_state.ts";
+ * import { generateDhKeyPair } from "./x25519.ts";
+ *
+ * const prologue = new TextEncoder().encode("example.v1");
+ * const initiator = new XXHandshake({
+ *   initiator: true,
+ *   prologue,
+ *   staticKeyPair: generateDhKeyPair(),
+ * });
+ * const responder = new XXHandshake({
+ *   initiator: false,
+ *   prologue,
+ *   staticKeyPair: generateDhKeyPair(),
+ * });
+ *
+ * // -> e
+ * await responder.readMessage(await initiator.writeMessage(new Uint8Array(0)));
+ * // <- e, ee, s, es
+ * const hello = new TextEncoder().encode("responder payload");
+ * const received = await initiator.readMessage(await responder.writeMessage(hello));
+ * console.log(new TextDecoder().decode(received)); // "responder payload"
+ * // -> s, se
+ * await responder.readMessage(await initiator.writeMessage(new Uint8Array(0)));
+ *
+ * const a = initiator.split();
+ * const b = responder.split();
+ * console.log(initiator.complete && responder.complete); // true
+ * // Both sides derive the same keys: a.initiatorToResponder equals b.initiatorToResponder.
+ * console.log(a.handshakeHash.every((byte, i) => byte === b.handshakeHash[i])); // true
+ * ```
  */
 export class XXHandshake {
+  /** True for the side that writes the first message. */
   readonly initiator: boolean;
   #symmetric = new SymmetricState(PROTOCOL_NAME);
   #s: DhKeyPair;
@@ -54,6 +90,7 @@ export class XXHandshake {
   #step = 0;
   #failed = false;
 
+  /** A handshake before its first message; the prologue is mixed in at once. */
   constructor(options: XXHandshakeOptions) {
     this.initiator = options.initiator;
     this.#s = options.staticKeyPair;

@@ -41,6 +41,7 @@ export interface SplitKeys {
   readonly initiatorToResponder: Uint8Array;
   /** Key of the responder-to-initiator direction (c2). */
   readonly responderToInitiator: Uint8Array;
+  /** h at the end of the handshake: the same on both sides, unique to this handshake. */
   readonly handshakeHash: Uint8Array;
 }
 

@@ -21,7 +21,9 @@ import { DER_PREFIX, derWrap } from "../../crypto/der.ts";
 
 /** An X25519 key pair; the private half stays inside a KeyObject. */
 export interface DhKeyPair {
+  /** The 32-byte X25519 public key. */
   readonly publicKey: Uint8Array;
+  /** The private key, as a node:crypto KeyObject (never raw bytes). */
   readonly privateKey: KeyObject;
 }
 
