@@ -20,28 +20,18 @@
  *
  * @module
  */
-import { connectSecureChannel } from "../src/channel/handshake.ts";
-import type { SecureChannel } from "../src/channel/secure_channel.ts";
 import { formatHostPort, parseHostPort } from "../src/config/host_port.ts";
 import { TrustStore } from "../src/credential/trust_store.ts";
-import { encodeCbor } from "../src/encoding/cbor.ts";
-import { HandshakeError, RelayError } from "../src/errors.ts";
 import { readIdentityFile } from "../src/identity/identity_file.ts";
 import { loadOrCreateIdentity } from "../src/identity/identity_store.ts";
 import { type Logger, silentLogger } from "../src/log.ts";
-import { backoffMs, sleep, whenAborted } from "../src/member/backoff.ts";
+import { whenAborted } from "../src/member/backoff.ts";
 import { type Member, startMember } from "../src/member/member.ts";
 import { Metrics } from "../src/ops/metrics.ts";
 import { type OpsServer, startOpsServer } from "../src/ops/ops_server.ts";
 import { gatewayRule } from "../src/policy/rules.ts";
 import { injectHeader } from "../src/portal/http_header_injector.ts";
 import { createInlet, type Inlet } from "../src/portal/portal.ts";
-import {
-  connectRelay,
-  lookupAlias,
-  refreshAtRelay,
-  type RelayConnection,
-} from "../src/relay_client/relay_client.ts";
 import { Node } from "../src/routing/node.ts";
 import { TcpTransport } from "../src/transport/tcp_transport.ts";
 import {
@@ -50,11 +40,10 @@ import {
   type EdgeConfig,
   readEdgeSecrets,
 } from "./config.ts";
+import { EdgePath } from "./path.ts";
 
 /** Where the edge's credential is kept between runs (public data; 0600 anyway). */
 const CREDENTIAL_FILE = "edge.credential";
-/** Shortest time between two path attempts, however often clients knock. */
-const MIN_RETRY_MS = 1000;
 
 /** What `nexus-edge status` shows (GET /status). */
 export interface EdgeStatus {
@@ -107,15 +96,6 @@ export interface RunningEdge {
   close(): Promise<void>;
 }
 
-/** A relay connection and the secure channel to the gateway through it. */
-interface Path {
-  relay: string;
-  connection: RelayConnection;
-  channel: SecureChannel;
-}
-
-const message = (error: unknown) => error instanceof Error ? error.message : String(error);
-
 /**
  * Starts the edge. Fails (without starting) on a bad config, an unreadable
  * trust anchor, an inlet address that cannot be bound, or an authority
@@ -156,47 +136,25 @@ export async function startEdge(
   const node = new Node({ name: "edge", logger: logger.child("node") });
   const transport = new TcpTransport(node, { logger: logger.child("transport") });
   let stopped = false;
-  const status = {
-    lastError: null as string | null,
-    pathChanges: 0,
-    connectFailures: 0,
-    upSince: 0,
-  };
-  /** The current path, while up. */
-  let path = null as Path | null;
   let member = null as Member | null;
-  const firstPath = Promise.withResolvers<{ gateway: string; relay: string }>();
-  firstPath.promise.catch(() => {});
-
-  // ── The path: relay connection + secure channel to the gateway ────────
-  let preferred = 0;
-  let wake = Promise.withResolvers<void>();
-  let lastRoundStart = 0;
-  /** Settles after each round of attempts (true: a path is up). */
-  let roundDone = Promise.withResolvers<boolean>();
-
-  /** The route to an outlet, waiting for a path when there is none. */
-  const routeTo = async (outlet: string) => {
-    if (path === null && !stopped) {
-      if (member?.state === "revoked") throw new Error("this edge is revoked");
-      const outcome = roundDone.promise;
-      wake.resolve();
-      // The timer goes with the outcome: no 10 s timer left per knock.
-      const up = await Promise.race([
-        outcome,
-        sleep(config.connectWaitMs, { wake: outcome }).then(() => false),
-      ]);
-      if (!up && path === null) {
-        throw new Error(`no path to the gateway (${status.lastError ?? "connecting"})`);
-      }
-    }
-    const current = path;
-    if (current === null) throw new Error("no path to the gateway");
-    return { route: [current.channel.address, `outlet.${outlet}`], closed: current.channel.closed };
-  };
+  const path = new EdgePath({
+    node,
+    transport,
+    relays: config.relays,
+    alias: config.gateway.alias,
+    policy: {
+      trust,
+      admit: gatewayRule(config.gateway.customerId),
+      pinned: config.gateway.identifier === undefined ? undefined : [config.gateway.identifier],
+    },
+    connectWaitMs: config.connectWaitMs,
+    idleTimeoutMs: config.idleTimeoutMs,
+    logger,
+  });
 
   // Inlets first: an address that cannot be bound (taken, or outside the
-  // permission set) stops the start before anything connects out.
+  // permission set) stops the start before anything connects out. A
+  // connection that comes before the first path waits for it.
   const inlets: Inlet[] = [];
   const abandon = async (error: unknown): Promise<never> => {
     stopped = true;
@@ -210,7 +168,7 @@ export async function startEdge(
       inlets.push(createInlet({
         node,
         listen: parseHostPort(inlet.listen, "inlet"),
-        route: () => routeTo(inlet.outlet),
+        route: () => path.routeTo(inlet.outlet),
         reader: inlet.mode === "http"
           ? (conn) =>
             injectHeader(conn, {
@@ -252,151 +210,14 @@ export async function startEdge(
     await abandon(error);
   }
   const runtime = member!;
-  // A new credential is presented inside the open channel and at the relay
-  // on the same connection, so neither the gateway's expiry timer nor the
-  // relay's sweep cuts the path.
-  runtime.onCredential(async (credential) => {
-    const now = path;
-    if (now === null) return;
-    await now.channel.refreshCredential(credential.encoded).catch(() => {});
-    await refreshAtRelay(node, now.connection.address, credential.encoded).catch((error) =>
-      logger.warn("credential refresh at relay failed", { relay: now.relay, error: message(error) })
-    );
-  });
-  runtime.onRevocations(async () => void await path?.channel.revalidate());
-  runtime.onRevoked(async () => await path?.channel.close("revoked"));
-  const policy = {
-    trust,
-    revocations: runtime.revocations,
-    admit: gatewayRule(config.gateway.customerId),
-    pinned: config.gateway.identifier === undefined ? undefined : [config.gateway.identifier],
-  };
-
-  const tryRelay = async (relay: string): Promise<Path> => {
-    const connection = await connectRelay({
-      transport,
-      ...parseHostPort(relay, "relay"),
-      identity,
-      credential: runtime.credential!.encoded,
-      timeoutMs: 5000,
-    });
-    try {
-      // A relay where the gateway is not registered (yet) would drop the
-      // handshake: ask first and move on at once.
-      const present = await lookupAlias(node, connection.address, config.gateway.alias)
-        .catch((error) => {
-          if (error instanceof RelayError && error.code === "timeout") return true; // try anyway
-          throw error;
-        });
-      if (!present) {
-        throw new RelayError(
-          "protocol",
-          `the gateway ${config.gateway.alias} is not at this relay`,
-        );
-      }
-      const channel = await connectSecureChannel({
-        node,
-        route: [connection.address, `forward.${config.gateway.alias}`, "api"],
-        local: runtime.local,
-        policy,
-        handshakeTimeoutMs: 5000,
-        idleTimeoutMs: config.idleTimeoutMs,
-        logger: logger.child("channel"),
-      });
-      return { relay, connection, channel };
-    } catch (error) {
-      connection.connection.close("no channel to the gateway");
-      throw error;
-    }
-  };
-
-  /** Holds one path until it is lost; returns why. */
-  const hold = async (found: Path): Promise<string> => {
-    // Keep the relay connection's idle timer from firing on a quiet
-    // site: the channel's keepalives pass through it, but say so anyway.
-    const ping = setInterval(() => {
-      node.route({
-        onward: [found.connection.address, "relay"],
-        return: [],
-        payload: encodeCbor([1, "ping"]),
-      }).catch(() => {});
-    }, 60_000);
-    try {
-      return await Promise.race([
-        found.channel.closed.then((info) => `channel closed: ${info.reason}`),
-        found.connection.connection.closed.then(() => "relay connection lost"),
-      ]);
-    } finally {
-      clearInterval(ping);
-    }
-  };
-
-  const pathLoop = (async () => {
-    for (let round = 0; !stopped;) {
-      lastRoundStart = Date.now();
-      let found: Path | null = null;
-      for (let i = 0; i < config.relays.length && !stopped && found === null; i++) {
-        const index = (preferred + i) % config.relays.length;
-        const relay = config.relays[index];
-        try {
-          found = await tryRelay(relay);
-          preferred = index;
-        } catch (error) {
-          status.connectFailures++;
-          status.lastError = `${relay}: ${message(error)}`;
-          const refused = error instanceof HandshakeError && error.code === "refused";
-          logger.warn(refused ? "the gateway refused this edge" : "no path through relay", {
-            relay,
-            error: message(error),
-          });
-        }
-      }
-      if (stopped) {
-        found?.channel.close("edge stopping");
-        break;
-      }
-      if (found !== null) {
-        path = found;
-        round = 0;
-        status.pathChanges++;
-        status.upSince = Date.now();
-        status.lastError = null;
-        logger.info("path to the gateway is up", {
-          relay: found.relay,
-          gateway: found.channel.peer.identifier,
-        });
-        firstPath.resolve({ gateway: found.channel.peer.identifier, relay: found.relay });
-        roundDone.resolve(true);
-        roundDone = Promise.withResolvers<boolean>();
-        const why = await hold(found);
-        path = null;
-        // Start the next round with the next relay: if this one froze,
-        // its admission would take the whole timeout to fail.
-        preferred = (preferred + 1) % config.relays.length;
-        status.upSince = 0;
-        status.lastError = why;
-        await found.channel.close(why);
-        found.connection.connection.close(why);
-        if (!stopped) logger.warn("path to the gateway lost; reconnecting", { reason: why });
-        continue; // straight to the next round: the loss may be one relay's
-      }
-      roundDone.resolve(false);
-      roundDone = Promise.withResolvers<boolean>();
-      // Backoff with jitter; a waiting inlet connection may cut it short,
-      // but never below MIN_RETRY_MS from the last round's start.
-      await sleep(backoffMs(round++), { wake: wake.promise });
-      const since = Date.now() - lastRoundStart;
-      if (since < MIN_RETRY_MS) await sleep(MIN_RETRY_MS - since);
-      wake = Promise.withResolvers<void>();
-    }
-  })();
+  path.start(runtime);
 
   const state = () =>
     stopped
       ? "stopped"
       : runtime.state === "revoked"
       ? "revoked"
-      : path !== null
+      : path.current !== null
       ? "up"
       : runtime.credential === null
       ? "enrolling"
@@ -411,11 +232,11 @@ export async function startEdge(
         : { ...held.credential, attributes: { ...held.credential.attributes } },
       authority: { connected: held.authority.connected, lastError: held.authority.lastError },
       attestationExpiresAt: held.attestationExpiresAt,
-      relay: path?.relay ?? null,
-      gateway: path?.channel.peer.identifier ?? null,
-      upForMs: path === null ? null : Date.now() - status.upSince,
-      lastError: status.lastError,
-      pathChanges: status.pathChanges,
+      relay: path.current?.relay ?? null,
+      gateway: path.current?.channel.peer.identifier ?? null,
+      upForMs: path.upForMs,
+      lastError: path.stats.lastError,
+      pathChanges: path.stats.pathChanges,
       inlets: config.inlets.map((inlet, i) => ({
         listen: formatHostPort(inlets[i].addr),
         outlet: inlet.outlet,
@@ -425,14 +246,14 @@ export async function startEdge(
     };
   };
 
-  const metrics = edgeMetrics(() => path, status, config, inlets);
+  const metrics = edgeMetrics(path, config, inlets);
   runtime.registerMetrics(metrics, "nexus_edge");
   let ops: OpsServer | null = null;
   if (config.ops !== "off") {
     ops = startOpsServer({
       ...parseHostPort(config.ops, "ops"),
       metrics,
-      ready: () => path !== null,
+      ready: () => path.current !== null,
       status: edgeStatus,
       logger,
     });
@@ -442,54 +263,46 @@ export async function startEdge(
     identifier: identity.identifier,
     inletAddrs: inlets.map((i) => i.addr),
     opsAddr: ops?.addr ?? null,
-    ready: () => path !== null,
-    firstPath: firstPath.promise,
+    ready: () => path.current !== null,
+    firstPath: path.firstPath,
     status: edgeStatus,
     async close() {
       stopped = true;
-      wake.resolve();
       for (const inlet of inlets) inlet.close();
-      await path?.channel.close("edge stopping");
+      await path.close();
       await ops?.close();
       await runtime.close();
       await transport.close();
-      firstPath.reject(new Error("the edge stopped"));
-      await Promise.race([pathLoop, sleep(1000)]);
     },
   };
 }
 
 /** The edge's own metrics (the member runtime adds its credential and attestation gauges). */
-function edgeMetrics(
-  path: () => Path | null,
-  status: { pathChanges: number; connectFailures: number },
-  config: CheckedEdgeConfig,
-  inlets: Inlet[],
-): Metrics {
+function edgeMetrics(path: EdgePath, config: CheckedEdgeConfig, inlets: Inlet[]): Metrics {
   const metrics = new Metrics();
   metrics.register(
     "nexus_edge_path_up",
     "gauge",
     "1 while a channel to the gateway is open.",
-    () => path() === null ? 0 : 1,
+    () => path.current === null ? 0 : 1,
   );
   metrics.register(
     "nexus_edge_path_changes_total",
     "counter",
     "Paths to the gateway established.",
-    () => status.pathChanges,
+    () => path.stats.pathChanges,
   );
   metrics.register(
     "nexus_edge_path_failures_total",
     "counter",
     "Failed attempts to reach the gateway through a relay.",
-    () => status.connectFailures,
+    () => path.stats.connectFailures,
   );
   metrics.register(
     "nexus_edge_relay_connected",
     "gauge",
     "1 for the relay in use.",
-    () => config.relays.map((relay) => [{ relay }, path()?.relay === relay ? 1 : 0]),
+    () => config.relays.map((relay) => [{ relay }, path.current?.relay === relay ? 1 : 0]),
   );
   const perInlet = (pick: (i: Inlet) => number) => () =>
     inlets.map((inlet, i) =>

@@ -1,0 +1,282 @@
+/**
+ * The edge's path to its gateway: one relay connection and the secure
+ * channel through it, kept up by one loop (docs/architecture.md §5.7).
+ *
+ * ```
+ * round:   for each relay, in order, starting with the last one that worked:
+ *            admission (connectRelay, 5 s)
+ *            lookup of the gateway's alias: absent → the next relay at once;
+ *              no answer within 5 s → the handshake is tried anyway
+ *            handshake to [relay connection, forward.<alias>, api] (5 s)
+ * path up: hold it until the channel closes or the relay connection ends,
+ *          then the next round at once, starting with the next relay
+ * no path: the shared backoff (500 ms doubling to 30 s, ±50 %); an inlet
+ *          connection cuts the wait short, but a round never starts less
+ *          than MIN_RETRY_MS after the previous one started
+ * ```
+ *
+ * @module
+ */
+import { connectSecureChannel } from "../src/channel/handshake.ts";
+import type { SecureChannel } from "../src/channel/secure_channel.ts";
+import type { TrustPolicy } from "../src/channel/trust_policy.ts";
+import { parseHostPort } from "../src/config/host_port.ts";
+import { encodeCbor } from "../src/encoding/cbor.ts";
+import { HandshakeError, RelayError } from "../src/errors.ts";
+import type { Logger } from "../src/log.ts";
+import { backoffMs, sleep } from "../src/member/backoff.ts";
+import type { Member } from "../src/member/member.ts";
+import type { InletTarget } from "../src/portal/portal.ts";
+import {
+  connectRelay,
+  lookupAlias,
+  refreshAtRelay,
+  type RelayConnection,
+} from "../src/relay_client/relay_client.ts";
+import type { Node } from "../src/routing/node.ts";
+import type { TcpTransport } from "../src/transport/tcp_transport.ts";
+
+/** Shortest time between two path attempts, however often clients knock. */
+export const MIN_RETRY_MS = 1000;
+
+/** A relay connection and the secure channel to the gateway through it. */
+export interface Path {
+  /** The relay, as the configuration names it (`host:port`). */
+  readonly relay: string;
+  readonly connection: RelayConnection;
+  readonly channel: SecureChannel;
+}
+
+/** Options of {@link EdgePath}. */
+export interface EdgePathOptions {
+  node: Node;
+  transport: TcpTransport;
+  /** Relays (`host:port`), tried in order. */
+  relays: readonly string[];
+  /** The gateway's alias at the relays. */
+  alias: string;
+  /** Whom the edge accepts as its gateway. */
+  policy: Omit<TrustPolicy, "revocations">;
+  /** Milliseconds a new inlet connection may wait for a path. */
+  connectWaitMs: number;
+  /** The channel's idle timeout, ms. */
+  idleTimeoutMs: number;
+  logger: Logger;
+}
+
+const message = (error: unknown) => error instanceof Error ? error.message : String(error);
+
+/** The path loop and what it reports. */
+export class EdgePath {
+  /** Counters for status and metrics. */
+  readonly stats: { lastError: string | null; pathChanges: number; connectFailures: number } = {
+    lastError: null,
+    pathChanges: 0,
+    connectFailures: 0,
+  };
+  /** Resolves with the gateway's identifier and the relay once a path is first up. */
+  readonly firstPath: Promise<{ gateway: string; relay: string }>;
+  #o: EdgePathOptions;
+  #member: Member | null = null;
+  #path: Path | null = null;
+  #upSince = 0;
+  #stopped = false;
+  #first = Promise.withResolvers<{ gateway: string; relay: string }>();
+  #preferred = 0;
+  #wake = Promise.withResolvers<void>();
+  /** Settles after each round of attempts (true: a path is up). */
+  #roundDone = Promise.withResolvers<boolean>();
+  #loop: Promise<void> = Promise.resolve();
+
+  constructor(options: EdgePathOptions) {
+    this.#o = options;
+    this.firstPath = this.#first.promise;
+    this.#first.promise.catch(() => {});
+  }
+
+  /** The path while it is up. */
+  get current(): Path | null {
+    return this.#path;
+  }
+
+  /** Milliseconds since the path came up, or null. */
+  get upForMs(): number | null {
+    return this.#path === null ? null : Date.now() - this.#upSince;
+  }
+
+  /**
+   * Starts the loop with `member`'s credential and channel identity, and
+   * follows it: a new credential is presented inside the open channel and
+   * at the relay on the same connection (so neither the gateway's expiry
+   * timer nor the relay's sweep cuts the path), a revocation list
+   * revalidates the channel, and the member's own revocation closes it.
+   */
+  start(member: Member): void {
+    this.#member = member;
+    member.onCredential(async (credential) => {
+      const now = this.#path;
+      if (now === null) return;
+      await now.channel.refreshCredential(credential.encoded).catch(() => {});
+      await refreshAtRelay(this.#o.node, now.connection.address, credential.encoded).catch((
+        error,
+      ) =>
+        this.#o.logger.warn("credential refresh at relay failed", {
+          relay: now.relay,
+          error: message(error),
+        })
+      );
+    });
+    member.onRevocations(async () => void await this.#path?.channel.revalidate());
+    member.onRevoked(async () => await this.#path?.channel.close("revoked"));
+    this.#loop = this.#run();
+  }
+
+  /**
+   * The route to `outlet` through the current channel, waiting for a path
+   * (at most `connectWaitMs`) when there is none. The route carries the
+   * channel's `closed`, so an OPEN unanswered when the path dies fails at
+   * once.
+   * @throws {Error} when the edge is revoked or no path comes up in time.
+   */
+  async routeTo(outlet: string): Promise<InletTarget> {
+    if (this.#path === null && !this.#stopped) {
+      if (this.#member?.state === "revoked") throw new Error("this edge is revoked");
+      const outcome = this.#roundDone.promise;
+      this.#wake.resolve();
+      // The timer goes with the outcome: no 10 s timer left per knock.
+      const up = await Promise.race([
+        outcome,
+        sleep(this.#o.connectWaitMs, { wake: outcome }).then(() => false),
+      ]);
+      if (!up && this.#path === null) {
+        throw new Error(`no path to the gateway (${this.stats.lastError ?? "connecting"})`);
+      }
+    }
+    const current = this.#path;
+    if (current === null) throw new Error("no path to the gateway");
+    return { route: [current.channel.address, `outlet.${outlet}`], closed: current.channel.closed };
+  }
+
+  /** Stops the loop and closes the channel (the edge is stopping). */
+  async close(): Promise<void> {
+    this.#stopped = true;
+    this.#wake.resolve();
+    await this.#path?.channel.close("edge stopping");
+    this.#first.reject(new Error("the edge stopped"));
+    await Promise.race([this.#loop, sleep(1000)]);
+  }
+
+  async #tryRelay(relay: string): Promise<Path> {
+    const { node, transport, alias } = this.#o;
+    const member = this.#member!;
+    const connection = await connectRelay({
+      transport,
+      ...parseHostPort(relay, "relay"),
+      identity: member.identity,
+      credential: member.credential!.encoded,
+      timeoutMs: 5000,
+    });
+    try {
+      // A relay where the gateway is not registered (yet) would drop the
+      // handshake: ask first and move on at once.
+      const present = await lookupAlias(node, connection.address, alias).catch((error) => {
+        if (error instanceof RelayError && error.code === "timeout") return true; // try anyway
+        throw error;
+      });
+      if (!present) throw new RelayError("protocol", `the gateway ${alias} is not at this relay`);
+      const channel = await connectSecureChannel({
+        node,
+        route: [connection.address, `forward.${alias}`, "api"],
+        local: member.local,
+        policy: { ...this.#o.policy, revocations: member.revocations },
+        handshakeTimeoutMs: 5000,
+        idleTimeoutMs: this.#o.idleTimeoutMs,
+        logger: this.#o.logger.child("channel"),
+      });
+      return { relay, connection, channel };
+    } catch (error) {
+      connection.connection.close("no channel to the gateway");
+      throw error;
+    }
+  }
+
+  /** Holds one path until it is lost; returns why. */
+  async #hold(found: Path): Promise<string> {
+    // Keep the relay connection's idle timer from firing on a quiet site:
+    // the channel's keepalives pass through it, but say so anyway.
+    const ping = setInterval(() => {
+      this.#o.node.route({
+        onward: [found.connection.address, "relay"],
+        return: [],
+        payload: encodeCbor([1, "ping"]),
+      }).catch(() => {});
+    }, 60_000);
+    try {
+      return await Promise.race([
+        found.channel.closed.then((info) => `channel closed: ${info.reason}`),
+        found.connection.connection.closed.then(() => "relay connection lost"),
+      ]);
+    } finally {
+      clearInterval(ping);
+    }
+  }
+
+  async #run(): Promise<void> {
+    const { relays, logger } = this.#o;
+    for (let round = 0; !this.#stopped;) {
+      const roundStart = Date.now();
+      let found: Path | null = null;
+      for (let i = 0; i < relays.length && !this.#stopped && found === null; i++) {
+        const index = (this.#preferred + i) % relays.length;
+        const relay = relays[index];
+        try {
+          found = await this.#tryRelay(relay);
+          this.#preferred = index;
+        } catch (error) {
+          this.stats.connectFailures++;
+          this.stats.lastError = `${relay}: ${message(error)}`;
+          const refused = error instanceof HandshakeError && error.code === "refused";
+          logger.warn(refused ? "the gateway refused this edge" : "no path through relay", {
+            relay,
+            error: message(error),
+          });
+        }
+      }
+      if (this.#stopped) {
+        found?.channel.close("edge stopping");
+        break;
+      }
+      if (found !== null) {
+        this.#path = found;
+        round = 0;
+        this.stats.pathChanges++;
+        this.#upSince = Date.now();
+        this.stats.lastError = null;
+        const gateway = found.channel.peer.identifier;
+        logger.info("path to the gateway is up", { relay: found.relay, gateway });
+        this.#first.resolve({ gateway, relay: found.relay });
+        this.#roundDone.resolve(true);
+        this.#roundDone = Promise.withResolvers<boolean>();
+        const why = await this.#hold(found);
+        this.#path = null;
+        // Start the next round with the next relay: if this one froze,
+        // its admission would take the whole timeout to fail.
+        this.#preferred = (this.#preferred + 1) % relays.length;
+        this.#upSince = 0;
+        this.stats.lastError = why;
+        await found.channel.close(why);
+        found.connection.connection.close(why);
+        if (!this.#stopped) logger.warn("path to the gateway lost; reconnecting", { reason: why });
+        continue; // straight to the next round: the loss may be one relay's
+      }
+      this.#roundDone.resolve(false);
+      this.#roundDone = Promise.withResolvers<boolean>();
+      // Backoff with jitter; a waiting inlet connection may cut it short,
+      // but never below MIN_RETRY_MS from the last round's start.
+      await sleep(backoffMs(round++), { wake: this.#wake.promise });
+      const since = Date.now() - roundStart;
+      if (since < MIN_RETRY_MS) await sleep(MIN_RETRY_MS - since);
+      this.#wake = Promise.withResolvers<void>();
+    }
+  }
+}
