@@ -60,12 +60,12 @@ function jsonPosition(text: string, error: unknown): string {
   const lineColumn = message.match(/line (\d+) column (\d+)/);
   if (lineColumn) return `line ${lineColumn[1]}, column ${lineColumn[2]}`;
   const position = message.match(/position (\d+)/);
-  if (position) {
-    const before = text.slice(0, Number(position[1]));
-    const line = before.split("\n").length;
-    return `line ${line}, column ${before.length - before.lastIndexOf("\n")}`;
-  }
-  return "somewhere";
+  // "Unexpected end of JSON input" names no position: the end it is.
+  const at = position ? Number(position[1]) : /end of JSON/i.test(message) ? text.length : null;
+  if (at === null) return "at an unknown place";
+  const before = text.slice(0, at);
+  const line = before.split("\n").length;
+  return `line ${line}, column ${before.length - before.lastIndexOf("\n")}`;
 }
 
 /**

@@ -1,0 +1,220 @@
+/**
+ * The executables' shared command-line behaviour, as processes under their
+ * own permission sets: distinct exit statuses (src/cli/exit_codes.ts),
+ * configuration errors that name the file and the field and never quote a
+ * secret, the launcher for configurations outside the permission sets
+ * (scripts/launch.ts), the edge's `status` on another port, and the
+ * what-if command explaining the relay's alias rule and the gateway's
+ * channel and outlet rules (src/policy/rules.ts).
+ */
+import assert from "node:assert/strict";
+import { issueCredential } from "../src/credential/credential.ts";
+import { Identity } from "../src/identity/identity.ts";
+import { writeIdentityFile } from "../src/identity/identity_file.ts";
+import { SoftwareSigner } from "../src/identity/software_signer.ts";
+import { createSoftHsmToken } from "../hsm/testing/softhsm.ts";
+import { freePort } from "../scripts/support/free_port.ts";
+import { spawnDeno } from "../scripts/support/service_process.ts";
+
+const root = new URL("..", import.meta.url).pathname;
+
+async function deno(args: string[], env: Record<string, string> = {}) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-q", "--no-prompt", ...args],
+    cwd: root,
+    env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return {
+    code: out.code,
+    stdout: new TextDecoder().decode(out.stdout),
+    stderr: new TextDecoder().decode(out.stderr),
+  };
+}
+
+const launch = (args: string[]) => deno(["-P=launch", "scripts/launch.ts", ...args]);
+
+Deno.test({
+  name: "cli: distinct exit statuses; config errors name file and field, never a secret",
+  sanitizeResources: false,
+  async fn() {
+    // Outside every permission set, on purpose: /tmp.
+    const dir = await Deno.makeTempDir({ prefix: "nexus-cli-" });
+    try {
+      // 2: usage.
+      for (const service of ["relay", "gateway", "edge", "authority"]) {
+        const out = await deno([`-P=${service}`, `${service}/main.ts`, "--no-such-flag"]);
+        assert.equal(out.code, 2, `${service}: ${out.stderr}`);
+        assert.match(out.stderr, /no-such-flag.*see --help/);
+      }
+      const ticket = await deno(["-P=edge", "edge/main.ts", "run", "--ticket", "nxt_secret"]);
+      assert.equal(ticket.code, 2);
+      assert.match(ticket.stderr, /--ticket is refused: other users can read a command line/);
+
+      // 4: configuration, naming the file and the field; a secret is never quoted.
+      const secret = "nxt_" + "s".repeat(43);
+      const file = ".state/cli-test-gateway.json";
+      await Deno.writeTextFile(
+        `${root}${file}`,
+        JSON.stringify({
+          stateDir: ".state/x",
+          authority: { identityFile: "x", address: "a:1" },
+          relays: ["r:1", "no-port"],
+          alias: "a",
+          customerId: "c",
+          ticket: secret,
+          outlets: [],
+        }),
+      );
+      try {
+        const bad = await deno(["-P=gateway", "gateway/main.ts", "run", "--config", file]);
+        assert.equal(bad.code, 4, bad.stderr);
+        assert.match(
+          bad.stderr,
+          /config \.state\/cli-test-gateway\.json: "relays\[1\]" must be HOST:PORT, got "no-port"/,
+        );
+        await Deno.writeTextFile(`${root}${file}`, `{"ticket": "${secret}", "relays": [`);
+        const broken = await deno(["-P=gateway", "gateway/main.ts", "run", "--config", file]);
+        assert.equal(broken.code, 4, broken.stderr);
+        assert.match(broken.stderr, /not valid JSON \(line 1, column \d+\)/);
+        assert.ok(
+          !broken.stderr.includes(secret) && !bad.stderr.includes(secret),
+          "a secret leaked",
+        );
+      } finally {
+        await Deno.remove(`${root}${file}`);
+      }
+
+      // 5: outside the permission set; the launcher grants what the file names.
+      const ca = await Identity.create(await SoftwareSigner.generate());
+      await writeIdentityFile(`${dir}/authority.identity.json`, ca.history);
+      await Deno.writeTextFile(
+        `${dir}/relay.json`,
+        JSON.stringify({
+          listen: "127.0.0.1:0",
+          metrics: "off",
+          trust: [`${dir}/authority.identity.json`],
+        }),
+      );
+      const denied = await deno(["-P=relay", "relay/main.ts", "--config", `${dir}/relay.json`]);
+      assert.equal(denied.code, 5, denied.stderr);
+      assert.match(denied.stderr, /permission denied: Requires read access to .*relay\.json/);
+      const flags = await launch(["--print", "relay", "--config", `${dir}/relay.json`]);
+      assert.equal(flags.code, 0, flags.stderr);
+      assert.equal(
+        flags.stdout.trim(),
+        `--allow-net=127.0.0.1:0 --allow-read=${dir}/relay.json,${dir}/authority.identity.json`,
+      );
+      const launched = spawnDeno("the launched relay", [
+        "-P=launch",
+        "scripts/launch.ts",
+        "relay",
+        "--config",
+        `${dir}/relay.json`,
+      ]);
+      try {
+        assert.match(await launched.waitFor(/^LISTENING /, 20_000), /^LISTENING 127\.0\.0\.1:\d+$/);
+      } finally {
+        assert.equal(await launched.stop(), 0, "SIGTERM through the launcher: exit 0");
+      }
+
+      // The edge's status on a port its set does not list: a clear answer, then the launcher.
+      const ops = `127.0.0.1:${freePort()}`;
+      const status = await deno(["-P=edge", "edge/main.ts", "status", "--ops", ops]);
+      assert.equal(status.code, 5, status.stderr);
+      assert.ok(status.stderr.includes(`deno task launch edge status --ops ${ops}`), status.stderr);
+      const viaLaunch = await launch(["edge", "status", "--ops", ops]);
+      assert.equal(viaLaunch.code, 1, viaLaunch.stderr);
+      assert.ok(viaLaunch.stderr.includes(`no edge answers at ${ops}`), viaLaunch.stderr);
+
+      // 6 and 7: the HSM's PIN, and an HSM that cannot be used.
+      const token = await createSoftHsmToken();
+      try {
+        const hsm = ["--hsm-module", token.modulePath, "--hsm-token", token.tokenLabel];
+        const env = { SOFTHSM2_CONF: token.conf, NEXUS_HSM_PIN: "000000" };
+        const state = `.state/cli-test-authority-${crypto.randomUUID()}`;
+        const wrong = await deno(
+          ["-P=authority", "authority/main.ts", "init", "--state", state, ...hsm],
+          env,
+        );
+        assert.equal(wrong.code, 6, wrong.stderr);
+        assert.match(wrong.stderr, /\[wrong_pin\]/);
+        const module = await deno([
+          "-P=authority",
+          "authority/main.ts",
+          "init",
+          "--state",
+          state,
+          "--hsm-module",
+          "/usr/lib/softhsm/no-such-module.so",
+          "--hsm-token",
+          token.tokenLabel,
+        ], { ...env, NEXUS_HSM_PIN: token.pin });
+        assert.equal(module.code, 7, module.stderr);
+        assert.match(module.stderr, /\[module_missing\]/);
+      } finally {
+        await token.remove();
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test("cli: the what-if command explains the relay's alias rule and the gateway's rules", async () => {
+  const dir = `.state/cli-test-whatif-${crypto.randomUUID()}`;
+  await Deno.mkdir(`${root}${dir}`, { recursive: true });
+  try {
+    const ca = await Identity.create(await SoftwareSigner.generate());
+    const member = await Identity.create(await SoftwareSigner.generate());
+    const credential = await issueCredential(ca, {
+      subject: member.identifier,
+      attributes: { role: "gateway", customer_id: "cust_001", relay: ["gw-cust-001"] },
+      ttlSeconds: 600,
+    });
+    await Deno.writeFile(`${root}${dir}/member.credential`, credential.encoded);
+    await Deno.writeTextFile(
+      `${root}${dir}/gateway.json`,
+      JSON.stringify({
+        stateDir: `${dir}/state`,
+        authority: { identityFile: `${dir}/a.json`, address: "127.0.0.1:1" },
+        relays: ["127.0.0.1:2"],
+        alias: "gw-cust-001",
+        customerId: "cust_001",
+        outlets: [{ name: "ctx", backend: "127.0.0.1:3", policy: 'subject.role == "edge"' }],
+      }),
+    );
+    const check = (...rule: string[]) =>
+      deno([
+        "-P=gateway",
+        "gateway/main.ts",
+        "policy",
+        "check",
+        "--credential",
+        `${dir}/member.credential`,
+        ...rule,
+      ]);
+    const alias = await check("--alias", "gw-cust-001");
+    assert.equal(alias.code, 0, alias.stdout + alias.stderr);
+    assert.match(alias.stdout, /^allow\n/);
+    assert.match(alias.stdout, /rule: alias gw-cust-001 at a relay/);
+    const other = await check("--alias", "gw-cust-002");
+    assert.equal(other.code, 1, other.stdout);
+    assert.match(other.stdout, /^deny\n/);
+    const channel = await check("--channel", "--config", `${dir}/gateway.json`);
+    assert.equal(channel.code, 0, channel.stdout + channel.stderr);
+    assert.match(channel.stdout, /rule: a secure channel to gateway gw-cust-001/);
+    const outlet = await check("--outlet", "ctx", "--config", `${dir}/gateway.json`);
+    assert.equal(outlet.code, 1, outlet.stdout);
+    assert.match(outlet.stdout, /rule: outlet "ctx" of gateway gw-cust-001/);
+    assert.match(outlet.stdout, /subject\.role/);
+    const gateway = await check("--gateway-for", "cust_001");
+    assert.equal(gateway.code, 0, gateway.stdout);
+    const none = await check();
+    assert.equal(none.code, 2, none.stderr);
+  } finally {
+    await Deno.remove(`${root}${dir}`, { recursive: true });
+  }
+});
