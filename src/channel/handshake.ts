@@ -138,6 +138,7 @@ function beginHandshake(options: ChannelOptions, initiator: boolean): HandshakeR
         send: send ?? SendCipher.create(out, options),
         receive: ReceiveCipher.create(incoming, options),
         idleTimeoutMs: options.idleTimeoutMs ?? 300_000,
+        reorderWaitMs: options.reorderWaitMs,
         logger: options.logger ?? silentLogger,
         awaitReady: initiator,
       });

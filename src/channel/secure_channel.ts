@@ -49,11 +49,20 @@ import {
   type RoutedMessage,
 } from "../routing/routed_message.ts";
 import type { ChannelIdentity } from "./channel_identity.ts";
+import { ReorderBuffer } from "./reorder_buffer.ts";
+import { REPLAY_WINDOW } from "./replay_window.ts";
 import { type OpenResult, ReceiveCipher, SendCipher } from "./transport_cipher.ts";
 import { checkCredential, type TrustPolicy, type VerifiedPeer } from "./trust_policy.ts";
 
 /** Prologue of every handshake: protocol label and version (docs/design.md §4). */
 export const PROLOGUE: Uint8Array = new TextEncoder().encode("nexus.secure_channel.v1");
+
+/**
+ * How long authenticated records wait behind a missing one before it is
+ * taken as lost (ms). Only when a record is missing: in-order records are
+ * delivered at once, with no timer.
+ */
+export const DEFAULT_REORDER_WAIT_MS = 1000;
 
 /** Records of one channel decrypting at once before its reader waits. */
 export const RECEIVE_PIPELINE = 8;
@@ -88,6 +97,8 @@ export interface ChannelOptions {
   handshakeTimeoutMs?: number;
   /** Milliseconds without a record from the peer before closing (default 300,000). */
   idleTimeoutMs?: number;
+  /** Milliseconds records wait behind a missing one before it counts as lost (default {@link DEFAULT_REORDER_WAIT_MS}). */
+  reorderWaitMs?: number;
   /** Records per key (default: transport_cipher's). */
   rekeyInterval?: number;
   /** Where the channel logs its opening, closing and dropped records (default: silent). */
@@ -110,6 +121,12 @@ export interface ChannelStats {
   received: number;
   /** Records dropped: replayed, too old, forged, malformed, or of an unknown kind. */
   dropped: number;
+  /**
+   * Records that never arrived: counters skipped after waiting for them
+   * (a relay dropped them). Ordered streams over the channel (portal
+   * sessions) end with an error when they miss one.
+   */
+  lost: number;
 }
 
 /** @internal `kind` followed by `body`, in one allocation. */
@@ -135,7 +152,7 @@ export class SecureChannel {
   /** Resolves, once, when the channel closes, by either end; never rejects. */
   readonly closed: Promise<CloseInfo>;
   /** Live record counters of this channel. */
-  readonly stats: ChannelStats = { sent: 0, received: 0, dropped: 0 };
+  readonly stats: ChannelStats = { sent: 0, received: 0, dropped: 0, lost: 0 };
   #node: Node;
   #policy: TrustPolicy;
   #remote: Route;
@@ -150,6 +167,11 @@ export class SecureChannel {
   #receiveChain: Promise<unknown> = Promise.resolve();
   /** Records opened but not yet handled. */
   #opening = 0;
+  /** Authenticated records, delivered in counter order (reorder_buffer.ts). */
+  #order = new ReorderBuffer<Uint8Array>({ window: REPLAY_WINDOW });
+  /** Set while records wait behind a gap: gives up on it after `#reorderWaitMs`. */
+  #gapTimer: ReturnType<typeof setTimeout> | undefined;
+  #reorderWaitMs: number;
   #idleMs: number;
   #lastReceived = Date.now();
   #lastSent = Date.now();
@@ -170,6 +192,7 @@ export class SecureChannel {
     send: SendCipher;
     receive: ReceiveCipher;
     idleTimeoutMs: number;
+    reorderWaitMs?: number;
     logger: Logger;
     awaitReady: boolean;
   }) {
@@ -183,6 +206,7 @@ export class SecureChannel {
     this.#send = init.send;
     this.#receive = init.receive;
     this.#idleMs = init.idleTimeoutMs;
+    this.#reorderWaitMs = init.reorderWaitMs ?? DEFAULT_REORDER_WAIT_MS;
     this.#logger = init.logger;
     this.#ready = init.awaitReady ? Promise.withResolvers<void>() : null;
     this.closed = new Promise((resolve) => this.#resolveClosed = resolve);
@@ -263,6 +287,7 @@ export class SecureChannel {
     this.#isClosed = true;
     clearTimeout(this.#idleTimer);
     clearTimeout(this.#expiryTimer);
+    clearTimeout(this.#gapTimer);
     this.#node.unregister(this.address);
     this.#node.unregister(this.decryptorAddress);
     this.#ready?.reject(
@@ -363,9 +388,10 @@ export class SecureChannel {
    *
    * Decryption is pipelined: `open` reads the record before returning, so
    * the transport may read the next frame while up to
-   * {@link RECEIVE_PIPELINE} records decrypt; plaintexts are still handled
-   * in arrival order. Past that depth the handler waits, which stops the
-   * transport reading: backpressure instead of an unbounded queue.
+   * {@link RECEIVE_PIPELINE} records decrypt. Authenticated plaintexts go
+   * through the reorder buffer and are handled in counter order. Past that
+   * depth the handler waits, which stops the transport reading:
+   * backpressure instead of an unbounded queue.
    */
   receiveRecord(record: Uint8Array): Promise<void> {
     if (this.#isClosed) return Promise.resolve();
@@ -386,8 +412,56 @@ export class SecureChannel {
       return;
     }
     this.#lastReceived = Date.now();
+    const { ready, lost, late } = this.#order.push(
+      result.counter,
+      result.plaintext,
+      result.plaintext.length,
+    );
+    if (late) {
+      // Its gap was given up on and later records were delivered: it
+      // cannot be delivered in order any more.
+      this.stats.dropped++;
+      this.#logger.debug("dropped a late record", { peer: this.peer.identifier });
+      return;
+    }
+    this.#lose(lost);
+    await this.#deliver(ready);
+  }
+
+  /** Records given up on: counted and logged; ordered streams notice by their own numbers. */
+  #lose(lost: number): void {
+    if (lost === 0) return;
+    this.stats.lost += lost;
+    this.#logger.warn("records lost on the way; skipped", { peer: this.peer.identifier, lost });
+  }
+
+  /** Handles plaintexts in order, then watches the gap, if one is left. */
+  async #deliver(ready: Uint8Array[]): Promise<void> {
+    for (const plaintext of ready) {
+      if (this.#isClosed) return;
+      await this.#dispatch(plaintext);
+    }
+    if (!this.#order.waiting) {
+      clearTimeout(this.#gapTimer);
+      this.#gapTimer = undefined;
+    } else if (this.#gapTimer === undefined) {
+      // A record that has not come within this long is taken as lost, so a
+      // relay that drops one cannot hold back everything after it.
+      this.#gapTimer = unref(setTimeout(() => {
+        this.#gapTimer = undefined;
+        this.#receiveChain = this.#receiveChain.then(() => {
+          if (this.#isClosed) return;
+          const { ready, lost } = this.#order.skipGap();
+          this.#lose(lost);
+          return this.#deliver(ready);
+        }).catch(() => {});
+      }, this.#reorderWaitMs));
+    }
+  }
+
+  /** One authenticated record's plaintext, by its kind byte. */
+  async #dispatch(plaintext: Uint8Array): Promise<void> {
     this.stats.received++;
-    const plaintext = result.plaintext;
     const body = plaintext.subarray(1);
     switch (plaintext[0]) {
       case KIND.message: {

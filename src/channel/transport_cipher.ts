@@ -202,7 +202,10 @@ export type OpenResult =
  * reads its input before returning (the caller may reuse the record's
  * memory as soon as `open` returns), counters in flight count as seen, and
  * the window and the key chain move only when a record authenticates, so a
- * forged record changes nothing. See {@link SendCipher} for an example.
+ * forged record changes nothing. The window is checked when a record
+ * arrives (a replay costs no decryption) and again, atomically with the
+ * write of its slot, when it authenticates (so records finishing out of
+ * order cannot undo each other's marks). See {@link SendCipher} for an example.
  */
 export class ReceiveCipher {
   #interval: number;
@@ -299,6 +302,13 @@ export class ReceiveCipher {
 
   /** Authentic: only now does the record move the window or the key chain. */
   #accept(n: number, key: EpochKey, plaintext: Uint8Array): OpenResult {
+    // The window is asked again here, in the same step as the slot is
+    // written: records decrypt asynchronously, so between the check on
+    // arrival and now, a record sharing this slot (n ± window) may have
+    // been accepted. Writing without asking would let an older record
+    // overwrite a newer one's slot, and the newer one be replayed.
+    const verdict = this.#window.check(n);
+    if (verdict !== "fresh") return { ok: false, reason: verdict };
     if (key.epoch === this.#current.epoch + 1) {
       this.#previous = this.#current;
       this.#current = key;

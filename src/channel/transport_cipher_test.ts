@@ -150,3 +150,18 @@ Deno.test("nonce exhaustion: the last counter is used once, then sealing is refu
     (e: unknown) => e instanceof HandshakeError && e.code === "nonce_exhausted",
   );
 });
+
+Deno.test("replay: records finishing out of order cannot undo each other's window slot", async () => {
+  // Record 0 is large (decrypted asynchronously), record 64 small (at once):
+  // they share a slot. Opened back to back, 64 authenticates first; 0 must
+  // then be refused (it is a window behind), or it would overwrite 64's slot
+  // and let a replay of 64 through.
+  const [sender, receiver] = pair();
+  const records: Uint8Array[] = [await sender.seal(new Uint8Array(8192))];
+  for (let i = 1; i <= 64; i++) records.push(await sender.seal(encoder.encode(`m${i}`)));
+  for (let i = 1; i < 64; i++) await openText(receiver, records[i]);
+  const [late, newest] = await Promise.all([receiver.open(records[0]), receiver.open(records[64])]);
+  assert.ok(newest.ok, "record 64 opens");
+  assert.deepEqual(late, { ok: false, reason: "too_old" });
+  assert.equal(await dropReason(receiver, records[64]), "replayed");
+});

@@ -8,6 +8,9 @@
  *   calls (the portal's chunk size): bodies must stream as spans.
  * - `heads`: 1,000 pipelined small GETs in one buffer (typical API calls):
  *   the head parser and the rewrite of each head.
+ * - `chunks`: one POST with a 4 MiB chunked body in 256-byte chunks, each
+ *   with a chunk extension, and a trailer section: the chunk-size line
+ *   parser (16,384 lines) between short spans of body.
  *
  * @module
  */
@@ -48,6 +51,19 @@ const post = [
 const get = "GET /v1/context?q=1 HTTP/1.1\r\nHost: backend\r\nAccept: application/json\r\n" +
   "User-Agent: bench\r\n\r\n";
 const pipelined = [encoder.encode(get.repeat(1000))];
+const CHUNK = 256;
+const chunkedBody = encoder.encode(
+  `${CHUNK.toString(16)};name=value;q="a \\" b"\r\n${"c".repeat(CHUNK)}\r\n`.repeat(
+    BODY / CHUNK,
+  ) + "0\r\nDigest: sha-256=abc\r\nExpires: never\r\n\r\n",
+);
+const chunked = [
+  encoder.encode("POST /ingest HTTP/1.1\r\nHost: backend\r\nTransfer-Encoding: chunked\r\n\r\n"),
+  ...Array.from(
+    { length: Math.ceil(chunkedBody.length / MAX_CHUNK) },
+    (_, i) => chunkedBody.subarray(i * MAX_CHUNK, (i + 1) * MAX_CHUNK),
+  ),
+];
 const options = { name: "X-License-Key", value: "nxl_" + "k".repeat(32) };
 
 Deno.bench({
@@ -81,5 +97,22 @@ Deno.bench({
   group: "heads",
   async fn() {
     await drain(injectHeader(source(pipelined), options));
+  },
+});
+
+Deno.bench({
+  name: "copy only (4 MiB chunked POST, 256-byte chunks)",
+  group: "chunks",
+  baseline: true,
+  async fn() {
+    await drain(source(chunked));
+  },
+});
+
+Deno.bench({
+  name: "injectHeader (4 MiB chunked POST, 256-byte chunks)",
+  group: "chunks",
+  async fn() {
+    await drain(injectHeader(source(chunked), options));
   },
 });

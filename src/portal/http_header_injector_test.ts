@@ -4,13 +4,16 @@
  * - Framing: GET without a body, Content-Length bodies (also listed twice),
  *   chunked bodies with extensions and trailers, three pipelined requests in
  *   one chunk, heads cut byte by byte, HTTP/1.0, empty lines before a
- *   request, a stream ending inside a body.
+ *   request, a stream ending inside a body (clean) or inside a line (an
+ *   error, the partial line not forwarded).
  * - The injected header: right after the request line, the client's copies
- *   (any case, head and trailers) removed, everything else byte for byte.
+ *   (any case, `_` or other punctuation for `-`, head and trailers)
+ *   removed, everything else byte for byte.
  * - Refusals: the options (CR/LF in the value, names that are not tokens or
  *   frame the request); every malformed head, with its error class, the
  *   400/431 answer written when nothing was returned yet and not after;
- *   errors in bodies; errors never quote the value.
+ *   errors in bodies, chunk extensions by RFC 9112's grammar; errors never
+ *   quote the value.
  * - CONNECT and upgrades pass through raw after their head.
  * - Bodies stream in whole spans, read straight into the caller's buffer.
  * - Property (fast-check, PROPERTY_SEED / PROPERTY_RUNS as elsewhere):
@@ -280,20 +283,59 @@ Deno.test("empty lines before a request line pass through (RFC 9112 §2.2)", asy
   assert.equal(await pass(["\r\n\r\n"]), "\r\n\r\n");
 });
 
-Deno.test("a stream ending inside a body: what came passes, then the end", async () => {
+Deno.test("a stream ending inside a body or between lines: what came passes, then the end", async () => {
   const head = "POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n";
   assert.equal(await pass([head + "abcd"]), injected(head) + "abcd");
   const chunked = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
-  for (
-    const partial of ["", "1", "1;e", "5\r\nab", "5\r\nabcde", "5\r\nabcde\r", "0\r\nA: b", "0\r\n"]
-  ) {
+  for (const partial of ["", "5\r\nab", "5\r\nabcde", "0\r\n", "0\r\nA: b\r\n"]) {
     assert.equal(await pass([chunked + partial]), injected(chunked) + partial, partial);
+    assert.equal(await pass((chunked + partial).split("")), injected(chunked) + partial, partial);
   }
   // A size this large is allowed; the body just ends early.
   assert.equal(
     await pass([chunked + "1fffffffffffff\r\nab"]),
     injected(chunked) + "1fffffffffffff\r\nab",
   );
+});
+
+Deno.test("a stream ending inside a chunk-size line, a chunk's CRLF or a trailer line: that partial line is dropped, then an error", async () => {
+  // A lenient server may take the bytes before the end of stream as a whole
+  // line: a partial trailer line would then be a field the injector never
+  // checked (a forged copy of the header, say).
+  const chunked = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+  const cases: [string, string, RegExp][] = [
+    ["1\r\na\r\n0\r\n", `${NAME}: forged`, /truncated trailer section/],
+    ["1\r\na\r\n0\r\n", "X_License_Key: forged", /truncated trailer section/],
+    ["0\r\nDigest: d\r\n", "X-License-Key:", /truncated trailer section/],
+    ["0\r\n", "A: b", /truncated trailer section/],
+    ["0\r\n", "\r", /truncated trailer section/],
+    ["", "1", /truncated chunk-size line/],
+    ["1\r\na\r\n", "1;e=", /truncated chunk-size line/],
+    ["5\r\nabcde", "\r", /truncated chunk: no CRLF after its data/],
+  ];
+  for (const [complete, partial, message] of cases) {
+    const what = JSON.stringify(complete + partial);
+    const all = chunked + complete + partial;
+    for (const chunks of [[all], all.split(""), [chunked + complete, partial]]) {
+      const client = new FakeClient(chunks);
+      const reader = injectHeader(client, options());
+      const { output, error } = await drain(reader);
+      assert.equal(output, injected(chunked) + complete, what);
+      assert.ok(!output.includes("forged"), what);
+      assertError(error, TypeError, message, what);
+      // Sticky; the server has the request in progress, so no answer.
+      await assert.rejects(reader.read(new Uint8Array(10)), (again: unknown) => again === error);
+      assert.equal(client.writtenText, "", what);
+    }
+  }
+  // The same for a later request on the connection (a head's end is
+  // covered with the malformed heads).
+  const get = "GET / HTTP/1.1\r\n\r\n";
+  const { output, error } = await drain(
+    injectHeader(new FakeClient([get + chunked + "0\r\nX-License-Key: f"]), options()),
+  );
+  assert.equal(output, injected(get) + injected(chunked) + "0\r\n");
+  assertError(error, TypeError, /truncated trailer section/, "second request");
 });
 
 Deno.test("an empty stream ends at once", async () => {
@@ -318,6 +360,43 @@ Deno.test("the client's copies of the header are removed, in any case, head and 
     "POST / HTTP/1.1\r\n" + INJECTED + "Transfer-Encoding: chunked\r\n\r\n" +
       "1\r\na\r\n0\r\nDigest: d\r\n\r\n",
   );
+});
+
+Deno.test("fields named like the header with _ (or other punctuation) for - are removed too, head and trailers", async () => {
+  // CGI and WSGI name a field HTTP_ + its name upper-cased with - made _
+  // (RFC 3875 §4.1.18), so X_License_Key reaches such a backend as the
+  // same variable as X-License-Key; some gateways make every character
+  // that is not a letter or digit _.
+  const variants = [
+    "X_License_Key",
+    "x_license_key",
+    "X-LICENSE_KEY",
+    "X_License-Key",
+    "X.License.Key",
+    "x~license|key",
+  ];
+  const head = "GET / HTTP/1.1\r\nHost: h\r\n" +
+    variants.map((name, i) => `${name}: forged${i}\r\n`).join("") +
+    "X_License_Key_Id: kept\r\nX_License: kept\r\nXXLicenseXKey: kept\r\n\r\n";
+  const kept = "GET / HTTP/1.1\r\n" + INJECTED +
+    "Host: h\r\nX_License_Key_Id: kept\r\nX_License: kept\r\nXXLicenseXKey: kept\r\n\r\n";
+  assert.equal(await pass([head]), kept);
+  assert.equal(await pass(head.split("")), kept);
+
+  const chunked = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nX_License_Key: x\r\n\r\n";
+  const body = "1\r\na\r\n0\r\nX_LICENSE_KEY: forged\r\nDigest: d\r\nx.license-key: forged\r\n\r\n";
+  const expected = "POST / HTTP/1.1\r\n" + INJECTED + "Transfer-Encoding: chunked\r\n\r\n" +
+    "1\r\na\r\n0\r\nDigest: d\r\n\r\n";
+  assert.equal(await pass([chunked + body]), expected);
+  assert.equal(await pass((chunked + body).split(""), [1]), expected);
+  assert.ok(!expected.includes("forged"));
+
+  // An injected name with _ in it: the client's - spelling is its copy too.
+  const underscored = { name: "X_License_Key", value: SECRET };
+  const { output } = await drain(
+    injectHeader(new FakeClient(["GET / HTTP/1.1\r\nX-License-Key: forged\r\n\r\n"]), underscored),
+  );
+  assert.equal(output, `GET / HTTP/1.1\r\nX_License_Key: ${SECRET}\r\n\r\n`);
 });
 
 Deno.test("the options are checked when the injector is made; the value is never quoted", () => {
@@ -347,7 +426,20 @@ Deno.test("the options are checked when the injector is made; the value is never
     );
   }
   for (
-    const name of ["Content-Length", "transfer-encoding", "Host", "CONNECTION", "Upgrade", "TE"]
+    const name of [
+      "Content-Length",
+      "transfer-encoding",
+      "Host",
+      "CONNECTION",
+      "Upgrade",
+      "TE",
+      // The same names with _ or other punctuation for -: the injector would
+      // take the client's framing fields for copies of its own.
+      "Content_Length",
+      "Transfer.Encoding",
+      "keep_alive",
+      "Proxy~Connection",
+    ]
   ) {
     assert.throws(() => injectHeader(client, { name, value: "v" }), TypeError, name);
   }
@@ -507,6 +599,8 @@ Deno.test("malformed chunked bodies are refused after their head passed", async 
     ["5x\r\nhello\r\n", TypeError, /unexpected bytes after the size/],
     ["5;a\x01\r\nhello\r\n", TypeError, /control character/],
     ["5;a\rb\r\nhello\r\n", TypeError, /control character/],
+    ['5;a="b\x00"\r\nhello\r\n', TypeError, /control character/],
+    ["5;a=b\x7f\r\nhello\r\n", TypeError, /control character/],
     ["5\nhello\r\n", TypeError, /bare LF .*chunk-size line/],
     ["5\r\nhelloX\r\n", TypeError, /chunk data not followed by CRLF/],
     ["5\r\nhello\n", TypeError, /chunk data not followed by CRLF/],
@@ -530,14 +624,19 @@ Deno.test("malformed chunked bodies are refused after their head passed", async 
   // The largest safe size is accepted.
   const max = Number.MAX_SAFE_INTEGER.toString(16);
   assert.equal(await pass([head + max + "\r\n"]), injected(head) + max + "\r\n");
-  // Lines and trailer sections are bounded by maxHeaderBytes too.
+  // Lines and trailer sections are bounded by maxHeaderBytes too, refused
+  // as soon as the limit is passed (without waiting for the line's end).
   const long = "1;" + "e".repeat(200) + "\r\n";
-  assertError(
-    (await drain(injectHeader(new FakeClient([head + long]), options(100)))).error,
-    RangeError,
-    /chunk-size line longer than 100 bytes/,
-    "long chunk line",
-  );
+  for (const chunks of [[head + long], [head, ...long.split("")]]) {
+    const client = new FakeClient(chunks);
+    assertError(
+      (await drain(injectHeader(client, options(100)))).error,
+      RangeError,
+      /chunk-size line longer than 100 bytes/,
+      "long chunk line",
+    );
+    if (chunks.length > 1) assert.ok(client.next < 110, "stopped reading at the limit");
+  }
   const trailers = "0\r\n" + "T: 123456789\r\n".repeat(10) + "\r\n";
   assertError(
     (await drain(injectHeader(new FakeClient([head + trailers]), options(100)))).error,
@@ -545,6 +644,79 @@ Deno.test("malformed chunked bodies are refused after their head passed", async 
     /trailer section longer than 100 bytes/,
     "long trailers",
   );
+});
+
+Deno.test("chunk extensions are checked by RFC 9112 §7.1.1's grammar: well-formed ones pass unchanged, the rest is refused", async () => {
+  // chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] ).
+  const head = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+  const get = "GET / HTTP/1.1\r\n\r\n";
+  for (
+    const ext of [
+      ";x",
+      ";name=value",
+      ' ; name = "quoted \\" value"',
+      "\t;\tname\t=\tv",
+      ";a;b=c;d",
+      ';a="";b="\\\\"',
+      ';a="x\ty ;=\\\t"',
+      ';a="\x80\xff\\\xa0"', // obs-text, also quoted
+      ";!#$%&'*+-.^_`|~=!#$%&'*+-.^_`|~",
+    ]
+  ) {
+    const body = `5${ext}\r\nhello\r\n0${ext}\r\n\r\n`;
+    const expected = injected(head) + body + injected(get);
+    assert.equal(await pass([head + body + get]), expected, ext);
+    assert.equal(await pass((head + body + get).split("")), expected, ext);
+  }
+  for (
+    const ext of [
+      " ",
+      "\t",
+      ";",
+      " ;",
+      " ; ",
+      ";;a",
+      ";a;",
+      ";a ",
+      ";a b",
+      ";=v",
+      ";a=",
+      ";a= ",
+      ";a=b ",
+      ";a=b c",
+      ";a==b",
+      ";a=b=c",
+      ';a="unterminated',
+      ';a="ends in a backslash\\"',
+      ';a="b"c',
+      ';a="b"=c',
+      ';a="b" c',
+      ';"a"=b',
+      ";(a)",
+      ";a=(b)",
+      ";a=b,c",
+      ";a=\x80",
+      ";\xff",
+      ";a/b",
+      ",a",
+    ]
+  ) {
+    const what = JSON.stringify(ext);
+    for (const line of [`5${ext}\r\nhello\r\n0\r\n\r\n`, `0${ext}\r\n\r\n`]) {
+      for (const chunks of [[head + line + get], (head + line + get).split("")]) {
+        const client = new FakeClient(chunks);
+        const { output, error } = await drain(injectHeader(client, options()));
+        assert.equal(output, injected(head), what);
+        assertError(
+          error,
+          TypeError,
+          /chunk-size line: (malformed chunk extension|unexpected bytes after the size)/,
+          what,
+        );
+        assert.equal(client.writtenText, "", what);
+      }
+    }
+  }
 });
 
 // ---------------------------------------------------------------------------
@@ -663,9 +835,16 @@ const token = fc.string({ unit: fc.constantFrom(...TCHARS), minLength: 1, maxLen
 const plainName = token.filter((n) =>
   !["content-length", "transfer-encoding", "upgrade", "connection"].includes(n.toLowerCase())
 );
-/** The injected name with random letter case. */
-const clientCopyName = fc.array(fc.boolean(), { minLength: NAME.length, maxLength: NAME.length })
-  .map((upper) => [...NAME].map((c, i) => upper[i] ? c.toUpperCase() : c.toLowerCase()).join(""));
+/** The injected name with random letter case, and `_` or `.` for some of its `-`. */
+const clientCopyName = fc.tuple(
+  fc.array(fc.boolean(), { minLength: NAME.length, maxLength: NAME.length }),
+  fc.array(fc.constantFrom("-", "-", "_", "."), { minLength: NAME.length, maxLength: NAME.length }),
+).map(([upper, dash]) =>
+  [...NAME].map((c, i) => c === "-" ? dash[i] : upper[i] ? c.toUpperCase() : c.toLowerCase())
+    .join("")
+);
+/** A name folded as a CGI variable name is: lower case, punctuation one character. */
+const folded = (name: string) => name.toLowerCase().replace(/[^a-z0-9]/g, "-");
 /** Field value bytes: visible ASCII, obs-text, SP and HTAB anywhere (OWS included). */
 const fieldValue = fc.array(
   fc.oneof(
@@ -680,10 +859,29 @@ const field = fc.record({
   value: fieldValue,
 });
 const bodyBytes = fc.uint8Array({ maxLength: 300 }).map((b) => text(b));
+/** BWS. */
+const bws = fc.string({ unit: fc.constantFrom(" ", "\t"), maxLength: 2 });
+/** A quoted-string: qdtext (obs-text included) and quoted-pairs. */
+const quoted = fc.array(
+  fc.oneof(
+    fc.integer({ min: 0x20, max: 0xff }).filter((c) => c !== 0x22 && c !== 0x5c && c !== 0x7f)
+      .map((c) => String.fromCharCode(c)),
+    fc.constant("\t"),
+    fc.integer({ min: 0x20, max: 0xff }).filter((c) => c !== 0x7f)
+      .map((c) => "\\" + String.fromCharCode(c)),
+  ),
+  { maxLength: 8 },
+).map((parts) => `"${parts.join("")}"`);
 const chunkExt = fc.oneof(
   fc.constant(""),
   fc.tuple(token, fc.option(token)).map(([n, v]) => `;${n}${v === null ? "" : `=${v}`}`),
   fc.constant(' ; q = "a;b"'),
+  fc.array(
+    fc.tuple(bws, bws, token, fc.option(fc.tuple(bws, bws, fc.oneof(token, quoted)))).map((
+      [a, b, n, v],
+    ) => `${a};${b}${n}${v === null ? "" : `${v[0]}=${v[1]}${v[2]}`}`),
+    { minLength: 1, maxLength: 3 },
+  ).map((exts) => exts.join("")),
 );
 
 const request: fc.Arbitrary<Sample> = fc.record({
@@ -716,18 +914,23 @@ const request: fc.Arbitrary<Sample> = fc.record({
     }),
   ),
 }).map((r) => {
-  const lowerName = NAME.toLowerCase();
   const line = (f: { name: string; value: string }) => `${f.name}:${f.value}\r\n`;
-  const isCopy = (f: { name: string }) => f.name.toLowerCase() === lowerName;
+  const isCopy = (f: { name: string }) => folded(f.name) === folded(NAME);
   const body = !r.http11 && r.body.kind === "chunked" ? { kind: "none" as const } : r.body;
-  const fields = r.fields.map(line);
+  const fields = r.fields.map((f) => ({ text: line(f), copy: isCopy(f) }));
   let wire = "";
   let expectedBody = "";
   if (body.kind === "length") {
-    fields.splice(r.framingAt % (fields.length + 1), 0, `Content-Length: ${body.data.length}\r\n`);
+    fields.splice(r.framingAt % (fields.length + 1), 0, {
+      text: `Content-Length: ${body.data.length}\r\n`,
+      copy: false,
+    });
     wire = expectedBody = body.data;
   } else if (body.kind === "chunked") {
-    fields.splice(r.framingAt % (fields.length + 1), 0, "Transfer-Encoding: chunked\r\n");
+    fields.splice(r.framingAt % (fields.length + 1), 0, {
+      text: "Transfer-Encoding: chunked\r\n",
+      copy: false,
+    });
     for (const c of body.chunks) {
       const size = "0".repeat(c.zeros) + c.data.length.toString(16);
       wire += `${c.upper ? size.toUpperCase() : size}${c.ext}\r\n${c.data}\r\n`;
@@ -742,10 +945,11 @@ const request: fc.Arbitrary<Sample> = fc.record({
     expectedBody += "\r\n";
   }
   const requestLine = `${r.method} ${r.target} HTTP/1.${r.http11 ? 1 : 0}\r\n`;
-  const kept = fields.filter((f) => !f.toLowerCase().startsWith(lowerName + ":"));
+  const all = fields.map((f) => f.text).join("");
+  const kept = fields.filter((f) => !f.copy).map((f) => f.text).join("");
   return {
-    input: bytes(r.lead + requestLine + fields.join("") + "\r\n" + wire),
-    expected: bytes(r.lead + requestLine + INJECTED + kept.join("") + "\r\n" + expectedBody),
+    input: bytes(r.lead + requestLine + all + "\r\n" + wire),
+    expected: bytes(r.lead + requestLine + INJECTED + kept + "\r\n" + expectedBody),
   };
 });
 

@@ -9,7 +9,7 @@ import { TrustStore } from "../credential/trust_store.ts";
 import { Identity } from "../identity/identity.ts";
 import { SoftwareSigner } from "../identity/software_signer.ts";
 import { Node } from "../routing/node.ts";
-import type { Address } from "../routing/routed_message.ts";
+import type { Address, RoutedMessage } from "../routing/routed_message.ts";
 import { type ChannelIdentity, createChannelIdentity } from "../channel/channel_identity.ts";
 
 /** An authority and a trust store that trusts it. */
@@ -65,4 +65,53 @@ export async function eventually(condition: () => boolean, timeoutMs = 5000): Pr
     if (Date.now() > deadline) throw new Error("condition not met in time");
     await new Promise((resolve) => setTimeout(resolve, 2));
   }
+}
+
+/** What a {@link hostileLink} hook may do with one frame (a routed message) in flight. */
+export interface LinkFrame {
+  /** The message as the link received it. */
+  readonly message: RoutedMessage;
+  /** Which way: from a to b, or from b to a. */
+  readonly direction: "toB" | "toA";
+  /** Delivers `message` (or another) now on this direction; resolves when the far node is done. */
+  deliver(message?: RoutedMessage): Promise<void>;
+}
+
+/**
+ * Like {@link link}, but every message goes through `hook`, which decides
+ * what happens to it: deliver it (now or later, once or twice, changed or
+ * not) or drop it. A hostile relay, in memory. Payloads are copied first,
+ * so a hook may keep a message as long as it likes.
+ */
+export function hostileLink(
+  a: Node,
+  b: Node,
+  hook: (frame: LinkFrame) => void | Promise<void>,
+): { toB: Address; toA: Address } {
+  const toB = `link.${b.name}`;
+  const toA = `link.${a.name}`;
+  const side = (from: Address, to: Node, direction: "toB" | "toA") => (m: RoutedMessage) => {
+    const message: RoutedMessage = {
+      onward: m.onward.slice(1),
+      return: [from, ...m.return],
+      payload: m.payload.slice(),
+    };
+    return Promise.resolve(hook({
+      message,
+      direction,
+      deliver: (other = message) =>
+        to.route({ onward: other.onward, return: other.return, payload: other.payload })
+          .then(() => {}),
+    }));
+  };
+  a.register(toB, side(toA, b, "toB"));
+  b.register(toA, side(toB, a, "toA"));
+  return { toB, toA };
+}
+
+/** The record counter of a channel record payload (0x04 + 8-byte counter …), or null. */
+export function recordCounter(payload: Uint8Array): number | null {
+  if (payload.length < 9 || payload[0] !== 0x04) return null;
+  const view = new DataView(payload.buffer, payload.byteOffset + 1, 8);
+  return view.getUint32(0) * 2 ** 32 + view.getUint32(4);
 }

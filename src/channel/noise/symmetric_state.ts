@@ -7,6 +7,7 @@
  */
 import { hmac } from "@noble/hashes/hmac.js";
 import { sha256 } from "@noble/hashes/sha2.js";
+import { HandshakeError } from "../../errors.ts";
 import { CipherState } from "./cipher_state.ts";
 
 /** HASHLEN for SHA-256. */
@@ -50,6 +51,7 @@ export class SymmetricState {
   #ck: Uint8Array;
   #h: Uint8Array;
   #cipher = new CipherState();
+  #wasSplit = false;
 
   /**
    * InitializeSymmetric(protocol_name): h is the name zero-padded to HASHLEN
@@ -114,6 +116,10 @@ export class SymmetricState {
    * chaining key is wiped: nothing can be derived from this state afterwards.
    */
   split(): SplitKeys {
+    // Once only: the chaining key is wiped below, so a second Split() would
+    // derive its keys from zeros: the same keys for every handshake.
+    if (this.#wasSplit) throw new HandshakeError("out_of_order", "Split() was called already");
+    this.#wasSplit = true;
     const [k1, k2] = hkdf(this.#ck, new Uint8Array(0), 2);
     this.#ck.fill(0);
     return { initiatorToResponder: k1, responderToInitiator: k2, handshakeHash: this.#h.slice() };

@@ -14,7 +14,7 @@ import assert from "node:assert/strict";
 import { fromHex, toHex } from "../../encoding/hex.ts";
 import { CipherState } from "./cipher_state.ts";
 import { PROTOCOL_NAME, XXHandshake } from "./handshake_state.ts";
-import { dhKeyPairFromPrivate } from "./x25519.ts";
+import { dhKeyPairFromPrivate, generateDhKeyPair } from "./x25519.ts";
 
 interface Vector {
   protocol_name: string;
@@ -95,3 +95,25 @@ for (const [index, vector] of vectors.entries()) {
     }
   });
 }
+
+Deno.test("noise: Split() gives the transport keys once; a second call is refused", async () => {
+  const prologue = new Uint8Array(0);
+  const initiator = new XXHandshake({
+    initiator: true,
+    prologue,
+    staticKeyPair: generateDhKeyPair(),
+  });
+  const responder = new XXHandshake({
+    initiator: false,
+    prologue,
+    staticKeyPair: generateDhKeyPair(),
+  });
+  await responder.readMessage(await initiator.writeMessage(new Uint8Array(0)));
+  await initiator.readMessage(await responder.writeMessage(new Uint8Array(0)));
+  await responder.readMessage(await initiator.writeMessage(new Uint8Array(0)));
+  const first = initiator.split();
+  assert.equal(first.initiatorToResponder.length, 32);
+  // The chaining key is wiped after Split(): a second call would derive
+  // keys from zeros, the same for every handshake.
+  assert.throws(() => initiator.split(), /Split\(\) was called already/);
+});
