@@ -11,11 +11,20 @@
  *   frames it (Transfer-Encoding chunked, else Content-Length, else no
  *   body), so the next request's head is always found where the server will
  *   find it. Anything ambiguous (both framings, differing lengths, a coding
- *   list not ending in chunked, bare LF, bare CR, obs-fold) is refused
- *   rather than guessed at.
+ *   list not ending in chunked, bare LF, bare CR, obs-fold, a chunk
+ *   extension outside RFC 9112 §7.1.1's grammar) is refused rather than
+ *   guessed at.
  * - The header is inserted right after the request line; any field of the
- *   same name the client sent (in any case, in the head or in a chunked
- *   trailer section) is removed. Every other byte passes through unchanged.
+ *   same name the client sent (in the head or in a chunked trailer section)
+ *   is removed. "The same name" is the name as a CGI or WSGI backend sees
+ *   it: in any case, and with `_` (or any other character that is not a
+ *   letter or digit) for `-`, since `X_License_Key` and `X-License-Key`
+ *   both become `HTTP_X_LICENSE_KEY` there. Every other byte passes through
+ *   unchanged.
+ * - Only complete, checked lines are forwarded: a stream that ends inside a
+ *   head, a chunk-size line, the CRLF after a chunk's data or a trailer line
+ *   ends with an error, and the partial line is not forwarded (a lenient
+ *   server could take it as complete).
  * - After a CONNECT, or an HTTP/1.1 request asking to upgrade (`Upgrade`
  *   plus the `upgrade` connection option, as servers require), the rest of
  *   the connection is another protocol and passes through raw.
@@ -88,6 +97,10 @@ const SP = 0x20;
 const HTAB = 0x09;
 const COLON = 0x3a;
 const SEMICOLON = 0x3b;
+const EQUALS = 0x3d;
+const DQUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const HYPHEN = 0x2d;
 
 /** `tchar` of RFC 9110 §5.6.2, as a table indexed by byte. */
 const TCHAR = (() => {
@@ -96,6 +109,41 @@ const TCHAR = (() => {
   for (let b = 0x41; b <= 0x5a; b++) table[b] = 1;
   for (let b = 0x61; b <= 0x7a; b++) table[b] = 1;
   for (const c of "!#$%&'*+-.^_`|~") table[c.charCodeAt(0)] = 1;
+  return table;
+})();
+
+/**
+ * A field name's byte as a CGI or WSGI backend names the field (RFC 3875
+ * §4.1.18: `HTTP_` and the name upper-cased with `-` made `_`; some
+ * gateways, Apache httpd before 2.4 among them, make every character that
+ * is not a letter or digit `_`): letters in lower case, digits as they
+ * are, anything else `-`. Two names that fold alike may reach such a
+ * backend as one variable.
+ */
+const NAME_FOLD = (() => {
+  const table = new Uint8Array(256).fill(HYPHEN);
+  for (let b = 0x30; b <= 0x39; b++) table[b] = b;
+  for (let b = 0x61; b <= 0x7a; b++) table[b] = table[b - 0x20] = b;
+  return table;
+})();
+
+/** {@link NAME_FOLD} of a token (ASCII). */
+function foldName(name: string): string {
+  let out = "";
+  for (let i = 0; i < name.length; i++) out += String.fromCharCode(NAME_FOLD[name.charCodeAt(i)]);
+  return out;
+}
+
+/**
+ * Bytes of a quoted-string (RFC 9110 §5.6.4): 1 for qdtext (HTAB, SP,
+ * visible ASCII but `"` and `\`, obs-text), 2 for what only a quoted-pair
+ * may carry after its `\` (`"` and `\`).
+ */
+const QUOTED = (() => {
+  const table = new Uint8Array(256);
+  table[HTAB] = 1;
+  for (let b = SP; b <= 0xff; b++) if (b !== 0x7f) table[b] = 1;
+  table[DQUOTE] = table[BACKSLASH] = 2;
   return table;
 })();
 
@@ -165,8 +213,11 @@ interface RequestHead {
  *
  * The reader's `read` is not re-entrant: call it again only after the last
  * call settled (as a copy loop does). It resolves to null after the client's
- * end of stream and every byte before it; a stream ending inside a body
- * ends the same way, and the session's FIN tells the server.
+ * end of stream and every byte before it; a stream ending inside a body, or
+ * between the lines of a chunked body, ends the same way, and the session's
+ * FIN tells the server. A stream ending inside a line (of a head, a
+ * chunk-size line, the CRLF after a chunk's data, a trailer line) is an
+ * error, as below, and that partial line is not returned.
  *
  * A request the injector cannot frame unambiguously makes `read` throw (and
  * throw the same error ever after): a TypeError naming the problem, or a
@@ -179,7 +230,8 @@ interface RequestHead {
  *
  * @throws {TypeError} when `name` is not a token or is a framing or
  *   connection header (`Content-Length`, `Transfer-Encoding`, `Host`,
- *   `Connection`, `Upgrade`, ...), or `value` has a character outside
+ *   `Connection`, `Upgrade`, ..., also spelled with `_` for `-`, as the
+ *   client's copies are matched), or `value` has a character outside
  *   visible ASCII, space and tab, or starts or ends with whitespace.
  * @throws {RangeError} when `maxHeaderBytes` is not a positive integer.
  *
@@ -227,7 +279,9 @@ export function injectHeader(
       throw new TypeError(`header name ${JSON.stringify(name)} is not an HTTP token`);
     }
   }
-  if (RESERVED_NAMES.has(name.toLowerCase())) {
+  // Folded as the client's copies are matched: else `Content_Length` would
+  // make the injector drop the client's Content-Length as a copy.
+  if (RESERVED_NAMES.has(foldName(name))) {
     throw new TypeError(`header name ${name} frames the request or manages the connection`);
   }
   if (typeof value !== "string") throw new TypeError(`value of ${name} must be a string`);
@@ -300,8 +354,8 @@ class HeaderInjector implements ByteReader {
   readonly #source: ByteReader & { write?(p: Uint8Array): Promise<number> };
   /** `name: value\r\n`. */
   readonly #injected: Uint8Array;
-  /** The name in lower case, for case-insensitive matching. */
-  readonly #lowerName: Uint8Array;
+  /** The name folded by {@link NAME_FOLD}, to match the client's copies. */
+  readonly #foldedName: Uint8Array;
   readonly #max: number;
 
   #state: State = State.Head;
@@ -351,7 +405,7 @@ class HeaderInjector implements ByteReader {
     this.#tunnels = tunnels;
     this.#source = source;
     this.#injected = ascii(`${name}: ${value}\r\n`);
-    this.#lowerName = ascii(name.toLowerCase());
+    this.#foldedName = ascii(foldName(name));
     this.#max = max;
   }
 
@@ -375,7 +429,7 @@ class HeaderInjector implements ByteReader {
       if (n > 0) break;
       if (this.#eof) {
         try {
-          if (this.#finish()) continue;
+          this.#finish();
         } catch (error) {
           return await this.#fail(error, 0);
         }
@@ -573,7 +627,7 @@ class HeaderInjector implements ByteReader {
     const where = `header line ${request.fields}`;
     const [nameEnd, valueStart, valueEnd] = this.#parseField(start, contentEnd, where);
     const line = this.#line;
-    if (this.#nameIs(start, nameEnd, this.#lowerName)) {
+    if (this.#isCopy(start, nameEnd)) {
       request.drops.push(start, end);
       request.dropped += end - start;
     } else if (this.#nameIs(start, nameEnd, LOWER_CONTENT_LENGTH)) {
@@ -690,6 +744,27 @@ class HeaderInjector implements ByteReader {
     return true;
   }
 
+  /**
+   * Whether the field name `#line[start .. end)` is the client's copy of the
+   * header: the same name once both are folded by {@link NAME_FOLD} (so
+   * `X_License_Key` and `x.license-KEY` are copies of `X-License-Key`).
+   *
+   * Such a field is dropped rather than refused. Either way the backend
+   * never sees the client's value, and dropping treats every spelling as the
+   * exact name's copy is treated (also dropped: an app configured with its
+   * own key keeps working); refusing would add no protection, only end the
+   * connection of a client that gains nothing by sending it.
+   */
+  #isCopy(start: number, end: number): boolean {
+    const folded = this.#foldedName;
+    if (end - start !== folded.length) return false;
+    const line = this.#line;
+    for (let i = 0; i < folded.length; i++) {
+      if (NAME_FOLD[line[start + i]] !== folded[i]) return false;
+    }
+    return true;
+  }
+
   /** Whether `#line[start .. end)` is exactly `bytes`. */
   #bytesAre(start: number, end: number, bytes: Uint8Array): boolean {
     if (end - start !== bytes.length) return false;
@@ -760,19 +835,7 @@ class HeaderInjector implements ByteReader {
       }
     }
     if (i === 0) throw new TypeError("chunk-size line does not start with a hex size");
-    if (i < contentEnd) {
-      // chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] ).
-      while (i < contentEnd && (line[i] === SP || line[i] === HTAB)) i++;
-      if (i === contentEnd || line[i] !== SEMICOLON) {
-        throw new TypeError("chunk-size line: unexpected bytes after the size");
-      }
-      for (; i < contentEnd; i++) {
-        const c = line[i];
-        if ((c < SP && c !== HTAB) || c === 0x7f) {
-          throw new TypeError("chunk-size line: control character in a chunk extension");
-        }
-      }
-    }
+    if (i < contentEnd) this.#checkChunkExt(i, contentEnd);
     this.#out.push(line.slice(0, this.#lineLength));
     this.#lineLength = 0;
     if (size === 0) {
@@ -782,6 +845,66 @@ class HeaderInjector implements ByteReader {
       this.#state = State.ChunkData;
       this.#remaining = size;
     }
+  }
+
+  /**
+   * Checks that `#line[i .. end)`, after a chunk size, is a chunk-ext (RFC
+   * 9112 §7.1.1), each byte looked at once:
+   *
+   *     chunk-ext      = *( BWS ";" BWS chunk-ext-name
+   *                         [ BWS "=" BWS chunk-ext-val ] )
+   *     chunk-ext-name = token
+   *     chunk-ext-val  = token / quoted-string
+   *
+   * Anything else is refused: servers that parse extensions strictly refuse
+   * it too, and lenient ones may each read it their own way.
+   */
+  #checkChunkExt(i: number, end: number): void {
+    const line = this.#line;
+    for (let first = true; i < end; first = false) {
+      while (i < end && (line[i] === SP || line[i] === HTAB)) i++;
+      if (i === end || line[i] !== SEMICOLON) {
+        // Without a first ";" (`5 `, `5x`) this is no extension at all.
+        if (first) throw new TypeError("chunk-size line: unexpected bytes after the size");
+        this.#badChunkExt(i, end);
+      }
+      i++;
+      while (i < end && (line[i] === SP || line[i] === HTAB)) i++;
+      const nameStart = i;
+      while (i < end && TCHAR[line[i]] === 1) i++;
+      if (i === nameStart) this.#badChunkExt(i, end);
+      // BWS here belongs to a "=" if one follows, else to the next ";".
+      let j = i;
+      while (j < end && (line[j] === SP || line[j] === HTAB)) j++;
+      if (j === end || line[j] !== EQUALS) continue;
+      i = j + 1;
+      while (i < end && (line[i] === SP || line[i] === HTAB)) i++;
+      if (i < end && line[i] === DQUOTE) {
+        for (i++;; i++) {
+          if (i === end) this.#badChunkExt(i, end);
+          if (QUOTED[line[i]] === 1) continue;
+          if (line[i] === DQUOTE) break;
+          // A quoted-pair: a backslash, then what qdtext allows or `"` or `\`.
+          if (line[i] !== BACKSLASH || ++i === end || QUOTED[line[i]] === 0) {
+            this.#badChunkExt(i, end);
+          }
+        }
+        i++;
+      } else {
+        const valueStart = i;
+        while (i < end && TCHAR[line[i]] === 1) i++;
+        if (i === valueStart) this.#badChunkExt(i, end);
+      }
+    }
+  }
+
+  /** Refuses a chunk extension at `#line[i]` (`end` when it stops short). */
+  #badChunkExt(i: number, end: number): never {
+    throw new TypeError(
+      i < end && isControl(this.#line[i])
+        ? "chunk-size line: control character in a chunk extension"
+        : "chunk-size line: malformed chunk extension (RFC 9112 §7.1.1)",
+    );
   }
 
   /** One line of the trailer section, or its end. */
@@ -796,19 +919,29 @@ class HeaderInjector implements ByteReader {
     const [nameEnd] = this.#parseField(0, contentEnd, "trailer field");
     // The client's copy of the header is left out here too: a server may
     // merge trailers into the header fields.
-    if (!this.#nameIs(0, nameEnd, this.#lowerName)) this.#out.push(this.#line.slice(0, end));
+    if (!this.#isCopy(0, nameEnd)) this.#out.push(this.#line.slice(0, end));
   }
 
   /**
-   * The client's end of stream with nothing buffered: true when that queued
-   * output (a partial chunk-size or trailer line, passed as it came).
+   * The client's end of stream with nothing buffered. Between lines (or in
+   * a body, which does not get here) it is a clean end. Inside a line it
+   * throws, and the partial line is never forwarded: it was not checked (a
+   * partial trailer line may be the client's copy of the header), and a
+   * lenient server could take bytes ended by the end of stream as a line.
    */
-  #finish(): boolean {
-    if (this.#lineLength === 0) return false;
-    if (this.#state === State.Head) throw new TypeError("truncated request head");
-    this.#out.push(this.#line.slice(0, this.#lineLength));
+  #finish(): void {
+    if (this.#lineLength === 0) return;
     this.#lineLength = 0;
-    return true;
+    switch (this.#state) {
+      case State.Head:
+        throw new TypeError("truncated request head");
+      case State.ChunkSize:
+        throw new TypeError("truncated chunk-size line");
+      case State.ChunkEnd:
+        throw new TypeError("truncated chunk: no CRLF after its data");
+      default:
+        throw new TypeError("truncated trailer section");
+    }
   }
 
   /**
@@ -832,6 +965,11 @@ class HeaderInjector implements ByteReader {
     }
     throw this.#error;
   }
+}
+
+/** A control character other than HTAB: not allowed anywhere in a line's content. */
+function isControl(c: number): boolean {
+  return (c < SP && c !== HTAB) || c === 0x7f;
 }
 
 /** A Content-Length value: one decimal, or a list of identical ones (RFC 9110 §8.6). */

@@ -6,6 +6,7 @@
 export {
   createInlet,
   createOutlet,
+  DEFAULT_PROBE_MS,
   DEFAULT_WINDOW,
   type Inlet,
   type InletOptions,
@@ -13,13 +14,16 @@ export {
   MAX_CHUNK,
   type Outlet,
   type OutletOptions,
+  SessionSweep,
 } from "./portal.ts";
 export {
   creditMessage,
   dataMessage,
   decodePortalMessage,
+  emptyMessage,
   finMessage,
   PORTAL,
+  PORTAL_HEADER_BYTES,
   PORTAL_VERSION,
   type PortalMessage,
   reasonMessage,

@@ -13,9 +13,16 @@
  *
  * Half-close: end of stream on one socket becomes FIN, which shuts the
  * other socket's write side; the session ends when both directions have.
- * Errors become RESET. Every DATA message arriving at an outlet passes the
- * outlet's policy (cached per credential, so refreshes and revocations take
- * effect at the next message).
+ * Errors become RESET. Every message arriving at an outlet's session
+ * passes the outlet's policy (cached per credential, so refreshes and
+ * revocations take effect at the next message).
+ *
+ * Against a hostile relay (docs/design.md §9): each side numbers its
+ * messages (portal_message.ts), so a message the relay dropped ends the
+ * session with an error at both ends (RESET) instead of a stream with a
+ * hole; and a session whose peer falls silent probes it, and ends when
+ * the probe goes unanswered, so a RESET the relay also dropped still
+ * ends the session at the other end.
  *
  * @module
  */
@@ -30,6 +37,7 @@ import {
   creditMessage,
   dataMessage,
   decodePortalMessage,
+  emptyMessage,
   finMessage,
   PORTAL,
   type PortalMessage,
@@ -41,6 +49,15 @@ export const DEFAULT_WINDOW = 256 * 1024;
 /** Largest DATA message. */
 export const MAX_CHUNK = 64 * 1024;
 
+/**
+ * How long a session goes without a message from its peer before it
+ * probes (PROBE, answered with CREDIT 0), and then before it gives up on
+ * an unanswered probe (ms). Only a session whose messages a relay drops
+ * while keeping the channel alive ever gets that far: a live peer answers
+ * at once, whatever its sockets do.
+ */
+export const DEFAULT_PROBE_MS = 15_000;
+
 interface SessionOptions {
   node: Node;
   address: Address;
@@ -51,19 +68,61 @@ interface SessionOptions {
   window: number;
   credit: number;
   logger: Logger;
-  /** Checked for each DATA message received (the outlet's policy). */
+  /** Checked for each message received (the outlet's policy). */
   admit?: () => boolean;
   /** Counts bytes: received from the peer (`in`) and sent to it (`out`). */
   count?: (direction: "in" | "out", bytes: number) => void;
   onEnd?: (reason: string) => void;
-  /** The secure channel's end: the session ends with it (revocation, idle, close). */
-  channelClosed?: Promise<unknown>;
   /**
    * The secure channel the session was opened through. Messages that
    * arrive through any other channel (or none) are dropped: a session
    * address is not a capability another peer can use, even if it learns it.
+   * The session ends with the channel (revocation, idle, close).
    */
-  via?: SecureChannelInfo;
+  via: SecureChannelInfo;
+  /** The sweep that probes silent sessions. */
+  sweep: SessionSweep;
+}
+
+/**
+ * One timer for all the sessions of an inlet or an outlet (not one per
+ * session): every third of `probeMs` it probes sessions that have heard
+ * nothing from their peer for `probeMs`, and ends those whose probe went
+ * unanswered for `probeMs` more.
+ */
+export class SessionSweep {
+  /** A session's silence before it probes, and an unanswered probe's wait before it ends, ms. */
+  readonly probeMs: number;
+  #sessions = new Set<Session>();
+  #timer: ReturnType<typeof setInterval> | undefined;
+
+  /** A sweep for sessions that probe after `probeMs` of silence. */
+  constructor(probeMs: number = DEFAULT_PROBE_MS) {
+    this.probeMs = probeMs;
+  }
+
+  /** @internal */
+  add(session: Session): void {
+    this.#sessions.add(session);
+    if (this.#timer === undefined) {
+      this.#timer = setInterval(() => this.#check(), Math.max(10, Math.floor(this.probeMs / 3)));
+      Deno.unrefTimer(this.#timer as unknown as number);
+    }
+  }
+
+  /** @internal */
+  delete(session: Session): void {
+    this.#sessions.delete(session);
+    if (this.#sessions.size === 0) {
+      clearInterval(this.#timer);
+      this.#timer = undefined;
+    }
+  }
+
+  #check(): void {
+    const now = Date.now();
+    for (const session of this.#sessions) session.checkLiveness(now, this.probeMs);
+  }
 }
 
 /** One portal session: a socket piped to the peer's session worker. */
@@ -80,17 +139,31 @@ class Session {
   #writeDone = false;
   #peerFin = false;
   #ended = false;
+  /** The number of this side's next message (0 went with OPEN or OPENED). */
+  #sendSeq = 1;
+  /** The number of the peer's next message. */
+  #receiveSeq = 1;
+  /** When a message last came from the peer, and when this side probed (0: not). */
+  #lastHeard = Date.now();
+  #probedAt = 0;
 
   constructor(options: SessionOptions) {
     this.#o = options;
     this.#credit = options.credit;
     this.#granted = options.window;
     options.node.register(options.address, (message) => this.#receive(message));
-    options.channelClosed?.then(() => this.end("secure channel closed", false));
+    options.via.closed.then(() => this.end("secure channel closed", false));
+    options.sweep.add(this);
     this.#readLoop();
   }
 
-  #send(payload: Uint8Array): Promise<boolean> {
+  /**
+   * Sends the next message of this session; `build` gets its number.
+   * Numbers are taken in call order, and the channel seals records in call
+   * order, so they leave in sequence.
+   */
+  #send(build: (seq: number) => Uint8Array): Promise<boolean> {
+    const payload = build(this.#sendSeq++);
     return this.#o.node.route({ onward: this.#o.remote, return: [this.#o.address], payload });
   }
 
@@ -105,15 +178,16 @@ class Session {
         const n = await (this.#o.source ?? this.#o.conn).read(
           buffer.subarray(0, Math.min(this.#credit, MAX_CHUNK)),
         );
+        if (this.#ended) return;
         if (n === null) {
           this.#readDone = true;
-          await this.#send(finMessage());
+          await this.#send(finMessage);
           this.#maybeEnd();
           return;
         }
         this.#credit -= n;
         this.#o.count?.("out", n);
-        if (!await this.#send(dataMessage(buffer.subarray(0, n)))) {
+        if (!await this.#send((seq) => dataMessage(seq, buffer.subarray(0, n)))) {
           this.end("route to the peer lost", false);
           return;
         }
@@ -124,7 +198,7 @@ class Session {
   }
 
   #receive(message: RoutedMessage): void {
-    if (this.#o.via !== undefined && message.local?.secureChannel !== this.#o.via) {
+    if (message.local?.secureChannel !== this.#o.via) {
       this.#o.logger.debug("portal message from another channel dropped");
       return;
     }
@@ -141,6 +215,21 @@ class Session {
       this.end("denied by policy", true);
       return;
     }
+    // Exactly the next message: the channel delivers at most once and in
+    // order, so an earlier number is a duplicate (ignored) and a later one
+    // means messages were lost on the way: the stream has a hole, and the
+    // session ends rather than pass it on.
+    if (decoded.seq < this.#receiveSeq) {
+      this.#o.logger.debug("duplicate portal message dropped", { seq: decoded.seq });
+      return;
+    }
+    if (decoded.seq > this.#receiveSeq) {
+      this.end(`portal messages lost (expected ${this.#receiveSeq}, got ${decoded.seq})`, true);
+      return;
+    }
+    this.#receiveSeq++;
+    this.#lastHeard = Date.now();
+    this.#probedAt = 0;
     switch (decoded.kind) {
       case PORTAL.data:
         if (decoded.bytes.length === 0) return;
@@ -165,11 +254,28 @@ class Session {
         this.#peerFin = true;
         if (!this.#writing) this.#closeWrite();
         return;
+      case PORTAL.probe:
+        this.#send((seq) => creditMessage(PORTAL.credit, seq, 0)).catch(() => {});
+        return;
       case PORTAL.reset:
         this.end(`reset by peer: ${decoded.reason}`, false);
         return;
       default:
+        this.end("unexpected portal message", true);
         return;
+    }
+  }
+
+  /** @internal The sweep's check: probe a silent peer, end one that does not answer. */
+  checkLiveness(now: number, probeMs: number): void {
+    if (this.#ended) return;
+    if (this.#probedAt !== 0) {
+      if (now - this.#probedAt >= probeMs) this.end("the peer session stopped answering", true);
+      return;
+    }
+    if (now - this.#lastHeard >= probeMs) {
+      this.#probedAt = now;
+      this.#send((seq) => emptyMessage(PORTAL.probe, seq)).catch(() => {});
     }
   }
 
@@ -186,7 +292,7 @@ class Session {
           const grant = this.#toGrant;
           this.#toGrant = 0;
           this.#granted += grant;
-          await this.#send(creditMessage(PORTAL.credit, grant));
+          await this.#send((seq) => creditMessage(PORTAL.credit, seq, grant));
         }
       }
     } catch (error) {
@@ -213,9 +319,10 @@ class Session {
   end(reason: string, tellPeer: boolean): void {
     if (this.#ended) return;
     this.#ended = true;
-    if (tellPeer) this.#send(reasonMessage(PORTAL.reset, reason)).catch(() => {});
+    if (tellPeer) this.#send((seq) => reasonMessage(PORTAL.reset, seq, reason)).catch(() => {});
     this.#creditWaiter?.();
     this.#o.node.unregister(this.#o.address);
+    this.#o.sweep.delete(this);
     try {
       this.#o.conn.close();
     } catch { /* already closed */ }
@@ -238,6 +345,8 @@ export interface OutletOptions {
   window?: number;
   /** Milliseconds to connect to the backend before refusing the session (default 5,000). */
   connectTimeoutMs?: number;
+  /** Probe a session's silent peer after this long, and give up after as long again (default {@link DEFAULT_PROBE_MS}). */
+  probeMs?: number;
   /** Where denials, unreachable backends and session ends are logged (default: silent). */
   logger?: Logger;
 }
@@ -248,14 +357,17 @@ export interface Outlet {
   readonly address: Address;
   /**
    * Counters since start: sessions opened, `denied` by the policy (at open or
-   * later), `refused` because the backend was unreachable, `open` now, and
-   * bytes received from inlets (`bytesIn`) and sent to them (`bytesOut`).
+   * later), `refused` because the backend was unreachable, `open` now,
+   * `failed`: ended with an error (a reset, lost messages, a socket error;
+   * not a clean close), and bytes received from inlets (`bytesIn`) and sent
+   * to them (`bytesOut`).
    */
   readonly stats: {
     sessions: number;
     denied: number;
     refused: number;
     open: number;
+    failed: number;
     bytesIn: number;
     bytesOut: number;
   };
@@ -288,12 +400,21 @@ export function createOutlet(options: OutletOptions): Outlet {
   const logger = options.logger ?? silentLogger;
   const window = options.window ?? DEFAULT_WINDOW;
   const address = `outlet.${options.name}`;
-  const stats = { sessions: 0, denied: 0, refused: 0, open: 0, bytesIn: 0, bytesOut: 0 };
+  const stats = {
+    sessions: 0,
+    denied: 0,
+    refused: 0,
+    open: 0,
+    failed: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+  };
+  const sweep = new SessionSweep(options.probeMs);
   const refuse = (message: RoutedMessage, reason: string) =>
     options.node.route({
       onward: message.return,
       return: [address],
-      payload: reasonMessage(PORTAL.refused, reason),
+      payload: reasonMessage(PORTAL.refused, 0, reason),
     });
   const admits = (info: SecureChannelInfo | undefined) =>
     info !== undefined && options.policy.admits(info);
@@ -304,7 +425,7 @@ export function createOutlet(options: OutletOptions): Outlet {
     } catch {
       return;
     }
-    if (decoded.kind !== PORTAL.open) return;
+    if (decoded.kind !== PORTAL.open || decoded.seq !== 0) return;
     const info = message.local?.secureChannel;
     if (!admits(info)) {
       stats.denied++;
@@ -349,18 +470,21 @@ export function createOutlet(options: OutletOptions): Outlet {
         stats.denied++; // once: the session ends at its first denial
         return false;
       },
-      channelClosed: info!.closed,
-      via: info,
+      via: info!,
+      sweep,
       count: (direction, bytes) => {
         if (direction === "in") stats.bytesIn += bytes;
         else stats.bytesOut += bytes;
       },
-      onEnd: () => stats.open--,
+      onEnd: (reason) => {
+        stats.open--;
+        if (reason !== "closed") stats.failed++;
+      },
     });
     await options.node.route({
       onward: back,
       return: [sessionAddress],
-      payload: creditMessage(PORTAL.opened, window),
+      payload: creditMessage(PORTAL.opened, 0, window),
     });
   });
   return { address, stats, close: () => options.node.unregister(address) };
@@ -387,6 +511,8 @@ export interface InletOptions {
   window?: number;
   /** Milliseconds to wait for the outlet's answer to OPEN (default 10,000). */
   openTimeoutMs?: number;
+  /** Probe a session's silent peer after this long, and give up after as long again (default {@link DEFAULT_PROBE_MS}). */
+  probeMs?: number;
   /** Where refused sessions and session ends are logged (default: silent). */
   logger?: Logger;
 }
@@ -403,8 +529,11 @@ export interface InletTarget {
 export interface Inlet {
   /** The local address the inlet listens on. */
   readonly addr: Deno.NetAddr;
-  /** Counters since start: sessions opened, connections refused, sessions open now. */
-  readonly stats: { sessions: number; refused: number; open: number };
+  /**
+   * Counters since start: sessions opened, connections refused, sessions
+   * open now, and sessions `failed`: ended with an error, not a clean close.
+   */
+  readonly stats: { sessions: number; refused: number; open: number; failed: number };
   /** Stops listening; open sessions go on. */
   close(): void;
 }
@@ -433,50 +562,38 @@ export function createInlet(options: InletOptions): Inlet {
   const logger = options.logger ?? silentLogger;
   const window = options.window ?? DEFAULT_WINDOW;
   const listener = Deno.listen({ ...options.listen, transport: "tcp" });
-  const stats = { sessions: 0, refused: 0, open: 0 };
+  const stats = { sessions: 0, refused: 0, open: 0, failed: 0 };
+  const sweep = new SessionSweep(options.probeMs);
   const start = async (conn: Deno.TcpConn) => {
     conn.setNoDelay(true);
     const address = options.node.freshAddress("portal");
-    const answer = Promise.withResolvers<
-      { message: PortalMessage; from: Route; via?: SecureChannelInfo }
-    >();
+    /** Settles with the outlet's answer: the session opened, or why not. */
+    const answer = Promise.withResolvers<void>();
+    let settled = false;
+    const settle = (error?: Error) => {
+      if (settled) return;
+      settled = true;
+      if (error === undefined) answer.resolve();
+      else answer.reject(error);
+    };
+    // The session takes over the address in the same step as the OPENED is
+    // read, so a DATA right behind the OPENED finds it.
     options.node.register(address, (message) => {
+      let decoded: PortalMessage;
       try {
-        answer.resolve({
-          message: decodePortalMessage(message.payload),
-          from: [...message.return],
-          via: message.local?.secureChannel,
-        });
+        decoded = decodePortalMessage(message.payload);
       } catch {
-        answer.reject(new Error("malformed answer"));
+        return settle(new Error("malformed answer"));
       }
-    });
-    // Marked handled: a malformed answer may reject before it is awaited.
-    answer.promise.catch(() => {});
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    try {
-      const target = await options.route();
-      const onward = Array.isArray(target) ? target : (target as InletTarget).route;
-      if (!Array.isArray(target)) {
-        (target as InletTarget).closed.then(() =>
-          answer.reject(new Error("the path closed before the outlet answered"))
-        );
+      const via = message.local?.secureChannel;
+      if (via === undefined) {
+        return settle(new Error("the outlet's answer did not come through a secure channel"));
       }
-      timer = setTimeout(
-        () => answer.reject(new Error("the outlet did not answer in time")),
-        options.openTimeoutMs ?? 10_000,
-      );
-      const sent = await options.node.route({
-        onward,
-        return: [address],
-        payload: creditMessage(PORTAL.open, window),
-      });
-      if (!sent) throw new Error("no route to the outlet");
-      const { message, from, via } = await answer.promise;
+      if (settled || decoded.seq !== 0) return settle(new Error("unexpected answer"));
+      if (decoded.kind === PORTAL.refused) return settle(new Error(decoded.reason));
+      if (decoded.kind !== PORTAL.opened) return settle(new Error("unexpected answer"));
+      settle();
       options.node.unregister(address);
-      if (message.kind !== PORTAL.opened) {
-        throw new Error(message.kind === PORTAL.refused ? message.reason : "unexpected answer");
-      }
       stats.sessions++;
       stats.open++;
       new Session({
@@ -484,15 +601,42 @@ export function createInlet(options: InletOptions): Inlet {
         address,
         conn,
         source: options.reader?.(conn),
-        remote: from,
+        remote: [...message.return],
         window,
-        credit: message.credit,
+        credit: decoded.credit,
         logger,
-        onEnd: () => stats.open--,
-        channelClosed: via?.closed,
+        onEnd: (reason) => {
+          stats.open--;
+          if (reason !== "closed") stats.failed++;
+        },
         via,
+        sweep,
       });
+    });
+    // Marked handled: an answer may settle before it is awaited.
+    answer.promise.catch(() => {});
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      const target = await options.route();
+      const onward = Array.isArray(target) ? target : (target as InletTarget).route;
+      if (!Array.isArray(target)) {
+        (target as InletTarget).closed.then(() =>
+          settle(new Error("the path closed before the outlet answered"))
+        );
+      }
+      timer = setTimeout(
+        () => settle(new Error("the outlet did not answer in time")),
+        options.openTimeoutMs ?? 10_000,
+      );
+      const sent = await options.node.route({
+        onward,
+        return: [address],
+        payload: creditMessage(PORTAL.open, 0, window),
+      });
+      if (!sent) settle(new Error("no route to the outlet"));
+      await answer.promise;
     } catch (error) {
+      settle(error instanceof Error ? error : new Error(String(error)));
       stats.refused++;
       options.node.unregister(address);
       logger.warn("portal session refused", {

@@ -218,17 +218,22 @@ Deno.test("portal: a peer that sends past its credit is reset, not queued for", 
     await edgeNode.route({
       onward: [channel.address, "outlet.context"],
       return: ["rogue"],
-      payload: creditMessage(PORTAL.open, DEFAULT_WINDOW),
+      payload: creditMessage(PORTAL.open, 0, DEFAULT_WINDOW),
     });
     const session = await opened.promise;
-    const chunk = dataMessage(new Uint8Array(MAX_CHUNK));
+    const zeros = new Uint8Array(MAX_CHUNK);
+    let seq = 1;
     let sent = 0;
     let reason: string | null = null;
     reset.promise.then((r) => reason = r);
     // 64 MiB, far past the window and what the kernel buffers of the
     // backend's socket can take.
     while (reason === null && sent < 64 * 1024 * 1024) {
-      await edgeNode.route({ onward: session, return: ["rogue"], payload: chunk });
+      await edgeNode.route({
+        onward: session,
+        return: ["rogue"],
+        payload: dataMessage(seq++, zeros),
+      });
       sent += MAX_CHUNK;
     }
     const answer = await Promise.race([
@@ -293,17 +298,17 @@ Deno.test("portal: a session takes messages only through the channel that opened
     await a.node.route({
       onward: [a.channel.address, "outlet.context"],
       return: ["client"],
-      payload: creditMessage(PORTAL.open, DEFAULT_WINDOW),
+      payload: creditMessage(PORTAL.open, 0, DEFAULT_WINDOW),
     });
     const session = await opened.promise; // [a's encryptor, portal.<session at the gateway>]
     const text = new TextEncoder();
     // Edge b learned the session's address: its DATA and FIN, through its
     // own channel, must not reach the session.
-    for (const payload of [dataMessage(text.encode("from-b")), finMessage()]) {
+    for (const payload of [dataMessage(1, text.encode("from-b")), finMessage(2)]) {
       await b.node.route({ onward: [b.channel.address, session[1]], return: [], payload });
     }
     await new Promise((r) => setTimeout(r, 100));
-    for (const payload of [dataMessage(text.encode("from-a")), finMessage()]) {
+    for (const payload of [dataMessage(1, text.encode("from-a")), finMessage(2)]) {
       await a.node.route({ onward: session, return: ["client"], payload });
     }
     await Promise.race([fin.promise, new Promise((r) => setTimeout(r, 5000))]);

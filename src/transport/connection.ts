@@ -13,6 +13,19 @@
  *   slow peer. A sender that does not await can queue without bound; it can
  *   watch {@link FramedConnection.bufferedAmount}.
  *
+ * Memory a peer can make the receiver hold, per connection, before it has
+ * proved anything: the read buffer (allocated on the first read), and the
+ * frame decoder's buffer, which grows with the bytes of a frame as they
+ * arrive rather than with the length its header claims (see
+ * `frame_decoder.ts`); a header alone costs a few hundred bytes. And a peer
+ * that is not yet authenticated needs no large frames: a connection can
+ * hold frames it receives to a lower limit until then
+ * ({@link FramedConnection.setMaxReceiveFrameBytes}, initially
+ * `maxReceiveFrameBytes` in the options), and a larger header closes the
+ * connection, `oversized`, before any of its body is read. So what an
+ * unauthenticated peer can make the receiver keep is bounded by that limit
+ * and by what it actually sends.
+ *
  * @module
  */
 import { TransportError } from "../errors.ts";
@@ -81,8 +94,19 @@ export interface FramedConnection {
   readonly remoteAddr: Deno.NetAddr;
   /** Plain TCP or TLS (the frames inside are the same). */
   readonly transport: "tcp" | "tls";
-  /** The hard maximum frame length, in both directions. */
+  /**
+   * The hard maximum frame length, in both directions: `send()` refuses
+   * longer frames, and the receive limit ({@link maxReceiveFrameBytes}) is
+   * never above it.
+   */
   readonly maxFrameBytes: number;
+  /**
+   * The current limit on the length of frames received from the peer, at
+   * most {@link maxFrameBytes}; a larger header closes the connection,
+   * `oversized`. Initially the `maxReceiveFrameBytes` option (default
+   * `maxFrameBytes`); changed by {@link setMaxReceiveFrameBytes}.
+   */
+  readonly maxReceiveFrameBytes: number;
   /** Bytes accepted by `send()` and not yet written to the socket (headers included). */
   readonly bufferedAmount: number;
   /** True once the connection has closed. */
@@ -125,6 +149,25 @@ export interface FramedConnection {
   frames(): AsyncIterableIterator<Uint8Array>;
 
   /**
+   * Sets the limit on the length of frames received from the peer, from 1
+   * to {@link maxFrameBytes}, lower or higher than before. It applies to
+   * every frame whose header has not been read yet, frames already received
+   * but not yet consumed from `frames()` included; a frame whose header was
+   * already accepted (one partly received) completes under the old limit.
+   *
+   * Use: keep the limit low while the peer is not authenticated (what it
+   * needs to authenticate: a relay admission, a channel's first messages),
+   * so that an anonymous peer cannot make this side buffer large frames;
+   * raise it once the peer has proved who it is. Frames the peer sends
+   * above the limit close the connection with reason `oversized` (a
+   * {@link FrameError}), as for `maxFrameBytes`. The limit does not bind
+   * this side's sends. On a closed connection it has no effect.
+   *
+   * @throws {RangeError} unless it is an integer from 1 to `maxFrameBytes`.
+   */
+  setMaxReceiveFrameBytes(maxReceiveFrameBytes: number): void;
+
+  /**
    * Closes the connection now, with `reason` (default `"closed"`). Sends not
    * yet written reject. Frames already written reach the peer, except when
    * data from the peer is still unread on this side: the OS then resets the
@@ -141,6 +184,12 @@ export interface SocketConnectionOptions {
   transport: "tcp" | "tls";
   /** Hard maximum frame length; default {@link MAX_FRAME_BYTES}. */
   maxFrameBytes?: number;
+  /**
+   * The initial limit on frames received, from 1 to `maxFrameBytes`
+   * (default `maxFrameBytes`): the peer may send no larger frame until
+   * {@link FramedConnection.setMaxReceiveFrameBytes} raises it.
+   */
+  maxReceiveFrameBytes?: number;
   /** Size of the one read buffer; default 64 KiB. */
   readBufferBytes?: number;
   /** Size of the one write buffer, where small frames are coalesced; default 64 KiB. */
@@ -183,6 +232,20 @@ function newId(): string {
 }
 
 /**
+ * Checks a receive limit given by a caller against the connection's
+ * `maxFrameBytes`.
+ * @throws {RangeError} unless it is an integer from 1 to `maxFrameBytes`.
+ */
+export function checkMaxReceiveFrameBytes(value: number, maxFrameBytes: number): number {
+  if (!Number.isInteger(value) || value < 1 || value > maxFrameBytes) {
+    throw new RangeError(
+      `maxReceiveFrameBytes must be an integer from 1 to maxFrameBytes (${maxFrameBytes}), got ${value}`,
+    );
+  }
+  return value;
+}
+
+/**
  * Checks a read or write buffer size given by a caller.
  * @throws {RangeError} unless it is an integer from 64 bytes to 16 MiB.
  */
@@ -199,8 +262,11 @@ export function checkBufferBytes(name: string, value: number): number {
  *
  * Per connection: one read buffer, one write buffer (each allocated on
  * first use) and one {@link FrameDecoder}. Frames whole inside a read are
- * handed out as views of the read buffer; a frame larger than the read
- * buffer is read straight into the decoder's buffer. On the way out, frames
+ * handed out as views of the read buffer; of a frame larger than the read
+ * buffer, the rest is read straight into the decoder's buffer as soon as
+ * that buffer may grow by a read buffer's worth (it grows with the bytes
+ * received, so after the first read or two of a large frame). On the way
+ * out, frames
  * are copied into the write buffer behind their header, and frames queued
  * together go out in one write: small frames cost one system call per
  * batch, not two per frame. A frame that does not fit the buffer goes out
@@ -268,7 +334,11 @@ export class SocketConnection implements FramedConnection {
       "writeBufferBytes",
       options.writeBufferBytes ?? IO_BUFFER_BYTES,
     );
-    this.#decoder = new FrameDecoder({ maxFrameBytes: this.maxFrameBytes });
+    const receive = checkMaxReceiveFrameBytes(
+      options.maxReceiveFrameBytes ?? this.maxFrameBytes,
+      this.maxFrameBytes,
+    );
+    this.#decoder = new FrameDecoder({ maxFrameBytes: receive });
     this.localAddr = conn.localAddr as Deno.NetAddr;
     this.remoteAddr = conn.remoteAddr as Deno.NetAddr;
     this.closed = new Promise((resolve) => this.#resolveClosed = resolve);
@@ -277,6 +347,31 @@ export class SocketConnection implements FramedConnection {
   /** Bytes accepted by `send()` and not yet written to the socket (headers included). */
   get bufferedAmount(): number {
     return this.#bufferedAmount;
+  }
+
+  /** The current limit on frames received; see {@link FramedConnection.maxReceiveFrameBytes}. */
+  get maxReceiveFrameBytes(): number {
+    return this.#decoder.maxFrameBytes;
+  }
+
+  /**
+   * Memory this connection holds for reading, in bytes: its read buffer
+   * (once allocated) and its decoder's buffer ({@link FrameDecoder.reservedBytes}),
+   * filled or not. Frames already handed out are the consumer's.
+   */
+  get readBufferedBytes(): number {
+    return (this.#readBuffer?.length ?? 0) + this.#decoder.reservedBytes;
+  }
+
+  /**
+   * Sets the limit on frames received, for every header not read yet; see
+   * {@link FramedConnection.setMaxReceiveFrameBytes}.
+   * @throws {RangeError} unless it is an integer from 1 to `maxFrameBytes`.
+   */
+  setMaxReceiveFrameBytes(maxReceiveFrameBytes: number): void {
+    this.#decoder.setMaxFrameBytes(
+      checkMaxReceiveFrameBytes(maxReceiveFrameBytes, this.maxFrameBytes),
+    );
   }
 
   /** True once the connection has closed. */
@@ -370,9 +465,11 @@ export class SocketConnection implements FramedConnection {
     const buffer = this.#readBuffer ??= new Uint8Array(this.#readBufferBytes);
     // When what is still missing of a frame fills a whole read buffer or
     // more, read straight into the decoder's buffer: reading into ours and
-    // copying would be pure overhead.
-    const spare = this.#decoder.spare();
-    const direct = spare !== null && spare.length >= buffer.length;
+    // copying would be pure overhead. The decoder offers that room only as
+    // far as the bytes already received let its buffer grow, so a header
+    // that claims a large frame reserves nothing ahead of its bytes.
+    const spare = this.#decoder.spareAtLeast(buffer.length);
+    const direct = spare !== null;
     let n: number | null;
     try {
       n = await this.#conn.read(direct ? spare : buffer);

@@ -14,12 +14,26 @@
  * - A frame that lies whole inside a pushed chunk is returned as a view of
  *   that chunk: no copy.
  * - Only a frame cut by a chunk boundary is assembled in the decoder's own
- *   buffer, which grows on demand up to `maxFrameBytes + 4` bytes and is
- *   then reused. A reader can fill that buffer directly
- *   ({@link FrameDecoder.spare}), so even large frames are copied at most
- *   once, and usually not at all.
+ *   buffer, which is then reused for later cut frames. A reader can fill
+ *   that buffer directly ({@link FrameDecoder.spareAtLeast}), so large
+ *   frames are read straight into it rather than copied from a read buffer.
  * - The length is read with shifts, not a DataView, and the only object
  *   made per frame is the returned view.
+ *
+ * Memory follows the bytes, not the headers. A header is only a claim: a
+ * peer that sends the header of a 256 KiB frame and nothing more must not
+ * make the receiver set aside 256 KiB (300 such idle peers held 46 MiB when
+ * the decoder allocated the declared length up front). So the buffer of a
+ * partial frame starts small ({@link MIN_PARTIAL_BYTES}) and grows
+ * geometrically as the frame's bytes arrive, capped at the declared
+ * length: it is never grown beyond three times what the peer has really
+ * sent of the frame (or 1.5 × {@link MIN_PARTIAL_BYTES}), so what a peer
+ * makes the receiver hold is in proportion to what it sends (see
+ * {@link FrameDecoder.reservedBytes}). Doubling keeps the copying of that
+ * growth linear, and since the buffer is reused, bulk traffic pays for it
+ * once per connection, not per frame. The limit itself can be lowered and
+ * raised while decoding ({@link FrameDecoder.setMaxFrameBytes}): a
+ * connection keeps it low until its peer is authenticated.
  *
  * The price is a lifetime rule, the same as Go's `bufio.Scanner`: a frame
  * returned by {@link FrameDecoder.next} is valid until the next call to
@@ -122,8 +136,11 @@ export function encodeFrameHeader(
 
 const EMPTY = new Uint8Array(0);
 
-/** Smallest buffer allocated for a partial frame, so tiny frames do not regrow it. */
-const MIN_PARTIAL_BYTES = 256;
+/**
+ * The first size of the buffer of a partial frame (bytes), so that tiny cut
+ * frames never regrow it; all a peer gets for sending a header alone.
+ */
+export const MIN_PARTIAL_BYTES = 256;
 
 /** Reads a big-endian uint32; `>>> 0` keeps lengths of 2^31 and above positive. */
 function readLength(bytes: Uint8Array, at: number): number {
@@ -154,12 +171,16 @@ function readLength(bytes: Uint8Array, at: number): number {
  *   every later call throws the same error: a stream that has lost its
  *   framing cannot be resynchronised, so the connection must close.
  *
- * Memory: at most `maxFrameBytes + 4` bytes of its own, allocated when a
- * frame is first cut by a chunk boundary and reused after.
+ * Memory: one buffer of its own, allocated when a frame is first cut by a
+ * chunk boundary and reused after. For the frame being received it grows
+ * with the bytes that arrive: while the frame is incomplete, to no more
+ * than max(3 × the bytes of the frame received so far, 1.5 ×
+ * {@link MIN_PARTIAL_BYTES}), and never beyond its header and declared
+ * length. Between frames it keeps its size, which only bytes that did
+ * arrive grew (at most the largest cut frame so far, header included).
  */
 export class FrameDecoder {
-  /** Hard maximum of a frame's length. */
-  readonly maxFrameBytes: number;
+  #maxFrameBytes: number;
   #expectVersion: boolean;
   /** The chunk being decoded, and where its unread bytes start. */
   #chunk: Uint8Array = EMPTY;
@@ -177,13 +198,41 @@ export class FrameDecoder {
    * @throws {RangeError} for an invalid `maxFrameBytes`.
    */
   constructor(options: FrameDecoderOptions = {}) {
-    this.maxFrameBytes = checkMaxFrameBytes(options.maxFrameBytes ?? MAX_FRAME_BYTES);
+    this.#maxFrameBytes = checkMaxFrameBytes(options.maxFrameBytes ?? MAX_FRAME_BYTES);
     this.#expectVersion = options.expectVersion ?? true;
+  }
+
+  /**
+   * The maximum length of a frame, checked against each frame's header when
+   * the decoder reads it; see {@link setMaxFrameBytes}.
+   */
+  get maxFrameBytes(): number {
+    return this.#maxFrameBytes;
+  }
+
+  /**
+   * Changes the maximum length of a frame, down or up, for every frame whose
+   * header the decoder has not read yet: frames still waiting in a pushed
+   * chunk included, the frame being assembled (its header already accepted)
+   * excluded. A connection starts low before its peer is authenticated and
+   * raises it after.
+   * @throws {RangeError} unless it is an integer from 1 to 2^32 - 1.
+   */
+  setMaxFrameBytes(maxFrameBytes: number): void {
+    this.#maxFrameBytes = checkMaxFrameBytes(maxFrameBytes);
   }
 
   /** Bytes received and not yet returned as frames. */
   get buffered(): number {
     return this.#partialLength + (this.#chunk.length - this.#offset);
+  }
+
+  /**
+   * Bytes the decoder has allocated of its own (its partial-frame buffer),
+   * whether filled or not; pushed chunks are the caller's and not counted.
+   */
+  get reservedBytes(): number {
+    return this.#partial.length;
   }
 
   /** The error that ended decoding, if any. */
@@ -246,7 +295,7 @@ export class FrameDecoder {
       this.#need = 0;
     }
     // The frame runs past this chunk: keep what there is of it.
-    this.#reserve(this.#need || FRAME_HEADER_BYTES, 0);
+    this.#reserve(available, 0);
     this.#partial.set(chunk.subarray(offset), 0);
     this.#partialLength = available;
     return this.#drained();
@@ -254,24 +303,61 @@ export class FrameDecoder {
 
   /**
    * When a frame is partly received, its header known and its body not yet
-   * complete: the part of the decoder's buffer still to fill. A reader may
-   * read straight into it and then call {@link advance} instead of
-   * `push()`, which saves copying large frames. Null otherwise (including
-   * while a pushed chunk is not drained).
+   * complete: the whole rest of the frame, in the decoder's buffer, to fill.
+   * A reader may read straight into it and then call {@link advance}
+   * instead of `push()`. Null otherwise (including while a pushed chunk is
+   * not drained).
+   *
+   * This allocates the rest of the frame at once, as its header declares
+   * it, before the bytes arrive: use it only for a source whose bytes are
+   * known to be there (a file). A reader of a peer uses
+   * {@link spareAtLeast}, which keeps memory in step with the bytes.
    */
   spare(): Uint8Array | null {
     if (this.#error !== null || this.#need === 0 || this.#offset < this.#chunk.length) return null;
+    this.#reserve(this.#need, this.#partialLength);
     return this.#partial.subarray(this.#partialLength, this.#need);
   }
 
   /**
-   * Records that `n` bytes were written into {@link spare}. Call `next()`
-   * afterwards: it returns the frame once it is complete.
-   * @throws {RangeError} when `n` is more than `spare()` offered.
+   * Like {@link spare}, but bounded: room of at least `minimum` bytes for
+   * the rest of the partial frame, growing the decoder's buffer only as far
+   * as the bytes already received allow (to about twice what it holds, see
+   * the class's memory rule). Null when that room cannot be offered (no
+   * frame in progress with a known header, a chunk not drained, less than
+   * `minimum` left of the frame, or too few bytes received yet): then read
+   * into your own buffer and `push()` it. A connection asks for its read
+   * buffer's size, so a large frame is read straight into its place once
+   * that saves a copy, and only then.
+   * @throws {RangeError} unless `minimum` is a positive integer.
+   */
+  spareAtLeast(minimum: number): Uint8Array | null {
+    if (!Number.isInteger(minimum) || minimum < 1) {
+      throw new RangeError(`spareAtLeast(${minimum}): not a positive integer`);
+    }
+    const need = this.#need;
+    const have = this.#partialLength;
+    if (this.#error !== null || need === 0 || this.#offset < this.#chunk.length) return null;
+    if (need - have < minimum) return null;
+    if (this.#partial.length - have < minimum) {
+      const grown = this.#allowance(have);
+      if (grown - have < minimum) return null;
+      this.#resize(grown, have);
+    }
+    return this.#partial.subarray(have, Math.min(need, this.#partial.length));
+  }
+
+  /**
+   * Records that `n` bytes were written into the space {@link spare} or
+   * {@link spareAtLeast} offered. Call `next()` afterwards: it returns the
+   * frame once it is complete.
+   * @throws {RangeError} when `n` is more than was offered.
    */
   advance(n: number): void {
-    const spare = this.spare();
-    if (spare === null || !Number.isInteger(n) || n < 0 || n > spare.length) {
+    const room = this.#error !== null || this.#need === 0 || this.#offset < this.#chunk.length
+      ? -1
+      : Math.min(this.#need, this.#partial.length) - this.#partialLength;
+    if (room < 0 || !Number.isInteger(n) || n < 0 || n > room) {
       throw new RangeError(`advance(${n}) beyond the spare space`);
     }
     this.#partialLength += n;
@@ -312,10 +398,10 @@ export class FrameDecoder {
       if (have < FRAME_HEADER_BYTES) return this.#drained();
       const length = this.#checkLength(readLength(this.#partial, 0));
       this.#need = FRAME_HEADER_BYTES + length;
-      this.#reserve(this.#need, have);
     }
     const take = Math.min(this.#need - have, chunk.length - offset);
     if (take > 0) {
+      this.#reserve(have + take, have);
       this.#partial.set(chunk.subarray(offset, offset + take), have);
       have += take;
       offset += take;
@@ -329,12 +415,37 @@ export class FrameDecoder {
     return frame;
   }
 
-  /** Ensures the partial buffer holds `size` bytes, keeping its first `keep`. */
+  /**
+   * Ensures the partial buffer can hold `size` bytes of the current frame
+   * (bytes that have arrived), keeping its first `keep`. It grows to the
+   * allowance for `size` bytes: geometric, so repeated growth copies
+   * linearly.
+   */
   #reserve(size: number, keep: number): void {
     if (this.#partial.length >= size) return;
-    const limit = this.maxFrameBytes + FRAME_HEADER_BYTES;
-    const grown = Math.min(limit, Math.max(size, MIN_PARTIAL_BYTES, this.#partial.length * 2));
-    const next = new Uint8Array(grown);
+    this.#resize(Math.max(size, this.#allowance(size)), keep);
+  }
+
+  /**
+   * The most the buffer may hold for the current frame when `have` of its
+   * bytes have arrived: twice that (at least {@link MIN_PARTIAL_BYTES}), or
+   * the whole frame once that is within half as much again, so that a frame
+   * just over a power of two (its 4-byte header!) is not regrown for its
+   * last bytes. Hence never more than max(1.5 × MIN_PARTIAL_BYTES,
+   * 3 × `have`). When the frame is whole within it, the buffer still at
+   * least doubles, so frames that each are a little longer than the last do
+   * not reallocate every time.
+   */
+  #allowance(have: number): number {
+    const need = this.#need;
+    const doubled = Math.max(MIN_PARTIAL_BYTES, 2 * have);
+    if (need === 0 || doubled + (doubled >>> 1) < need) return doubled;
+    return Math.max(need, Math.min(doubled, 2 * this.#partial.length));
+  }
+
+  /** Replaces the partial buffer by one of `size` bytes, keeping its first `keep`. */
+  #resize(size: number, keep: number): void {
+    const next = new Uint8Array(size);
     if (keep > 0) next.set(this.#partial.subarray(0, keep));
     this.#partial = next;
   }
@@ -348,10 +459,10 @@ export class FrameDecoder {
 
   #checkLength(length: number): number {
     if (length === 0) throw this.#fail("empty_frame", "a frame of length 0");
-    if (length > this.maxFrameBytes) {
+    if (length > this.#maxFrameBytes) {
       throw this.#fail(
         "oversized",
-        `a frame of ${length} bytes exceeds the maximum of ${this.maxFrameBytes}`,
+        `a frame of ${length} bytes exceeds the maximum of ${this.#maxFrameBytes}`,
       );
     }
     return length;

@@ -4,6 +4,14 @@
  * length-prefixed frames up to a hard maximum; a peer that breaks the
  * framing loses that connection only.
  *
+ * What a peer that has not authenticated can make a service hold is
+ * bounded: the decoder's memory grows with the bytes a peer sends, not with
+ * the lengths its headers claim (`frame_decoder.ts`); a connection can
+ * receive frames under a lower limit until its peer is authenticated
+ * (`maxReceiveFrameBytes`, {@link FramedConnection.setMaxReceiveFrameBytes});
+ * and a listener caps connections in all (`maxConnections`) and per source
+ * address (`maxConnectionsPerSource`, an IPv6 /64 counting as one source).
+ *
  * @module
  */
 export {
@@ -23,15 +31,19 @@ export {
   FrameError,
   type FrameErrorCode,
   MAX_FRAME_BYTES,
+  MIN_PARTIAL_BYTES,
   PROTOCOL_VERSION,
 } from "./frame_decoder.ts";
 export {
+  ConnectionLimitError,
+  connectionSource,
   connectTcp,
   type ConnectTcpOptions,
   type FramedListener,
   HANDSHAKE_TIMEOUT_MS,
   listenTcp,
   type ListenTcpOptions,
+  type RefusedConnections,
 } from "./tcp.ts";
 export {
   type AttachedConnection,

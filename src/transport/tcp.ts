@@ -26,11 +26,30 @@
  * that peer sends or closes. Bound such sockets with the OS (file
  * descriptor limits, a firewall's per-source connection limit).
  *
+ * What unauthenticated peers can make a listener hold is bounded three
+ * ways, because every connection costs memory before its peer has proved
+ * anything (a read buffer, socket state, a decoder buffer that grows with
+ * the bytes the peer sends):
+ *
+ * - `maxConnections`: connections open at once, from everyone;
+ * - `maxConnectionsPerSource`: connections open at once from one source
+ *   (an IPv4 address, or an IPv6 /64, which one host usually has whole;
+ *   see {@link connectionSource}), so one host cannot take all of
+ *   `maxConnections`. A connection beyond either limit is closed as it is
+ *   accepted, before any byte is read, and counted
+ *   ({@link FramedListener.refused}); one beyond the per-source limit is
+ *   also reported to `onError` as a {@link ConnectionLimitError};
+ * - `maxReceiveFrameBytes`: the frame limit accepted connections start
+ *   with, for what a peer needs before it is authenticated; the
+ *   application raises it per connection once the peer has proved itself
+ *   ({@link FramedConnection.setMaxReceiveFrameBytes}).
+ *
  * @module
  */
-import { TransportError } from "../errors.ts";
+import { NexusError, TransportError } from "../errors.ts";
 import {
   checkBufferBytes,
+  checkMaxReceiveFrameBytes,
   type FramedConnection,
   IO_BUFFER_BYTES,
   SocketConnection,
@@ -46,6 +65,12 @@ export interface ConnectTcpOptions {
   port: number;
   /** Hard maximum frame length, both ways; default {@link MAX_FRAME_BYTES}. */
   maxFrameBytes?: number;
+  /**
+   * The initial limit on frames received from the server, from 1 to
+   * `maxFrameBytes`; default `maxFrameBytes`. Raise it on the connection
+   * with {@link FramedConnection.setMaxReceiveFrameBytes}.
+   */
+  maxReceiveFrameBytes?: number;
   /**
    * Connect with TLS, trusting only `caCerts` (PEM) besides the runtime's
    * roots, and verifying the certificate against `serverName` (default:
@@ -147,6 +172,16 @@ export interface ListenTcpOptions {
   port: number;
   /** Hard maximum frame length, both ways; default {@link MAX_FRAME_BYTES}. */
   maxFrameBytes?: number;
+  /**
+   * The limit on frames received that each accepted connection starts
+   * with, from 1 to `maxFrameBytes`; default `maxFrameBytes` (no separate
+   * limit). Set it to the largest frame a peer needs before it is
+   * authenticated (a relay's admission message, a channel's handshake), and
+   * raise it on the connection once the peer is
+   * ({@link FramedConnection.setMaxReceiveFrameBytes}): a larger frame
+   * before then closes that connection only, `oversized`, from its header.
+   */
+  maxReceiveFrameBytes?: number;
   /** Serve TLS with this certificate chain and key (PEM). */
   tls?: { cert: string; key: string };
   /**
@@ -158,17 +193,65 @@ export interface ListenTcpOptions {
   /**
    * Hears what fails outside any connection's `closed`: failed or timed-out
    * TLS handshakes, `onConnection` errors, accept errors (the listener
-   * keeps accepting). Default: ignored. Must not throw.
+   * keeps accepting), connections refused by `maxConnectionsPerSource`
+   * ({@link ConnectionLimitError}, one per refused connection). Default:
+   * ignored. Must not throw.
    */
   onError?(error: Error): void;
   /** Time allowed for an incoming TLS handshake; default 10 s. */
   handshakeTimeoutMs?: number;
-  /** Connections beyond this many open ones are closed on accept; default unlimited. */
+  /**
+   * Connections beyond this many open ones (TLS handshakes in progress
+   * included) are closed on accept, and counted in
+   * {@link FramedListener.refused}; default unlimited.
+   */
   maxConnections?: number;
+  /**
+   * Most connections open at once from one source (TLS handshakes in
+   * progress included): one IPv4 address, or one IPv6 /64 prefix (an
+   * IPv4-mapped IPv6 address counts as its IPv4 address); see
+   * {@link connectionSource}. A connection beyond it is closed on accept,
+   * before any byte is read, counted in {@link FramedListener.refused}, and
+   * reported to `onError` as a {@link ConnectionLimitError}; the source's
+   * other connections are unaffected. Default unlimited. Behind a proxy or
+   * NAT every client shares the proxy's source.
+   */
+  maxConnectionsPerSource?: number;
   /** Size of each connection's read buffer; default 64 KiB. */
   readBufferBytes?: number;
   /** Size of each connection's write buffer; default 64 KiB. */
   writeBufferBytes?: number;
+}
+
+/** Connections a listener closed as it accepted them, by the limit that refused them. */
+export interface RefusedConnections {
+  /** Refused by `maxConnections`. */
+  readonly maxConnections: number;
+  /** Refused by `maxConnectionsPerSource`. */
+  readonly maxConnectionsPerSource: number;
+}
+
+/**
+ * Why a listener refused a connection on accept: `too_many_from_source`,
+ * its source already had `maxConnectionsPerSource` connections open.
+ * Reported to the listener's `onError`; the connection was closed before
+ * any byte was read.
+ */
+export class ConnectionLimitError extends NexusError<"too_many_from_source"> {
+  /** The source the limit counts: an IPv4 address or an IPv6 /64 ({@link connectionSource}). */
+  readonly source: string;
+  /** The refused connection's peer address. */
+  readonly remoteAddr: Deno.NetAddr;
+  /** The error for a connection from `remoteAddr`, refused because `source` had `limit` open. */
+  constructor(remoteAddr: Deno.NetAddr, source: string, limit: number) {
+    super(
+      "too_many_from_source",
+      `refused a connection from ${remoteAddr.hostname}:${remoteAddr.port}: ` +
+        `${source} already has ${limit} open (maxConnectionsPerSource)`,
+    );
+    this.source = source;
+    this.remoteAddr = remoteAddr;
+  }
 }
 
 /** A listening socket that hands out framed connections. */
@@ -177,6 +260,8 @@ export interface FramedListener {
   readonly addr: Deno.NetAddr;
   /** Open connections accepted by this listener. */
   connections(): number;
+  /** Connections closed on accept so far, by the limit that refused them. */
+  refused(): RefusedConnections;
   /**
    * Stops accepting, closes every connection it accepted (reason
    * `"listener_closed"`) and every handshake in progress, and resolves once
@@ -205,7 +290,12 @@ const ACCEPT_RETRY_MS = 50;
  *   hostname: "127.0.0.1",
  *   port: 0, // a free port: see listener.addr
  *   maxConnections: 1000,
+ *   maxConnectionsPerSource: 50,
+ *   // Before a peer is authenticated, no frame above 48 KiB...
+ *   maxReceiveFrameBytes: 48 * 1024,
  *   onConnection: async (conn) => {
+ *     // ...and once it is (here: at once), up to maxFrameBytes.
+ *     conn.setMaxReceiveFrameBytes(conn.maxFrameBytes);
  *     // Echo every frame; awaiting the send is the backpressure.
  *     for await (const frame of conn.frames()) await conn.send(frame);
  *   },
@@ -237,6 +327,10 @@ class Listener implements FramedListener {
   #connectionOptions: SocketConnectionOptions;
   #handshakeTimeoutMs: number;
   #maxConnections: number;
+  #maxPerSource: number;
+  /** Connections open or handshaking, by source; a source with none has no entry. */
+  #perSource = new Map<string, number>();
+  #refused = { maxConnections: 0, maxConnectionsPerSource: 0 };
   #open = new Set<SocketConnection>();
   #handshaking = new Set<Deno.Conn>();
   #tasks = new Set<Promise<void>>();
@@ -256,6 +350,12 @@ class Listener implements FramedListener {
     if (!(this.#maxConnections >= 1)) {
       throw new RangeError(`maxConnections must be at least 1, got ${this.#maxConnections}`);
     }
+    this.#maxPerSource = options.maxConnectionsPerSource ?? Infinity;
+    if (!(this.#maxPerSource >= 1)) {
+      throw new RangeError(
+        `maxConnectionsPerSource must be at least 1, got ${this.#maxPerSource}`,
+      );
+    }
     const { hostname, port, tls } = options;
     this.#listener = tls
       ? Deno.listenTls({ hostname, port, cert: tls.cert, key: tls.key })
@@ -266,6 +366,10 @@ class Listener implements FramedListener {
 
   connections(): number {
     return this.#open.size;
+  }
+
+  refused(): RefusedConnections {
+    return { ...this.#refused };
   }
 
   async close(): Promise<void> {
@@ -303,16 +407,52 @@ class Listener implements FramedListener {
       }
       if (this.#open.size + this.#handshaking.size >= this.#maxConnections) {
         closeQuietly(conn);
+        this.#refused.maxConnections++;
         continue;
       }
-      const task = this.#setUp(conn);
+      const release = this.#admitSource(conn);
+      if (release === null) continue;
+      // The source's count drops when the connection closes, or at once
+      // when none was made; the task itself ends with the set-up.
+      const task = this.#setUp(conn).then((connection) => {
+        if (connection === null) release();
+        else connection.closed.then(release);
+      });
       this.#tasks.add(task);
       task.finally(() => this.#tasks.delete(task));
     }
   }
 
-  /** Handshakes (TLS), wraps and hands over one accepted conn; never rejects. */
-  async #setUp(conn: Deno.Conn): Promise<void> {
+  /**
+   * Counts `conn` against its source's limit; returns what uncounts it
+   * (to call once, when it closes), or null when the limit refused it, in
+   * which case `conn` is closed, counted and reported.
+   */
+  #admitSource(conn: Deno.Conn): (() => void) | null {
+    if (this.#maxPerSource === Infinity) return () => {};
+    const remote = conn.remoteAddr as Deno.NetAddr;
+    const source = connectionSource(remote.hostname);
+    const open = this.#perSource.get(source) ?? 0;
+    if (open >= this.#maxPerSource) {
+      closeQuietly(conn);
+      this.#refused.maxConnectionsPerSource++;
+      this.#report(new ConnectionLimitError(remote, source, this.#maxPerSource));
+      return null;
+    }
+    this.#perSource.set(source, open + 1);
+    return () => {
+      const left = (this.#perSource.get(source) ?? 1) - 1;
+      if (left > 0) this.#perSource.set(source, left);
+      else this.#perSource.delete(source);
+    };
+  }
+
+  /**
+   * Handshakes (TLS), wraps and hands over one accepted conn; never
+   * rejects. Resolves to the connection, or null when none was made (the
+   * conn is then closed).
+   */
+  async #setUp(conn: Deno.Conn): Promise<SocketConnection | null> {
     if (this.#options.tls) {
       this.#handshaking.add(conn);
       let timedOut = false;
@@ -333,14 +473,14 @@ class Listener implements FramedListener {
               }),
           );
         }
-        return;
+        return null;
       } finally {
         clearTimeout(timer);
         this.#handshaking.delete(conn);
       }
       if (this.#closing) {
         closeQuietly(conn);
-        return;
+        return null;
       }
     } else {
       setNoDelay(conn as Deno.TcpConn);
@@ -351,7 +491,7 @@ class Listener implements FramedListener {
     } catch (error) {
       closeQuietly(conn);
       this.#report(error);
-      return;
+      return null;
     }
     this.#open.add(connection);
     connection.closed.then(() => this.#open.delete(connection));
@@ -367,6 +507,7 @@ class Listener implements FramedListener {
     } catch (error) {
       fail(error);
     }
+    return connection;
   }
 
   #report(error: unknown): void {
@@ -381,11 +522,21 @@ class Listener implements FramedListener {
 /** Checks the connection options up front, before any socket is opened. */
 function checkOptions(
   transport: "tcp" | "tls",
-  options: { maxFrameBytes?: number; readBufferBytes?: number; writeBufferBytes?: number },
+  options: {
+    maxFrameBytes?: number;
+    maxReceiveFrameBytes?: number;
+    readBufferBytes?: number;
+    writeBufferBytes?: number;
+  },
 ): SocketConnectionOptions {
+  const maxFrameBytes = checkMaxFrameBytes(options.maxFrameBytes ?? MAX_FRAME_BYTES);
   return {
     transport,
-    maxFrameBytes: checkMaxFrameBytes(options.maxFrameBytes ?? MAX_FRAME_BYTES),
+    maxFrameBytes,
+    maxReceiveFrameBytes: checkMaxReceiveFrameBytes(
+      options.maxReceiveFrameBytes ?? maxFrameBytes,
+      maxFrameBytes,
+    ),
     readBufferBytes: checkBufferBytes(
       "readBufferBytes",
       options.readBufferBytes ?? IO_BUFFER_BYTES,
@@ -411,4 +562,67 @@ function closeQuietly(closer: { close(): void }): void {
   } catch {
     // Already closed.
   }
+}
+
+/**
+ * The source a connection from `hostname` (an IP address as Deno reports
+ * it) is counted against by `maxConnectionsPerSource`: an IPv4 address
+ * itself (`"203.0.113.7"`); for IPv6, its /64 prefix, in canonical form
+ * (`"2001:db8:1:2::/64"`), because one host is usually given a whole /64
+ * and can pick any address in it; an IPv4-mapped IPv6 address
+ * (`"::ffff:203.0.113.7"`, as a dual-stack listener sees IPv4 peers) as its
+ * IPv4 address. A zone (`%eth0`) is ignored. Anything else, which Deno
+ * does not report for TCP, is its own source.
+ */
+export function connectionSource(hostname: string): string {
+  let host = hostname;
+  if (host.startsWith("[") && host.endsWith("]")) host = host.slice(1, -1);
+  if (!host.includes(":")) return host;
+  const zone = host.indexOf("%");
+  if (zone >= 0) host = host.slice(0, zone);
+  const groups = parseIpv6(host);
+  if (groups === null) return hostname;
+  if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {
+    return `${groups[6] >>> 8}.${groups[6] & 0xff}.${groups[7] >>> 8}.${groups[7] & 0xff}`;
+  }
+  // The /64 as RFC 5952 writes it: its last four groups are zero, the
+  // longest run of zeros, so "::" ends it and replaces the prefix's own
+  // trailing zero groups.
+  const prefix = groups.slice(0, 4);
+  let end = 4;
+  while (end > 0 && prefix[end - 1] === 0) end--;
+  const head = prefix.slice(0, end).map((g) => g.toString(16));
+  return `${head.join(":")}::/64`;
+}
+
+/** The eight 16-bit groups of an IPv6 address (dotted IPv4 tail allowed), or null. */
+function parseIpv6(text: string): number[] | null {
+  const halves = text.split("::");
+  if (halves.length > 2) return null;
+  const parse = (part: string): number[] | null => {
+    if (part === "") return [];
+    const out: number[] = [];
+    const pieces = part.split(":");
+    for (let i = 0; i < pieces.length; i++) {
+      const piece = pieces[i];
+      if (i === pieces.length - 1 && piece.includes(".")) {
+        const octets = piece.split(".");
+        if (octets.length !== 4 || !octets.every((o) => /^\d{1,3}$/.test(o) && +o <= 255)) {
+          return null;
+        }
+        out.push((+octets[0] << 8) | +octets[1], (+octets[2] << 8) | +octets[3]);
+      } else {
+        if (!/^[0-9a-fA-F]{1,4}$/.test(piece)) return null;
+        out.push(parseInt(piece, 16));
+      }
+    }
+    return out;
+  };
+  const head = parse(halves[0]);
+  const tail = halves.length === 2 ? parse(halves[1]) : [];
+  if (head === null || tail === null) return null;
+  if (halves.length === 1) return head.length === 8 ? head : null;
+  const missing = 8 - head.length - tail.length;
+  if (missing < 1) return null;
+  return [...head, ...new Array<number>(missing).fill(0), ...tail];
 }

@@ -93,7 +93,19 @@ export class TcpTransport {
     return this.attach(await connectTcp(options));
   }
 
-  /** Listens; every accepted connection becomes a worker. */
+  /**
+   * Listens; every accepted connection becomes a worker. The options are
+   * {@link listenTcp}'s, among them the limits on what unauthenticated
+   * peers can make the node hold: `maxConnections`,
+   * `maxConnectionsPerSource` (default unlimited), and
+   * `maxReceiveFrameBytes` (default `maxFrameBytes`), the frame limit each
+   * accepted connection starts with. The transport itself never raises
+   * that limit: whatever authenticates the peer does, on the connection
+   * ({@link FramedConnection.setMaxReceiveFrameBytes}), which
+   * {@link TcpTransportOptions.onConnection} and {@link connections} hand
+   * out. Until then a routed message larger than the limit closes the
+   * connection, `oversized`.
+   */
   listen(options: Omit<ListenTcpOptions, "onConnection">): FramedListener {
     const listener = listenTcp({
       ...options,
