@@ -30,6 +30,8 @@ import { createChannelIdentity } from "../src/channel/channel_identity.ts";
 import { listenSecureChannels } from "../src/channel/handshake.ts";
 import type { AttributeValue } from "../src/credential/attributes.ts";
 import { issueCredential } from "../src/credential/credential.ts";
+import { bytesEqual } from "../src/crypto/hash.ts";
+import type { VerifiedIdentity } from "../src/identity/change_history.ts";
 import { createRevocationList } from "../src/credential/revocation.ts";
 import { TrustStore } from "../src/credential/trust_store.ts";
 import { AuthorityError } from "../src/errors.ts";
@@ -44,6 +46,7 @@ import { renewAttestations } from "../src/member/attestation_renewal.ts";
 import type { HsmOptions } from "../hsm/pkcs11_signer.ts";
 import { loadAuthority, statePaths } from "./ceremony.ts";
 import { AuthorityStore } from "./store.ts";
+import { Subscriber } from "./subscriber.ts";
 
 /** Options of {@link startAuthority}. */
 export interface AuthorityServiceOptions {
@@ -58,6 +61,8 @@ export interface AuthorityServiceOptions {
   pollMs?: number;
   /** Where to serve /metrics, /healthz and /readyz (default: not served). */
   ops?: { hostname: string; port: number };
+  /** How long a revocation push may wait to be written before its subscriber is dropped, ms (default 5,000). */
+  pushTimeoutMs?: number;
   /** Lifetime of the authority's channel attestation, seconds (default 30 days; renewed at two thirds). */
   attestationTtlSeconds?: number;
   logger?: Logger;
@@ -108,20 +113,39 @@ export async function startAuthority(options: AuthorityServiceOptions): Promise<
     logger: logger.child("channel"),
   });
 
-  /** Subscribers' reply routes, by channel. */
-  const subscribers = new Map<SecureChannel, Route>();
+  /** Subscribers: members only, each with its own one-list queue (`subscriber.ts`). */
+  const subscribers = new Set<Subscriber>();
+
+  /**
+   * The member's current key: the one of the history it presents now. A
+   * history that extends the one last seen (a rotation) moves it forward;
+   * an older prefix (a key rotated away from) is refused, so an old key
+   * cannot fetch credentials.
+   */
+  const checkKey = (presented: VerifiedIdentity) => {
+    const known = store.memberKey(presented.identifier);
+    if (known === null || bytesEqual(known, presented.primaryKey)) return;
+    if (presented.history.changes.some((change) => bytesEqual(change.primaryKey, known))) return;
+    throw new AuthorityError(
+      "stale_identity",
+      "this identity presented an older history than its current one (a rotated-away key)",
+    );
+  };
 
   const issueFor = async (
-    subject: string,
+    presented: VerifiedIdentity,
     attributes: Record<string, AttributeValue>,
     refresh: boolean,
   ) => {
+    const subject = presented.identifier;
     const role = typeof attributes.role === "string" ? attributes.role : "default";
     const credential = await issueCredential(identity, {
       subject,
+      subjectKey: presented.primaryKey,
       attributes,
       ttlSeconds: ttl[role] ?? ttl.default,
     });
+    store.setMemberKey(subject, presented.primaryKey);
     store.recordCredential({
       id: credential.id,
       subject,
@@ -137,10 +161,11 @@ export async function startAuthority(options: AuthorityServiceOptions): Promise<
 
   const handle = async (
     request: AuthorityRequest,
-    peer: string,
-    channel: SecureChannel | null,
+    presented: VerifiedIdentity,
+    channel: SecureChannel,
     reply: Route,
   ): Promise<Record<string, Uint8Array | null>> => {
+    const peer = presented.identifier;
     switch (request.op) {
       case "enroll": {
         const ticket = request.body.get("ticket");
@@ -154,32 +179,55 @@ export async function startAuthority(options: AuthorityServiceOptions): Promise<
           member: peer,
           via: ticket !== undefined ? "ticket" : "license",
         });
-        const credential = await issueFor(peer, { ...attributes }, false);
+        const credential = await issueFor(presented, { ...attributes }, false);
         return { credential: credential.encoded, history: identity.history.encoded };
       }
       case "credential": {
-        const member = store.getMember(peer);
-        if (member === null) {
-          throw new AuthorityError("not_member", "this identity is not a member");
-        }
-        if (member.revokedAt !== null) {
-          throw new AuthorityError("member_revoked", "this member has been revoked");
-        }
-        const credential = await issueFor(peer, { ...member.attributes }, true);
+        const member = activeMember(peer);
+        checkKey(presented);
+        const credential = await issueFor(presented, { ...member.attributes }, true);
         return { credential: credential.encoded, history: identity.history.encoded };
       }
       case "revocations":
         return { list: currentList(), history: identity.history.encoded };
-      case "subscribe":
-        if (channel !== null) subscribers.set(channel, reply);
+      case "subscribe": {
+        // Members only: pushes cost the authority a send each, so nobody
+        // unenrolled may make it keep a queue.
+        activeMember(peer);
+        checkKey(presented);
+        const subscriber = new Subscriber({
+          node,
+          channel,
+          route: reply,
+          from: AUTHORITY_API,
+          timeoutMs: options.pushTimeoutMs ?? 5000,
+          drop: () => transport.connections().get(channel.remoteRoute[0])?.close("slow subscriber"),
+          logger,
+        });
+        subscribers.add(subscriber);
+        channel.closed.then(() => subscribers.delete(subscriber));
         return { list: currentList(), history: identity.history.encoded };
+      }
     }
+  };
+
+  /** The active member `peer`, or the refusal a non-member or revoked member gets. */
+  const activeMember = (peer: string) => {
+    const member = store.getMember(peer);
+    if (member === null) {
+      throw new AuthorityError("not_member", "this identity is not a member");
+    }
+    if (member.revokedAt !== null) {
+      throw new AuthorityError("member_revoked", "this member has been revoked");
+    }
+    return member;
   };
 
   node.register(AUTHORITY_API, async (message) => {
     const info = message.local?.secureChannel;
     if (info === undefined) return; // only through a secure channel
-    const channel = listener.channels().find((c) => c.address === message.return[0]) ?? null;
+    const channel = listener.channel(message.return[0]);
+    if (channel === undefined || channel.isClosed) return; // not one of this listener's
     let request: AuthorityRequest;
     try {
       request = decodeRequest(message.payload);
@@ -194,7 +242,10 @@ export async function startAuthority(options: AuthorityServiceOptions): Promise<
     }
     let payload: Uint8Array;
     try {
-      payload = encodeResult(request.id, await handle(request, info.peer, channel, message.return));
+      payload = encodeResult(
+        request.id,
+        await handle(request, info.identity, channel, message.return),
+      );
     } catch (error) {
       stats.refused++;
       const code = error instanceof AuthorityError ? error.code : "bad_request";
@@ -233,18 +284,12 @@ export async function startAuthority(options: AuthorityServiceOptions): Promise<
     );
     const revoked = new Set(state.identifiers);
     for (const channel of listener.channels()) {
-      if (revoked.has(channel.peer.identifier)) {
-        subscribers.delete(channel);
-        await channel.close("revoked");
-      }
+      if (revoked.has(channel.peer.identifier)) channel.close("revoked");
     }
-    for (const [channel, route] of subscribers) {
-      if (channel.isClosed) {
-        subscribers.delete(channel);
-        continue;
-      }
-      await node.route({ onward: route, return: [AUTHORITY_API], payload: push }).catch(() => {});
-    }
+    // Never awaited here: each subscriber has its own queue (the newest
+    // list only) and its own send timeout, so one that stops reading loses
+    // its channel and delays no one else.
+    for (const subscriber of subscribers) subscriber.push(push);
   };
   let polling = Promise.resolve();
   const timer = setInterval(() => {

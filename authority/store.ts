@@ -204,6 +204,16 @@ export class AuthorityStore {
     return this.#members.get(identifier);
   }
 
+  /** The member's current primary key as last seen, or null. */
+  memberKey(identifier: string): Uint8Array | null {
+    return this.#members.key(identifier);
+  }
+
+  /** Records the member's current primary key (it presented a verified history with it). */
+  setMemberKey(identifier: string, key: Uint8Array): void {
+    this.#members.setKey(identifier, key);
+  }
+
   /** Every member, active and revoked, in order of enrollment. */
   listMembers(): Member[] {
     return this.#members.list();

@@ -21,7 +21,6 @@ import { connectSecureChannel } from "../src/channel/handshake.ts";
 import type { SecureChannel } from "../src/channel/secure_channel.ts";
 import type { TrustPolicy } from "../src/channel/trust_policy.ts";
 import { parseHostPort } from "../src/config/host_port.ts";
-import { encodeCbor } from "../src/encoding/cbor.ts";
 import { HandshakeError, RelayError } from "../src/errors.ts";
 import type { Logger } from "../src/log.ts";
 import { backoffMs, sleep } from "../src/member/backoff.ts";
@@ -30,6 +29,7 @@ import type { InletTarget } from "../src/portal/portal.ts";
 import {
   connectRelay,
   lookupAlias,
+  pingRelay,
   refreshAtRelay,
   type RelayConnection,
 } from "../src/relay_client/relay_client.ts";
@@ -117,13 +117,14 @@ export class EdgePath {
       const now = this.#path;
       if (now === null) return;
       await now.channel.refreshCredential(credential.encoded).catch(() => {});
-      await refreshAtRelay(this.#o.node, now.connection.address, credential.encoded).catch((
-        error,
-      ) =>
-        this.#o.logger.warn("credential refresh at relay failed", {
-          relay: now.relay,
-          error: message(error),
-        })
+      await refreshAtRelay(this.#o.node, now.connection, member.identity, credential.encoded).catch(
+        (
+          error,
+        ) =>
+          this.#o.logger.warn("credential refresh at relay failed", {
+            relay: now.relay,
+            error: message(error),
+          }),
       );
     });
     member.onRevocations(async () => void await this.#path?.channel.revalidate());
@@ -172,8 +173,11 @@ export class EdgePath {
     const connection = await connectRelay({
       transport,
       ...parseHostPort(relay, "relay"),
+      address: relay,
       identity: member.identity,
       credential: member.credential!.encoded,
+      trust: this.#o.policy.trust,
+      revocations: member.revocations,
       timeoutMs: 5000,
     });
     try {
@@ -204,13 +208,10 @@ export class EdgePath {
   async #hold(found: Path): Promise<string> {
     // Keep the relay connection's idle timer from firing on a quiet site:
     // the channel's keepalives pass through it, but say so anyway.
-    const ping = setInterval(() => {
-      this.#o.node.route({
-        onward: [found.connection.address, "relay"],
-        return: [],
-        payload: encodeCbor([1, "ping"]),
-      }).catch(() => {});
-    }, 60_000);
+    const ping = setInterval(
+      () => pingRelay(this.#o.node, found.connection.address).catch(() => {}),
+      60_000,
+    );
     try {
       return await Promise.race([
         found.channel.closed.then((info) => `channel closed: ${info.reason}`),

@@ -14,7 +14,6 @@
 import { listenSecureChannels, type SecureChannelListener } from "../src/channel/handshake.ts";
 import { formatHostPort, parseHostPort } from "../src/config/host_port.ts";
 import { TrustStore } from "../src/credential/trust_store.ts";
-import { encodeCbor } from "../src/encoding/cbor.ts";
 import { readIdentityFile } from "../src/identity/identity_file.ts";
 import { loadOrCreateIdentity } from "../src/identity/identity_store.ts";
 import { type Logger, silentLogger } from "../src/log.ts";
@@ -24,7 +23,13 @@ import { Metrics } from "../src/ops/metrics.ts";
 import { type OpsServer, startOpsServer } from "../src/ops/ops_server.ts";
 import { customerRule, outletRule } from "../src/policy/rules.ts";
 import { createOutlet, type Outlet } from "../src/portal/portal.ts";
-import { connectRelay, refreshAtRelay, registerAlias } from "../src/relay_client/relay_client.ts";
+import {
+  connectRelay,
+  pingRelay,
+  refreshAtRelay,
+  registerAlias,
+  type RelayConnection,
+} from "../src/relay_client/relay_client.ts";
 import { Node } from "../src/routing/node.ts";
 import { TcpTransport } from "../src/transport/tcp_transport.ts";
 import { type CheckedGatewayConfig, checkGatewayConfig, type GatewayConfig } from "./config.ts";
@@ -62,8 +67,8 @@ export async function startGateway(
   const transport = new TcpTransport(node, { logger: logger.child("transport") });
   let stopped = false;
   let listener = null as SecureChannelListener | null;
-  /** Each relay's connection address on this node, while connected. */
-  const relayConnections = new Map<string, string>();
+  /** Each relay's admitted connection, while connected. */
+  const relayConnections = new Map<string, RelayConnection>();
 
   // The authority: credential, refresh, revocations. The first contact
   // must succeed; afterwards the link is kept up with backoff.
@@ -92,7 +97,7 @@ export async function startGateway(
       await channel.refreshCredential(credential.encoded).catch(() => {});
     }
     for (const [relay, connection] of relayConnections) {
-      await refreshAtRelay(node, connection, credential.encoded).catch((error) =>
+      await refreshAtRelay(node, connection, identity, credential.encoded).catch((error) =>
         logger.warn("credential refresh at relay failed", { relay, error: message(error) })
       );
     }
@@ -131,22 +136,18 @@ export async function startGateway(
         const joined = await connectRelay({
           transport,
           ...address,
+          address: relay,
           identity,
           credential: member.credential!.encoded,
+          trust,
+          revocations: member.revocations,
         });
         const role = await registerAlias(node, joined.address, config.alias);
         registered.add(relay);
-        relayConnections.set(relay, joined.address);
+        relayConnections.set(relay, joined);
         attempt = 0;
         logger.info("alias registered at relay", { relay, alias: config.alias, role });
-        const ping = setInterval(() => {
-          node.route({
-            onward: [joined.address, "relay"],
-            return: [],
-            payload: encodeCbor([1, "ping"]),
-          })
-            .catch(() => {});
-        }, 60_000);
+        const ping = setInterval(() => pingRelay(node, joined.address).catch(() => {}), 60_000);
         await joined.connection.closed;
         clearInterval(ping);
       } catch (error) {

@@ -16,6 +16,10 @@ export const DEFAULT_RELAY_METRICS = "127.0.0.1:9420";
 
 /** The relay's configuration (docs/operations.md, "Relays"). */
 export const RelayConfigSchema = object({
+  /** The relay's identity (relay.key 0600, relay.history) and last credential. */
+  state: nonEmpty().default("/var/lib/nexus-relay"),
+  /** A file holding a one-time enrollment ticket (role=relay, relay_addresses=[…]), first start. */
+  "ticket-file": nonEmpty().optional(),
   /** Listen address. */
   listen: hostPort().default("0.0.0.0:4000"),
   /** Serve TLS with this certificate (PEM) and key; plain TCP otherwise. */
@@ -30,6 +34,7 @@ export const RelayConfigSchema = object({
   metrics: hostPortOrOff().default(DEFAULT_RELAY_METRICS),
   "max-connections": countOrDigits("connections", 1).default(20_000),
   "max-per-identity": countOrDigits("connections", 1).default(64),
+  "max-pending-per-source": countOrDigits("admissions", 1).default(32),
   rate: countOrDigits("bytes per second", 1).default(256 * 1024 * 1024),
   "idle-timeout": countOrDigits("seconds", 1).default(300),
   /** Lifetime of the relay's channel attestation (to the authority), seconds. */
@@ -63,18 +68,22 @@ export function loadRelayConfig(
 
 /**
  * The Deno permissions this configuration needs and no more: net for its
- * listen and metrics addresses and the authority; read for the
- * configuration, trust anchor and TLS files. Nothing is written.
+ * listen and metrics addresses and the authority; read for the state
+ * directory, the configuration, trust anchor, ticket and TLS files; write
+ * for the state directory (its identity and credential).
  */
 export function relayPermissions(config: CheckedRelayConfig, configFile?: string): Permissions {
   return {
+    write: [config.state],
     net: [
       config.listen,
       ...(config.metrics === "off" ? [] : [config.metrics]),
       ...(config.authority === undefined ? [] : [config.authority]),
     ],
     read: [
+      config.state,
       ...(configFile ? [configFile] : []),
+      ...(config["ticket-file"] ? [config["ticket-file"]] : []),
       ...config.trust,
       ...(config["tls-cert"] ? [config["tls-cert"]] : []),
       ...(config["tls-key"] ? [config["tls-key"]] : []),

@@ -12,6 +12,8 @@ import { type CheckedRelayConfig, loadRelayConfig, relayPermissions } from "./co
 /** The flags of `nexus-relay`. */
 export const FLAGS = {
   config: { type: "string" },
+  state: { type: "string" },
+  "ticket-file": { type: "string" },
   listen: { type: "string" },
   "tls-cert": { type: "string" },
   "tls-key": { type: "string" },
@@ -20,6 +22,7 @@ export const FLAGS = {
   metrics: { type: "string" },
   "max-connections": { type: "string" },
   "max-per-identity": { type: "string" },
+  "max-pending-per-source": { type: "string" },
   rate: { type: "string" },
   "idle-timeout": { type: "string" },
   "attestation-ttl": { type: "string" },
@@ -29,6 +32,8 @@ export const FLAGS = {
 
 /** The option names that are configuration keys too (flags win over the file). */
 const KEYS = [
+  "state",
+  "ticket-file",
   "listen",
   "tls-cert",
   "tls-key",
@@ -37,6 +42,7 @@ const KEYS = [
   "metrics",
   "max-connections",
   "max-per-identity",
+  "max-pending-per-source",
   "rate",
   "idle-timeout",
   "attestation-ttl",

@@ -20,6 +20,9 @@ Usage: nexus-relay [permissions] [options]
 
 Options:
   --config FILE              JSON file with any of the options below (flags win)
+  --state DIR                its identity and credential (default /var/lib/nexus-relay)
+  --ticket-file FILE         one-time enrollment ticket (role=relay, relay_addresses=[its
+                             addresses as members write them]), for the first start
   --listen HOST:PORT         listen address (default 0.0.0.0:4000)
   --tls-cert FILE            serve TLS with this certificate (PEM) ...
   --tls-key FILE             ... and key; plain TCP otherwise (channels are end-to-end encrypted)
@@ -28,6 +31,8 @@ Options:
   --metrics HOST:PORT        /metrics, /healthz, /readyz (default 127.0.0.1:9420; "off" to disable)
   --max-connections N        admitted connections at most (default 20000)
   --max-per-identity N       connections per identity at most (default 64)
+  --max-pending-per-source N admissions in progress at once from one address (IPv6: /64;
+                             default 32)
   --rate BYTES_PER_SECOND    per-identity byte rate (default 268435456)
   --idle-timeout SECONDS     close silent connections (default 300)
   --attestation-ttl SECONDS  lifetime of the relay's channel attestation (to the authority),
@@ -38,12 +43,14 @@ Options:
 "permissions" prints the Deno permission flags exactly this configuration needs
 (deno task permissions relay --config FILE for one outside the set).
 
-The relay admits a connection only after it proves an identity with a valid,
-unrevoked credential from a trusted authority. An alias (a gateway's
+The relay is a member too: it proves its identity and its credential (role relay,
+the addresses members dial it at) to every member that connects, and admits a
+connection only after the member proves an identity with a valid, unrevoked
+credential from a trusted authority, bound to this relay and connection. An alias (a gateway's
 rendezvous name) can be registered only by a member whose credential has the
 attribute relay = <alias>, "*", or a list containing it.
 
-Once it listens it prints one line on stdout: LISTENING HOST:PORT [metrics=HOST:PORT]
+Once it listens it prints one line on stdout: LISTENING HOST:PORT <identifier> [metrics=HOST:PORT]
 Exit status: 0 stopped by SIGINT/SIGTERM; 1 failed at run time; 2 usage;
 4 configuration; 5 outside the permission set.
 `;

@@ -24,14 +24,13 @@ import { RevocationRegistry } from "../src/credential/revocation.ts";
 import { TrustStore } from "../src/credential/trust_store.ts";
 import { verifyEd25519 } from "../src/crypto/ed25519.ts";
 import { decodeCbor, encodeCbor } from "../src/encoding/cbor.ts";
-import { DOMAIN, signedMessage } from "../src/encoding/domain.ts";
 import { toHex } from "../src/encoding/hex.ts";
-import { CredentialError } from "../src/errors.ts";
-import { verifyChangeHistory } from "../src/identity/change_history.ts";
+import { ConfigError, CredentialError } from "../src/errors.ts";
+import type { VerifiedIdentity } from "../src/identity/change_history.ts";
 import { formatHostPort, parseHostPort } from "../src/config/host_port.ts";
 import { importIdentity } from "../src/identity/identity_file.ts";
-import { Identity } from "../src/identity/identity.ts";
-import { SoftwareSigner } from "../src/identity/software_signer.ts";
+import type { Identity } from "../src/identity/identity.ts";
+import { loadOrCreateIdentity } from "../src/identity/identity_store.ts";
 import { type Logger, silentLogger } from "../src/log.ts";
 import { whenAborted } from "../src/member/backoff.ts";
 import { type Member, startMember } from "../src/member/member.ts";
@@ -42,7 +41,15 @@ import { Metrics } from "../src/ops/metrics.ts";
 import { type OpsServer, startOpsServer } from "../src/ops/ops_server.ts";
 import type { Policy } from "../src/policy/policy.ts";
 import { aliasRule } from "../src/policy/rules.ts";
-import { decodeAdmit, encodeChallenge, encodeVerdict } from "../src/relay_client/admission.ts";
+import { refreshMessage } from "../src/relay_client/admission.ts";
+import {
+  type AdmissionContext,
+  type AdmissionRefusal,
+  admit,
+  type Admitted,
+  sendAdmitted,
+  sendRefused,
+} from "./admission.ts";
 import {
   decodeRoutedMessage,
   encodeRoutedMessage,
@@ -58,6 +65,15 @@ export interface RelayOptions {
   tls?: { cert: string; key: string };
   /** Authorities whose members may connect. */
   trust: TrustStore;
+  /** The relay's own identity: it proves it to every member in admission. */
+  identity: Identity;
+  /**
+   * The relay's current credential (role `relay`, its `relay_addresses`),
+   * read at each admission; null before it has one (it admits no one then).
+   */
+  credential: () => Credential | null;
+  /** Admissions in progress at once from one source address (IPv6: its /64; default 32). */
+  maxPendingPerSource?: number;
   /** Most connections at once (default 20,000). */
   maxConnections?: number;
   /** Largest frame (default the transport's 256 KiB). */
@@ -88,17 +104,7 @@ export interface RelayOptions {
 }
 
 /** Refusal reasons counted in metrics. */
-export type AdmissionRefusal =
-  | "malformed"
-  | "timeout"
-  | "bad_identity"
-  | "bad_signature"
-  | "untrusted_issuer"
-  | "expired"
-  | "not_yet_valid"
-  | "revoked"
-  | "bad_credential"
-  | "too_many_connections";
+export type { AdmissionRefusal };
 
 /** Counters of a relay. */
 export interface RelayStats {
@@ -114,7 +120,14 @@ interface Peer {
   readonly address: string;
   readonly conn: FramedConnection;
   readonly identifier: string;
+  /** The member's verified identity: refreshes are checked against its key. */
+  readonly identity: VerifiedIdentity;
+  /** The credential it was admitted with: alias rights are decided by it alone. */
+  readonly admittedWith: Credential;
+  /** The newest credential it presented (expiry and revocation follow it). */
   credential: Credential;
+  /** This connection's relay nonce, which the member's refreshes sign. */
+  readonly relayNonce: Uint8Array;
   readonly aliases: Set<string>;
   lastActive: number;
   /** When the send now pending to this connection began (0: none pending). */
@@ -157,6 +170,18 @@ function allows(credential: Credential, alias: string): boolean {
 }
 
 const ALIAS = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
+/** Version of the control messages to the relay's address `relay`. */
+const CONTROL_VERSION = 2;
+
+/**
+ * What admissions in progress are counted by: an IPv4 address, or an IPv6
+ * address's /64 (one host usually holds a whole /64).
+ */
+function sourceOf(hostname: string): string {
+  if (!hostname.includes(":")) return hostname;
+  const groups = hostname.split("::")[0].split(":");
+  return groups.slice(0, 4).join(":") + "::/64";
+}
 
 /** Starts a relay. */
 export function startRelay(options: RelayOptions): Relay {
@@ -197,79 +222,58 @@ export function startRelay(options: RelayOptions): Relay {
     }
   };
 
-  const admit = async (conn: FramedConnection): Promise<Peer | null> => {
-    const nonce = crypto.getRandomValues(new Uint8Array(32));
-    await conn.send(encodeChallenge(nonce));
-    const frames = conn.frames();
-    const timer = setTimeout(() => {
-      refuse("timeout");
-      conn.close("admission timeout");
-    }, options.admissionTimeoutMs ?? 5000);
-    let answer: IteratorResult<Uint8Array>;
-    try {
-      answer = await frames.next();
-      // Copy before releasing the reader: the frame is a view of its buffer.
-      if (!answer.done) answer = { done: false, value: answer.value.slice() };
-    } finally {
-      clearTimeout(timer);
-      await frames.return?.(undefined);
-    }
-    if (answer.done) return null;
-    const fail = async (reason: AdmissionRefusal) => {
+  /** Admissions in progress, by source (an IPv4 address, an IPv6 /64). */
+  const pendingBySource = new Map<string, number>();
+  const maxPendingPerSource = options.maxPendingPerSource ?? 32;
+  const admission: AdmissionContext = {
+    identity: options.identity,
+    credential: options.credential,
+    trust,
+    revocations,
+    timeoutMs: options.admissionTimeoutMs ?? 5000,
+  };
+
+  const admitPeer = async (conn: FramedConnection): Promise<Peer | null> => {
+    const remote = `${conn.remoteAddr.hostname}:${conn.remoteAddr.port}`;
+    const fail = (reason: AdmissionRefusal) => {
       refuse(reason);
-      logger.warn("admission refused", {
-        remote: `${conn.remoteAddr.hostname}:${conn.remoteAddr.port}`,
-        reason,
-      });
-      await conn.send(encodeVerdict({ admitted: false, code: reason })).catch(() => {});
+      // A silent peer is counted, not logged: scanners would fill the log.
+      if (reason !== "timeout") logger.warn("admission refused", { remote, reason });
       conn.close(`admission refused: ${reason}`);
       return null;
     };
-    let admitMessage;
+    // Cheapest first: a source with too many admissions in progress waits
+    // for none of the work below.
+    const source = sourceOf(conn.remoteAddr.hostname);
+    const pending = pendingBySource.get(source) ?? 0;
+    if (pending >= maxPendingPerSource) {
+      await sendRefused(conn, "too_many_pending");
+      return fail("too_many_pending");
+    }
+    pendingBySource.set(source, pending + 1);
+    let outcome: Admitted | AdmissionRefusal;
     try {
-      admitMessage = decodeAdmit(answer.value);
-    } catch {
-      return await fail("malformed");
+      outcome = await admit(conn, admission);
+    } finally {
+      const left = (pendingBySource.get(source) ?? 1) - 1;
+      if (left === 0) pendingBySource.delete(source);
+      else pendingBySource.set(source, left);
     }
-    let identity;
-    try {
-      identity = await verifyChangeHistory(admitMessage.history);
-    } catch {
-      return await fail("bad_identity");
-    }
-    if (
-      !await verifyEd25519(
-        identity.primaryKey,
-        signedMessage(DOMAIN.challenge, nonce),
-        admitMessage.signature,
-      )
-    ) {
-      return await fail("bad_signature");
-    }
-    let credential: Credential;
-    try {
-      credential = await verifyCredential(admitMessage.credential, {
-        trust,
-        subject: identity.identifier,
-        revocations,
-      });
-    } catch (error) {
-      const code = error instanceof CredentialError ? error.code : "bad_credential";
-      return await fail(
-        (["untrusted_issuer", "expired", "not_yet_valid", "revoked"] as string[]).includes(code)
-          ? code as AdmissionRefusal
-          : "bad_credential",
-      );
-    }
+    if (typeof outcome === "string") return fail(outcome);
+    const { identity, credential, relayNonce } = outcome;
     const mine = byIdentity.get(identity.identifier) ?? new Set<Peer>();
     if (mine.size >= (options.maxConnectionsPerIdentity ?? 64)) {
-      return await fail("too_many_connections");
+      await sendRefused(conn, "too_many_connections");
+      return fail("too_many_connections");
     }
     const peer: Peer = {
       address: `c.${toHex(crypto.getRandomValues(new Uint8Array(8)))}`,
       conn,
       identifier: identity.identifier,
+      identity,
+      admittedWith: credential,
       credential,
+      relayNonce,
       aliases: new Set(),
       lastActive: Date.now(),
       sendingSince: 0,
@@ -279,14 +283,14 @@ export function startRelay(options: RelayOptions): Relay {
     mine.add(peer);
     byIdentity.set(identity.identifier, mine);
     stats.admitted++;
-    await conn.send(encodeVerdict({ admitted: true, identifier: identity.identifier }));
+    await sendAdmitted(conn, identity.identifier);
     logger.info("connection admitted", { member: identity.identifier, address: peer.address });
     return peer;
   };
 
   const reply = async (peer: Peer, back: readonly string[], body: unknown[]) => {
     if (back.length === 0) return;
-    await peer.conn.send(encodeRoutedMessage(back, ["relay"], encodeCbor([1, ...body])))
+    await peer.conn.send(encodeRoutedMessage(back, ["relay"], encodeCbor([2, ...body])))
       .catch(() => {});
   };
 
@@ -300,49 +304,64 @@ export function startRelay(options: RelayOptions): Relay {
       stats.dropped++;
       return;
     }
-    // [1, "ping"]: a member with nothing to forward keeps its connection
-    // (and a gateway its alias) from the idle sweep.
-    if (Array.isArray(request) && request[0] === 1 && request[1] === "ping") return;
-    // [1, "refresh", credential]: a fresher credential for this connection,
-    // so it outlives the one it was admitted with (return routes name this
-    // connection; reconnecting would break every channel through it).
-    if (
-      Array.isArray(request) && request[0] === 1 && request[1] === "refresh" &&
-      request[2] instanceof Uint8Array
-    ) {
-      try {
-        peer.credential = await verifyCredential(request[2], {
-          trust,
-          subject: peer.identifier,
-          revocations,
-        });
-        await reply(peer, message.return, ["refreshed", peer.credential.expiresAt]);
-      } catch (error) {
-        const code = error instanceof CredentialError ? error.code : "bad_credential";
-        logger.warn("credential refresh refused", { member: peer.identifier, code });
-        await reply(peer, message.return, ["refused", "refresh", code]);
-      }
+    if (!Array.isArray(request) || request[0] !== CONTROL_VERSION) {
+      stats.dropped++;
       return;
     }
-    // [1, "lookup", alias]: whether a gateway holds the alias here, so an
+    // [2, "ping"]: a member with nothing to forward keeps its connection
+    // (and a gateway its alias) from the idle sweep.
+    if (request[1] === "ping") return;
+    // [2, "refresh", credential, signature]: a fresher credential for this
+    // connection, so it outlives the one it was admitted with (return
+    // routes name this connection; reconnecting would break every channel
+    // through it). Signed by the admitted member's key and bound to this
+    // relay and connection (refreshMessage): nobody else can present one.
+    // It changes expiry and revocation, never alias rights: those are the
+    // admission's.
+    if (request[1] === "refresh") {
+      const [, , encoded, signature] = request;
+      let code = "bad_signature";
+      if (
+        encoded instanceof Uint8Array && signature instanceof Uint8Array &&
+        await verifyEd25519(
+          peer.identity.primaryKey,
+          refreshMessage(options.identity.identifier, peer.relayNonce, encoded),
+          signature,
+        )
+      ) {
+        try {
+          peer.credential = await verifyCredential(encoded, {
+            trust,
+            subject: peer.identifier,
+            subjectKey: peer.identity.primaryKey,
+            revocations,
+          });
+          await reply(peer, message.return, ["refreshed", peer.credential.expiresAt]);
+          return;
+        } catch (error) {
+          code = error instanceof CredentialError ? error.code : "bad_credential";
+        }
+      }
+      logger.warn("credential refresh refused", { member: peer.identifier, code });
+      await reply(peer, message.return, ["refused", "refresh", code]);
+      return;
+    }
+    // [2, "lookup", alias]: whether a gateway holds the alias here, so an
     // edge tries the next relay at once instead of waiting out a handshake
     // whose frames this relay would drop. It tells no more than such a
     // handshake attempt would.
-    if (
-      Array.isArray(request) && request[0] === 1 && request[1] === "lookup" &&
-      typeof request[2] === "string"
-    ) {
+    if (request[1] === "lookup" && typeof request[2] === "string") {
       const holders = aliases.get(request[2]);
       const present = holders !== undefined && holders.some((p) => !p.conn.isClosed);
       await reply(peer, message.return, ["alias", request[2].slice(0, 64), present]);
       return;
     }
-    if (!Array.isArray(request) || request[0] !== 1 || request[1] !== "register") {
+    if (request[1] !== "register") {
       stats.dropped++;
       return;
     }
     const alias = request[2];
-    if (typeof alias !== "string" || !ALIAS.test(alias) || !allows(peer.credential, alias)) {
+    if (typeof alias !== "string" || !ALIAS.test(alias) || !allows(peer.admittedWith, alias)) {
       stats.aliasRefused++;
       logger.warn("alias registration refused", { member: peer.identifier, alias: String(alias) });
       await reply(peer, message.return, ["refused", String(alias).slice(0, 64), "not_allowed"]);
@@ -412,7 +431,7 @@ export function startRelay(options: RelayOptions): Relay {
   const serve = async (conn: FramedConnection) => {
     let peer: Peer | null = null;
     try {
-      peer = await admit(conn);
+      peer = await admitPeer(conn);
       if (peer === null) return;
       for await (const frame of conn.frames()) {
         peer.lastActive = Date.now();
@@ -537,43 +556,88 @@ export interface RunOptions {
   announce?: (line: string) => void;
 }
 
+/** Where the relay keeps its last credential (public data; 0600 anyway). */
+const CREDENTIAL_FILE = "relay.credential";
+
 /**
- * Follows the authority's revocation list as an observer of the member
- * runtime: the list is public and verified by its own signature, so the
- * relay talks to the authority under a throwaway identity and keeps
- * nothing on disk.
+ * The relay's membership: its identity (from its state directory), its
+ * credential (role `relay` and its addresses), kept fresh by the member
+ * runtime when an authority is configured, and the revocation list.
+ * Without an authority the credential stored in the state directory is
+ * used as long as it is valid (a provisioned relay, as in tests).
  */
-async function followAuthority(
-  relay: Relay,
+async function membership(
   config: CheckedRelayConfig,
   trust: TrustStore,
   logger: Logger,
-): Promise<{ member: Member; transport: TcpTransport }> {
-  const identity = await Identity.create(await SoftwareSigner.generate());
+): Promise<
+  {
+    identity: Identity;
+    member: Member | null;
+    credential: () => Credential | null;
+    close(): Promise<void>;
+  }
+> {
+  const identity = await loadOrCreateIdentity(config.state, "relay");
+  const credentialFile = `${config.state}/${CREDENTIAL_FILE}`;
+  if (config.authority === undefined) {
+    let stored: Credential;
+    try {
+      stored = await verifyCredential(await Deno.readFile(credentialFile), {
+        trust,
+        subject: identity.identifier,
+        subjectKey: identity.primaryKey,
+      });
+    } catch (error) {
+      if (error instanceof Deno.errors.NotCapable) throw error;
+      throw new ConfigError(
+        "invalid",
+        `the relay has no valid credential in ${credentialFile}: give it "authority" and ` +
+          `"ticket-file" (role=relay, relay_addresses=[this relay's addresses]) to enroll`,
+      );
+    }
+    return { identity, member: null, credential: () => stored, close: async () => {} };
+  }
+  const ticket = config["ticket-file"] === undefined
+    ? undefined
+    : (await Deno.readTextFile(config["ticket-file"])).split("\n")[0].trim();
   const node = new Node({ name: "relay-authority" });
   const transport = new TcpTransport(node);
   const member = await startMember({
     role: "relay",
-    mode: "observer",
     identity,
     trust,
     node,
     transport,
-    authorities: [parseHostPort(config.authority!, "authority")],
+    authorities: [parseHostPort(config.authority, "authority")],
+    enrollment: () => ticket ? { ticket } : undefined,
+    credentialFile,
     attestationTtlSeconds: config["attestation-ttl"],
     logger,
   });
-  member.onRevocations(async (list) => {
-    await relay.applyRevocations(list);
-    logger.info("revocation list applied", { serial: list.serial });
-  });
-  return { member, transport };
+  try {
+    await member.firstCredential;
+  } catch (error) {
+    await member.close();
+    await transport.close();
+    throw error;
+  }
+  return {
+    identity,
+    member,
+    credential: () => member.credential,
+    async close() {
+      await member.close();
+      await transport.close();
+    },
+  };
 }
 
 /**
  * Runs the relay until `signal` aborts: reads its trust anchors and TLS
- * files, listens, announces `LISTENING host:port [metrics=host:port]`,
- * follows the authority's revocations when configured, then stops.
+ * files, takes its identity and credential (enrolling with its ticket on
+ * the first start), listens, announces `LISTENING host:port
+ * [metrics=host:port]`, follows the authority's revocations, then stops.
  */
 export async function run(config: CheckedRelayConfig, options: RunOptions): Promise<void> {
   const logger = options.logger ?? silentLogger;
@@ -585,27 +649,36 @@ export async function run(config: CheckedRelayConfig, options: RunOptions): Prom
       key: await Deno.readTextFile(config["tls-key"]),
     }
     : undefined;
+  const joined = await membership(config, trust, logger);
   const relay = startRelay({
     ...parseHostPort(config.listen, "listen"),
     tls,
     trust,
+    identity: joined.identity,
+    credential: joined.credential,
     maxConnections: config["max-connections"],
     maxConnectionsPerIdentity: config["max-per-identity"],
+    maxPendingPerSource: config["max-pending-per-source"],
     bytesPerSecondPerIdentity: config.rate,
     idleTimeoutMs: config["idle-timeout"] * 1000,
     ops: config.metrics === "off" ? undefined : parseHostPort(config.metrics, "metrics"),
     logger,
   });
+  joined.member?.onRevocations(async (list) => {
+    await relay.applyRevocations(list);
+    logger.info("revocation list applied", { serial: list.serial });
+  });
+  // A list the member runtime applied before the relay existed.
+  for (const issuer of trust.identifiers()) {
+    const held = joined.member?.revocations.current(issuer);
+    if (held !== undefined) await relay.applyRevocations(held);
+  }
   options.announce?.(
-    `LISTENING ${formatHostPort(relay.addr)}` +
+    `LISTENING ${formatHostPort(relay.addr)} ${joined.identity.identifier}` +
       (relay.opsAddr ? ` metrics=${formatHostPort(relay.opsAddr)}` : ""),
   );
-  const following = config.authority === undefined
-    ? null
-    : await followAuthority(relay, config, trust, logger);
   await whenAborted(options.signal);
   logger.info("shutting down");
   await relay.close();
-  await following?.member.close();
-  await following?.transport.close();
+  await joined.close();
 }

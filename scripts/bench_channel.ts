@@ -71,6 +71,7 @@ const transport = new TcpTransport(node);
 const me = await Identity.create(await SoftwareSigner.generate());
 const credential = await issueCredential(ca, {
   subject: me.identifier,
+  subjectKey: me.primaryKey,
   attributes: { role: "edge" },
 });
 const local = await createChannelIdentity(me, { credentials: () => [credential.encoded] });

@@ -41,6 +41,7 @@
  */
 import { parseArgs } from "node:util";
 import { issueCredential } from "../src/credential/credential.ts";
+import { TrustStore } from "../src/credential/trust_store.ts";
 import { fromHex, toHex } from "../src/encoding/hex.ts";
 import { Identity } from "../src/identity/identity.ts";
 import { readIdentityFile, writeIdentityFile } from "../src/identity/identity_file.ts";
@@ -74,6 +75,8 @@ async function rssKiB(pid: number): Promise<number> {
 
 /** A member identity and credential, as files a client process can load. */
 interface MemberFiles {
+  /** The authority's identity file (the relay's credential must come from it). */
+  authority: string;
   identity: string;
   seed: string;
   credential: string;
@@ -84,14 +87,15 @@ async function loadMember(files: MemberFiles) {
   const seed = fromHex((await Deno.readTextFile(files.seed)).trim());
   const identity = await Identity.fromHistory(anchor.history, await SoftwareSigner.fromSeed(seed));
   const credential = fromHex((await Deno.readTextFile(files.credential)).trim());
-  return { identity, credential };
+  const trust = new TrustStore([await readIdentityFile(files.authority)]);
+  return { identity, credential, trust };
 }
 
 /** Opens `count` admitted connections, CONNECT_CONCURRENCY at a time. */
 async function openConnections(
   transport: TcpTransport,
   port: number,
-  member: { identity: Identity; credential: Uint8Array },
+  member: { identity: Identity; credential: Uint8Array; trust: TrustStore },
   count: number,
 ): Promise<RelayConnection[]> {
   const connections: RelayConnection[] = [];
@@ -106,6 +110,7 @@ async function openConnections(
             port,
             identity: member.identity,
             credential: member.credential,
+            trust: member.trust,
           })),
       ),
     );
@@ -120,6 +125,7 @@ async function openConnections(
  */
 async function clientMain(dir: string, port: number, count: number): Promise<void> {
   const member = await loadMember({
+    authority: `${dir}/authority.json`,
     identity: `${dir}/member.json`,
     seed: `${dir}/member.seed`,
     credential: `${dir}/member.credential`,
@@ -210,16 +216,21 @@ async function main(): Promise<void> {
     const memberIdentity = await Identity.create(await SoftwareSigner.fromSeed(seed));
     const memberCredential = await issueCredential(ca, {
       subject: memberIdentity.identifier,
+      subjectKey: memberIdentity.primaryKey,
       attributes: { role: "edge", relay: "bench" },
     });
     await writeIdentityFile(`${dir}/member.json`, memberIdentity.history);
     await Deno.writeTextFile(`${dir}/member.seed`, toHex(seed), { mode: 0o600 });
     await Deno.writeTextFile(`${dir}/member.credential`, toHex(memberCredential.encoded));
-    const member = { identity: memberIdentity, credential: memberCredential.encoded };
+    const member = {
+      identity: memberIdentity,
+      credential: memberCredential.encoded,
+      trust: new TrustStore([ca]),
+    };
 
     // 1. Throughput.
     const total = megabytes * 1024 * 1024;
-    const relay = await startRelay(dir, ["--rate", String(2 ** 40)], { fileLimit: 1024 });
+    const relay = await startRelay(dir, ["--rate", String(2 ** 40)], { fileLimit: 1024, ca });
     relays.push(relay);
     const node = new Node({ name: "bench" });
     const transport = new TcpTransport(node);
@@ -271,9 +282,11 @@ async function main(): Promise<void> {
     const idle = await startRelay(dir, [
       "--max-per-identity",
       String(largest + 10),
+      "--max-pending-per-source",
+      String(4 * CONNECT_CONCURRENCY),
       "--max-connections",
       String(largest + 10),
-    ], { fileLimit: largest + 1024 });
+    ], { fileLimit: largest + 1024, ca });
     relays.push(idle);
     const warm = new TcpTransport(new Node({ name: "bench-warm" }));
     await openConnections(warm, idle.port, member, 1);

@@ -108,6 +108,7 @@ console.log(`  wrote ${state}/authority.identity.json; trusted: ${trust.identifi
 step("issue a one-hour credential to the member, then verify it");
 const credential = await issueCredential(authority, {
   subject: member.identifier,
+  subjectKey: member.primaryKey,
   attributes: {
     customer_id: "cust_001",
     role: "edge",
@@ -127,6 +128,7 @@ authority = await authority.rotate(await SoftwareSigner.generate());
 console.log(`  history grew from ${before} to ${authority.history.changes.length} changes`);
 const fresh = await issueCredential(authority, {
   subject: member.identifier,
+  subjectKey: member.primaryKey,
   attributes: verified.attributes,
 });
 try {

@@ -199,6 +199,7 @@ const authority = await Identity.create(await SoftwareSigner.fromSeed(AUTHORITY_
 const member = await Identity.create(await SoftwareSigner.fromSeed(MEMBER_SEED), { now: NOW });
 const issued = await issueCredential(authority, {
   subject: member.identifier,
+  subjectKey: member.primaryKey,
   attributes: ATTRIBUTES,
   ttlSeconds: 3600,
   now: NOW,
@@ -210,6 +211,7 @@ await verifyChangeHistory(authority.history.encoded);
 await verifyCredential(issued.encoded, {
   trust: new TrustStore([authority]),
   subject: member.identifier,
+  subjectKey: member.primaryKey,
   now: NOW,
 });
 

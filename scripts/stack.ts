@@ -141,6 +141,8 @@ const paths = {
   softhsmConf: `${state}/softhsm/softhsm2.conf`,
   authority: `${state}/authority`,
   identity: `${state}/authority/authority.identity.json`,
+  relay: `${state}/relay`,
+  relayTicket: `${state}/relay.ticket`,
   gateway: `${state}/gateway`,
   gatewayConfig: `${state}/gateway.json`,
   gatewayEnrolled: `${state}/gateway/enrolled-by-stack`,
@@ -544,7 +546,18 @@ async function main(): Promise<void> {
   if (haveAuthority) {
     done(`reused (${paths.softhsm})`, since);
   } else {
-    for (const path of ["softhsm", "authority", "gateway", "gatewayConfig", "edge", "edgeConfig"]) {
+    for (
+      const path of [
+        "softhsm",
+        "authority",
+        "relay",
+        "relayTicket",
+        "gateway",
+        "gatewayConfig",
+        "edge",
+        "edgeConfig",
+      ]
+    ) {
       await remove(paths[path as keyof typeof paths]);
     }
     try {
@@ -589,11 +602,29 @@ async function main(): Promise<void> {
   await authority.waitForLine(/^LISTENING /, START_TIMEOUT_MS);
   done(`listening (metrics ${AUTHORITY_METRICS})`, since);
 
-  // 4. The relay.
+  // 4. The relay: a member too, enrolled with a ticket on the first run
+  // (role=relay, relay_addresses naming the address members dial).
   since = begin(4, `relay on ${RELAY}`);
+  const relayEnrolled = await exists(`${paths.relay}/relay.credential`);
+  if (!relayEnrolled) {
+    const result = await authorityCommand([
+      "ticket",
+      "create",
+      "--ttl",
+      "10m",
+      "--attr",
+      "role=relay",
+      "--attr",
+      `relay_addresses=[${RELAY}]`,
+    ]);
+    await writePrivate(paths.relayTicket, `${result.ticket}\n`);
+  }
   const relay = await startService("relay", [
     "-P=relay",
     "relay/main.ts",
+    "--state",
+    paths.relay,
+    ...(relayEnrolled ? [] : ["--ticket-file", paths.relayTicket]),
     "--listen",
     RELAY,
     "--metrics",
@@ -604,7 +635,13 @@ async function main(): Promise<void> {
     AUTHORITY,
   ]);
   await relay.waitForLine(/^LISTENING /, START_TIMEOUT_MS);
-  done(`listening (metrics ${RELAY_METRICS}; follows the authority's revocations)`, since);
+  if (!relayEnrolled) await remove(paths.relayTicket);
+  done(
+    `listening (metrics ${RELAY_METRICS}; ` +
+      (relayEnrolled ? "already a member" : "enrolled with a one-time ticket (role=relay)") +
+      "; follows the authority's revocations)",
+    since,
+  );
 
   // 5. The demo backends, in this process.
   since = begin(5, "demo backends");

@@ -49,6 +49,7 @@ export type CredentialErrorCode =
   | "untrusted_issuer"
   | "bad_signature"
   | "subject_mismatch"
+  | "key_mismatch"
   | "expired"
   | "not_yet_valid"
   | "revoked"
@@ -121,6 +122,7 @@ export type AuthorityErrorCode =
   | "license_revoked"
   | "not_member"
   | "member_revoked"
+  | "stale_identity"
   | "already_member"
   | "unknown_target"
   | "bad_request"
@@ -136,6 +138,7 @@ export class AuthorityError extends NexusError<AuthorityErrorCode> {}
 /** Why a relay refused a connection or an alias. */
 export type RelayErrorCode =
   | "admission_refused"
+  | "untrusted_relay"
   | "alias_refused"
   | "protocol"
   | "timeout"

@@ -24,6 +24,7 @@ import { Identity } from "../src/identity/identity.ts";
 import { SoftwareSigner } from "../src/identity/software_signer.ts";
 import { Node } from "../src/routing/node.ts";
 import { TcpTransport } from "../src/transport/tcp_transport.ts";
+import { freePort } from "../scripts/support/free_port.ts";
 import { spawnDeno } from "../scripts/support/service_process.ts";
 import { authorityFixture } from "./support/authority_process.ts";
 import { startTestEdge } from "./support/test_edge.ts";
@@ -86,14 +87,9 @@ Deno.test({
       const relay = spawnDeno("the relay", [
         "-P=relay",
         "relay/main.ts",
-        "--listen",
-        "127.0.0.1:0",
+        ...await fixture.relayArgs(freePort(), authority.port),
         "--metrics",
         "off",
-        "--trust",
-        trustFile,
-        "--authority",
-        authorityAddress,
         "--attestation-ttl",
         String(TTL),
       ]);

@@ -122,6 +122,7 @@ async function channelIdentity(byte: number, role: string): Promise<ChannelIdent
   const attestation = await createAttestation(identity, staticKeyPair.publicKey, { now: now - 60 });
   const credential = await issueCredential(authority, {
     subject: identity.identifier,
+    subjectKey: identity.primaryKey,
     attributes: { role },
     now: now - 60,
     id: new Uint8Array(16).fill(byte),

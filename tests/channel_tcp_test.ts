@@ -151,6 +151,7 @@ Deno.test("tcp, two processes: handshake and 10,000 messages each way", async ()
     const me = await Identity.create(await SoftwareSigner.generate());
     const credential = await issueCredential(ca, {
       subject: me.identifier,
+      subjectKey: me.primaryKey,
       attributes: { role: "edge" },
     });
     const conn = await ta.connect({ hostname: "127.0.0.1", port: Number(port) });

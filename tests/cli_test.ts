@@ -14,6 +14,7 @@ import { writeIdentityFile } from "../src/identity/identity_file.ts";
 import { SoftwareSigner } from "../src/identity/software_signer.ts";
 import { createSoftHsmToken } from "../hsm/testing/softhsm.ts";
 import { freePort } from "../scripts/support/free_port.ts";
+import { provisionRelay } from "../scripts/support/relay_state.ts";
 import { spawnDeno } from "../scripts/support/service_process.ts";
 
 const root = new URL("..", import.meta.url).pathname;
@@ -90,10 +91,13 @@ Deno.test({
       // 5: outside the permission set; the launcher grants what the file names.
       const ca = await Identity.create(await SoftwareSigner.generate());
       await writeIdentityFile(`${dir}/authority.identity.json`, ca.history);
+      const listen = `127.0.0.1:${freePort()}`;
+      await provisionRelay(`${dir}/relay-state`, ca, [listen]);
       await Deno.writeTextFile(
         `${dir}/relay.json`,
         JSON.stringify({
-          listen: "127.0.0.1:0",
+          state: `${dir}/relay-state`,
+          listen,
           metrics: "off",
           trust: [`${dir}/authority.identity.json`],
         }),
@@ -105,7 +109,8 @@ Deno.test({
       assert.equal(flags.code, 0, flags.stderr);
       assert.equal(
         flags.stdout.trim(),
-        `--allow-net=127.0.0.1:0 --allow-read=${dir}/relay.json,${dir}/authority.identity.json`,
+        `--allow-net=${listen} --allow-read=${dir}/relay-state,${dir}/relay.json,` +
+          `${dir}/authority.identity.json --allow-write=${dir}/relay-state`,
       );
       const launched = spawnDeno("the launched relay", [
         "-P=launch",
@@ -115,7 +120,10 @@ Deno.test({
         `${dir}/relay.json`,
       ]);
       try {
-        assert.match(await launched.waitFor(/^LISTENING /, 20_000), /^LISTENING 127\.0\.0\.1:\d+$/);
+        assert.match(
+          await launched.waitFor(/^LISTENING /, 20_000),
+          /^LISTENING 127\.0\.0\.1:\d+ I/,
+        );
       } finally {
         assert.equal(await launched.stop(), 0, "SIGTERM through the launcher: exit 0");
       }
@@ -171,6 +179,7 @@ Deno.test("cli: the what-if command explains the relay's alias rule and the gate
     const member = await Identity.create(await SoftwareSigner.generate());
     const credential = await issueCredential(ca, {
       subject: member.identifier,
+      subjectKey: member.primaryKey,
       attributes: { role: "gateway", customer_id: "cust_001", relay: ["gw-cust-001"] },
       ttlSeconds: 600,
     });

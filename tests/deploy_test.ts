@@ -55,7 +55,7 @@ const SERVICES: {
     script: "relay/main.ts",
     command: null,
     config: "/etc/nexus/relay.json",
-    stateful: false,
+    stateful: true,
     maxExposure: 2.0,
   },
   {

@@ -126,14 +126,9 @@ Deno.test({
         const relay = spawnDeno(`relay ${i}`, [
           "-P=relay",
           "relay/main.ts",
-          "--listen",
-          `127.0.0.1:${relayPorts[i]}`,
+          ...await fixture.relayArgs(relayPorts[i], authority.port),
           "--metrics",
           "off",
-          "--trust",
-          trustFile,
-          "--authority",
-          `127.0.0.1:${authority.port}`,
         ]);
         relays[i] = relay;
         await relay.waitFor(/^LISTENING/);

@@ -7,10 +7,12 @@
  * gateway's outlets. Real clients (`curl`, `redis-cli`, Deno TCP sockets)
  * talk to real backends through inlet -> relay -> gateway -> outlet.
  *
- * The relay here does not follow the authority on purpose: the revocation
- * step measures the gateway's own enforcement (the relay's is covered by
- * relay_authority_test.ts). One Deno.test shares the processes; each
- * property is a step, so one failure does not hide the others.
+ * The relay is a member of the authority, as in production: it enrolls
+ * with a ticket and follows the revocation list. The revocation step
+ * measures the gateway's own enforcement (the channel's close), which does
+ * not depend on the relay's (covered by relay_authority_test.ts). One
+ * Deno.test shares the processes; each property is a step, so one failure
+ * does not hide the others.
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
@@ -130,17 +132,18 @@ async function gatewayProcess(configFile: string, ticket: string) {
   };
 }
 
-/** The relay as a process (not following the authority: see the module comment). */
-async function relayProcess(trustFile: string) {
+/**
+ * The relay as a process, a member of the authority (enrolled with a
+ * ticket; it follows the revocation list too, and the revocation step
+ * below checks the gateway's own enforcement all the same).
+ */
+async function relayProcess(fixture: AuthorityFixture, authorityPort: number) {
   const relay = spawnDeno("the relay", [
     "-P=relay",
     "relay/main.ts",
-    "--listen",
-    "127.0.0.1:0",
+    ...await fixture.relayArgs(freePort(), authorityPort),
     "--metrics",
     "off",
-    "--trust",
-    trustFile,
   ]);
   const banner = await relay.waitFor(/^LISTENING /, 20_000);
   return {
@@ -349,7 +352,7 @@ Deno.test({
       const authority = await fixture.serve();
       cleanup.push(() => authority.stop());
       const trustFile = `${fixture.state}/authority.identity.json`;
-      const relay = await relayProcess(trustFile);
+      const relay = await relayProcess(fixture, authority.port);
       cleanup.push(() => relay.stop());
 
       const blob = tcpBackend();

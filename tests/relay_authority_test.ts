@@ -18,6 +18,7 @@ import { TcpTransport } from "../src/transport/tcp_transport.ts";
 import { eventually } from "../src/testdata/channel_fixtures.ts";
 import { authorityFixture, statePath } from "./support/authority_process.ts";
 import { readBanner } from "../scripts/support/banner.ts";
+import { freePort } from "../scripts/support/free_port.ts";
 
 Deno.test("relay + authority processes: a revoked member's relay connection is cut", async () => {
   const fixture = await authorityFixture();
@@ -36,14 +37,9 @@ Deno.test("relay + authority processes: a revoked member's relay connection is c
         "--no-prompt",
         "-P=relay",
         "relay/main.ts",
-        "--listen",
-        "127.0.0.1:0",
+        ...await fixture.relayArgs(freePort(), authority.port),
         "--metrics",
         "off",
-        "--trust",
-        `${fixture.state}/authority.identity.json`,
-        "--authority",
-        `127.0.0.1:${authority.port}`,
       ],
       cwd: root,
       stdout: "piped",
@@ -74,6 +70,7 @@ Deno.test("relay + authority processes: a revoked member's relay connection is c
       port: relayPort,
       identity,
       credential: credential.encoded,
+      trust,
     });
     let closedAt = 0;
     joined.connection.closed.then(() => closedAt = performance.now());

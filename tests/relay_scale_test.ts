@@ -84,7 +84,7 @@ async function startRelayProcess(ca: Identity, extra: string[] = []): Promise<Re
   const dir = `${ROOT}.state/relay-scale-${crypto.randomUUID()}`;
   await Deno.mkdir(dir, { recursive: true });
   await writeIdentityFile(`${dir}/authority.json`, ca.history);
-  const relay = await startRelay(dir, extra).catch(async (error) => {
+  const relay = await startRelay(dir, extra, { ca }).catch(async (error) => {
     await Deno.remove(dir, { recursive: true });
     throw error;
   });
@@ -132,7 +132,12 @@ Deno.test("relay process: 1,000 admitted connections held open, and a message st
   const ca = await authority();
   const edge = await member(ca.identity, { role: "edge" });
   const gateway = await member(ca.identity, { role: "gateway", relay: "scale-gw" });
-  const relay = await startRelayProcess(ca.identity, ["--max-per-identity", "2000"]);
+  const relay = await startRelayProcess(ca.identity, [
+    "--max-per-identity",
+    "2000",
+    "--max-pending-per-source",
+    String(2 * CONNECT_CONCURRENCY),
+  ]);
   const node = new Node({ name: "clients" });
   const transport = new TcpTransport(node);
   let connections: RelayConnection[] = [];
@@ -144,6 +149,7 @@ Deno.test("relay process: 1,000 admitted connections held open, and a message st
         port: relay.port,
         identity: who.identity,
         credential: who.credentials()[0],
+        trust: ca.trust,
       });
     const started = performance.now();
     const holder = await open(gateway);
@@ -222,6 +228,7 @@ Deno.test("relay process: a slow reader slows its writer; relay memory stays bou
         port: relay.port,
         identity: who.identity,
         credential: who.credentials()[0],
+        trust: ca.trust,
       });
 
     // The worker behind B: hashes what arrives and, when `slow`, stalls

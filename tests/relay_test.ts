@@ -19,7 +19,17 @@ import {
   refreshAtRelay,
   registerAlias,
 } from "../src/relay_client/relay_client.ts";
-import { decodeChallenge, decodeVerdict, encodeAdmit } from "../src/relay_client/admission.ts";
+import {
+  decodeChallenge,
+  decodeVerdict,
+  encodeAdmit,
+  encodeHello,
+} from "../src/relay_client/admission.ts";
+import type { Credential } from "../src/credential/credential.ts";
+import type { TrustStore } from "../src/credential/trust_store.ts";
+import { ChangeHistory } from "../src/identity/change_history.ts";
+import { provisionRelay } from "../scripts/support/relay_state.ts";
+import { freePort } from "../scripts/support/free_port.ts";
 import { connectTcp } from "../src/transport/mod.ts";
 import { Node } from "../src/routing/node.ts";
 import { encodeRoutedMessage } from "../src/routing/routed_message.ts";
@@ -39,6 +49,7 @@ async function relayMember(
   const identity = await Identity.create(await SoftwareSigner.generate());
   const credential = await issueCredential(ca, {
     subject: identity.identifier,
+    subjectKey: identity.primaryKey,
     attributes,
     ttlSeconds: options.ttlSeconds,
     now: options.now,
@@ -52,12 +63,23 @@ async function withRelay(
 ): Promise<void> {
   const ca = await authority();
   const logs: string[] = [];
+  // The relay is a member too: its credential names the address it listens
+  // on, which is known once it listens.
+  const identity = await Identity.create(await SoftwareSigner.generate());
+  let credential: Credential | null = null;
   const relay = startRelay({
     hostname: "127.0.0.1",
     port: 0,
     trust: ca.trust,
+    identity,
+    credential: () => credential,
     logger: createLogger({ component: "relay", level: "debug", write: (line) => logs.push(line) }),
     ...options,
+  });
+  credential = await issueCredential(ca.identity, {
+    subject: identity.identifier,
+    subjectKey: identity.primaryKey,
+    attributes: { role: "relay", relay_addresses: [`127.0.0.1:${relay.addr.port}`] },
   });
   try {
     await fn({ ca, relay, logs });
@@ -67,8 +89,9 @@ async function withRelay(
 }
 
 async function join(
-  relay: Relay,
+  relay: Pick<Relay, "addr">,
   who: { identity: Identity; credential: { encoded: Uint8Array } },
+  trust: TrustStore,
 ) {
   const node = new Node({ name: "n" });
   const transport = new TcpTransport(node);
@@ -78,6 +101,7 @@ async function join(
     port: relay.addr.port,
     identity: who.identity,
     credential: who.credential.encoded,
+    trust,
   });
   return { node, transport, conn };
 }
@@ -86,7 +110,7 @@ Deno.test("relay: unadmitted connections (untrusted, expired, revoked, forged) a
   await withRelay(async ({ ca, relay }) => {
     const refusedWith = async (who: Awaited<ReturnType<typeof relayMember>>, reason: RegExp) => {
       await assert.rejects(
-        join(relay, who),
+        join(relay, who, ca.trust),
         (e: unknown) =>
           e instanceof RelayError && e.code === "admission_refused" && reason.test(e.message),
       );
@@ -149,12 +173,14 @@ Deno.test("relay: alias hijack refused; a standby takes over when the active gat
     const first = await join(
       relay,
       await relayMember(ca.identity, { role: "gateway", relay: "gw-cust-001" }),
+      ca.trust,
     );
     const second = await join(
       relay,
       await relayMember(ca.identity, { role: "gateway", relay: "*" }),
+      ca.trust,
     );
-    const intruder = await join(relay, await relayMember(ca.identity, { role: "edge" }));
+    const intruder = await join(relay, await relayMember(ca.identity, { role: "edge" }), ca.trust);
     try {
       // Lookup: absent before registration, present after, for any member.
       assert.equal(await lookupAlias(intruder.node, intruder.conn.address, "gw-cust-001"), false);
@@ -207,11 +233,11 @@ Deno.test("relay: an end-to-end channel through it; it never sees the marker, an
     const gw = await join(relay, {
       identity: gatewayMember.identity,
       credential: { encoded: gwCredential },
-    });
+    }, ca.trust);
     const edge = await join(relay, {
       identity: edgeMember.identity,
       credential: { encoded: edgeCredential },
-    });
+    }, ca.trust);
     try {
       await registerAlias(gw.node, gw.conn.address, "gw");
       const received: string[] = [];
@@ -278,9 +304,13 @@ Deno.test("relay: an end-to-end channel through it; it never sees the marker, an
 
 Deno.test("relay: malformed frames and random bytes close that connection only", async () => {
   await withRelay(async ({ ca, relay }) => {
-    const a = await join(relay, await relayMember(ca.identity, { role: "gateway", relay: "gw" }));
-    const b = await join(relay, await relayMember(ca.identity, { role: "edge" }));
-    const bad = await join(relay, await relayMember(ca.identity, { role: "edge" }));
+    const a = await join(
+      relay,
+      await relayMember(ca.identity, { role: "gateway", relay: "gw" }),
+      ca.trust,
+    );
+    const b = await join(relay, await relayMember(ca.identity, { role: "edge" }), ca.trust);
+    const bad = await join(relay, await relayMember(ca.identity, { role: "edge" }), ca.trust);
     try {
       await registerAlias(a.node, a.conn.address, "gw");
       let got = 0;
@@ -289,7 +319,11 @@ Deno.test("relay: malformed frames and random bytes close that connection only",
       // refuse: the relay must not pass it on (it would cut the gateway off).
       const poison = encodeRoutedMessage(["forward.gw", "api"], [], new Uint8Array(1));
       poison[poison.indexOf(0x61, 14)] = 0x07;
-      const attacker = await join(relay, await relayMember(ca.identity, { role: "edge" }));
+      const attacker = await join(
+        relay,
+        await relayMember(ca.identity, { role: "edge" }),
+        ca.trust,
+      );
       await attacker.conn.connection.send(poison);
       await attacker.conn.connection.closed;
       await attacker.transport.close();
@@ -317,7 +351,7 @@ Deno.test("relay: malformed frames and random bytes close that connection only",
 Deno.test("relay: a revocation list cuts a connected member off", async () => {
   await withRelay(async ({ ca, relay }) => {
     const who = await relayMember(ca.identity, { role: "edge" });
-    const joined = await join(relay, who);
+    const joined = await join(relay, who, ca.trust);
     try {
       await relay.applyRevocations(
         await createRevocationList(ca.identity, { serial: 1, credentialIds: [who.credential.id] }),
@@ -336,6 +370,8 @@ Deno.test("relay process: admission, alias, forwarding, /metrics, SIGTERM", asyn
   const dir = `.state/test-relay-${crypto.randomUUID()}`;
   await Deno.mkdir(dir, { recursive: true });
   await writeIdentityFile(`${dir}/authority.json`, ca.identity.history);
+  const listen = `127.0.0.1:${freePort()}`;
+  await provisionRelay(`${dir}/relay-state`, ca.identity, [listen]);
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -343,8 +379,10 @@ Deno.test("relay process: admission, alias, forwarding, /metrics, SIGTERM", asyn
       "--no-prompt",
       "-P=relay",
       "relay/main.ts",
+      "--state",
+      `${dir}/relay-state`,
       "--listen",
-      "127.0.0.1:0",
+      listen,
       "--metrics",
       "127.0.0.1:0",
       "--trust",
@@ -362,8 +400,9 @@ Deno.test("relay process: admission, alias, forwarding, /metrics, SIGTERM", asyn
     const gw = await join(
       fakeRelay,
       await relayMember(ca.identity, { role: "gateway", relay: "gw" }),
+      ca.trust,
     );
-    const edge = await join(fakeRelay, await relayMember(ca.identity, { role: "edge" }));
+    const edge = await join(fakeRelay, await relayMember(ca.identity, { role: "edge" }), ca.trust);
     await registerAlias(gw.node, gw.conn.address, "gw");
     let got = 0;
     gw.node.register("inbox", () => void got++);
@@ -397,8 +436,8 @@ Deno.test("relay process: admission, alias, forwarding, /metrics, SIGTERM", asyn
 Deno.test("relay: a member that stops reading is cut off instead of stalling a gateway's other traffic", async () => {
   await withRelay(async ({ ca, relay }) => {
     const gwMember = await relayMember(ca.identity, { role: "gateway", relay: "gw" });
-    const gw = await join(relay, gwMember);
-    const e1 = await join(relay, await relayMember(ca.identity, { role: "edge" }));
+    const gw = await join(relay, gwMember, ca.trust);
+    const e1 = await join(relay, await relayMember(ca.identity, { role: "edge" }), ca.trust);
     const quietMember = await relayMember(ca.identity, { role: "edge" });
     try {
       await registerAlias(gw.node, gw.conn.address, "gw");
@@ -421,9 +460,18 @@ Deno.test("relay: a member that stops reading is cut off instead of stalling a g
       // A member admitted by hand that asks for 256 MiB and never reads.
       const raw = await connectTcp({ hostname: "127.0.0.1", port: relay.addr.port });
       const frames = raw.frames();
-      const nonce = decodeChallenge((await frames.next()).value!.slice());
+      const memberNonce = crypto.getRandomValues(new Uint8Array(32));
+      await raw.send(encodeHello(memberNonce));
+      const challenge = decodeChallenge((await frames.next()).value!.slice());
+      const relayId = ChangeHistory.decode(challenge.history).identifier;
       await raw.send(
-        await encodeAdmit(quietMember.identity, quietMember.credential.encoded, nonce),
+        await encodeAdmit(
+          quietMember.identity,
+          quietMember.credential.encoded,
+          relayId,
+          challenge.nonce,
+          memberNonce,
+        ),
       );
       assert.equal(decodeVerdict((await frames.next()).value!.slice()).admitted, true);
       await frames.return!(undefined);
@@ -452,18 +500,19 @@ Deno.test("relay: a connection takes a fresher credential in place; a credential
     const who = await relayMember(ca.identity, { role: "gateway", relay: "gw" }, {
       ttlSeconds: 60,
     });
-    const joined = await join(relay, who);
+    const joined = await join(relay, who, ca.trust);
     try {
       const fresh = await issueCredential(ca.identity, {
         subject: who.identity.identifier,
+        subjectKey: who.identity.primaryKey,
         attributes: { role: "gateway", relay: "gw" },
         ttlSeconds: 7200,
       });
-      const expiry = await refreshAtRelay(joined.node, joined.conn.address, fresh.encoded);
+      const expiry = await refreshAtRelay(joined.node, joined.conn, who.identity, fresh.encoded);
       assert.equal(expiry, fresh.expiresAt);
       const other = await relayMember(ca.identity, { role: "gateway" });
       await assert.rejects(
-        refreshAtRelay(joined.node, joined.conn.address, other.credential.encoded),
+        refreshAtRelay(joined.node, joined.conn, who.identity, other.credential.encoded),
         (e: unknown) => e instanceof RelayError && /subject_mismatch/.test(e.message),
       );
       // Still connected and still usable.

@@ -72,6 +72,19 @@ export class Members {
     return this.find(this.#core.sql, identifier);
   }
 
+  /** The member's current primary key as last seen, or null (unknown, or no member). */
+  key(identifier: string): Uint8Array | null {
+    const row = this.#core.sql.get("SELECT key FROM members WHERE identifier = ?", identifier);
+    const key = row?.key;
+    return key instanceof Uint8Array ? new Uint8Array(key) : null;
+  }
+
+  /** Records the member's current primary key (after a verified presentation). */
+  setKey(identifier: string, key: Uint8Array): void {
+    if (key.length !== 32) throw new RangeError("a primary key is 32 bytes");
+    this.#core.sql.run("UPDATE members SET key = ? WHERE identifier = ?", key, identifier);
+  }
+
   /** Every member, active and revoked, in order of enrollment. */
   list(): Member[] {
     return this.#core.sql.all("SELECT * FROM members ORDER BY enrolled_at, identifier")

@@ -24,7 +24,18 @@ import { corrupt } from "./_util.ts";
 import type { Durability, Row, Sql, StoreCore, WriteTx } from "./store_core.ts";
 
 /** The version of the schema this code writes. */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
+
+/**
+ * What turns a store of version `n` into version `n + 1`, applied in
+ * order inside the opening transaction: an older file is brought up to
+ * date, never rewritten.
+ */
+const MIGRATIONS: Readonly<Record<number, string>> = {
+  // 2: the member's current primary key, so that an older prefix of its
+  // history is refused after a rotation (null until its next request).
+  1: "ALTER TABLE members ADD COLUMN key BLOB",
+};
 
 /** Anything that looks like a ticket secret or license key, anywhere in a text. */
 const SECRET_LIKE = /nx[tl]_[A-Za-z0-9_-]{32}/;
@@ -53,7 +64,8 @@ CREATE TABLE members (
   attributes TEXT NOT NULL,
   enrolled_at INTEGER NOT NULL,
   revoked_at INTEGER,
-  via TEXT NOT NULL CHECK (via IN ('ticket', 'license', 'operator'))
+  via TEXT NOT NULL CHECK (via IN ('ticket', 'license', 'operator')),
+  key BLOB
 ) STRICT;
 CREATE TABLE credentials (
   id TEXT PRIMARY KEY,
@@ -207,7 +219,14 @@ export class SqliteCore implements StoreCore {
           `${path} has schema version ${version}; this authority knows ${SCHEMA_VERSION}`,
         );
       }
-      if (version !== SCHEMA_VERSION) throw corrupt(`${path}: unknown schema version ${version}`);
+      for (let from = version; from < SCHEMA_VERSION; from++) {
+        const step = MIGRATIONS[from];
+        if (step === undefined) throw corrupt(`${path}: unknown schema version ${from}`);
+        this.#db.exec(step);
+      }
+      if (version !== SCHEMA_VERSION) {
+        tx.run("UPDATE schema_version SET version = ?", SCHEMA_VERSION);
+      }
     });
   }
 

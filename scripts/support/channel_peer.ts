@@ -33,6 +33,7 @@ const authority = await Identity.fromHistory(
 const me = await Identity.create(await SoftwareSigner.generate());
 const credential = await issueCredential(authority, {
   subject: me.identifier,
+  subjectKey: me.primaryKey,
   attributes: { role: "gateway" },
 });
 const node = new Node({ name: "peer" });

@@ -29,4 +29,5 @@ export * from "./free_port.ts";
 export * from "./lines.ts";
 export * from "./portal_harness.ts";
 export * from "./process_usage.ts";
+export * from "./relay_state.ts";
 export * from "./service_process.ts";

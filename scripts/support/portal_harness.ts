@@ -11,12 +11,13 @@
  * @module
  */
 import { issueCredential } from "../../src/credential/credential.ts";
-import { toHex } from "../../src/encoding/hex.ts";
+import { fromHex, toHex } from "../../src/encoding/hex.ts";
 import { Identity } from "../../src/identity/identity.ts";
 import { writeIdentityFile } from "../../src/identity/identity_file.ts";
 import { SoftwareSigner } from "../../src/identity/software_signer.ts";
-import { authority } from "../../src/testdata/channel_fixtures.ts";
 import { parseBanner } from "./banner.ts";
+import { freePort } from "./free_port.ts";
+import { provisionRelay } from "./relay_state.ts";
 import { fileLimitWrap, ROOT, spawnDeno } from "./service_process.ts";
 
 const PEER_SCRIPT = new URL("./portal_peer.ts", import.meta.url).pathname;
@@ -37,7 +38,11 @@ const GRACE_MS = 5000;
 export async function writeDeploymentFiles(prefix: string): Promise<string> {
   const dir = `${ROOT}.state/${prefix}-${crypto.randomUUID()}`;
   await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
-  const ca = await authority();
+  // The authority's seed is kept (0600) so that the relay can be
+  // provisioned from it when it starts (startRelay).
+  const caSeed = crypto.getRandomValues(new Uint8Array(32));
+  const ca = { identity: await Identity.create(await SoftwareSigner.fromSeed(caSeed.slice())) };
+  await Deno.writeTextFile(`${dir}/authority.seed`, toHex(caSeed), { mode: 0o600 });
   await writeIdentityFile(`${dir}/authority.json`, ca.identity.history);
   const members: [string, Record<string, unknown>][] = [
     ["gateway", { role: "gateway", relay: "gw" }],
@@ -48,6 +53,7 @@ export async function writeDeploymentFiles(prefix: string): Promise<string> {
     const identity = await Identity.create(await SoftwareSigner.fromSeed(seed.slice()));
     const credential = await issueCredential(ca.identity, {
       subject: identity.identifier,
+      subjectKey: identity.primaryKey,
       attributes,
     });
     await writeIdentityFile(`${dir}/${name}.json`, identity.history);
@@ -78,6 +84,11 @@ export interface RelayService extends Service {
 export interface RelayOptions {
   /** Open files the relay may hold (`ulimit -n`, through bash; default: as inherited). */
   fileLimit?: number;
+  /**
+   * The authority that provisions the relay's credential (default: the one
+   * whose seed `dir/authority.seed` holds, as writeDeploymentFiles leaves it).
+   */
+  ca?: Identity;
 }
 
 /**
@@ -89,11 +100,23 @@ export async function startRelay(
   extra: string[] = [],
   options: RelayOptions = {},
 ): Promise<RelayService> {
+  const ca = options.ca ?? await Identity.create(
+    await SoftwareSigner.fromSeed(
+      fromHex((await Deno.readTextFile(`${dir}/authority.seed`)).trim()),
+    ),
+  );
+  const listenPort = freePort();
+  const listen = `127.0.0.1:${listenPort}`;
+  // A state directory per relay: its credential names the address it listens on.
+  const state = `${dir}/relay-${listenPort}`;
+  await provisionRelay(state, ca, [listen]);
   const relay = spawnDeno("the relay", [
     "-P=relay",
     "relay/main.ts",
+    "--state",
+    state,
     "--listen",
-    "127.0.0.1:0",
+    listen,
     "--metrics",
     "127.0.0.1:0",
     "--trust",

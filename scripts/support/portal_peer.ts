@@ -81,6 +81,7 @@ const relay = await connectRelay({
   port: Number(values.relay),
   identity,
   credential,
+  trust,
 });
 
 const outlets: Outlet[] = [];

@@ -62,19 +62,27 @@ export class AuthorityClient {
   #timeoutMs: number;
   #listeners = new Set<RevocationListener>();
   #subject: string;
+  #subjectKey: Uint8Array;
 
   private constructor(
     node: Node,
     channel: SecureChannel,
     trust: TrustStore,
     timeoutMs: number,
-    subject: string,
+    subject: { identifier: string; primaryKey: Uint8Array },
   ) {
-    this.#subject = subject;
+    this.#subject = subject.identifier;
+    this.#subjectKey = subject.primaryKey;
     this.channel = channel;
     this.#trust = trust;
     this.#timeoutMs = timeoutMs;
-    this.#address = node.registerRandom("authc", (message) => this.#receive(message.payload));
+    // Only what comes through this channel: a reply or a push arriving any
+    // other way (over a connection directly, through another channel) could
+    // claim anything, a refusal such as member_revoked included.
+    this.#address = node.registerRandom("authc", (message) => {
+      if (message.local?.secureChannel?.address !== channel.decryptorAddress) return;
+      return this.#receive(message.payload);
+    });
     channel.closed.then(() => {
       node.unregister(this.#address);
       for (const pending of this.#pending.values()) {
@@ -135,7 +143,7 @@ export class AuthorityClient {
       channel,
       options.trust,
       options.timeoutMs ?? 10_000,
-      options.local.identity.identifier,
+      options.local.identity,
     );
   }
 
@@ -198,7 +206,11 @@ export class AuthorityClient {
     if (!encoded) throw new AuthorityError("bad_request", "the authority sent no credential");
     // The credential must be about this member and verify under the
     // authority's current key before anyone relies on it.
-    return await verifyCredential(encoded, { trust: this.#trust, subject: this.#subject });
+    return await verifyCredential(encoded, {
+      trust: this.#trust,
+      subject: this.#subject,
+      subjectKey: this.#subjectKey,
+    });
   }
 
   /**

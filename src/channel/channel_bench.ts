@@ -31,6 +31,7 @@ async function party(role: string) {
   const identity = await Identity.create(await SoftwareSigner.generate());
   const credential = await issueCredential(authority, {
     subject: identity.identifier,
+    subjectKey: identity.primaryKey,
     attributes: { role },
   });
   const local = await createChannelIdentity(identity, { credentials: () => [credential.encoded] });

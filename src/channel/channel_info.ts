@@ -7,6 +7,7 @@
  * @module
  */
 import type { Credential } from "../credential/credential.ts";
+import type { VerifiedIdentity } from "../identity/change_history.ts";
 
 /** What a worker learns about the secure channel a message came through. */
 export interface SecureChannelInfo {
@@ -14,6 +15,8 @@ export interface SecureChannelInfo {
   readonly address: string;
   /** The peer's verified identifier. */
   readonly peer: string;
+  /** The peer's verified change history, as it presented it (its current key is `primaryKey`). */
+  readonly identity: VerifiedIdentity;
   /** The peer's current verified credential (the newest refresh), or null. */
   readonly credential: () => Credential | null;
   /** Settles when the channel closes: work tied to it (portal sessions) ends then. */

@@ -229,6 +229,12 @@ export interface SecureChannelListener {
   readonly address: Address;
   /** Open channels accepted by this listener. */
   channels(): SecureChannel[];
+  /**
+   * The open channel whose address (its encryptor, the first hop of a
+   * message's return route) is `address`; listed before the initiator
+   * hears "ready", so its first request always finds it.
+   */
+  channel(address: Address): SecureChannel | undefined;
   /** Handshakes that failed, by code, since start. */
   readonly failures: Map<string, number>;
   /** Stops accepting; with `closeChannels`, closes the open ones too. */
@@ -250,7 +256,7 @@ export interface SecureChannelListener {
 export function listenSecureChannels(options: ListenOptions): SecureChannelListener {
   const { node, policy } = options;
   const logger = options.logger ?? silentLogger;
-  const open = new Set<SecureChannel>();
+  const open = new Map<Address, SecureChannel>();
   const failures = new Map<string, number>();
   let pending = 0;
   const maxPending = options.maxPendingHandshakes ?? 10_000;
@@ -289,8 +295,8 @@ export function listenSecureChannels(options: ListenOptions): SecureChannelListe
         const channel = run.establish({ keys, peer, remote: reply.return, send });
         // Listed before the initiator hears "ready", so it is never missing
         // from channels() once the initiator's connect has resolved.
-        open.add(channel);
-        channel.closed.then(() => open.delete(channel));
+        open.set(channel.address, channel);
+        channel.closed.then(() => open.delete(channel.address));
         await channel.sendReady();
         return channel;
       })();
@@ -327,12 +333,13 @@ export function listenSecureChannels(options: ListenOptions): SecureChannelListe
 
   return {
     address: options.address,
-    channels: () => [...open],
+    channels: () => [...open.values()],
+    channel: (address) => open.get(address),
     failures,
     close(closeOptions) {
       node.unregister(options.address);
       if (closeOptions?.closeChannels) {
-        for (const channel of open) channel.close("listener closed");
+        for (const channel of open.values()) channel.close("listener closed");
       }
     },
   };

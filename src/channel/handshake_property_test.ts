@@ -134,6 +134,7 @@ async function party(byte: number, role: string): Promise<Party> {
     .encoded;
   const credential = (await issueCredential(authority, {
     subject: identity.identifier,
+    subjectKey: identity.primaryKey,
     attributes: { role },
     now: NOW - 60,
     ttlSeconds: 3600,

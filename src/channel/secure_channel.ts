@@ -213,12 +213,18 @@ export class SecureChannel {
     this.#info = {
       address: init.decryptor,
       peer: init.peer.identifier,
+      identity: init.peer.identity,
       credential: () => this.#credential,
       closed: this.closed,
     };
     init.node.register(init.encryptor, (message) => this.#encrypt(message));
     this.#armIdle();
     this.#armExpiry();
+  }
+
+  /** The route this end's records take to the peer (its first hop: the connection they leave by). */
+  get remoteRoute(): Route {
+    return this.#remote;
   }
 
   /** The peer's current credential: the newest verified refresh, or the handshake's. */
@@ -260,7 +266,12 @@ export class SecureChannel {
       return false;
     }
     try {
-      await checkCredential(credential, this.peer.identifier, this.#policy);
+      await checkCredential(
+        credential,
+        this.peer.identifier,
+        this.#policy,
+        this.peer.identity.primaryKey,
+      );
       return true;
     } catch (error) {
       await this.close(
@@ -482,7 +493,12 @@ export class SecureChannel {
       }
       case KIND.refresh:
         try {
-          this.#credential = await checkCredential(body, this.peer.identifier, this.#policy);
+          this.#credential = await checkCredential(
+            body,
+            this.peer.identifier,
+            this.#policy,
+            this.peer.identity.primaryKey,
+          );
           this.#armExpiry();
           this.#logger.debug("peer refreshed its credential", { peer: this.peer.identifier });
         } catch (error) {

@@ -180,6 +180,7 @@ Deno.test("channel: credential refresh replaces the credential used for decision
   const { issueCredential } = await import("../credential/credential.ts");
   const fresh = await issueCredential(ca.identity, {
     subject: edge.identity.identifier,
+    subjectKey: edge.identity.primaryKey,
     attributes: { role: "edge", tier: "enterprise" },
   });
   await channel.refreshCredential(fresh.encoded);

@@ -10,11 +10,10 @@ import type { AttributeValue } from "../credential/attributes.ts";
 import { type Credential, verifyCredential } from "../credential/credential.ts";
 import type { RevocationRegistry } from "../credential/revocation.ts";
 import type { TrustStore } from "../credential/trust_store.ts";
-import { sha256 } from "../crypto/hash.ts";
-import { toHex } from "../encoding/hex.ts";
 import { CredentialError, HandshakeError, IdentityError } from "../errors.ts";
 import { type Attestation, verifyAttestation } from "../identity/attestation.ts";
-import { type VerifiedIdentity, verifyChangeHistory } from "../identity/change_history.ts";
+import type { VerifiedIdentity } from "../identity/change_history.ts";
+import { verifyHistoryCached } from "../identity/history_cache.ts";
 import type { Policy } from "../policy/policy.ts";
 import { attributesRule } from "../policy/rules.ts";
 import { decodeIdentityPayload } from "./identity_payload.ts";
@@ -62,23 +61,6 @@ function nowOf(policy: TrustPolicy): number {
   return policy.now?.() ?? Math.floor(Date.now() / 1000);
 }
 
-// Change histories are verified once per distinct byte string: reconnecting
-// peers present the same history, and its verification is pure.
-const historyCache = new Map<string, VerifiedIdentity>();
-const HISTORY_CACHE_LIMIT = 4096;
-
-async function verifyHistoryCached(history: Uint8Array): Promise<VerifiedIdentity> {
-  const key = toHex(sha256(history));
-  const cached = historyCache.get(key);
-  if (cached !== undefined) return cached;
-  const verified = await verifyChangeHistory(history);
-  if (historyCache.size >= HISTORY_CACHE_LIMIT) {
-    historyCache.delete(historyCache.keys().next().value!);
-  }
-  historyCache.set(key, verified);
-  return verified;
-}
-
 /** `requiredAttributes` objects as rules, parsed once per object. */
 const attributeRules = new WeakMap<object, Policy>();
 
@@ -98,7 +80,9 @@ function rulesOf(policy: TrustPolicy): Policy[] {
 
 /**
  * Checks one credential about `identifier` against the policy: verified
- * (issuer, signature, validity, revocations), then every rule of the policy.
+ * (issuer, signature, validity, revocations; issued for `subjectKey`, the
+ * key of the history the peer presented, when given), then every rule of
+ * the policy.
  * @throws {HandshakeError} `credential_rejected` (cause: the CredentialError)
  *   or `missing_attribute`.
  */
@@ -106,12 +90,14 @@ export async function checkCredential(
   encoded: Uint8Array | Credential,
   identifier: string,
   policy: TrustPolicy,
+  subjectKey?: Uint8Array,
 ): Promise<Credential> {
   let credential: Credential;
   try {
     credential = await verifyCredential(encoded, {
       trust: policy.trust,
       subject: identifier,
+      subjectKey,
       revocations: policy.revocations,
       skewSeconds: policy.skewSeconds,
       now: nowOf(policy),
@@ -153,6 +139,7 @@ export async function checkCredential(
  * const edge = await Identity.create(await SoftwareSigner.generate());
  * const credential = await issueCredential(authority, {
  *   subject: edge.identifier,
+ *   subjectKey: edge.primaryKey,
  *   attributes: { role: "edge" },
  * });
  * const local = await createChannelIdentity(edge, { credentials: () => [credential.encoded] });
@@ -215,7 +202,7 @@ export async function verifyPeer(
   let firstError: unknown = null;
   for (const encoded of decoded.credentials) {
     try {
-      credential = await checkCredential(encoded, identity.identifier, policy);
+      credential = await checkCredential(encoded, identity.identifier, policy, identity.primaryKey);
       break;
     } catch (error) {
       firstError ??= error;

@@ -2,7 +2,8 @@
  * Credentials (docs/design.md §3): an authority's signed statement about a subject.
  *
  * ```
- * CredentialData = [1, subject: bstr .size 32, issuer: bstr .size 32,
+ * CredentialData = [2, subject: bstr .size 32, subject_key: bstr .size 32,
+ *                   issuer: bstr .size 32,
  *                   attributes: { * text => text / int / bool / [* text] },
  *                   created_at: uint, expires_at: uint, id: bstr .size 16]
  * Credential     = [data: bstr, signature: bstr .size 64]
@@ -11,10 +12,19 @@
  * The signature covers `signedMessage(DOMAIN.credential, data)` and is made
  * by the issuer's current primary key (inside the HSM for the authority).
  *
+ * `subject_key` is the subject's current primary key when the credential
+ * was issued. Any prefix of a change history verifies as the same
+ * identifier, so without it someone holding a key the member has rotated
+ * away from could present the old prefix with a fresh attestation and be
+ * taken for the member; a verifier that knows which history it was shown
+ * checks the key too (`subjectKey`), and such a prefix is refused
+ * (`key_mismatch`). Credentials are short-lived, so a rotation retires the
+ * old key everywhere within a credential's lifetime.
+ *
  * @module
  */
 import { verifyEd25519 } from "../crypto/ed25519.ts";
-import { randomBytes } from "../crypto/hash.ts";
+import { bytesEqual, randomBytes } from "../crypto/hash.ts";
 import { decodeCbor, encodeCbor } from "../encoding/cbor.ts";
 import { DOMAIN, signedMessage } from "../encoding/domain.ts";
 import { toHex } from "../encoding/hex.ts";
@@ -50,6 +60,8 @@ export interface Credential {
   readonly signature: Uint8Array;
   /** Identifier of the member the credential is about. */
   readonly subject: string;
+  /** The member's primary key the credential was issued for (32 bytes, Ed25519). */
+  readonly subjectKey: Uint8Array;
   /** Identifier of the authority that signed it. */
   readonly issuer: string;
   /** The attributes, normalized and frozen (null prototype). */
@@ -66,6 +78,8 @@ export interface Credential {
 export interface IssueOptions extends ClockOptions {
   /** The member's identifier. */
   subject: string;
+  /** The member's current primary key (32 bytes): the credential is bound to it. */
+  subjectKey: Uint8Array;
   /** The attributes to state; checked and normalized (docs/protocol.md §7.1). */
   attributes: Readonly<Record<string, unknown>>;
   /** Lifetime in seconds (default one hour, docs/design.md §3). */
@@ -92,6 +106,7 @@ export interface IssueOptions extends ClockOptions {
  * const member = await Identity.create(await SoftwareSigner.generate());
  * const credential = await issueCredential(authority, {
  *   subject: member.identifier,
+ *   subjectKey: member.primaryKey,
  *   attributes: { role: "edge", customer_id: "cust_001", capabilities: ["search", "query"] },
  *   ttlSeconds: 3600,
  * });
@@ -100,6 +115,7 @@ export interface IssueOptions extends ClockOptions {
  * const verified = await verifyCredential(credential.encoded, {
  *   trust,
  *   subject: member.identifier,
+ *   subjectKey: member.primaryKey,
  * });
  * console.log(verified.attributes.role); // "edge"
  * ```
@@ -114,9 +130,13 @@ export async function issueCredential(
   if (!Number.isSafeInteger(ttl) || ttl <= 0) throw new RangeError("ttlSeconds must be positive");
   const id = options.id ?? randomBytes(16);
   if (id.length !== 16) throw new RangeError("a credential id is 16 bytes");
+  if (!(options.subjectKey instanceof Uint8Array) || options.subjectKey.length !== 32) {
+    throw new RangeError("a subject key is 32 bytes");
+  }
   const data = encodeCbor([
-    1,
+    2,
     identifierToBytes(options.subject),
+    options.subjectKey,
     identifierToBytes(issuer.identifier),
     attributesToMap(attributes),
     createdAt,
@@ -143,25 +163,26 @@ export function decodeCredential(encoded: Uint8Array): Credential {
   const body = expectArray(
     decodeCbor(data, { maxBytes: MAX_CREDENTIAL_BYTES, maxDepth: 3 }),
     "credential data",
-    7,
+    8,
   );
-  expectVersion(body[0], "credential data", 1);
-  if (!(body[3] instanceof Map)) {
+  expectVersion(body[0], "credential data", 2);
+  if (!(body[4] instanceof Map)) {
     throw new CredentialError("bad_attributes", "credential attributes are not a map");
   }
-  const createdAt = expectUint(body[4], "credential created_at");
-  const expiresAt = expectUint(body[5], "credential expires_at");
+  const createdAt = expectUint(body[5], "credential created_at");
+  const expiresAt = expectUint(body[6], "credential expires_at");
   if (expiresAt < createdAt) wrongShape("credential expires_at", "a time after created_at");
   return {
     encoded: new Uint8Array(encoded),
     data,
     signature,
     subject: identifierFromBytes(expectBytes(body[1], "credential subject", 32)),
-    issuer: identifierFromBytes(expectBytes(body[2], "credential issuer", 32)),
-    attributes: normalizeAttributes(body[3]),
+    subjectKey: expectBytes(body[2], "credential subject key", 32),
+    issuer: identifierFromBytes(expectBytes(body[3], "credential issuer", 32)),
+    attributes: normalizeAttributes(body[4]),
     createdAt,
     expiresAt,
-    id: toHex(expectBytes(body[6], "credential id", 16)),
+    id: toHex(expectBytes(body[7], "credential id", 16)),
   };
 }
 
@@ -171,6 +192,11 @@ export interface VerifyCredentialOptions extends ClockOptions {
   trust: TrustStore;
   /** The identifier the credential must be about (the channel's peer). */
   subject?: string;
+  /**
+   * The subject's current primary key, from the history it presented: the
+   * credential must have been issued for this key (`key_mismatch` otherwise).
+   */
+  subjectKey?: Uint8Array;
   /** Allowed clock skew in seconds (default {@link DEFAULT_SKEW_SECONDS}). */
   skewSeconds?: number;
   /** Revocations to honour. */
@@ -183,7 +209,7 @@ export interface VerifyCredentialOptions extends ClockOptions {
  * and not revoked. Returns the decoded credential.
  *
  * @throws {CredentialError} `untrusted_issuer`, `bad_signature`,
- *   `subject_mismatch`, `expired`, `not_yet_valid`, `revoked`.
+ *   `subject_mismatch`, `key_mismatch`, `expired`, `not_yet_valid`, `revoked`.
  * @throws {MalformedError | LimitError} for malformed bytes.
  *
  * @example
@@ -199,6 +225,7 @@ export interface VerifyCredentialOptions extends ClockOptions {
  * const member = await Identity.create(await SoftwareSigner.generate());
  * const credential = await issueCredential(authority, {
  *   subject: member.identifier,
+ *   subjectKey: member.primaryKey,
  *   attributes: { role: "edge" },
  * });
  * const trust = new TrustStore([authority]);
@@ -236,6 +263,13 @@ export async function verifyCredential(
     throw new CredentialError(
       "subject_mismatch",
       `credential ${credential.id} is about ${credential.subject}, not ${options.subject}`,
+    );
+  }
+  if (options.subjectKey !== undefined && !bytesEqual(credential.subjectKey, options.subjectKey)) {
+    throw new CredentialError(
+      "key_mismatch",
+      `credential ${credential.id} was issued for another key of ${credential.subject}: ` +
+        "the history presented is not its current one",
     );
   }
   const now = options.now ?? Math.floor(Date.now() / 1000);

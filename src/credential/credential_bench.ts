@@ -27,6 +27,7 @@ const authority = await Identity.create(await SoftwareSigner.fromSeed(new Uint8A
 const member = await Identity.create(await SoftwareSigner.fromSeed(new Uint8Array(32).fill(2)));
 const credential = await issueCredential(authority, {
   subject: member.identifier,
+  subjectKey: member.primaryKey,
   attributes: {
     customer_id: "cust_001",
     role: "edge",

@@ -56,11 +56,12 @@ function signedCredential(
 }
 
 /** Credential data with `attributes` given as raw CBOR bytes. */
-function rawData(issuer: Identity, attributes: Uint8Array, version = 1): Uint8Array {
+function rawData(issuer: Identity, attributes: Uint8Array, version = 2): Uint8Array {
   return concat(
-    Uint8Array.of(0x87),
+    Uint8Array.of(0x88),
     encodeCbor(version),
     encodeCbor(identifierToBytes(member.identifier)),
+    encodeCbor(member.primaryKey),
     encodeCbor(identifierToBytes(issuer.identifier)),
     attributes,
     encodeCbor(NOW),
@@ -77,6 +78,7 @@ const anchor = await verifyChangeHistory(authority.history.encoded);
 const trust = new TrustStore([anchor]);
 const credential = await issueCredential(authority, {
   subject: member.identifier,
+  subjectKey: member.primaryKey,
   attributes: ATTRIBUTES,
   ttlSeconds: HOUR,
   now: NOW,
@@ -105,8 +107,9 @@ Deno.test("issueCredential: the exact data, with attribute keys in canonical ord
     ["rate_limit_rpm", 2000],
   ]);
   const expected = encodeCbor([
-    1,
+    2,
     identifierToBytes(member.identifier),
+    member.primaryKey,
     identifierToBytes(authority.identifier),
     ordered,
     NOW,
@@ -121,13 +124,14 @@ Deno.test("issueCredential: the exact data, with attribute keys in canonical ord
   const message = signedMessage(DOMAIN.credential, credential.data);
   assert.ok(ed25519.verify(credential.signature, message, authority.primaryKey));
   const body = decodeCbor(credential.data, { maxBytes: 1024 }) as unknown[];
-  assert.deepEqual([...(body[3] as Map<string, unknown>).keys()], [...ordered.keys()]);
+  assert.deepEqual([...(body[4] as Map<string, unknown>).keys()], [...ordered.keys()]);
 });
 
 Deno.test("issueCredential: the same attributes in any order give the same bytes", async () => {
   const reversed = Object.fromEntries(Object.entries(ATTRIBUTES).reverse());
   const again = await issueCredential(authority, {
     subject: member.identifier,
+    subjectKey: member.primaryKey,
     attributes: reversed,
     ttlSeconds: HOUR,
     now: NOW,
@@ -137,8 +141,16 @@ Deno.test("issueCredential: the same attributes in any order give the same bytes
 });
 
 Deno.test("issueCredential: defaults are a one-hour lifetime and a random id", async () => {
-  const a = await issueCredential(authority, { subject: member.identifier, attributes: {} });
-  const b = await issueCredential(authority, { subject: member.identifier, attributes: {} });
+  const a = await issueCredential(authority, {
+    subject: member.identifier,
+    subjectKey: member.primaryKey,
+    attributes: {},
+  });
+  const b = await issueCredential(authority, {
+    subject: member.identifier,
+    subjectKey: member.primaryKey,
+    attributes: {},
+  });
   assert.equal(a.expiresAt - a.createdAt, HOUR);
   assert.match(a.id, /^[0-9a-f]{32}$/);
   assert.notEqual(a.id, b.id);
@@ -147,7 +159,12 @@ Deno.test("issueCredential: defaults are a one-hour lifetime and a random id", a
 });
 
 Deno.test("issueCredential: refuses bad options", async () => {
-  const base = { subject: member.identifier, attributes: {}, now: NOW };
+  const base = {
+    subject: member.identifier,
+    subjectKey: member.primaryKey,
+    attributes: {},
+    now: NOW,
+  };
   for (const ttlSeconds of [0, -1, 1.5, Number.NaN]) {
     await assert.rejects(issueCredential(authority, { ...base, ttlSeconds }), RangeError);
   }
@@ -172,6 +189,7 @@ Deno.test("attributes: frozen, prototype-free, and __proto__ is plain data", asy
   const attributes = JSON.parse('{"__proto__": "x", "constructor": "y", "toString": 1}');
   const issued = await issueCredential(authority, {
     subject: member.identifier,
+    subjectKey: member.primaryKey,
     attributes,
     now: NOW,
   });
@@ -189,7 +207,12 @@ Deno.test("attributes: frozen, prototype-free, and __proto__ is plain data", asy
 
 Deno.test("attributes: the limits, accepted at the edge and refused beyond", async () => {
   const issue = (attributes: Record<string, unknown>) =>
-    issueCredential(authority, { subject: member.identifier, attributes, now: NOW });
+    issueCredential(authority, {
+      subject: member.identifier,
+      subjectKey: member.primaryKey,
+      attributes,
+      now: NOW,
+    });
   const edge = await issue({
     ["k".repeat(64)]: "t".repeat(MAX_TEXT_LENGTH),
     list: Array.from({ length: MAX_LIST_ITEMS }, (_, i) => `item${i}`),
@@ -262,6 +285,7 @@ Deno.test("verifyCredential: an issuer that is not trusted", async () => {
   // Issued by an identity the verifier does not trust.
   const byStranger = await issueCredential(stranger, {
     subject: member.identifier,
+    subjectKey: member.primaryKey,
     attributes: ATTRIBUTES,
     now: NOW,
   });
@@ -273,6 +297,7 @@ Deno.test("verifyCredential: an issuer that is not trusted", async () => {
   // Self-issued by the member.
   const selfIssued = await issueCredential(member, {
     subject: member.identifier,
+    subjectKey: member.primaryKey,
     attributes: { role: "admin" },
     now: NOW,
   });
@@ -321,7 +346,7 @@ Deno.test("verifyCredential: a flipped bit in the data", async () => {
 });
 
 Deno.test("verifyCredential: a signature made for another domain", async () => {
-  for (const label of [DOMAIN.change, DOMAIN.attestation, DOMAIN.revocation, DOMAIN.challenge]) {
+  for (const label of [DOMAIN.change, DOMAIN.attestation, DOMAIN.revocation, DOMAIN.admission]) {
     const encoded = await signedCredential(authority, new Uint8Array(credential.data), label);
     await assertRejectsWithCode(
       verifyCredential(encoded, options),
@@ -369,6 +394,7 @@ Deno.test("verifyCredential: expiry, with the default 60 s skew on both sides", 
   // Without `now`, the real clock decides: issued a year ago for an hour.
   const lastYear = await issueCredential(authority, {
     subject: member.identifier,
+    subjectKey: member.primaryKey,
     attributes: {},
     now: Math.floor(Date.now() / 1000) - 365 * 86400,
   });
@@ -398,6 +424,7 @@ Deno.test("verifyCredential: after a rotation only the current key counts", asyn
   const store = new TrustStore([await verifyChangeHistory(authority.history.encoded)]);
   const byNewKey = await issueCredential(rotatedAuthority, {
     subject: member.identifier,
+    subjectKey: member.primaryKey,
     attributes: ATTRIBUTES,
     ttlSeconds: HOUR,
     now: NOW,
@@ -479,17 +506,19 @@ Deno.test("decodeCredential: malformed input is a typed error", () => {
 
 Deno.test("decodeCredential: signed data in the wrong shape or encoding", async () => {
   const subject = identifierToBytes(member.identifier);
+  const key = member.primaryKey;
   const issuer = identifierToBytes(authority.identifier);
   const attributes = new Map([["role", "edge"]]);
   const shapes: [string, unknown[]][] = [
-    ["six fields", [1, subject, issuer, attributes, NOW, NOW + HOUR]],
-    ["eight fields", [1, subject, issuer, attributes, NOW, NOW + HOUR, ID, 0]],
-    ["short subject", [1, subject.subarray(1), issuer, attributes, NOW, NOW + HOUR, ID]],
-    ["issuer as text", [1, subject, authority.identifier, attributes, NOW, NOW + HOUR, ID]],
-    ["short id", [1, subject, issuer, attributes, NOW, NOW + HOUR, ID.subarray(1)]],
-    ["negative created_at", [1, subject, issuer, attributes, -1, NOW + HOUR, ID]],
-    ["expires_at null", [1, subject, issuer, attributes, NOW, null, ID]],
-    ["expires before it was made", [1, subject, issuer, attributes, NOW, NOW - 1, ID]],
+    ["seven fields", [2, subject, key, issuer, attributes, NOW, NOW + HOUR]],
+    ["nine fields", [2, subject, key, issuer, attributes, NOW, NOW + HOUR, ID, 0]],
+    ["short subject", [2, subject.subarray(1), key, issuer, attributes, NOW, NOW + HOUR, ID]],
+    ["short subject key", [2, subject, key.subarray(1), issuer, attributes, NOW, NOW + HOUR, ID]],
+    ["issuer as text", [2, subject, key, authority.identifier, attributes, NOW, NOW + HOUR, ID]],
+    ["short id", [2, subject, key, issuer, attributes, NOW, NOW + HOUR, ID.subarray(1)]],
+    ["negative created_at", [2, subject, key, issuer, attributes, -1, NOW + HOUR, ID]],
+    ["expires_at null", [2, subject, key, issuer, attributes, NOW, null, ID]],
+    ["expires before it was made", [2, subject, key, issuer, attributes, NOW, NOW - 1, ID]],
   ];
   for (const [what, body] of shapes) {
     const encoded = await signedCredential(authority, encodeCbor(body));
@@ -497,7 +526,7 @@ Deno.test("decodeCredential: signed data in the wrong shape or encoding", async 
   }
   // Attributes that are not a map, or hold a value of the wrong type.
   for (const bad of [["role"], "role=edge", new Map([["role", [1]]]), new Map([["1x", "y"]])]) {
-    const data = encodeCbor([1, subject, issuer, bad, NOW, NOW + HOUR, ID]);
+    const data = encodeCbor([2, subject, key, issuer, bad, NOW, NOW + HOUR, ID]);
     assertThrowsWithCode(
       () => decodeCredential(encodeCbor([data, new Uint8Array(64)])),
       CredentialError,
@@ -565,7 +594,7 @@ Deno.test("decodeCredential: signed data in the wrong shape or encoding", async 
 });
 
 Deno.test("decodeCredential: an unknown version is refused, even if signed", async () => {
-  for (const version of [0, 2, 1000]) {
+  for (const version of [0, 1, 3, 1000]) {
     const data = rawData(authority, encodeCbor(new Map([["role", "edge"]])), version);
     const encoded = await signedCredential(authority, data);
     assertThrowsWithCode(() => decodeCredential(encoded), MalformedError, "unknown_version");
@@ -580,9 +609,37 @@ Deno.test("decodeCredential: an unknown version is refused, even if signed", asy
 Deno.test("attributes: an integer beyond 32 bits can be issued and verified", async () => {
   const issued = await issueCredential(authority, {
     subject: member.identifier,
+    subjectKey: member.primaryKey,
     attributes: { quota_bytes: 10 * 2 ** 30 },
     now: NOW,
   });
   const verified = await verifyCredential(issued.encoded, options);
   assert.equal(verified.attributes.quota_bytes, 10 * 2 ** 30);
+});
+
+Deno.test("verifyCredential: a credential bound to another key of the subject is refused (key_mismatch)", async () => {
+  // The member rotated its key: a credential issued for the new key does not
+  // verify for someone presenting the old prefix of its history.
+  const rotated = await member.rotate(await signerFromByte(9), { now: NOW + 60 });
+  const forNewKey = await issueCredential(authority, {
+    subject: rotated.identifier,
+    subjectKey: rotated.primaryKey,
+    attributes: { role: "edge" },
+    now: NOW,
+  });
+  assert.equal(rotated.identifier, member.identifier, "a rotation keeps the identifier");
+  await verifyCredential(forNewKey, { ...options, subjectKey: rotated.primaryKey });
+  await assertRejectsWithCode(
+    verifyCredential(forNewKey, { ...options, subjectKey: member.primaryKey }),
+    CredentialError,
+    "key_mismatch",
+  );
+  await assert.rejects(
+    issueCredential(authority, {
+      subject: member.identifier,
+      subjectKey: new Uint8Array(31),
+      attributes: {},
+    }),
+    RangeError,
+  );
 });

@@ -116,6 +116,7 @@ function issue(
 ): Promise<Credential> {
   return issueCredential(issuer, {
     subject: subject.identifier,
+    subjectKey: subject.primaryKey,
     attributes,
     now: NOW - 60,
     ttlSeconds: 3600,

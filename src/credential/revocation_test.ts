@@ -66,6 +66,7 @@ const verify = (bytes: Uint8Array) => verifyRevocationList(bytes, trust);
 function issue(subject: Identity, id: string, issuer = authority) {
   return issueCredential(issuer, {
     subject: subject.identifier,
+    subjectKey: subject.primaryKey,
     attributes: { role: "edge" },
     ttlSeconds: 3600,
     now: NOW,
@@ -177,7 +178,7 @@ Deno.test("verifyRevocationList: a flipped bit in the data", async () => {
 
 Deno.test("verifyRevocationList: a signature made for another domain", async () => {
   const body = decodeCbor(list.data, { maxBytes: 1024 }) as unknown[];
-  for (const label of [DOMAIN.change, DOMAIN.attestation, DOMAIN.credential, DOMAIN.challenge]) {
+  for (const label of [DOMAIN.change, DOMAIN.attestation, DOMAIN.credential, DOMAIN.admission]) {
     await assertRejectsWithCode(
       verifyRevocationList(await signedList(authority, body, label), trust),
       CredentialError,
@@ -277,6 +278,7 @@ Deno.test("verifyCredential: a revoked id and a revoked identifier", async () =>
   const at = (subject: Identity) => ({
     trust,
     subject: subject.identifier,
+    subjectKey: subject.primaryKey,
     now: NOW,
     revocations: registry,
   });
@@ -321,6 +323,7 @@ Deno.test("RevocationRegistry: a list only revokes its own issuer's credentials"
   await verifyCredential(byAuthority.encoded, {
     trust: both,
     subject: member.identifier,
+    subjectKey: member.primaryKey,
     now: NOW,
     revocations: registry,
   });

@@ -16,7 +16,12 @@ export const DOMAIN = {
   attestation: "nexus.identity.purpose_key.v1",
   credential: "nexus.credential.v1",
   revocation: "nexus.revocation_list.v1",
-  challenge: "nexus.relay.challenge.v1",
+  /** The relay's proof, over the member's nonce and its own (relay admission, v2). */
+  relayChallenge: "nexus.relay.challenge.v2",
+  /** The member's admission, bound to the relay's identifier and both nonces. */
+  admission: "nexus.relay.admission.v2",
+  /** A fresher credential on an admitted connection, bound the same way. */
+  relayRefresh: "nexus.relay.refresh.v2",
 } as const;
 
 /** One of {@link DOMAIN}'s labels. */

@@ -237,7 +237,7 @@ Deno.test("verifyAttestation: only the identity's current key counts", async () 
 
 Deno.test("verifyAttestation: a signature made for another domain", async () => {
   const body = [1, identifierToBytes(member.identifier), 1, X25519_KEY, NOW, NOW + DAY];
-  for (const label of [DOMAIN.change, DOMAIN.credential, DOMAIN.revocation, DOMAIN.challenge]) {
+  for (const label of [DOMAIN.change, DOMAIN.credential, DOMAIN.revocation, DOMAIN.admission]) {
     await assertRejectsWithCode(
       verifyAttestation(await signedAttestation(member, body, label), member, { now: NOW }),
       IdentityError,

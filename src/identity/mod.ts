@@ -31,6 +31,7 @@ export {
   verifyAttestation,
   type VerifyAttestationOptions,
 } from "./attestation.ts";
+export { HISTORY_CACHE_LIMIT, verifyHistoryCached } from "./history_cache.ts";
 export { Identity } from "./identity.ts";
 export {
   exportIdentity,

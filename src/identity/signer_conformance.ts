@@ -154,12 +154,14 @@ export function signerConformance(name: string, makeSigner: () => Promise<Signer
     const member = await Identity.create(await SoftwareSigner.generate(), { now: NOW });
     const credential = await issueCredential(authority, {
       subject: member.identifier,
+      subjectKey: member.primaryKey,
       attributes: { role: "edge", capabilities: ["search"], rate_limit_rpm: 2000 },
       now: NOW,
     });
     const accepted = await verifyCredential(credential.encoded, {
       trust: new TrustStore([verified]),
       subject: member.identifier,
+      subjectKey: member.primaryKey,
       now: NOW + 1,
     });
     assert.equal(accepted.issuer, authority.identifier);

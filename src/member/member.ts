@@ -162,10 +162,14 @@ const message = (error: unknown) => error instanceof Error ? error.message : Str
 async function readStoredCredential(
   path: string,
   trust: TrustStore,
-  subject: string,
+  identity: Identity,
 ): Promise<Credential | null> {
   try {
-    return await verifyCredential(await Deno.readFile(path), { trust, subject });
+    return await verifyCredential(await Deno.readFile(path), {
+      trust,
+      subject: identity.identifier,
+      subjectKey: identity.primaryKey,
+    });
   } catch {
     return null; // absent, expired or from another authority: ask again
   }
@@ -419,7 +423,7 @@ export async function startMember(options: MemberOptions): Promise<Member> {
     : await readStoredCredential(
       options.credentialFile,
       options.trust,
-      options.identity.identifier,
+      options.identity,
     );
   let runtime: MemberRuntime | null = null;
   const local = await createChannelIdentity(options.identity, {

@@ -25,4 +25,5 @@ export {
   customerRule,
   gatewayRule,
   outletRule,
+  relayRule,
 } from "./rules.ts";

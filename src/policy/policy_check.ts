@@ -78,6 +78,7 @@ function isoTime(seconds: number): string {
  * const member = await Identity.create(await SoftwareSigner.generate());
  * const credential = await issueCredential(authority, {
  *   subject: member.identifier,
+ *   subjectKey: member.primaryKey,
  *   attributes: { role: "edge", capabilities: ["mcp"] },
  * });
  * const result = await policyCheck({

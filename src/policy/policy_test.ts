@@ -400,6 +400,7 @@ Deno.test("policy: channelSubject reads the channel's current credential at each
   const issue = (tier: string) =>
     issueCredential(authority, {
       subject: member.identifier,
+      subjectKey: member.primaryKey,
       attributes: { tier },
       now: NOW,
     });
@@ -426,7 +427,12 @@ Deno.test("policy: admits decides per credential, and a refresh or a lost creden
   const authority = await identityFromByte(1);
   const member = await identityFromByte(2);
   const issue = (tier: string) =>
-    issueCredential(authority, { subject: member.identifier, attributes: { tier }, now: NOW });
+    issueCredential(authority, {
+      subject: member.identifier,
+      subjectKey: member.primaryKey,
+      attributes: { tier },
+      now: NOW,
+    });
   const basic = await issue("basic");
   const enterprise = await issue("enterprise");
   let current: Credential | null = basic;
@@ -626,6 +632,7 @@ Deno.test("policyCheck: allow and deny, with the reason and the credential", asy
   const trust = new TrustStore([await verifyChangeHistory(authority.history.encoded)]);
   const credential = await issueCredential(authority, {
     subject: member.identifier,
+    subjectKey: member.primaryKey,
     attributes: { role: "edge", tier: "basic", capabilities: ["mcp"], rate_limit_rpm: 600 },
     now: NOW,
     ttlSeconds: 3600,
@@ -732,6 +739,7 @@ Deno.test("policyCheck: a credential without attributes, and values that a termi
   const member = await identityFromByte(2);
   const bare = await issueCredential(authority, {
     subject: member.identifier,
+    subjectKey: member.primaryKey,
     attributes: {},
     now: NOW,
   });
@@ -740,6 +748,7 @@ Deno.test("policyCheck: a credential without attributes, and values that a termi
   assert.equal(result.reason, 'subject.on: subject has no attribute "on"');
   const tricky = await issueCredential(authority, {
     subject: member.identifier,
+    subjectKey: member.primaryKey,
     attributes: { name: "evil\u202e\u009b\x1b[2J" },
     now: NOW,
   });

@@ -104,6 +104,19 @@ export function aliasRule(alias: string): Policy {
 }
 
 /**
+ * Whom a member takes for the relay at `address` (as its configuration
+ * writes it, `host:port`): a credential with `role` relay whose
+ * `relay_addresses` (a list, or one address) names it. The authority
+ * states each relay's addresses, so a relay cannot pass for another.
+ */
+export function relayRule(address: string): Policy {
+  const a = quote(address);
+  return parsePolicy(
+    `subject.role == "relay" and (${a} in subject.relay_addresses or subject.relay_addresses == ${a})`,
+  );
+}
+
+/**
  * `TrustPolicy.requiredAttributes` as a rule: each attribute with exactly
  * this value (text, an integer or a boolean).
  * @throws {TypeError} for a name that is not an attribute name, or a list value.

@@ -27,6 +27,7 @@ export async function member(
   const identity = await Identity.create(await SoftwareSigner.generate());
   const credential = await issueCredential(issuer, {
     subject: identity.identifier,
+    subjectKey: identity.primaryKey,
     attributes,
     ttlSeconds: options.ttlSeconds,
     now: options.now,

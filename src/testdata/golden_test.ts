@@ -114,6 +114,7 @@ async function generate(): Promise<Golden> {
   });
   const credential = await issueCredential(authority, {
     subject: member.identifier,
+    subjectKey: member.primaryKey,
     attributes: INPUTS.credential_attributes,
     ttlSeconds: INPUTS.credential_ttl_seconds,
     now,
@@ -276,8 +277,9 @@ Deno.test("golden: every structure is the documented CBOR with valid signatures"
 
   // Credential = [data, signature]; attribute keys shortest first, then bytewise.
   const credential = cbor([
-    1,
+    2,
     memberId,
+    keys.member,
     authorityId,
     new Map<string, Item>([
       ["role", "edge"],

@@ -266,10 +266,9 @@ export function checkBufferBytes(name: string, value: number): number {
  * buffer, the rest is read straight into the decoder's buffer as soon as
  * that buffer may grow by a read buffer's worth (it grows with the bytes
  * received, so after the first read or two of a large frame). On the way
- * out, frames
- * are copied into the write buffer behind their header, and frames queued
- * together go out in one write: small frames cost one system call per
- * batch, not two per frame. A frame that does not fit the buffer goes out
+ * out, frames are copied into the write buffer behind their header, and
+ * frames queued together go out in one write: small frames cost one system
+ * call per batch, not two per frame. A frame that does not fit the buffer goes out
  * as its header and first part, then the rest straight from the caller's
  * bytes.
  *

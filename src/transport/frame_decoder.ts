@@ -30,8 +30,9 @@
  * sent of the frame (or 1.5 × {@link MIN_PARTIAL_BYTES}), so what a peer
  * makes the receiver hold is in proportion to what it sends (see
  * {@link FrameDecoder.reservedBytes}). Doubling keeps the copying of that
- * growth linear, and since the buffer is reused, bulk traffic pays for it
- * once per connection, not per frame. The limit itself can be lowered and
+ * growth linear in the frame's size, and since the buffer is reused, bulk
+ * traffic of similar frames pays for it once per connection, not per
+ * frame. The limit itself can be lowered and
  * raised while decoding ({@link FrameDecoder.setMaxFrameBytes}): a
  * connection keeps it low until its peer is authenticated.
  *
@@ -175,9 +176,10 @@ function readLength(bytes: Uint8Array, at: number): number {
  * chunk boundary and reused after. For the frame being received it grows
  * with the bytes that arrive: while the frame is incomplete, to no more
  * than max(3 × the bytes of the frame received so far, 1.5 ×
- * {@link MIN_PARTIAL_BYTES}), and never beyond its header and declared
- * length. Between frames it keeps its size, which only bytes that did
- * arrive grew (at most the largest cut frame so far, header included).
+ * {@link MIN_PARTIAL_BYTES}), and never beyond the frame's header and
+ * declared length (or MIN_PARTIAL_BYTES, for tiny frames). Between frames
+ * it keeps its size, which only bytes that did arrive grew: at most the
+ * largest cut frame so far, header included (see {@link reservedBytes}).
  */
 export class FrameDecoder {
   #maxFrameBytes: number;
@@ -429,18 +431,17 @@ export class FrameDecoder {
   /**
    * The most the buffer may hold for the current frame when `have` of its
    * bytes have arrived: twice that (at least {@link MIN_PARTIAL_BYTES}), or
-   * the whole frame once that is within half as much again, so that a frame
-   * just over a power of two (its 4-byte header!) is not regrown for its
-   * last bytes. Hence never more than max(1.5 × MIN_PARTIAL_BYTES,
-   * 3 × `have`). When the frame is whole within it, the buffer still at
-   * least doubles, so frames that each are a little longer than the last do
-   * not reallocate every time.
+   * the whole frame (at least MIN_PARTIAL_BYTES) once that is within half
+   * as much again, so that a frame just over a power of two (its 4-byte
+   * header!) is not regrown for its last bytes. Hence never more than
+   * max(1.5 × MIN_PARTIAL_BYTES, 3 × `have`), nor than the whole frame or
+   * MIN_PARTIAL_BYTES.
    */
   #allowance(have: number): number {
     const need = this.#need;
     const doubled = Math.max(MIN_PARTIAL_BYTES, 2 * have);
     if (need === 0 || doubled + (doubled >>> 1) < need) return doubled;
-    return Math.max(need, Math.min(doubled, 2 * this.#partial.length));
+    return Math.max(need, MIN_PARTIAL_BYTES);
   }
 
   /** Replaces the partial buffer by one of `size` bytes, keeping its first `keep`. */

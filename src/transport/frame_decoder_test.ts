@@ -8,9 +8,14 @@
  * - The zero-copy contract: a frame whole inside a chunk is a view of that
  *   chunk; a cut frame is assembled in one reused buffer; a drained chunk
  *   may be overwritten by the caller.
+ * - Memory follows the bytes: the header of a maximal frame and a few bytes
+ *   reserve a small buffer, which grows geometrically with the bytes
+ *   received (`reservedBytes`, `spareAtLeast`); the limit can be lowered
+ *   and raised between headers (`setMaxFrameBytes`).
  * - Properties (fast-check, PROPERTY_SEED / PROPERTY_RUNS as elsewhere):
  *   random chunkings of random frame sequences decode identically, through
- *   `push` and through `spare`/`advance`; random bytes make the decoder
+ *   `push` and through `spare`/`advance`, and never make the decoder hold
+ *   more than the growth bound allows; random bytes make the decoder
  *   throw nothing but FrameError, and what it does return re-encodes to a
  *   prefix of the input.
  */
@@ -24,6 +29,7 @@ import {
   FrameError,
   type FrameErrorCode,
   MAX_FRAME_BYTES,
+  MIN_PARTIAL_BYTES,
   PROTOCOL_VERSION,
 } from "./frame_decoder.ts";
 
@@ -297,6 +303,160 @@ Deno.test("spare() and advance() let a reader fill a cut frame in place", () => 
 });
 
 // ---------------------------------------------------------------------------
+// Memory follows the bytes, and the limit can change
+
+/** The most the decoder may hold while `received` bytes of a frame (header included) are in. */
+function allowedFor(received: number): number {
+  return Math.max(1.5 * MIN_PARTIAL_BYTES, 3 * received);
+}
+
+Deno.test("a maximal frame's header and a few bytes reserve a small buffer, not the frame", () => {
+  const decoder = new FrameDecoder();
+  assert.equal(decoder.reservedBytes, 0);
+  const head = new Uint8Array(1 + 4 + 10);
+  head[0] = PROTOCOL_VERSION;
+  encodeFrameHeader(MAX_FRAME_BYTES, head, 1);
+  head.fill(7, 5);
+  decoder.push(head);
+  assert.equal(decoder.next(), null);
+  assert.equal(decoder.buffered, 14);
+  assert.ok(
+    decoder.reservedBytes <= MIN_PARTIAL_BYTES,
+    `a header and 10 bytes reserved ${decoder.reservedBytes} bytes`,
+  );
+  // Nor does a reader asking for room to read into get it ahead of the bytes.
+  assert.equal(decoder.spareAtLeast(64 * 1024), null);
+  assert.ok(decoder.reservedBytes <= MIN_PARTIAL_BYTES);
+  const room = decoder.spareAtLeast(16);
+  assert.ok(room !== null && room.length >= 16);
+  assert.ok(decoder.reservedBytes <= MIN_PARTIAL_BYTES);
+
+  // The header of a maximal frame alone, cut anywhere: the same.
+  for (let cut = 1; cut <= 5; cut++) {
+    const alone = new FrameDecoder();
+    alone.push(head.subarray(0, cut));
+    assert.equal(alone.next(), null);
+    alone.push(head.subarray(cut, 5));
+    assert.equal(alone.next(), null);
+    assert.ok(alone.reservedBytes <= MIN_PARTIAL_BYTES, `cut at ${cut}`);
+  }
+});
+
+Deno.test("the buffer of a large frame grows with its bytes, geometrically, and is reused", () => {
+  const frame = frameOf(5, MAX_FRAME_BYTES);
+  const stream = encodeStream([frame, frameOf(6, MAX_FRAME_BYTES)]);
+  for (const step of [1000, 4096, 65_536]) {
+    for (const inPlace of [false, true]) {
+      const decoder = new FrameDecoder();
+      const sizes = new Set<number>();
+      const out: Uint8Array[] = [];
+      let at = 0;
+      let frameStart = 1;
+      while (at < stream.length) {
+        // As a connection reads: into the decoder when it offers a read's
+        // worth of room, else into a read buffer of `step` bytes.
+        const spare = inPlace ? decoder.spareAtLeast(step) : null;
+        let n: number;
+        if (spare !== null) {
+          n = Math.min(spare.length, stream.length - at);
+          spare.set(stream.subarray(at, at + n));
+          decoder.advance(n);
+        } else {
+          n = Math.min(step, stream.length - at);
+          decoder.push(stream.subarray(at, at + n));
+        }
+        at += n;
+        for (let f = decoder.next(); f !== null; f = decoder.next()) {
+          out.push(f.slice());
+          frameStart += 4 + f.length;
+        }
+        if (out.length === 0) {
+          const received = Math.min(at, frameStart + 4 + MAX_FRAME_BYTES) - frameStart;
+          assert.ok(
+            decoder.reservedBytes <= allowedFor(received),
+            `step ${step}: ${decoder.reservedBytes} bytes reserved for ${received} received`,
+          );
+        }
+        sizes.add(decoder.reservedBytes);
+      }
+      assertFrames(out, [frame, frameOf(6, MAX_FRAME_BYTES)], `step ${step}`);
+      // Doubling from 256 bytes to 256 KiB: a dozen sizes at most, and the
+      // second frame reused the first one's buffer.
+      assert.ok(sizes.size <= 12, `${sizes.size} buffer sizes: ${[...sizes]}`);
+      assert.equal(decoder.reservedBytes, 4 + MAX_FRAME_BYTES);
+    }
+  }
+});
+
+Deno.test("spareAtLeast offers room only within the frame and the growth bound", () => {
+  const decoder = new FrameDecoder();
+  for (const bad of [0, -1, 1.5, NaN]) assert.throws(() => decoder.spareAtLeast(bad), RangeError);
+  assert.equal(decoder.spareAtLeast(1), null, "nothing in progress");
+  const stream = encodeStream([frameOf(1, 3000)]);
+  decoder.push(stream.subarray(0, 1001)); // version, header, 996 bytes
+  assert.equal(decoder.spareAtLeast(1), null, "offered while the chunk is not drained");
+  assert.equal(decoder.next(), null);
+  const held = 1000;
+  const room = decoder.spareAtLeast(500)!;
+  assert.ok(room.length >= 500);
+  assert.ok(decoder.reservedBytes <= allowedFor(held));
+  assert.equal(decoder.spareAtLeast(3000), null, "more than is left of the frame");
+  assert.throws(() => decoder.advance(room.length + 1), RangeError);
+  room.set(stream.subarray(1001, 1001 + room.length));
+  decoder.advance(room.length);
+  let at = 1001 + room.length;
+  while (at < stream.length) {
+    const left = stream.length - at;
+    const spare = decoder.spareAtLeast(Math.min(left, 100))!;
+    assert.ok(spare.length <= left, "room beyond the frame's end");
+    const n = Math.min(spare.length, left);
+    spare.set(stream.subarray(at, at + n));
+    decoder.advance(n);
+    at += n;
+  }
+  assert.ok(sameBytes(decoder.next()!, frameOf(1, 3000)));
+  assert.equal(decoder.spareAtLeast(1), null, "offered between frames");
+});
+
+Deno.test("setMaxFrameBytes: lowered and raised for every header not read yet", () => {
+  const decoder = new FrameDecoder({ maxFrameBytes: 100 });
+  assert.equal(decoder.maxFrameBytes, 100);
+  for (const bad of [0, -1, 1.5, 2 ** 32]) {
+    assert.throws(() => decoder.setMaxFrameBytes(bad), RangeError);
+  }
+  assert.equal(decoder.maxFrameBytes, 100);
+
+  // Raised: a frame above the old limit passes, also one already pushed.
+  const frames = [frameOf(0, 100), frameOf(1, 500), frameOf(2, 50)];
+  const stream = encodeStream(frames);
+  decoder.push(stream);
+  assert.ok(sameBytes(decoder.next()!, frames[0]));
+  decoder.setMaxFrameBytes(1000);
+  assert.ok(sameBytes(decoder.next()!, frames[1]));
+  // Lowered: applies to the next header, even one already pushed.
+  decoder.setMaxFrameBytes(49);
+  assertFrameError(() => decoder.next(), "oversized");
+
+  // A frame whose header was already accepted completes under the old limit.
+  const partial = new FrameDecoder({ maxFrameBytes: 1000 });
+  const long = encodeStream([frameOf(3, 800), frameOf(4, 800)]);
+  partial.push(long.subarray(0, 400));
+  assert.equal(partial.next(), null);
+  partial.setMaxFrameBytes(500);
+  partial.push(long.subarray(400));
+  assert.ok(sameBytes(partial.next()!, frameOf(3, 800)));
+  assertFrameError(() => partial.next(), "oversized");
+
+  // A header cut in two is judged by the limit when it is complete.
+  const cut = new FrameDecoder({ maxFrameBytes: 1000 });
+  cut.push(long.subarray(0, 3));
+  assert.equal(cut.next(), null);
+  cut.setMaxFrameBytes(799);
+  cut.push(long.subarray(3, 10));
+  assertFrameError(() => cut.next(), "oversized");
+});
+
+// ---------------------------------------------------------------------------
 // Properties
 
 /** Cut points, as fractions, turned into chunk boundaries of `bytes`. */
@@ -348,6 +508,54 @@ Deno.test("property: random chunkings of random frame sequences decode identical
       decoder.end();
     }),
     propertyParameters(RUNS),
+  );
+});
+
+Deno.test("property: the decoder's buffer stays within the growth bound of the bytes received", () => {
+  const scenario = fc.record({
+    frames: fc.array(fc.integer({ min: 1, max: 20_000 }), { minLength: 1, maxLength: 6 }),
+    cuts: cutsArbitrary,
+    minimum: fc.integer({ min: 1, max: 8192 }),
+    inPlace: fc.boolean(),
+  });
+  fc.assert(
+    fc.property(scenario, ({ frames: lengths, cuts, minimum, inPlace }) => {
+      const frames = lengths.map((length, i) => frameOf(i, length));
+      const stream = encodeStream(frames);
+      const decoder = new FrameDecoder({ maxFrameBytes: 20_000 });
+      // What the buffer may have kept from completed frames (they arrived
+      // whole), and where the frame in progress starts in the stream.
+      let kept = 0;
+      let start = 1;
+      let at = 0;
+      const out: Uint8Array[] = [];
+      const drain = () => {
+        for (let f = decoder.next(); f !== null; f = decoder.next()) {
+          out.push(f.slice());
+          start += 4 + f.length;
+          kept = Math.max(kept, allowedFor(4 + f.length));
+        }
+        const bound = Math.max(kept, allowedFor(Math.max(0, at - start)));
+        assert.ok(decoder.reservedBytes <= bound, `${decoder.reservedBytes} > ${bound}`);
+      };
+      for (const piece of chunk(stream, cuts)) {
+        let rest = piece;
+        const spare = inPlace ? decoder.spareAtLeast(minimum) : null;
+        if (spare !== null) {
+          const n = Math.min(spare.length, rest.length);
+          spare.set(rest.subarray(0, n));
+          decoder.advance(n);
+          at += n;
+          rest = rest.subarray(n);
+          drain();
+        }
+        decoder.push(rest);
+        at += rest.length;
+        drain();
+      }
+      assertFrames(out, frames, "decoded");
+    }),
+    propertyParameters(RUNS / 10),
   );
 });
 

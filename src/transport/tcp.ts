@@ -24,7 +24,10 @@
  * that closing the conn does not cancel, so the socket of a peer that never
  * sends its ClientHello stays open, outside the listener's accounting, until
  * that peer sends or closes. Bound such sockets with the OS (file
- * descriptor limits, a firewall's per-source connection limit).
+ * descriptor limits, a firewall's per-source connection limit). For the
+ * same reason a TLS client whose connection a limit refuses on accept may
+ * still see its handshake complete, then the end of the stream at once;
+ * no frame of it is read either way.
  *
  * What unauthenticated peers can make a listener hold is bounded three
  * ways, because every connection costs memory before its peer has proved
@@ -599,13 +602,14 @@ export function connectionSource(hostname: string): string {
 function parseIpv6(text: string): number[] | null {
   const halves = text.split("::");
   if (halves.length > 2) return null;
-  const parse = (part: string): number[] | null => {
+  /** The groups of one side of "::"; only the address's very end may be dotted. */
+  const parse = (part: string, atEnd: boolean): number[] | null => {
     if (part === "") return [];
     const out: number[] = [];
     const pieces = part.split(":");
     for (let i = 0; i < pieces.length; i++) {
       const piece = pieces[i];
-      if (i === pieces.length - 1 && piece.includes(".")) {
+      if (atEnd && i === pieces.length - 1 && piece.includes(".")) {
         const octets = piece.split(".");
         if (octets.length !== 4 || !octets.every((o) => /^\d{1,3}$/.test(o) && +o <= 255)) {
           return null;
@@ -618,8 +622,8 @@ function parseIpv6(text: string): number[] | null {
     }
     return out;
   };
-  const head = parse(halves[0]);
-  const tail = halves.length === 2 ? parse(halves[1]) : [];
+  const head = parse(halves[0], halves.length === 1);
+  const tail = halves.length === 2 ? parse(halves[1], true) : [];
   if (head === null || tail === null) return null;
   if (halves.length === 1) return head.length === 8 ? head : null;
   const missing = 8 - head.length - tail.length;

@@ -1,7 +1,8 @@
 /**
  * The transport conformance suite over TLS, and what is specific to TLS:
  * certificate and name checks, `serverName`, failed and stalled incoming
- * handshakes, aborts during the handshake.
+ * handshakes, aborts during the handshake, handshakes in progress counted
+ * against `maxConnectionsPerSource`.
  *
  * Certificates: a throwaway CA and a server certificate for `localhost` and
  * 127.0.0.1 (P-256, one day), made with the `openssl` CLI in a temporary
@@ -10,7 +11,8 @@
  */
 import assert from "node:assert/strict";
 import { TransportError } from "../errors.ts";
-import { connectTcp, listenTcp } from "./tcp.ts";
+import type { FramedConnection } from "./connection.ts";
+import { ConnectionLimitError, connectTcp, listenTcp } from "./tcp.ts";
 import { transportConformance, type TransportFixture, within } from "./transport_conformance.ts";
 
 const HOST = "127.0.0.1";
@@ -333,5 +335,70 @@ Deno.test("tls: a signal aborts a handshake the server never answers", async () 
   } finally {
     (await accepted).close();
     silent.close();
+  }
+});
+
+Deno.test("tls: a handshake in progress counts against maxConnectionsPerSource", async () => {
+  const { caCert, cert, key } = await pki();
+  const errors: Error[] = [];
+  const loops: Promise<void>[] = [];
+  const listener = listenTcp({
+    hostname: HOST,
+    port: 0,
+    tls: { cert, key },
+    handshakeTimeoutMs: 300,
+    maxConnectionsPerSource: 1,
+    onConnection: (conn) => {
+      loops.push((async () => {
+        for await (const frame of conn.frames()) await conn.send(frame).catch(() => {});
+      })());
+    },
+    onError: (error) => errors.push(error),
+  });
+  const port = listener.addr.port;
+  const wait = async (condition: () => boolean, what: string) => {
+    for (let i = 0; i < 500 && !condition(); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.ok(condition(), `timed out: ${what}`);
+  };
+  // A peer that opens TCP and never says hello holds its source's one slot...
+  const silent = await Deno.connect({ hostname: HOST, port });
+  try {
+    // ...so a real client from the same address is closed on accept.
+    // (Deno may still complete the TLS handshake of a conn the listener has
+    // closed, see tcp.ts; the client then sees the end of the stream at once.)
+    const refused: FramedConnection | Error = await connectTcp({
+      hostname: HOST,
+      port,
+      tls: { caCerts: [caCert] },
+    }).catch((error) => error);
+    if (refused instanceof Error) {
+      assertTlsFailed(refused);
+    } else {
+      const frames = refused.frames();
+      await refused.send(new Uint8Array([1])).catch(() => {});
+      assert.equal((await within(frames.next(), "the refused client's end")).done, true);
+      assert.equal((await refused.closed).reason, "peer_closed");
+    }
+    await wait(() => errors.some((e) => e instanceof ConnectionLimitError), "the refusal");
+    const refusal = errors.find((e) => e instanceof ConnectionLimitError)!;
+    assert.equal((refusal as ConnectionLimitError).source, HOST);
+    assert.deepEqual(listener.refused(), { maxConnections: 0, maxConnectionsPerSource: 1 });
+    // The stalled handshake is given up, which frees the slot.
+    await wait(
+      () => errors.some((e) => e instanceof TransportError && e.code === "handshake_timeout"),
+      "the handshake timeout",
+    );
+    const client = await connectTcp({ hostname: HOST, port, tls: { caCerts: [caCert] } });
+    try {
+      await assertEcho(client);
+    } finally {
+      client.close();
+    }
+  } finally {
+    silent.close();
+    await listener.close();
+    await Promise.all(loops);
   }
 });

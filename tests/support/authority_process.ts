@@ -20,6 +20,15 @@ export interface AuthorityFixture {
   serve(
     extra?: string[],
   ): Promise<{ port: number; identifier: string; metrics: string; stop(): Promise<void> }>;
+  /**
+   * The arguments that make a relay listening on `127.0.0.1:port` a member
+   * of this authority (at `authorityPort`): its own state directory under
+   * the fixture's, a one-time ticket (role=relay, relay_addresses naming
+   * that address) in a 0600 file, the trust anchor and the authority.
+   * The same state directory is used again for the same port, so a
+   * restarted relay keeps its identity and credential.
+   */
+  relayArgs(port: number, authorityPort: number): Promise<string[]>;
   remove(): Promise<void>;
 }
 
@@ -98,6 +107,44 @@ export async function authorityFixture(): Promise<AuthorityFixture> {
           await stderr;
         },
       };
+    },
+    async relayArgs(port, authorityPort) {
+      const stateDir = `${state}/relay-${port}`;
+      const ticketFile = `${stateDir}.ticket`;
+      try {
+        await Deno.stat(`${root}${stateDir}/relay.credential`);
+      } catch {
+        const out = await command(
+          [
+            "--state",
+            state,
+            ...hsmArgs(token),
+            "ticket",
+            "create",
+            "--json",
+            "--attr",
+            "role=relay",
+            "--attr",
+            `relay_addresses=[127.0.0.1:${port}]`,
+          ],
+          token.pin,
+        ).output();
+        if (out.code !== 0) throw new Error(new TextDecoder().decode(out.stderr));
+        const { ticket } = JSON.parse(new TextDecoder().decode(out.stdout));
+        await Deno.writeTextFile(`${root}${ticketFile}`, ticket, { mode: 0o600 });
+      }
+      return [
+        "--state",
+        stateDir,
+        "--ticket-file",
+        ticketFile,
+        "--listen",
+        `127.0.0.1:${port}`,
+        "--trust",
+        `${state}/authority.identity.json`,
+        "--authority",
+        `127.0.0.1:${authorityPort}`,
+      ];
     },
     async remove() {
       await Deno.remove(`${root}${state}`, { recursive: true }).catch(() => {});

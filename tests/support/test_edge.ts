@@ -125,6 +125,7 @@ export async function startTestEdge(options: TestEdgeOptions): Promise<TestEdge>
       port: options.relayPort,
       identity,
       credential: credential.encoded,
+      trust,
     });
     return {
       identity,
