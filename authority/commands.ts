@@ -222,6 +222,8 @@ export async function run(config: CheckedAuthorityConfig, options: RunOptions): 
     ops: config.metrics === "off" ? undefined : parseHostPort(config.metrics, "metrics"),
     ttlSeconds: { edge: config["edge-ttl"], default: config["default-ttl"] },
     attestationTtlSeconds: config["attestation-ttl"],
+    maxConnections: config["max-connections"],
+    maxConnectionsPerSource: config["max-per-source"],
     logger,
   });
   options.announce?.(

@@ -10,7 +10,14 @@
 import { loadConfig } from "../src/config/loader.ts";
 import type { Permissions } from "../src/config/permissions.ts";
 import { z } from "zod";
-import { hostPort, hostPortOrOff, nonEmpty, object, quoteValue } from "../src/config/schema.ts";
+import {
+  countOrDigits,
+  hostPort,
+  hostPortOrOff,
+  nonEmpty,
+  object,
+  quoteValue,
+} from "../src/config/schema.ts";
 
 /** The PKCS#11 module used unless the configuration names another. */
 export const DEFAULT_HSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so";
@@ -69,6 +76,10 @@ export const AuthorityConfigSchema = object({
   "default-ttl": duration().default(3600),
   /** serve: lifetime of the authority's own channel attestation (renewed at two thirds). */
   "attestation-ttl": duration().optional(),
+  /** serve: TCP connections open at once. */
+  "max-connections": countOrDigits("connections", 1).default(10_000),
+  /** serve: TCP connections open at once from one IPv4 address or IPv6 /64. */
+  "max-per-source": countOrDigits("connections", 1).default(256),
 });
 
 /** The authority's configuration as a file gives it. */

@@ -30,6 +30,8 @@ export const FLAGS = {
   "edge-ttl": { type: "string" },
   "default-ttl": { type: "string" },
   "attestation-ttl": { type: "string" },
+  "max-connections": { type: "string" },
+  "max-per-source": { type: "string" },
   attr: { type: "string", multiple: true },
   ttl: { type: "string" },
   customer: { type: "string" },
@@ -53,6 +55,8 @@ const KEYS = [
   "edge-ttl",
   "default-ttl",
   "attestation-ttl",
+  "max-connections",
+  "max-per-source",
 ] as const;
 
 /** Parsed flag values. */

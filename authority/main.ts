@@ -60,6 +60,8 @@ Options:
   --attestation-ttl DURATION
                           serve: lifetime of the authority's channel attestation, renewed at
                           two thirds (default 30d)
+  --max-connections N     serve: TCP connections open at once (default 10000)
+  --max-per-source N      serve: connections open at once from one address (IPv6: /64; default 256)
   --attr NAME=VALUE       ticket create: attribute (repeatable; integers and true/false are typed)
   --ttl DURATION          ticket create: ticket lifetime, e.g. 10m, 2h, 1d (default 1h)
   --customer ID           license create: customer_id

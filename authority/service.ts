@@ -47,6 +47,12 @@ import type { HsmOptions } from "../hsm/pkcs11_signer.ts";
 import { loadAuthority, statePaths } from "./ceremony.ts";
 import { AuthorityStore } from "./store.ts";
 import { Subscriber } from "./subscriber.ts";
+import {
+  ConnectionGuard,
+  type ConnectionGuardOptions,
+  type ConnectionSweep,
+  guardConnections,
+} from "./connection_guard.ts";
 
 /** Options of {@link startAuthority}. */
 export interface AuthorityServiceOptions {
@@ -65,8 +71,22 @@ export interface AuthorityServiceOptions {
   pushTimeoutMs?: number;
   /** Lifetime of the authority's channel attestation, seconds (default 30 days; renewed at two thirds). */
   attestationTtlSeconds?: number;
+  /** TCP connections open at once (default 10,000). */
+  maxConnections?: number;
+  /** TCP connections open at once from one IPv4 address or IPv6 /64 (default 256). */
+  maxConnectionsPerSource?: number;
+  /** What a connection may hold before and after it carries a member (connection_guard.ts). */
+  guard?: ConnectionGuardOptions;
   logger?: Logger;
 }
+
+/**
+ * The largest frame a member sends the authority: a handshake message 3
+ * (a change history of at most 127 changes, about 20 KiB, and its
+ * credentials) or a request. A larger header closes the connection
+ * before anything is reserved for it.
+ */
+export const AUTHORITY_MAX_RECEIVE_FRAME_BYTES = 64 * 1024;
 
 /** Counters for metrics and tests. */
 export interface AuthorityStats {
@@ -98,7 +118,11 @@ export async function startAuthority(options: AuthorityServiceOptions): Promise<
   const stats: AuthorityStats = { enrollments: 0, credentials: 0, refused: 0, revocationLists: 0 };
 
   const node = new Node({ name: "authority", logger });
-  const transport = new TcpTransport(node, { logger });
+  let sweep: ConnectionSweep | null = null;
+  const transport = new TcpTransport(node, {
+    logger,
+    onConnection: ({ address }) => sweep?.accepted(address),
+  });
   const local = await createChannelIdentity(identity, {
     ttlSeconds: options.attestationTtlSeconds,
   });
@@ -228,6 +252,7 @@ export async function startAuthority(options: AuthorityServiceOptions): Promise<
     if (info === undefined) return; // only through a secure channel
     const channel = listener.channel(message.return[0]);
     if (channel === undefined || channel.isClosed) return; // not one of this listener's
+    sweep?.requested(channel.remoteRoute[0]);
     let request: AuthorityRequest;
     try {
       request = decodeRequest(message.payload);
@@ -356,7 +381,45 @@ export async function startAuthority(options: AuthorityServiceOptions): Promise<
   );
   const ops = options.ops ? startOpsServer({ ...options.ops, metrics, logger }) : null;
 
-  const tcp = transport.listen({ hostname: options.hostname, port: options.port });
+  const tcp = transport.listen({
+    hostname: options.hostname,
+    port: options.port,
+    maxConnections: options.maxConnections ?? 10_000,
+    maxConnectionsPerSource: options.maxConnectionsPerSource ?? 256,
+    maxReceiveFrameBytes: AUTHORITY_MAX_RECEIVE_FRAME_BYTES,
+  });
+  sweep = guardConnections(
+    {
+      connections: () => transport.connections(),
+      channels: () => listener.channels(),
+      isMember: (identifier) => {
+        const member = store.getMember(identifier);
+        return member !== null && member.revokedAt === null;
+      },
+    },
+    new ConnectionGuard(options.guard),
+    (verdict) => logger.debug("closing a connection", { reason: verdict }),
+  );
+  metrics.register(
+    "nexus_authority_connections",
+    "gauge",
+    "Open TCP connections.",
+    () => tcp.connections(),
+  );
+  metrics.register(
+    "nexus_authority_connections_closed_total",
+    "counter",
+    "Connections closed by a limit: on accept (max_connections, max_per_source) or by the guard.",
+    () => [
+      ...Object.entries(tcp.refused()).map(([reason, n]) =>
+        [{ reason: reason === "maxConnections" ? "max_connections" : "max_per_source" }, n] as [
+          { reason: string },
+          number,
+        ]
+      ),
+      ...[...sweep!.closed].map(([reason, n]) => [{ reason }, n] as [{ reason: string }, number]),
+    ],
+  );
   logger.info("authority listening", {
     address: `${tcp.addr.hostname}:${tcp.addr.port}`,
     identifier: identity.identifier,
@@ -375,6 +438,7 @@ export async function startAuthority(options: AuthorityServiceOptions): Promise<
     opsAddr: ops?.addr ?? null,
     async close() {
       clearInterval(timer);
+      sweep?.stop();
       stopRenewing.abort();
       await renewing;
       await ops?.close();

@@ -41,7 +41,7 @@ import { Metrics } from "../src/ops/metrics.ts";
 import { type OpsServer, startOpsServer } from "../src/ops/ops_server.ts";
 import type { Policy } from "../src/policy/policy.ts";
 import { aliasRule } from "../src/policy/rules.ts";
-import { refreshMessage } from "../src/relay_client/admission.ts";
+import { MAX_ADMISSION_BYTES, refreshMessage } from "../src/relay_client/admission.ts";
 import {
   type AdmissionContext,
   type AdmissionRefusal,
@@ -283,6 +283,7 @@ export function startRelay(options: RelayOptions): Relay {
     mine.add(peer);
     byIdentity.set(identity.identifier, mine);
     stats.admitted++;
+    conn.setMaxReceiveFrameBytes(conn.maxFrameBytes);
     await sendAdmitted(conn, identity.identifier);
     logger.info("connection admitted", { member: identity.identifier, address: peer.address });
     return peer;
@@ -453,6 +454,10 @@ export function startRelay(options: RelayOptions): Relay {
     tls: options.tls,
     maxFrameBytes: options.maxFrameBytes,
     maxConnections: options.maxConnections ?? 20_000,
+    // Before admission a peer's frames are admission messages, at most
+    // 48 KiB: a header declaring more closes the connection at once
+    // instead of making the relay reserve for it (raised on admission).
+    maxReceiveFrameBytes: Math.min(MAX_ADMISSION_BYTES, options.maxFrameBytes ?? Infinity),
     readBufferBytes: options.readBufferBytes ?? 4096,
     writeBufferBytes: 16 * 1024,
     onConnection: (conn) => void serve(conn),

@@ -221,6 +221,15 @@ export interface ListenOptions extends ChannelOptions {
   onChannel?: (channel: SecureChannel) => void;
   /** Most handshakes in progress at once (default 10,000); more are dropped. */
   maxPendingHandshakes?: number;
+  /**
+   * Handshakes in progress from one source: the route a message 1 came
+   * by, without the initiator's own decryptor (for a channel through a
+   * relay, one admitted connection at that relay; for a direct one, the
+   * TCP connection). Default 16. It keeps one peer from taking the
+   * listener's slots from everyone else; the policy comes only at message
+   * 3, so this is the check made before any work (docs/security.md).
+   */
+  maxPendingPerSource?: number;
 }
 
 /** A running channel listener. */
@@ -260,8 +269,11 @@ export function listenSecureChannels(options: ListenOptions): SecureChannelListe
   const failures = new Map<string, number>();
   let pending = 0;
   const maxPending = options.maxPendingHandshakes ?? 10_000;
+  const maxPerSource = options.maxPendingPerSource ?? 16;
+  /** Handshakes in progress by source (the return route minus its last hop); none, no entry. */
+  const bySource = new Map<string, number>();
 
-  const respond = async (first: RoutedMessage) => {
+  const respond = async (first: RoutedMessage, source: string) => {
     const run = beginHandshake(options, false);
     try {
       const work = (async () => {
@@ -317,6 +329,9 @@ export function listenSecureChannels(options: ListenOptions): SecureChannelListe
     } finally {
       run.limit.cancel();
       pending--;
+      const left = (bySource.get(source) ?? 1) - 1;
+      if (left === 0) bySource.delete(source);
+      else bySource.set(source, left);
     }
   };
 
@@ -326,9 +341,18 @@ export function listenSecureChannels(options: ListenOptions): SecureChannelListe
       failures.set("overloaded", (failures.get("overloaded") ?? 0) + 1);
       return;
     }
+    // Addresses are short printable names (routed_message.ts), so the
+    // joined route is an unambiguous key.
+    const source = message.return.slice(0, -1).join(" ");
+    const fromSource = bySource.get(source) ?? 0;
+    if (fromSource >= maxPerSource) {
+      failures.set("too_many_pending", (failures.get("too_many_pending") ?? 0) + 1);
+      return;
+    }
+    bySource.set(source, fromSource + 1);
     pending++;
     // Not awaited: a slow handshake must not stall the connection it came on.
-    respond(copyOf(message));
+    respond(copyOf(message), source);
   });
 
   return {

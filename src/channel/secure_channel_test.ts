@@ -399,3 +399,46 @@ Deno.test("channel: a message too large for one record is refused with a RangeEr
   assert.equal(channel.isClosed, false);
   await channel.close();
 });
+
+Deno.test("channel: one source's unfinished handshakes cannot take the listener's slots from another", async () => {
+  const ca = await authority();
+  const gateway = await member(ca.identity, { role: "gateway" });
+  const honest = await member(ca.identity, { role: "edge" });
+  const b = new Node({ name: "b" });
+  const flooder = new Node({ name: "flooder" });
+  const a = new Node({ name: "a" });
+  const flood = link(flooder, b);
+  const { toB } = link(a, b);
+  const listener = listenSecureChannels({
+    node: b,
+    address: "api",
+    local: gateway,
+    policy: { trust: ca.trust },
+    maxPendingHandshakes: 16,
+    maxPendingPerSource: 8,
+    handshakeTimeoutMs: 2000,
+  });
+  // 40 message 1s (an ephemeral key each), never followed by a message 3.
+  for (let i = 0; i < 40; i++) {
+    const ephemeral = crypto.getRandomValues(new Uint8Array(32));
+    await flooder.route({
+      onward: [flood.toB, "api"],
+      return: [`scd.flood${i}`],
+      payload: Uint8Array.of(0x01, ...ephemeral),
+    });
+  }
+  await eventually(() => (listener.failures.get("too_many_pending") ?? 0) === 32);
+  // The listener-wide cap (16) still has room for another source.
+  const channel = await connectSecureChannel({
+    node: a,
+    route: [toB, "api"],
+    local: honest,
+    policy: { trust: ca.trust },
+    handshakeTimeoutMs: 1500,
+  });
+  assert.equal(channel.peer.identifier, gateway.identity.identifier);
+  channel.close("done");
+  listener.close({ closeChannels: true });
+  // Let the flood's handshakes time out, so no timer outlives the test.
+  await eventually(() => (listener.failures.get("timeout") ?? 0) === 8, 5000);
+});
