@@ -224,6 +224,10 @@ export async function run(config: CheckedAuthorityConfig, options: RunOptions): 
     attestationTtlSeconds: config["attestation-ttl"],
     maxConnections: config["max-connections"],
     maxConnectionsPerSource: config["max-per-source"],
+    guard: {
+      handshakeMs: config["handshake-timeout"] * 1000,
+      strangerIdleMs: config["handshake-timeout"] * 3000,
+    },
     logger,
   });
   options.announce?.(

@@ -76,6 +76,12 @@ export const AuthorityConfigSchema = object({
   "default-ttl": duration().default(3600),
   /** serve: lifetime of the authority's own channel attestation (renewed at two thirds). */
   "attestation-ttl": duration().optional(),
+  /**
+   * serve: time a connection has to carry a secure channel before it is
+   * closed; a connection of non-members' channels is closed after three
+   * times as long without a request.
+   */
+  "handshake-timeout": duration().default(10),
   /** serve: TCP connections open at once. */
   "max-connections": countOrDigits("connections", 1).default(10_000),
   /** serve: TCP connections open at once from one IPv4 address or IPv6 /64. */

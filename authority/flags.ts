@@ -30,6 +30,7 @@ export const FLAGS = {
   "edge-ttl": { type: "string" },
   "default-ttl": { type: "string" },
   "attestation-ttl": { type: "string" },
+  "handshake-timeout": { type: "string" },
   "max-connections": { type: "string" },
   "max-per-source": { type: "string" },
   attr: { type: "string", multiple: true },
@@ -55,6 +56,7 @@ const KEYS = [
   "edge-ttl",
   "default-ttl",
   "attestation-ttl",
+  "handshake-timeout",
   "max-connections",
   "max-per-source",
 ] as const;

@@ -60,6 +60,9 @@ Options:
   --attestation-ttl DURATION
                           serve: lifetime of the authority's channel attestation, renewed at
                           two thirds (default 30d)
+  --handshake-timeout DURATION
+                          serve: a connection with no secure channel after this long is closed;
+                          one carrying only non-members' channels after 3x as long idle (default 10s)
   --max-connections N     serve: TCP connections open at once (default 10000)
   --max-per-source N      serve: connections open at once from one address (IPv6: /64; default 256)
   --attr NAME=VALUE       ticket create: attribute (repeatable; integers and true/false are typed)

@@ -387,6 +387,11 @@ export async function startAuthority(options: AuthorityServiceOptions): Promise<
     maxConnections: options.maxConnections ?? 10_000,
     maxConnectionsPerSource: options.maxConnectionsPerSource ?? 256,
     maxReceiveFrameBytes: AUTHORITY_MAX_RECEIVE_FRAME_BYTES,
+    // Members' requests and answers are small: a 4 KiB read buffer per
+    // connection (a larger frame is assembled as its bytes come,
+    // frame_decoder.ts), so 10,000 connections hold 40 MiB, not 640.
+    readBufferBytes: 4096,
+    writeBufferBytes: 16 * 1024,
   });
   sweep = guardConnections(
     {

@@ -160,7 +160,7 @@ export async function startGateway(
     }
   });
 
-  const metrics = gatewayMetrics(() => listener!.channels().length, registered, config, outlets);
+  const metrics = gatewayMetrics(listener!, registered, config, outlets);
   member.registerMetrics(metrics, "nexus_gateway");
   const ops: OpsServer | null = config.ops
     ? startOpsServer({
@@ -202,13 +202,24 @@ export async function startGateway(
 
 /** The gateway's own metrics (the member runtime adds its credential and attestation gauges). */
 function gatewayMetrics(
-  channels: () => number,
+  listener: SecureChannelListener,
   registered: ReadonlySet<string>,
   config: CheckedGatewayConfig,
   outlets: Outlet[],
 ): Metrics {
   const metrics = new Metrics();
-  metrics.register("nexus_gateway_channels", "gauge", "Open secure channels.", channels);
+  metrics.register(
+    "nexus_gateway_channels",
+    "gauge",
+    "Open secure channels.",
+    () => listener.channels().length,
+  );
+  metrics.register(
+    "nexus_gateway_handshake_failures_total",
+    "counter",
+    "Handshakes refused or failed, by code (too_many_pending: a source's cap).",
+    () => [...listener.failures].map(([code, n]) => [{ code }, n] as [{ code: string }, number]),
+  );
   metrics.register(
     "nexus_gateway_relays_registered",
     "gauge",

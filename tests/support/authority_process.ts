@@ -19,7 +19,9 @@ export interface AuthorityFixture {
   /** Starts `serve` on 127.0.0.1:0 and resolves with its port once it listens. */
   serve(
     extra?: string[],
-  ): Promise<{ port: number; identifier: string; metrics: string; stop(): Promise<void> }>;
+  ): Promise<
+    { pid: number; port: number; identifier: string; metrics: string; stop(): Promise<void> }
+  >;
   /**
    * The arguments that make a relay listening on `127.0.0.1:port` a member
    * of this authority (at `authorityPort`): its own state directory under
@@ -97,6 +99,7 @@ export async function authorityFixture(): Promise<AuthorityFixture> {
       // Drain stderr so the process never blocks on a full pipe.
       const stderr = new Response(child.stderr).text();
       return {
+        pid: child.pid,
         port: banner.port,
         identifier: banner.identifier ?? "",
         metrics: banner.metrics ?? "",

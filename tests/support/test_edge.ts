@@ -37,8 +37,10 @@ export interface TestEdgeOptions {
   authorityPort: number;
   /** The relay's port on 127.0.0.1. */
   relayPort: number;
-  /** A one-time enrollment ticket from `authority ticket create`. */
-  ticket: string;
+  /** A one-time enrollment ticket from `authority ticket create`... */
+  ticket?: string;
+  /** ...or a license key from `authority license create`. */
+  license?: string;
 }
 
 /** Options of {@link TestEdge.connectGateway}. */
@@ -111,7 +113,9 @@ export async function startTestEdge(options: TestEdgeOptions): Promise<TestEdge>
     });
     let credential: Credential;
     try {
-      credential = await client.enroll({ ticket: options.ticket });
+      credential = await client.enroll(
+        options.license !== undefined ? { license: options.license } : { ticket: options.ticket! },
+      );
     } finally {
       await client.close().catch(() => {});
       toAuthority.connection.close("enrolled");
