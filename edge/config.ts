@@ -9,6 +9,7 @@
 import { ConfigError } from "../src/errors.ts";
 import { checkConfig, loadConfig } from "../src/config/loader.ts";
 import { permissionFlags, type Permissions } from "../src/config/permissions.ts";
+import { readSecretLine } from "../src/config/secret_file.ts";
 import {
   flag,
   hostPort,
@@ -22,8 +23,12 @@ import {
 } from "../src/config/schema.ts";
 import { z } from "zod";
 
-/** Header added by HTTP inlets unless the config names another. */
-export const DEFAULT_LICENSE_HEADER = "X-License-Key";
+/**
+ * Header added by HTTP inlets unless the config names another. Its value is
+ * the license's public id (hex SHA-256 of the key, as the authority names
+ * the license: src/authority_client/license_id.ts), never the key itself.
+ */
+export const DEFAULT_LICENSE_HEADER = "X-License-Id";
 /** Where the operations endpoint listens unless the config says otherwise. */
 export const DEFAULT_OPS = "127.0.0.1:9431";
 /** The default inlet: the context service. */
@@ -44,7 +49,7 @@ export interface InletConfig {
   listen: string;
   /** The gateway outlet's name (`outlet.<name>` at the gateway). */
   outlet: string;
-  /** "tcp" (default): bytes as they come. "http": the license header is added to every request. */
+  /** "tcp" (default): bytes as they come. "http": each request gets the license id header. */
   mode?: "tcp" | "http";
   /**
    * HTTP mode only: let CONNECT and protocol upgrades (WebSocket) through,
@@ -67,13 +72,16 @@ export interface EdgeConfig {
   gateway: { alias: string; customerId: string; identifier?: string };
   /** One-time enrollment ticket (first start only). */
   ticket?: string;
-  /** License key: enrollment when no ticket is given, and the header value of HTTP inlets. */
+  /**
+   * License key: enrollment when no ticket is given. HTTP inlets send its
+   * public id ({@link DEFAULT_LICENSE_HEADER}), never the key.
+   */
   license?: string;
   /** A file holding the ticket instead (first line), so the config holds no secret. */
   ticketFile?: string;
   /** A file holding the license key instead (first line; not readable by others). */
   licenseFile?: string;
-  /** Header name HTTP inlets add (default {@link DEFAULT_LICENSE_HEADER}). */
+  /** Header name HTTP inlets add, the license's id its value ({@link DEFAULT_LICENSE_HEADER}). */
   licenseHeader?: string;
   /** Inlets (default {@link DEFAULT_INLETS}: 127.0.0.1:8151 to the `context` outlet). */
   inlets?: InletConfig[];
@@ -221,34 +229,21 @@ export function edgePermissionFlags(config: CheckedEdgeConfig, configFile?: stri
 
 /**
  * Reads `ticketFile` and `licenseFile` into `ticket` and `license` (the
- * first line, trimmed). A license file others may read is refused: the key
- * lets anyone enroll as this customer.
+ * first line, trimmed; src/config/secret_file.ts). A license file others may
+ * read is refused: the key lets anyone enroll as this customer.
  * @throws {ConfigError} naming the file, never its content.
  */
 export async function readEdgeSecrets(config: CheckedEdgeConfig): Promise<CheckedEdgeConfig> {
-  const read = async (path: string, field: string, private_: boolean) => {
-    const fail = (what: string): never => {
-      throw new ConfigError("invalid", `config: "${field}" names ${path}, ${what}`, { field });
-    };
-    let text: string;
-    try {
-      if (private_ && ((await Deno.stat(path)).mode ?? 0) & 0o004) {
-        fail("which others may read: chmod o-r it");
-      }
-      text = await Deno.readTextFile(path);
-    } catch (error) {
-      if (error instanceof ConfigError || error instanceof Deno.errors.NotCapable) throw error;
-      return fail(`which cannot be read: ${(error as Error).name}`);
-    }
-    const first = text.split("\n")[0].trim();
-    if (first === "") fail("which is empty");
-    return first;
-  };
   return {
     ...config,
-    ticket: config.ticketFile ? await read(config.ticketFile, "ticketFile", false) : config.ticket,
+    ticket: config.ticketFile
+      ? await readSecretLine(config.ticketFile, "ticketFile", { refuse: 0o077 })
+      : config.ticket,
     license: config.licenseFile
-      ? await read(config.licenseFile, "licenseFile", true)
+      ? await readSecretLine(config.licenseFile, "licenseFile", {
+        refuse: 0o004,
+        refusal: () => "which others may read: chmod o-r it",
+      })
       : config.license,
   };
 }

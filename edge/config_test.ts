@@ -23,7 +23,7 @@ Deno.test("edge config: defaults filled in", () => {
   const config = checkEdgeConfig(base());
   assert.deepEqual(config.inlets, DEFAULT_INLETS);
   assert.equal(config.ops, "127.0.0.1:9431");
-  assert.equal(config.licenseHeader, "X-License-Key");
+  assert.equal(config.licenseHeader, "X-License-Id");
   assert.equal(config.connectWaitMs, 10_000);
 });
 
@@ -139,11 +139,11 @@ Deno.test("edge config: the permission flags name exactly what the config uses",
   ]);
 });
 
-Deno.test("edge config: ticket and license from files; a world-readable license file is refused", async () => {
+Deno.test("edge config: ticket and license from files; a world-readable license or a shared ticket file is refused", async () => {
   const dir = await Deno.makeTempDir();
   try {
     await Deno.writeTextFile(`${dir}/license`, `${LICENSE}\n`, { mode: 0o600 });
-    await Deno.writeTextFile(`${dir}/ticket`, "nxt_ticket\n", { mode: 0o644 });
+    await Deno.writeTextFile(`${dir}/ticket`, "nxt_ticket\n", { mode: 0o600 });
     const config = checkEdgeConfig({
       ...base(),
       licenseFile: `${dir}/license`,
@@ -154,6 +154,11 @@ Deno.test("edge config: ticket and license from files; a world-readable license 
     const resolved = await readEdgeSecrets(config);
     assert.equal(resolved.license, LICENSE);
     assert.equal(resolved.ticket, "nxt_ticket");
+
+    // A ticket enrolls whoever redeems it first: no access but the owner's.
+    await Deno.chmod(`${dir}/ticket`, 0o640);
+    await assert.rejects(readEdgeSecrets(config), /"ticketFile" names .*mode 0640.*chmod 600/);
+    await Deno.chmod(`${dir}/ticket`, 0o600);
 
     await Deno.chmod(`${dir}/license`, 0o644);
     await assert.rejects(readEdgeSecrets(config), (error: unknown) => {

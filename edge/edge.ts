@@ -6,7 +6,8 @@
  * channel attestation. The edge connects **out** to one of several relays,
  * opens a secure channel to its customer's gateway through the relay's
  * alias, and serves inlets whose connections become portal sessions to the
- * gateway's outlets.
+ * gateway's outlets. An HTTP inlet adds the license's public id (never
+ * the key) to every request, for the backend to know the customer's license.
  *
  * The path (relay connection + secure channel) is kept by one loop:
  * relays are tried in order starting with the last one that worked; a full
@@ -20,6 +21,7 @@
  *
  * @module
  */
+import { licenseId } from "../src/authority_client/license_id.ts";
 import { formatHostPort, parseHostPort } from "../src/config/host_port.ts";
 import { TrustStore } from "../src/credential/trust_store.ts";
 import { readIdentityFile } from "../src/identity/identity_file.ts";
@@ -156,6 +158,10 @@ export async function startEdge(
   // permission set) stops the start before anything connects out. A
   // connection that comes before the first path waits for it.
   const inlets: Inlet[] = [];
+  // HTTP inlets send the license's id, computed once here: the key is an
+  // enrollment secret, and every backend (and its request log) would see it.
+  // The config check makes sure a license is there when an inlet is "http".
+  const licenseHeaderValue = config.license === undefined ? undefined : licenseId(config.license);
   const abandon = async (error: unknown): Promise<never> => {
     stopped = true;
     for (const inlet of inlets) inlet.close();
@@ -173,7 +179,7 @@ export async function startEdge(
           ? (conn) =>
             injectHeader(conn, {
               name: config.licenseHeader,
-              value: config.license!,
+              value: licenseHeaderValue!,
               tunnels: inlet.tunnels === true,
             })
           : undefined,

@@ -9,6 +9,7 @@
  */
 import { checkConfig, loadConfig } from "../src/config/loader.ts";
 import type { Permissions } from "../src/config/permissions.ts";
+import { readSecretLine } from "../src/config/secret_file.ts";
 import { z } from "zod";
 import { hostPort, name, nonEmpty, object, secret, wholeNumber } from "../src/config/schema.ts";
 
@@ -30,6 +31,12 @@ export const GatewayConfigSchema = object({
   customerId: nonEmpty(),
   /** Enrollment ticket for the first start (when not yet a member). */
   ticket: secret().optional(),
+  /**
+   * A file holding the ticket instead (first line; group and others must
+   * have no access), read at start by {@link readGatewaySecrets}: neither
+   * the command line nor the configuration then holds the secret.
+   */
+  ticketFile: nonEmpty().optional(),
   /** The backends, each behind its policy. */
   outlets: z.array(object({ name: name(), backend: hostPort(), policy: nonEmpty() }), {
     error: "must be a list",
@@ -41,6 +48,9 @@ export const GatewayConfigSchema = object({
   /** Lifetime of the gateway's channel attestations, seconds (renewed at two thirds). */
   attestationTtlSeconds: wholeNumber("seconds", 3).optional(),
 }).superRefine((config, ctx) => {
+  if (config.ticket !== undefined && config.ticketFile !== undefined) {
+    ctx.addIssue({ code: "custom", path: ["ticketFile"], message: "and ticket both given" });
+  }
   const names = new Set<string>();
   config.outlets.forEach((outlet, i) => {
     if (names.has(outlet.name)) {
@@ -81,8 +91,8 @@ export function loadGatewayConfig(
 /**
  * The Deno permissions this configuration needs and no more: net for the
  * authority, the relays, the backends and the operations endpoint; read
- * for the state directory, the trust anchor and the configuration file;
- * write for the state directory.
+ * for the state directory, the trust anchor, the configuration file and the
+ * ticket file; write for the state directory.
  */
 export function gatewayPermissions(
   config: CheckedGatewayConfig,
@@ -95,7 +105,27 @@ export function gatewayPermissions(
       ...config.outlets.map((outlet) => outlet.backend),
       ...(config.ops === undefined ? [] : [config.ops]),
     ],
-    read: [config.stateDir, config.authority.identityFile, ...(configFile ? [configFile] : [])],
+    read: [
+      config.stateDir,
+      config.authority.identityFile,
+      ...(configFile ? [configFile] : []),
+      ...(config.ticketFile ? [config.ticketFile] : []),
+    ],
     write: [config.stateDir],
   };
+}
+
+/**
+ * Reads `ticketFile` into `ticket` (its first line, trimmed) and drops
+ * `ticketFile`, so the result checks again as it is. A file that group or
+ * others may access is refused before it is read: the ticket enrolls a
+ * gateway of this customer, with its alias, for whoever redeems it first.
+ * @throws {ConfigError} naming the file, never its content.
+ */
+export async function readGatewaySecrets(
+  config: CheckedGatewayConfig,
+): Promise<CheckedGatewayConfig> {
+  const { ticketFile, ...rest } = config;
+  if (ticketFile === undefined) return config;
+  return { ...rest, ticket: await readSecretLine(ticketFile, "ticketFile", { refuse: 0o077 }) };
 }

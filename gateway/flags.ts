@@ -13,7 +13,7 @@ import { type CheckedGatewayConfig, gatewayPermissions, loadGatewayConfig } from
 /** The flags of every `nexus-gateway` command. */
 export const FLAGS = {
   config: { type: "string" },
-  ticket: { type: "string" },
+  "ticket-file": { type: "string" },
   state: { type: "string" },
   policy: { type: "string" },
   outlet: { type: "string" },
@@ -23,14 +23,26 @@ export const FLAGS = {
   credential: { type: "string" },
   trust: { type: "string" },
   "log-json": { type: "boolean", default: false },
+  // Refused with a reason: a secret on the command line is visible in `ps`.
+  ticket: { type: "string" },
   help: { type: "boolean", short: "h", default: false },
 } as const;
 
-/** The configuration a command line gives: its file, with its flags laid over it. */
-export function configOf(values: CommandLine["values"]): Promise<CheckedGatewayConfig> {
+/**
+ * The configuration a command line gives: its file, with its flags laid
+ * over it. The ticket file is named, not read (`readGatewaySecrets` reads it
+ * at start), so `permissions` works before the file exists.
+ * @throws {ConfigError} `usage` for `--ticket`: other users can read a
+ *   command line (`ps`), so the secret goes in a file; the message never
+ *   quotes the value.
+ */
+export async function configOf(values: CommandLine["values"]): Promise<CheckedGatewayConfig> {
+  if (values.ticket !== undefined) {
+    throw usage("--ticket is refused: other users can read a command line; use --ticket-file");
+  }
   if (values.config === undefined) throw usage("this command needs --config FILE");
-  return loadGatewayConfig(values.config as string, {
-    ticket: values.ticket,
+  return await loadGatewayConfig(values.config as string, {
+    ticketFile: values["ticket-file"],
     stateDir: values.state,
   });
 }

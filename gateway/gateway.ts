@@ -32,7 +32,12 @@ import {
 } from "../src/relay_client/relay_client.ts";
 import { Node } from "../src/routing/node.ts";
 import { TcpTransport } from "../src/transport/tcp_transport.ts";
-import { type CheckedGatewayConfig, checkGatewayConfig, type GatewayConfig } from "./config.ts";
+import {
+  type CheckedGatewayConfig,
+  checkGatewayConfig,
+  type GatewayConfig,
+  readGatewaySecrets,
+} from "./config.ts";
 
 export type { GatewayConfig };
 
@@ -56,7 +61,8 @@ export async function startGateway(
   input: GatewayConfig,
   options: { logger?: Logger } = {},
 ): Promise<RunningGateway> {
-  const config: CheckedGatewayConfig = checkGatewayConfig(input);
+  // The ticket file, if named, is read here, so every caller gets its check.
+  const config: CheckedGatewayConfig = await readGatewaySecrets(checkGatewayConfig(input));
   const logger = options.logger ?? silentLogger;
   // Policies first: a mistake stops the start, with its position in the
   // operator's own text and the outlet's name.

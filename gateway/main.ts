@@ -29,7 +29,8 @@ Usage:
 
 run options:
   --config FILE        JSON configuration (see deploy/gateway.example.json)
-  --ticket TICKET      enrollment ticket for the first start (or "ticket" in the config)
+  --ticket-file FILE   one-time enrollment ticket, read from FILE (first start; group and
+                       others must have no access: chmod 600)
   --state DIR          state directory (overrides the config's stateDir)
   --log-json           JSON log lines
 policy check: what a rule decides for a credential, and why. RULE is one of:
@@ -45,10 +46,14 @@ permissions:
   (deno task permissions gateway --config FILE for one outside the set)
   -h, --help           this help
 
+Secrets never go on the command line (other users can read it): give the
+ticket in a file (--ticket-file, or "ticketFile" in the config; or "ticket"
+in the config file itself). --ticket is refused.
+
 Once its alias is registered at a relay, "run" prints one line on stdout:
   READY <identifier> [metrics=HOST:PORT]
 Exit status: 0 stopped by SIGINT/SIGTERM (policy check: allow); 1 failed at run time
-(policy check: deny); 2 usage; 4 configuration (a policy that does not parse);
+(policy check: deny); 2 usage (also --ticket); 4 configuration (a policy that does not parse);
 5 outside the permission set.
 `;
 

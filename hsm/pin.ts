@@ -5,11 +5,15 @@
  *
  * @module
  */
+import { formatMode, readSecretFile } from "../src/config/secret_file.ts";
 import { HsmError } from "../src/errors.ts";
 
 /** Where to read the PIN, tried in this order. */
 export interface PinSource {
-  /** A file holding the PIN (trailing newline ignored); should be mode 0600. */
+  /**
+   * A file holding the PIN (trailing newline ignored). Group and others
+   * must have no access to it (mode 0600 or 0400), or it is refused.
+   */
   file?: string;
   /** The name of an environment variable holding the PIN. */
   env?: string;
@@ -19,11 +23,29 @@ export interface PinSource {
 
 /**
  * The PIN from the first source that has one.
- * @throws {HsmError} `pin_missing` when none does.
+ *
+ * A PIN file whose mode gives group or others any access is refused before
+ * it is read, and the other sources are not tried: a PIN others may have
+ * read must be presumed known (with it, anyone who reaches the token signs as
+ * the authority), and falling back to the environment would hide that. The
+ * check is on the handle the PIN is read through, so the file checked is the
+ * file read; under systemd, `LoadCredential=` files pass
+ * (src/config/secret_file.ts, `forbiddenAccess`).
+ * @throws {HsmError} `pin_file_mode` when the file's mode lets group or
+ *   others in (the message names the file and its mode, never the PIN);
+ *   `pin_missing` when no source has a PIN.
  */
 export async function readPin(source: PinSource): Promise<string> {
   if (source.file !== undefined) {
-    const pin = (await Deno.readTextFile(source.file)).replace(/\r?\n$/, "");
+    const read = await readSecretFile(source.file, 0o077);
+    if (!read.ok) {
+      throw new HsmError(
+        "pin_file_mode",
+        `PIN file ${source.file} has mode ${formatMode(read.mode)}; group and others must ` +
+          `have no access: chmod 600 ${source.file}`,
+      );
+    }
+    const pin = read.text.replace(/\r?\n$/, "");
     if (pin.length > 0) return pin;
   }
   if (source.env !== undefined) {

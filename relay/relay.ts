@@ -57,6 +57,7 @@ import {
   forwardRoutedMessage,
 } from "../src/routing/routed_message.ts";
 import { type FramedConnection, type FramedListener, listenTcp } from "../src/transport/mod.ts";
+import { readSecretLine } from "../src/config/secret_file.ts";
 
 /** Options of {@link startRelay}. */
 export interface RelayOptions {
@@ -605,7 +606,7 @@ async function membership(
   }
   const ticket = config["ticket-file"] === undefined
     ? undefined
-    : (await Deno.readTextFile(config["ticket-file"])).split("\n")[0].trim();
+    : await readSecretLine(config["ticket-file"], "ticket-file", { refuse: 0o077 });
   const node = new Node({ name: "relay-authority" });
   const transport = new TcpTransport(node);
   const member = await startMember({

@@ -782,7 +782,7 @@ Nexus is up in ${seconds(started)}.
 
 Try:
   curl http://127.0.0.1:8151/             # context, through edge -> relay -> gateway (TCP portal)
-  curl http://127.0.0.1:8152/             # orchestrator; the edge adds X-License-Key ("license":"present")
+  curl http://127.0.0.1:8152/             # orchestrator; the edge adds X-License-Id (the license id, never the key)
   curl http://127.0.0.1:8153/             # inference (the policy wants tier professional)
   deno task edge status                   # the edge's channel, credential and inlets
   curl http://${EDGE_OPS}/metrics      # metrics: edge; gateway ${GATEWAY_OPS}, relay ${RELAY_METRICS}, authority ${AUTHORITY_METRICS}

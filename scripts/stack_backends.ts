@@ -2,10 +2,13 @@
  * The local stack's three demo backends (`scripts/stack.ts`): tiny HTTP
  * servers standing in for the orchestrator, inference and context services
  * behind the gateway's outlets. Each answers every request with one JSON
- * line naming itself and saying whether the request carried a license
- * header, never the header's value:
+ * line naming itself and saying whether the request carried the license
+ * header and with which license id (public: the hex SHA-256 of the key, as
+ * the authority names the license), and whether anything in the request
+ * looks like a license key (it never should: the edge sends the id):
  *
- *   {"service":"context","backend":"127.0.0.1:18151","method":"GET","path":"/","license":"present"}
+ *   {"service":"orchestrator","backend":"127.0.0.1:18000","method":"GET","path":"/",
+ *    "license":"present","licenseId":"3f…","licenseKey":"absent"}
  *
  * @module
  */
@@ -24,8 +27,13 @@ export const DEMO_BACKENDS: readonly DemoBackend[] = [
   { service: "context", port: 18151 },
 ];
 
-/** The header whose presence the backends report (the edge's default). */
-export const LICENSE_HEADER = "X-License-Key";
+/** The header the backends report (the edge's default): the license's id. */
+export const LICENSE_HEADER = "X-License-Id";
+
+/** A license key (docs/protocol.md §18.6), wherever it would appear in a request. */
+const LICENSE_KEY = /nxl_[A-Za-z0-9_-]{32}/;
+/** A license id: 64 lowercase hex digits. */
+const LICENSE_ID = /^[0-9a-f]{64}$/;
 
 /** Running demo backends. */
 export interface RunningBackends {
@@ -36,12 +44,17 @@ export interface RunningBackends {
 
 /** The answer for one request (exported for tests). */
 export function describeRequest(backend: DemoBackend, request: Request): Record<string, string> {
+  const id = request.headers.get(LICENSE_HEADER);
+  const head = [request.method, request.url, ...[...request.headers].flat()].join("\n");
   return {
     service: backend.service,
     backend: `127.0.0.1:${backend.port}`,
     method: request.method,
     path: new URL(request.url).pathname,
-    license: request.headers.has(LICENSE_HEADER) ? "present" : "absent",
+    license: id === null ? "absent" : "present",
+    // Echoed only when it is an id: whatever else came in that header is not.
+    ...(id === null ? {} : { licenseId: LICENSE_ID.test(id) ? id : "(not a license id)" }),
+    licenseKey: LICENSE_KEY.test(head) ? "present" : "absent",
   };
 }
 

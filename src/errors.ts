@@ -105,6 +105,7 @@ export type HsmErrorCode =
   | "wrong_pin"
   | "pin_locked"
   | "pin_missing"
+  | "pin_file_mode"
   | "key_missing"
   | "key_exists"
   | "mechanism_unsupported"

@@ -140,6 +140,7 @@ Deno.test({
       await Deno.writeTextFile(
         `${root}${dir}/edge.ticket`,
         await ticket(fixture, "role=edge", `customer_id=${CUSTOMER}`),
+        { mode: 0o600 },
       );
       await Deno.writeTextFile(
         `${root}${dir}/edge.json`,

@@ -227,3 +227,25 @@ Deno.test("cli: the what-if command explains the relay's alias rule and the gate
     await Deno.remove(`${root}${dir}`, { recursive: true });
   }
 });
+
+Deno.test("cli: the gateway refuses a ticket on the command line without echoing it", async () => {
+  // A distinctive value: it must appear nowhere in what the gateway prints.
+  const value = "tkt_visible_secret";
+  for (
+    const args of [
+      ["run", "--ticket", value],
+      ["run", "--config", ".state/absent-gateway.json", `--ticket=${value}`],
+      ["permissions", "--config", ".state/absent-gateway.json", "--ticket", value],
+    ]
+  ) {
+    const out = await deno(["-P=gateway", "gateway/main.ts", ...args]);
+    assert.equal(out.code, 2, `${args.join(" ")}: ${out.stderr}`);
+    assert.equal(
+      out.stderr,
+      "nexus-gateway: --ticket is refused: other users can read a command line; " +
+        "use --ticket-file\n",
+    );
+    assert.ok(!out.stderr.includes(value), `stderr quotes the ticket: ${out.stderr}`);
+    assert.ok(!out.stdout.includes(value), `stdout quotes the ticket: ${out.stdout}`);
+  }
+});

@@ -407,7 +407,14 @@ Deno.test({
       "the authority's --allow-read is its set's read list plus %d",
     );
     assert.ok(!all(authority, "Environment").some((e) => e.includes("NEXUS_HSM_PIN")));
-    assert.ok(one(authority, "RestartPreventExitStatus").split(/\s+/).includes("1"));
+    // A refused start is not retried: above all a wrong PIN (6), which would lock the token.
+    assert.deepEqual(one(authority, "RestartPreventExitStatus").split(/\s+/), [
+      "2",
+      "4",
+      "5",
+      "6",
+      "7",
+    ]);
 
     // sysusers file parses and makes the users.
     const dir = await Deno.makeTempDir({ prefix: "nexus-sysusers-" });

@@ -15,6 +15,7 @@
  * generous bound that says "it did not recover at all".
  */
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { checkEdgeConfig, type EdgeConfig, edgePermissionFlags } from "../edge/config.ts";
 import { type GatewayConfig } from "../gateway/gateway.ts";
 import { authorityFixture } from "./support/authority_process.ts";
@@ -26,7 +27,8 @@ import { curl } from "./support/curl.ts";
 const root = new URL("..", import.meta.url).pathname;
 const ALIAS = "gw-cust-001";
 const CUSTOMER = "cust_001";
-const HEADER = "X-License-Key";
+/** The header the HTTP inlet adds (the edge's default): the license's id, never its key. */
+const HEADER = "X-License-Id";
 
 /** Retries `curl url` until it answers 200; returns the milliseconds it took from `since`. */
 async function untilWorking(url: string, since: number, limitMs: number): Promise<number> {
@@ -40,10 +42,17 @@ async function untilWorking(url: string, since: number, limitMs: number): Promis
   }
 }
 
-/** An HTTP backend that tells which service it is and what license header it saw. */
+/**
+ * An HTTP backend that tells which service it is and what license header it
+ * saw; it keeps the header's values (`seen`) and everything else it received
+ * of each request (`received`: request line, every header field, the body).
+ */
 function httpBackend(service: string) {
   const seen: (string | null)[] = [];
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+  const received: string[] = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+    const fields = [...req.headers].map(([name, value]) => `${name}: ${value}`).join("\n");
+    received.push(`${req.method} ${req.url}\n${fields}\n\n${await req.text()}`);
     if (new URL(req.url).pathname === "/slow") {
       // 4 MiB announced by Content-Length, 64 KiB every 50 ms: a download
       // still in flight when a relay dies.
@@ -63,7 +72,7 @@ function httpBackend(service: string) {
     seen.push(license);
     return Response.json({ service, license: license === null ? "absent" : "present" });
   });
-  return { port: server.addr.port, seen, close: () => server.shutdown() };
+  return { port: server.addr.port, seen, received, close: () => server.shutdown() };
 }
 
 /** A TCP echo backend. */
@@ -202,6 +211,9 @@ Deno.test({
         ])).stdout,
       ).license as string;
       assert.match(license, /^nxl_/);
+      // What HTTP inlets send instead: the license's id as the authority names it (the
+      // hex SHA-256 of the key; src/authority_client/license_id_test.ts ties it to the store).
+      const licenseId = createHash("sha256").update(license, "utf8").digest("hex");
       const inletPorts = { context: freePort(), orchestrator: freePort(), echo: freePort() };
       const edgeConfig: EdgeConfig = {
         stateDir: `${dir}/edge`,
@@ -242,30 +254,50 @@ Deno.test({
       const url = (inlet: keyof typeof inletPorts, path = "/") =>
         `http://127.0.0.1:${inletPorts[inlet]}${path}`;
 
-      await step("curl through the inlets; the HTTP inlet adds the license header", async () => {
-        const plain = await curl("-f", url("context"));
-        assert.equal(plain.code, 0, plain.stderr);
-        assert.deepEqual(JSON.parse(plain.stdout), { service: "context", license: "absent" });
-        // A client's own header of that name is replaced, not passed on.
-        const before = orchestrator.seen.length;
-        // An upgrade attempt is stripped of its Upgrade field (tunnels are
-        // off): the backend answers over HTTP and the header is still added.
-        const upgrade = ["-H", "Upgrade: websocket", "-H", "Connection: Upgrade"];
-        for (
-          const extra of [[], ["-H", `${HEADER}: forged`], ["-X", "POST", "-d", "x=1"], upgrade]
-        ) {
-          const out = await curl("-f", ...extra, url("orchestrator", "/run"));
-          assert.equal(out.code, 0, out.stderr);
-          assert.deepEqual(JSON.parse(out.stdout), {
-            service: "orchestrator",
-            license: "present",
-          });
-        }
-        // Keep-alive: several requests on one connection each get the header.
-        const many = await curl("-f", url("orchestrator", "/a"), url("orchestrator", "/b"));
-        assert.equal(many.code, 0, many.stderr);
-        assert.deepEqual(orchestrator.seen.slice(before), Array(6).fill(license));
-      });
+      await step(
+        "curl through the inlets; the HTTP inlet adds the license id, never the key",
+        async () => {
+          const plain = await curl("-f", url("context"));
+          assert.equal(plain.code, 0, plain.stderr);
+          assert.deepEqual(JSON.parse(plain.stdout), { service: "context", license: "absent" });
+          // A client's own header of that name is replaced, not passed on.
+          const before = orchestrator.seen.length;
+          // An upgrade attempt is stripped of its Upgrade field (tunnels are
+          // off): the backend answers over HTTP and the header is still added.
+          const upgrade = ["-H", "Upgrade: websocket", "-H", "Connection: Upgrade"];
+          for (
+            const extra of [
+              [],
+              ["-H", `${HEADER}: forged`],
+              ["-H", `${HEADER.replaceAll("-", "_")}: forged`],
+              ["-X", "POST", "-d", "x=1"],
+              upgrade,
+            ]
+          ) {
+            const out = await curl("-f", ...extra, url("orchestrator", "/run"));
+            assert.equal(out.code, 0, out.stderr);
+            assert.deepEqual(JSON.parse(out.stdout), {
+              service: "orchestrator",
+              license: "present",
+            });
+          }
+          // Keep-alive: several requests on one connection each get the header.
+          const many = await curl("-f", url("orchestrator", "/a"), url("orchestrator", "/b"));
+          assert.equal(many.code, 0, many.stderr);
+          assert.deepEqual(orchestrator.seen.slice(before), Array(7).fill(licenseId));
+          // The key itself reaches no backend, in any part of any request.
+          for (const backend of [orchestrator, context]) {
+            assert.ok(backend.received.length > 0);
+            for (const request of backend.received) {
+              assert.ok(
+                !request.includes(license.slice(4)),
+                `the key reached a backend:\n${request}`,
+              );
+            }
+          }
+          assert.ok(!orchestrator.received.some((r) => /forged/.test(r)), "a forged header passed");
+        },
+      );
 
       await step("status command and operations endpoint", async () => {
         const ops = edgeConfig.ops!;

@@ -54,11 +54,14 @@ const GATEWAY_ATTRIBUTES = { role: "gateway", customer_id: CUSTOMER };
 const REVOCATION_BOUND_MS = 5000;
 /**
  * Most a target's RSS may be higher during the second round of the same
- * floods than during the first, KiB: bounded memory plateaus (measured
- * here: 1 to 3 MiB; a target that kept something per flood connection
- * would grow by the round's size again).
+ * floods than during the first, KiB. Bounded memory plateaus: measured
+ * here 1 to 19 MiB more in the second round, depending on when V8 collects
+ * the first round's garbage (more when the suite runs in parallel). A
+ * target that kept what it kept before these limits (76 to 150 KiB per
+ * unauthenticated connection, 1,500 of them a round) would grow by over
+ * 100 MiB again.
  */
-const PLATEAU_KIB = 16 * 1024;
+const PLATEAU_KIB = 40 * 1024;
 /** Connections per flood and source. */
 const FLOOD = 500;
 /** The authority's per-source limit in this test. */

@@ -94,16 +94,24 @@ async function runGatewayCli(args: string[]) {
   };
 }
 
-/** `gateway/main.ts run` as a process, once it printed READY. */
+/**
+ * `gateway/main.ts run` as a process, once it printed READY. The ticket goes
+ * in a 0600 file beside the config (`--ticket-file`), never on the command
+ * line, where `ps` shows it to every user (`--ticket` is refused).
+ */
 async function gatewayProcess(configFile: string, ticket: string) {
+  const ticketFile = `${configFile}.ticket`;
+  await Deno.writeTextFile(`${root}${ticketFile}`, `${ticket}\n`, { mode: 0o600 });
+  // The mode given to a write does not change a file that was there already.
+  await Deno.chmod(`${root}${ticketFile}`, 0o600);
   const gateway = spawnDeno("the gateway", [
     "-P=gateway",
     "gateway/main.ts",
     "run",
     "--config",
     configFile,
-    "--ticket",
-    ticket,
+    "--ticket-file",
+    ticketFile,
   ]);
   let line: string;
   try {

@@ -21,8 +21,10 @@ import {
 } from "../src/relay_client/relay_client.ts";
 import {
   decodeChallenge,
+  decodeHello,
   decodeVerdict,
   encodeAdmit,
+  encodeChallenge,
   encodeHello,
 } from "../src/relay_client/admission.ts";
 import type { Credential } from "../src/credential/credential.ts";
@@ -30,7 +32,7 @@ import type { TrustStore } from "../src/credential/trust_store.ts";
 import { ChangeHistory } from "../src/identity/change_history.ts";
 import { provisionRelay } from "../scripts/support/relay_state.ts";
 import { freePort } from "../scripts/support/free_port.ts";
-import { connectTcp } from "../src/transport/mod.ts";
+import { connectTcp, listenTcp } from "../src/transport/mod.ts";
 import { Node } from "../src/routing/node.ts";
 import { encodeRoutedMessage } from "../src/routing/routed_message.ts";
 import { TcpTransport } from "../src/transport/tcp_transport.ts";
@@ -517,6 +519,172 @@ Deno.test("relay: a connection takes a fresher credential in place; a credential
       );
       // Still connected and still usable.
       assert.equal(await registerAlias(joined.node, joined.conn.address, "gw"), "active");
+    } finally {
+      await joined.transport.close();
+    }
+  });
+});
+
+Deno.test("relay: a relay in the middle can neither pass on another relay's challenge nor reuse a member's admission", async () => {
+  await withRelay(async ({ ca, relay: honest }) => {
+    const gateway = await relayMember(ca.identity, { role: "gateway", relay: "gw" });
+    const node = new Node({ name: "gw" });
+    const transport = new TcpTransport(node);
+    // The middle relay is a member too: a credential for its own address.
+    const middleIdentity = await Identity.create(await SoftwareSigner.generate());
+    const pipes: { close(): void }[] = [];
+    try {
+      // (1) It passes the honest relay's challenge on unchanged: the member
+      // dialled the middle's address, which the honest relay's credential
+      // does not name.
+      const passOn = listenTcp({
+        hostname: "127.0.0.1",
+        port: 0,
+        onConnection: async (member) => {
+          const onward = await connectTcp({ hostname: "127.0.0.1", port: honest.addr.port });
+          pipes.push(onward, member);
+          const pump = async (from: typeof member, to: typeof member) => {
+            for await (const frame of from.frames()) await to.send(frame.slice());
+          };
+          void pump(member, onward).catch(() => {});
+          void pump(onward, member).catch(() => {});
+        },
+      });
+      await assert.rejects(
+        connectRelay({
+          transport,
+          hostname: "127.0.0.1",
+          port: passOn.addr.port,
+          identity: gateway.identity,
+          credential: gateway.credential.encoded,
+          trust: ca.trust,
+        }),
+        (e: unknown) => e instanceof RelayError && e.code === "untrusted_relay",
+      );
+      await passOn.close();
+
+      // (2) It challenges the member as itself, with the honest relay's
+      // nonce, and hands the member's admission on: the member signed the
+      // middle relay's identifier, so the honest relay refuses it.
+      let middleCredential: Credential | null = null;
+      const middle = listenTcp({
+        hostname: "127.0.0.1",
+        port: 0,
+        onConnection: async (member) => {
+          pipes.push(member);
+          const fromMember = member.frames();
+          const hello = (await fromMember.next()).value!.slice();
+          const onward = await connectTcp({ hostname: "127.0.0.1", port: honest.addr.port });
+          pipes.push(onward);
+          const fromHonest = onward.frames();
+          await onward.send(hello);
+          const challenge = decodeChallenge((await fromHonest.next()).value!.slice());
+          const memberNonce = decodeHello(hello);
+          await member.send(
+            await encodeChallenge(
+              middleIdentity,
+              middleCredential!.encoded,
+              memberNonce,
+              challenge.nonce,
+            ),
+          );
+          await onward.send((await fromMember.next()).value!.slice());
+          await member.send((await fromHonest.next()).value!.slice());
+        },
+      });
+      middleCredential = await issueCredential(ca.identity, {
+        subject: middleIdentity.identifier,
+        subjectKey: middleIdentity.primaryKey,
+        attributes: { role: "relay", relay_addresses: [`127.0.0.1:${middle.addr.port}`] },
+      });
+      await assert.rejects(
+        connectRelay({
+          transport,
+          hostname: "127.0.0.1",
+          port: middle.addr.port,
+          identity: gateway.identity,
+          credential: gateway.credential.encoded,
+          trust: ca.trust,
+        }),
+        (e: unknown) =>
+          e instanceof RelayError && e.code === "admission_refused" &&
+          /bad_signature/.test(e.message),
+      );
+      await middle.close();
+      assert.equal(honest.stats.refused.get("bad_signature"), 1);
+      assert.equal(honest.stats.admitted, 0);
+      assert.equal(honest.aliases().size, 0);
+    } finally {
+      for (const pipe of pipes) pipe.close();
+      await transport.close();
+    }
+  });
+});
+
+Deno.test("relay: an admission signed over anything but this relay's nonces is refused as bad_signature", async () => {
+  await withRelay(async ({ ca, relay }) => {
+    const who = await relayMember(ca.identity, { role: "edge" });
+    const raw = await connectTcp({ hostname: "127.0.0.1", port: relay.addr.port });
+    try {
+      const frames = raw.frames();
+      const memberNonce = crypto.getRandomValues(new Uint8Array(32));
+      await raw.send(encodeHello(memberNonce));
+      const challenge = decodeChallenge((await frames.next()).value!.slice());
+      const relayId = ChangeHistory.decode(challenge.history).identifier;
+      // A valid credential, a signature by the right key, over another nonce.
+      await raw.send(
+        await encodeAdmit(
+          who.identity,
+          who.credential.encoded,
+          relayId,
+          crypto.getRandomValues(new Uint8Array(32)),
+          memberNonce,
+        ),
+      );
+      const verdict = decodeVerdict((await frames.next()).value!.slice());
+      assert.equal(verdict.admitted, false);
+      assert.equal(!verdict.admitted && verdict.code, "bad_signature");
+      assert.equal(relay.stats.refused.get("bad_signature"), 1);
+      assert.equal(relay.connections(), 0);
+    } finally {
+      raw.close();
+    }
+  });
+});
+
+Deno.test("relay: a refresh needs the member's signature for this connection, and never grants alias rights", async () => {
+  await withRelay(async ({ ca, relay }) => {
+    const who = await relayMember(ca.identity, { role: "edge" });
+    const joined = await join(relay, who, ca.trust);
+    try {
+      const gatewayLike = await issueCredential(ca.identity, {
+        subject: who.identity.identifier,
+        subjectKey: who.identity.primaryKey,
+        attributes: { role: "gateway", relay: "gw" },
+      });
+      // Signed by another key: refused.
+      const stranger = await Identity.create(await SoftwareSigner.generate());
+      await assert.rejects(
+        refreshAtRelay(joined.node, joined.conn, stranger, gatewayLike.encoded),
+        (e: unknown) => e instanceof RelayError && /bad_signature/.test(e.message),
+      );
+      // Signed by the member, bound to another connection's nonce: refused.
+      const elsewhere = { ...joined.conn, relayNonce: crypto.getRandomValues(new Uint8Array(32)) };
+      await assert.rejects(
+        refreshAtRelay(joined.node, elsewhere, who.identity, gatewayLike.encoded),
+        (e: unknown) => e instanceof RelayError && /bad_signature/.test(e.message),
+      );
+      // Properly signed: taken (expiry and revocation follow it), but the
+      // alias rights stay those of the admission credential.
+      assert.equal(
+        await refreshAtRelay(joined.node, joined.conn, who.identity, gatewayLike.encoded),
+        gatewayLike.expiresAt,
+      );
+      await assert.rejects(
+        registerAlias(joined.node, joined.conn.address, "gw"),
+        (e: unknown) => e instanceof RelayError && e.code === "alias_refused",
+      );
+      assert.equal(relay.aliases().size, 0);
     } finally {
       await joined.transport.close();
     }

@@ -3,7 +3,7 @@
  * process under its permission set, in a state directory of its own: it
  * brings up the authority, a relay, the demo backends, a gateway and an
  * edge; curl reaches the backends through the edge's TCP inlet (8151) and
- * its HTTP inlet (8152, which adds the license header); SIGINT stops
+ * its HTTP inlet (8152, which adds the license's id, never its key); SIGINT stops
  * everything with exit 0 and frees every port; a second run reuses the
  * state (no ceremony, no enrollment) and serves again.
  *
@@ -12,6 +12,7 @@
  * port 0, which the system picks above 32767.
  */
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { Lines } from "../scripts/support/lines.ts";
 
 const root = new URL("..", import.meta.url).pathname;
@@ -148,14 +149,26 @@ Deno.test({
           method: "GET",
           path: "/",
           license: "absent", // a TCP inlet passes bytes as they are
+          licenseKey: "absent",
         });
+        // The HTTP inlets add the license's id (hex SHA-256 of the key, as the authority
+        // names it) and nothing the backend received looks like a license key.
+        const key = JSON.parse(await Deno.readTextFile(`${root}${state}/edge.json`)).license;
+        const id = createHash("sha256").update(key, "utf8").digest("hex");
         const orchestrator = await curl("http://127.0.0.1:8152/jobs?x=1");
         assert.equal(orchestrator.service, "orchestrator");
         assert.equal(orchestrator.path, "/jobs");
         assert.equal(orchestrator.license, "present", "the HTTP inlet added the license header");
+        assert.equal(orchestrator.licenseId, id);
+        assert.equal(orchestrator.licenseKey, "absent", "the backend received the license key");
         const inference = await curl("http://127.0.0.1:8153/");
         assert.equal(inference.service, "inference");
         assert.equal(inference.license, "present");
+        assert.equal(inference.licenseId, id);
+        assert.equal(inference.licenseKey, "absent", "the backend received the license key");
+        for (const answer of [context, orchestrator, inference]) {
+          assert.ok(!JSON.stringify(answer).includes(key), "the key is in a backend's answer");
+        }
       });
 
       await t.step("secrets stay in 0600 files, out of the output", async () => {

@@ -51,8 +51,15 @@ export async function createSoftHsmToken(
   if (code !== 0) {
     throw new Error(`softhsm2-util failed: ${new TextDecoder().decode(stderr)}`);
   }
+  // A new file, made 0600 (the umask can only take bits away): the mode
+  // given to a write does not change a file that was there already (a reused
+  // `dir`), and the authority refuses a PIN file that group or others may
+  // access (hsm/pin.ts).
   const pinFile = `${dir}/user.pin`;
-  await Deno.writeTextFile(pinFile, pin + "\n", { mode: 0o600 });
+  await Deno.remove(pinFile).catch((error) => {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  });
+  await Deno.writeTextFile(pinFile, pin + "\n", { createNew: true, mode: 0o600 });
   return {
     dir,
     conf,

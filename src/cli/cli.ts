@@ -59,8 +59,17 @@ export function usage(message: string): ConfigError {
   return new ConfigError("usage", message);
 }
 
-/** HSM codes that mean "the PIN": never retried, so they get their own status. */
-const PIN_CODES: ReadonlySet<string> = new Set(["wrong_pin", "pin_locked", "pin_missing"]);
+/**
+ * HSM codes that mean "the PIN": never retried, so they get their own status.
+ * `pin_file_mode` (a PIN file others may read) is one: the fix is the PIN's
+ * file, not the HSM.
+ */
+const PIN_CODES: ReadonlySet<string> = new Set([
+  "wrong_pin",
+  "pin_locked",
+  "pin_missing",
+  "pin_file_mode",
+]);
 
 /**
  * The exit status and the one line to print for `error`. Messages come from

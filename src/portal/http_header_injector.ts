@@ -1,8 +1,8 @@
 /**
  * HTTP inlet mode: a reader wrapped around a local client's socket that adds
- * one header (the customer's license key, say `X-License-Key: nxl_...`) to
- * every HTTP/1.x request the client sends, before the bytes enter the secure
- * channel.
+ * one header (the edge's license id, say `X-License-Id: 3f9a…`: the license's
+ * public name, never the key that enrolls edges) to every HTTP/1.x request
+ * the client sends, before the bytes enter the secure channel.
  *
  * What it guarantees, so that a local app can neither drop, override nor
  * duplicate the header, nor smuggle a request past it:
@@ -18,8 +18,8 @@
  *   same name the client sent (in the head or in a chunked trailer section)
  *   is removed. "The same name" is the name as a CGI or WSGI backend sees
  *   it: in any case, and with `_` (or any other character that is not a
- *   letter or digit) for `-`, since `X_License_Key` and `X-License-Key`
- *   both become `HTTP_X_LICENSE_KEY` there. Every other byte passes through
+ *   letter or digit) for `-`, since `X_License_Id` and `X-License-Id`
+ *   both become `HTTP_X_LICENSE_ID` there. Every other byte passes through
  *   unchanged.
  * - Only complete, checked lines are forwarded: a stream that ends inside a
  *   head, a chunk-size line, the CRLF after a chunk's data or a trailer line
@@ -43,7 +43,7 @@ export type { ByteReader };
 
 /** Options of {@link injectHeader}. */
 export interface HeaderInjectorOptions {
-  /** The header's name: an HTTP token (RFC 9110 §5.6.2), e.g. `X-License-Key`. */
+  /** The header's name: an HTTP token (RFC 9110 §5.6.2), e.g. `X-License-Id`. */
   name: string;
   /**
    * The header's value: visible ASCII, spaces and tabs inside (not at either
@@ -241,7 +241,7 @@ interface RequestHead {
  *
  * // A client's bytes, from memory here; in an inlet, the accepted socket.
  * const request = new TextEncoder().encode(
- *   "GET /v1/search HTTP/1.1\r\nHost: api\r\nX-License-Key: forged\r\n\r\n",
+ *   "GET /v1/search HTTP/1.1\r\nHost: api\r\nX-License-Id: forged\r\n\r\n",
  * );
  * let offered = false;
  * const client = {
@@ -253,7 +253,7 @@ interface RequestHead {
  *   },
  * };
  *
- * const reader = injectHeader(client, { name: "X-License-Key", value: "nxl_example" });
+ * const reader = injectHeader(client, { name: "X-License-Id", value: "3f9a0c" });
  * const buffer = new Uint8Array(1024);
  * let forwarded = "";
  * for (let n; (n = await reader.read(buffer)) !== null;) {
@@ -261,7 +261,7 @@ interface RequestHead {
  * }
  * console.log(forwarded);
  * // GET /v1/search HTTP/1.1
- * // X-License-Key: nxl_example
+ * // X-License-Id: 3f9a0c
  * // Host: api
  * ```
  */
@@ -747,7 +747,7 @@ class HeaderInjector implements ByteReader {
   /**
    * Whether the field name `#line[start .. end)` is the client's copy of the
    * header: the same name once both are folded by {@link NAME_FOLD} (so
-   * `X_License_Key` and `x.license-KEY` are copies of `X-License-Key`).
+   * `X_License_Id` and `x.license-ID` are copies of `X-License-Id`).
    *
    * Such a field is dropped rather than refused. Either way the backend
    * never sees the client's value, and dropping treats every spelling as the
