@@ -193,6 +193,19 @@ Deno.test("verifyChain: each field of each entry, gaps, order, head and checkpoi
   );
 });
 
+Deno.test("verifyChain: an entry rewritten with its own hash recomputed breaks the next one's link", () => {
+  const rows = chain(4);
+  // Entry 2 replaced by a consistent forgery: its hash matches its new content.
+  const forged = nextAuditRow({ seq: 1, hash: rows[0].hash }, rows[1].time, "test.entry", {
+    i: 1,
+    note: "forged",
+  });
+  assert.equal(verifyChain([rows[0], forged]).ok, true, "the forgery is consistent by itself");
+  const result = verifyChain([rows[0], forged, rows[2], rows[3]]);
+  assert.equal(result.ok, false);
+  assert.ok(!result.ok && result.seq === 3 && /does not link/.test(result.reason), String(result));
+});
+
 // ---------------------------------------------------------------------------
 // The store's log, tampered with through SQLite directly
 

@@ -32,6 +32,7 @@ import { type Member, startMember } from "../src/member/member.ts";
 import { Metrics } from "../src/ops/metrics.ts";
 import { type OpsServer, startOpsServer } from "../src/ops/ops_server.ts";
 import { gatewayRule } from "../src/policy/rules.ts";
+import type { TrustPolicy } from "../src/channel/trust_policy.ts";
 import { injectHeader } from "../src/portal/http_header_injector.ts";
 import { createInlet, type Inlet } from "../src/portal/portal.ts";
 import { Node } from "../src/routing/node.ts";
@@ -99,6 +100,29 @@ export interface RunningEdge {
 }
 
 /**
+ * Whom the edge takes as its gateway: an identity with a credential from
+ * `trust`, role `gateway` of the edge's own customer (docs/security.md,
+ * "Cross-customer access": an alias at a relay is only a name, and another
+ * customer's gateway could hold it), and the pinned identifier when the
+ * configuration names one.
+ *
+ * @example
+ * ```ts ignore
+ * const policy = gatewayPolicy({ alias: "gw-cust-001", customerId: "cust_001" }, trust);
+ * ```
+ */
+export function gatewayPolicy(
+  gateway: CheckedEdgeConfig["gateway"],
+  trust: TrustStore,
+): Omit<TrustPolicy, "revocations"> {
+  return {
+    trust,
+    admit: gatewayRule(gateway.customerId),
+    pinned: gateway.identifier === undefined ? undefined : [gateway.identifier],
+  };
+}
+
+/**
  * Starts the edge. Fails (without starting) on a bad config, an unreadable
  * trust anchor, an inlet address that cannot be bound, or an authority
  * that refuses enrollment when there is no credential yet.
@@ -144,11 +168,7 @@ export async function startEdge(
     transport,
     relays: config.relays,
     alias: config.gateway.alias,
-    policy: {
-      trust,
-      admit: gatewayRule(config.gateway.customerId),
-      pinned: config.gateway.identifier === undefined ? undefined : [config.gateway.identifier],
-    },
+    policy: gatewayPolicy(config.gateway, trust),
     connectWaitMs: config.connectWaitMs,
     idleTimeoutMs: config.idleTimeoutMs,
     logger,

@@ -406,3 +406,79 @@ Deno.test("license keys enroll members of a customer; /metrics and /healthz answ
     }
   });
 });
+
+/** A client for `identity` (fresh node and connection) at the authority on `port`. */
+async function clientFor(fixture: AuthorityFixture, port: number, identity: Identity) {
+  const trust = new TrustStore([
+    await readIdentityFile(statePath(fixture, "authority.identity.json")),
+  ]);
+  const node = new Node({ name: "member" });
+  const transport = new TcpTransport(node);
+  const conn = await transport.connect({ hostname: "127.0.0.1", port });
+  const client = await AuthorityClient.connect({
+    node,
+    route: [conn.address],
+    local: await createChannelIdentity(identity),
+    trust,
+  });
+  return {
+    node,
+    client,
+    async close() {
+      await client.close().catch(() => {});
+      await transport.close();
+    },
+  };
+}
+
+Deno.test("rotation of a member's key: the rotated-away key gets no credential, nor does a stranger's subscribe", async () => {
+  await withAuthority(async (fixture) => {
+    await init(fixture);
+    const service = await fixture.serve();
+    const old = await Identity.create(await SoftwareSigner.generate());
+    const first = await clientFor(fixture, service.port, old);
+    try {
+      await first.client.enroll({ ticket: await ticket(fixture, "--attr", "role=edge") });
+    } finally {
+      await first.close();
+    }
+    // The member rotates; its new history extends the old one.
+    const rotated = await old.rotate(await SoftwareSigner.generate());
+    const next = await clientFor(fixture, service.port, rotated);
+    try {
+      const credential = await next.client.credential();
+      assert.deepEqual(credential.subjectKey, rotated.primaryKey);
+    } finally {
+      await next.close();
+    }
+    // Whoever still holds the old key presents the old prefix: refused.
+    const stale = await clientFor(fixture, service.port, old);
+    try {
+      await assert.rejects(
+        stale.client.credential(),
+        (e: unknown) => e instanceof AuthorityError && e.code === "stale_identity",
+      );
+      await assert.rejects(
+        stale.client.subscribe(() => {}),
+        (e: unknown) => e instanceof AuthorityError && e.code === "stale_identity",
+      );
+    } finally {
+      await stale.close();
+    }
+    // A stranger may not subscribe at all.
+    const stranger = await clientFor(
+      fixture,
+      service.port,
+      await Identity.create(await SoftwareSigner.generate()),
+    );
+    try {
+      await assert.rejects(
+        stranger.client.subscribe(() => {}),
+        (e: unknown) => e instanceof AuthorityError && e.code === "not_member",
+      );
+    } finally {
+      await stranger.close();
+      await service.stop();
+    }
+  });
+});

@@ -358,7 +358,14 @@ Deno.test("relay: a revocation list cuts a connected member off", async () => {
       await relay.applyRevocations(
         await createRevocationList(ca.identity, { serial: 1, credentialIds: [who.credential.id] }),
       );
-      const info = await joined.conn.connection.closed;
+      // Bounded: a relay that kept the connection must fail here, not hang.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const info = await Promise.race([
+        joined.conn.connection.closed,
+        new Promise<null>((resolve) => timer = setTimeout(() => resolve(null), 5000)),
+      ]);
+      clearTimeout(timer);
+      assert.ok(info !== null, "the revoked member's connection is still open after 5 s");
       assert.ok(info.reason.length > 0);
       await eventually(() => relay.connections() === 0);
     } finally {
@@ -687,6 +694,50 @@ Deno.test("relay: a refresh needs the member's signature for this connection, an
       assert.equal(relay.aliases().size, 0);
     } finally {
       await joined.transport.close();
+    }
+  });
+});
+
+Deno.test("relay: admissions in progress are capped per source; the extra ones are told at once", async () => {
+  await withRelay(async ({ relay }) => {
+    // Three connections that never say hello hold the source's slots.
+    const silent = await Promise.all(
+      [0, 1, 2].map(() => connectTcp({ hostname: "127.0.0.1", port: relay.addr.port })),
+    );
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const extra = await connectTcp({ hostname: "127.0.0.1", port: relay.addr.port });
+      const frames = extra.frames();
+      const first = await frames.next();
+      const verdict = decodeVerdict(first.value!.slice());
+      assert.equal(!verdict.admitted && verdict.code, "too_many_pending");
+      assert.equal(relay.stats.refused.get("too_many_pending"), 1);
+      extra.close();
+    } finally {
+      for (const conn of silent) conn.close();
+    }
+  }, { maxPendingPerSource: 3 });
+});
+
+Deno.test("relay: before admission a frame header larger than an admission closes the connection at once", async () => {
+  await withRelay(async ({ relay }) => {
+    const socket = await Deno.connect({ hostname: "127.0.0.1", port: relay.addr.port });
+    try {
+      // The version byte, then the header of a 100 KiB frame (an admission is at most 48 KiB).
+      const header = new Uint8Array(5);
+      header[0] = 1;
+      new DataView(header.buffer).setUint32(1, 100 * 1024);
+      await socket.write(header);
+      const started = performance.now();
+      const buffer = new Uint8Array(1024);
+      for (;;) {
+        const n = await socket.read(buffer).catch(() => null);
+        if (n === null) break;
+      }
+      // Closed well before the admission timeout (5 s here) would have.
+      assert.ok(performance.now() - started < 2000, "the relay waited for the frame");
+    } finally {
+      socket.close();
     }
   });
 });

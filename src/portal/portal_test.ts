@@ -6,7 +6,8 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { connectSecureChannel, listenSecureChannels } from "../channel/handshake.ts";
-import { parsePolicy } from "../policy/mod.ts";
+import { parsePolicy, type Policy } from "../policy/mod.ts";
+import { outletRule } from "../policy/rules.ts";
 import { Node } from "../routing/node.ts";
 import { TcpTransport } from "../transport/tcp_transport.ts";
 import { authority, eventually, member } from "../testdata/channel_fixtures.ts";
@@ -68,7 +69,7 @@ async function exchange(port: number, payload: Uint8Array): Promise<Uint8Array> 
 
 const sha = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
 
-async function setUp(policyText: string, backendPort: number) {
+async function setUp(policyText: string | Policy, backendPort: number) {
   const ca = await authority();
   const gatewayNode = new Node({ name: "gateway" });
   const edgeNode = new Node({ name: "edge" });
@@ -86,7 +87,7 @@ async function setUp(policyText: string, backendPort: number) {
     node: gatewayNode,
     name: "context",
     backend: { hostname: "127.0.0.1", port: backendPort },
-    policy: parsePolicy(policyText),
+    policy: typeof policyText === "string" ? parsePolicy(policyText) : policyText,
   });
   const listener = tg.listen({ hostname: "127.0.0.1", port: 0 });
   const conn = await te.connect({ hostname: "127.0.0.1", port: listener.addr.port });
@@ -104,6 +105,7 @@ async function setUp(policyText: string, backendPort: number) {
   return {
     inlet,
     outlet,
+    gatewayNode,
     async close() {
       inlet.close();
       await channel.close();
@@ -327,5 +329,54 @@ Deno.test("portal: a session takes messages only through the channel that opened
       await edge.transport.close();
     }
     await tg.close();
+  }
+});
+
+Deno.test("portal: an outlet's own customer check holds where the channel listener admits everyone", async () => {
+  let reached = 0;
+  const server = backend((received) => {
+    reached++;
+    return received;
+  });
+  // The listener in setUp checks trust only; the outlet's rule names another
+  // customer than the edge's (cust_001).
+  const rule = outletRule("cust_002", "context", 'subject.role == "edge"');
+  const ctx = await setUp(rule, (server.addr as Deno.NetAddr).port);
+  try {
+    const reply = await exchange(ctx.inlet.addr.port, new Uint8Array(10));
+    assert.equal(reply.length, 0);
+    assert.equal(ctx.outlet.stats.denied, 1);
+    assert.equal(reached, 0);
+  } finally {
+    await ctx.close();
+    server.close();
+  }
+});
+
+Deno.test("portal: an OPEN that comes through no secure channel is refused, whatever the policy", async () => {
+  let reached = 0;
+  const server = backend((received) => {
+    reached++;
+    return received;
+  });
+  const ctx = await setUp("true", (server.addr as Deno.NetAddr).port);
+  const replies: Uint8Array[] = [];
+  ctx.gatewayNode.register("forger", (m) => void replies.push(m.payload.slice()));
+  try {
+    // Straight onto the gateway's node, as a connection could deliver it.
+    await ctx.gatewayNode.route({
+      onward: ["outlet.context"],
+      return: ["forger"],
+      payload: creditMessage(PORTAL.open, 0, DEFAULT_WINDOW),
+    });
+    await eventually(() => replies.length === 1);
+    const refusal = decodePortalMessage(replies[0]);
+    assert.equal(refusal.kind, PORTAL.refused);
+    assert.equal(ctx.outlet.stats.denied, 1);
+    assert.equal(ctx.outlet.stats.sessions, 0);
+    assert.equal(reached, 0);
+  } finally {
+    await ctx.close();
+    server.close();
   }
 });
