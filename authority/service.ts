@@ -192,6 +192,10 @@ export async function startAuthority(options: AuthorityServiceOptions): Promise<
     const peer = presented.identifier;
     switch (request.op) {
       case "enroll": {
+        // A member enrolling again (a license is reusable) does so with its
+        // current key: a rotated-away prefix must not win a credential, nor
+        // move the recorded key back, this way either.
+        checkKey(presented);
         const ticket = request.body.get("ticket");
         const license = request.body.get("license");
         let attributes;

@@ -956,3 +956,28 @@ Deno.test("meta: set, overwrite, get", async () => {
     assert.equal(store.auditHead().seq, 0, "meta is not audited");
   });
 });
+
+Deno.test("members: a key change is recorded and audited, the same key again is not", async () => {
+  await withStore((store) => {
+    const { secret } = store.createTicket({
+      attributes: { role: "edge" },
+      ttlSeconds: 600,
+      now: NOW,
+    });
+    store.redeemTicket(secret, ALICE, NOW);
+    const first = new Uint8Array(32).fill(1);
+    const second = new Uint8Array(32).fill(2);
+    store.setMemberKey(ALICE, first);
+    store.setMemberKey(ALICE, first);
+    store.setMemberKey(ALICE, second);
+    assert.deepEqual(store.memberKey(ALICE), second);
+    const keyed = store.auditEntries().filter((entry) => entry.kind === "member.key");
+    assert.deepEqual(keyed.map((entry) => entry.data), [
+      { identifier: ALICE, key: "01".repeat(32), previous: null },
+      { identifier: ALICE, key: "02".repeat(32), previous: "01".repeat(32) },
+    ]);
+    // A stranger's key is not recorded (nor audited).
+    store.setMemberKey(BOB, first);
+    assert.equal(store.memberKey(BOB), null);
+  });
+});

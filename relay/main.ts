@@ -29,7 +29,7 @@ Options:
   --trust FILE               authority identity file to trust (repeatable; required)
   --authority HOST:PORT      follow the authority's revocation list (recommended)
   --metrics HOST:PORT        /metrics, /healthz, /readyz (default 127.0.0.1:9420; "off" to disable)
-  --max-connections N        admitted connections at most (default 20000)
+  --max-connections N        connections at most, admitted or in admission (default 20000)
   --max-per-identity N       connections per identity at most (default 64)
   --max-pending-per-source N admissions in progress at once from one address (IPv6: /64;
                              default 32)

@@ -8,7 +8,8 @@
  * copies the rest, ciphertext it cannot open.
  *
  * Addresses on the relay:
- * - `relay`: control (register an alias);
+ * - `relay`: control messages (register an alias, refresh the credential,
+ *   look an alias up, ping);
  * - `forward.<alias>`: the active connection registered for the alias;
  * - `c.<hex>`: a connection, as pushed onto return routes.
  *
@@ -19,6 +20,7 @@
  * @module
  */
 import { type Credential, verifyCredential } from "../src/credential/credential.ts";
+import { DEFAULT_SKEW_SECONDS } from "../src/identity/attestation.ts";
 import type { RevocationList } from "../src/credential/revocation.ts";
 import { RevocationRegistry } from "../src/credential/revocation.ts";
 import { TrustStore } from "../src/credential/trust_store.ts";
@@ -56,7 +58,12 @@ import {
   firstOnwardAddress,
   forwardRoutedMessage,
 } from "../src/routing/routed_message.ts";
-import { type FramedConnection, type FramedListener, listenTcp } from "../src/transport/mod.ts";
+import {
+  connectionSource,
+  type FramedConnection,
+  type FramedListener,
+  listenTcp,
+} from "../src/transport/mod.ts";
 import { readSecretLine } from "../src/config/secret_file.ts";
 
 /** Options of {@link startRelay}. */
@@ -174,16 +181,6 @@ const ALIAS = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
 /** Version of the control messages to the relay's address `relay`. */
 const CONTROL_VERSION = 2;
 
-/**
- * What admissions in progress are counted by: an IPv4 address, or an IPv6
- * address's /64 (one host usually holds a whole /64).
- */
-function sourceOf(hostname: string): string {
-  if (!hostname.includes(":")) return hostname;
-  const groups = hostname.split("::")[0].split(":");
-  return groups.slice(0, 4).join(":") + "::/64";
-}
-
 /** Starts a relay. */
 export function startRelay(options: RelayOptions): Relay {
   const logger = options.logger ?? silentLogger;
@@ -245,7 +242,10 @@ export function startRelay(options: RelayOptions): Relay {
     };
     // Cheapest first: a source with too many admissions in progress waits
     // for none of the work below.
-    const source = sourceOf(conn.remoteAddr.hostname);
+    // The transport's notion of a source (an IPv4 address, IPv4-mapped
+    // IPv6 as IPv4, an IPv6 /64 in canonical form), so no spelling of one
+    // address escapes the count.
+    const source = connectionSource(conn.remoteAddr.hostname);
     const pending = pendingBySource.get(source) ?? 0;
     if (pending >= maxPendingPerSource) {
       await sendRefused(conn, "too_many_pending");
@@ -465,9 +465,9 @@ export function startRelay(options: RelayOptions): Relay {
   });
 
   // The sweep closes idle connections and those whose credential expired
-  // since admission (60 s skew, as verifiers allow): a credential admits a
-  // connection only while it is valid; members present a fresh one by
-  // reconnecting.
+  // (60 s skew, as verifiers allow): a credential admits a connection only
+  // while it is valid; members present a fresh one on the connection with
+  // a signed refresh (control message "refresh") before it expires.
   const sweep = setInterval(() => {
     const now = Date.now();
     for (const peer of peers.values()) {
@@ -539,7 +539,10 @@ export function startRelay(options: RelayOptions): Relay {
       const changed = await revocations.apply(list, trust);
       if (!changed) return;
       for (const peer of [...peers.values()]) {
-        if (revocations.isRevoked(peer.credential)) {
+        // The admission credential too: it decides the connection's alias
+        // rights, which a refresh does not replace, so its revocation must
+        // end them even after the connection took a fresher credential.
+        if (revocations.isRevoked(peer.credential) || revocations.isRevoked(peer.admittedWith)) {
           logger.info("closing a revoked member's connection", { member: peer.identifier });
           peer.conn.close("revoked");
         }
@@ -602,7 +605,20 @@ async function membership(
           `"ticket-file" (role=relay, relay_addresses=[this relay's addresses]) to enroll`,
       );
     }
-    return { identity, member: null, credential: () => stored, close: async () => {} };
+    // As long as it is valid, and not a moment longer: an expired one would
+    // be refused by every member anyway, and offering it hides the cause.
+    let warned = false;
+    const credential = () => {
+      if (Date.now() / 1000 <= stored.expiresAt + DEFAULT_SKEW_SECONDS) return stored;
+      if (!warned) {
+        warned = true;
+        logger.error("the relay's stored credential has expired; it admits no one", {
+          file: credentialFile,
+        });
+      }
+      return null;
+    };
+    return { identity, member: null, credential, close: async () => {} };
   }
   const ticket = config["ticket-file"] === undefined
     ? undefined

@@ -73,6 +73,7 @@ const credentialData: Field = {
   items: [
     { name: "version" },
     { name: "subject" },
+    { name: "subject_key" },
     { name: "issuer" },
     { name: "attributes" },
     { name: "created_at" },

@@ -462,6 +462,11 @@ Deno.test("rotation of a member's key: the rotated-away key gets no credential, 
         stale.client.subscribe(() => {}),
         (e: unknown) => e instanceof AuthorityError && e.code === "stale_identity",
       );
+      // Nor by enrolling again (a fresh ticket with the same attributes).
+      await assert.rejects(
+        stale.client.enroll({ ticket: await ticket(fixture, "--attr", "role=edge") }),
+        (e: unknown) => e instanceof AuthorityError && e.code === "stale_identity",
+      );
     } finally {
       await stale.close();
     }

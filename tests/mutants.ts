@@ -189,6 +189,15 @@ export const MUTANTS: readonly Mutant[] = [
     tests: ["tests/authority_test.ts"],
   },
   {
+    id: "authority-enroll-key",
+    threat: "identity spoofing",
+    check: "enrolling again (a reusable license) is refused to a rotated-away prefix too",
+    file: "authority/service.ts",
+    find: '        checkKey(presented);\n        const ticket = request.body.get("ticket");\n',
+    replace: '        const ticket = request.body.get("ticket");\n',
+    tests: ["tests/authority_test.ts"],
+  },
+  {
     id: "authority-client-channel-only",
     threat: "identity spoofing",
     check: "the authority client takes replies only through its own channel",
@@ -257,8 +266,18 @@ export const MUTANTS: readonly Mutant[] = [
     threat: "credential theft",
     check: "the relay closes a member's connections when its credential is revoked",
     file: "relay/relay.ts",
-    find: "        if (revocations.isRevoked(peer.credential)) {\n",
+    find:
+      "        if (revocations.isRevoked(peer.credential) || revocations.isRevoked(peer.admittedWith)) {\n",
     replace: "        if (false) {\n",
+    tests: ["tests/relay_test.ts"],
+  },
+  {
+    id: "relay-revokes-admission-credential",
+    threat: "credential theft",
+    check: "revoking the credential a connection was admitted with ends it, even after a refresh",
+    file: "relay/relay.ts",
+    find: " || revocations.isRevoked(peer.admittedWith)",
+    replace: "",
     tests: ["tests/relay_test.ts"],
   },
   {
@@ -315,6 +334,16 @@ export const MUTANTS: readonly Mutant[] = [
     find: "    if (message.local?.secureChannel !== this.#o.via) {\n",
     replace: "    if (false) {\n",
     tests: ["src/portal/portal_test.ts", "src/portal/portal_hostile_test.ts"],
+  },
+  {
+    id: "inlet-answer-via-channel",
+    threat: "unauthorized access",
+    check: "an inlet takes the outlet's answer only through the channel its OPEN left on",
+    file: "src/portal/portal.ts",
+    find:
+      "      if (via === undefined || expectedVia === null || message.return[0] !== expectedVia) return;\n",
+    replace: "      if (via === undefined) return;\n",
+    tests: ["src/portal/portal_test.ts"],
   },
   {
     id: "customer-at-channel",

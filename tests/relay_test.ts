@@ -741,3 +741,27 @@ Deno.test("relay: before admission a frame header larger than an admission close
     }
   });
 });
+
+Deno.test("relay: revoking the admission credential ends the connection even after a refresh", async () => {
+  await withRelay(async ({ ca, relay }) => {
+    const who = await relayMember(ca.identity, { role: "gateway", relay: "gw" });
+    const joined = await join(relay, who, ca.trust);
+    try {
+      assert.equal(await registerAlias(joined.node, joined.conn.address, "gw"), "active");
+      const fresh = await issueCredential(ca.identity, {
+        subject: who.identity.identifier,
+        subjectKey: who.identity.primaryKey,
+        attributes: { role: "gateway", relay: "gw" },
+      });
+      await refreshAtRelay(joined.node, joined.conn, who.identity, fresh.encoded);
+      // Only the credential it was admitted with (and whose alias rights it holds).
+      await relay.applyRevocations(
+        await createRevocationList(ca.identity, { serial: 1, credentialIds: [who.credential.id] }),
+      );
+      await eventually(() => relay.connections() === 0, 5000);
+      assert.equal(relay.aliases().size, 0);
+    } finally {
+      await joined.transport.close();
+    }
+  });
+});

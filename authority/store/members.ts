@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { toHex } from "../../src/encoding/hex.ts";
 import { type Attributes, normalizeAttributes } from "../../src/credential/attributes.ts";
 import { AuthorityError } from "../../src/errors.ts";
 import { attributesText, checkIdentifier, corrupt, nowOr, readAttributes } from "./_util.ts";
@@ -79,10 +80,22 @@ export class Members {
     return key instanceof Uint8Array ? new Uint8Array(key) : null;
   }
 
-  /** Records the member's current primary key (after a verified presentation). */
-  setKey(identifier: string, key: Uint8Array): void {
+  /**
+   * Records the member's current primary key (after a verified
+   * presentation). A change (the first key, or a rotation) is audited as
+   * `member.key`, in the same write: which key may fetch credentials is
+   * state an operator must be able to account for.
+   */
+  setKey(identifier: string, key: Uint8Array, time = Math.floor(Date.now() / 1000)): void {
     if (key.length !== 32) throw new RangeError("a primary key is 32 bytes");
-    this.#core.sql.run("UPDATE members SET key = ? WHERE identifier = ?", key, identifier);
+    this.#core.write((tx) => {
+      const row = tx.get("SELECT key FROM members WHERE identifier = ?", identifier);
+      if (row === undefined) return;
+      const previous = row.key instanceof Uint8Array ? toHex(row.key) : null;
+      if (previous === toHex(key)) return;
+      tx.run("UPDATE members SET key = ? WHERE identifier = ?", key, identifier);
+      tx.audit(time, "member.key", { identifier, key: toHex(key), previous });
+    });
   }
 
   /** Every member, active and revoked, in order of enrollment. */

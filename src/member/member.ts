@@ -24,9 +24,6 @@
  *   with the shared backoff (src/member/backoff.ts), moving to the next
  *   authority endpoint each time; a revoked member asks again only rarely.
  *
- * An **observer** (the relay today) only follows revocations: it has no
- * credential to keep and presents none.
- *
  * @example
  * ```ts ignore
  * const member = await startMember({
@@ -76,11 +73,6 @@ export interface MemberOptions {
   transport: TcpTransport;
   /** Authority endpoints: one is used at a time, the next after a failure. */
   authorities: readonly HostPort[];
-  /**
-   * `member` (default): keep a credential; `observer`: only follow the
-   * revocation list, presenting no credential.
-   */
-  mode?: "member" | "observer";
   /** The ticket or license key to enroll with when not yet a member. */
   enrollment?: () => Enrollment | undefined;
   /** What the error says to give when there is none (default "a ticket"). */
@@ -94,7 +86,7 @@ export interface MemberOptions {
 }
 
 /** Where a member stands. */
-export type MemberState = "enrolling" | "member" | "revoked" | "observer" | "stopped";
+export type MemberState = "enrolling" | "member" | "revoked" | "stopped";
 
 /** What {@link Member.status} reports (for `status` commands and logs). */
 export interface MemberStatus {
@@ -128,15 +120,14 @@ export interface Member {
   readonly revocations: RevocationRegistry;
   /** What this process's channels present: its identity, attested key, credential. */
   readonly local: RenewableChannelIdentity;
-  /** The current credential (null before the first, and for an observer). */
+  /** The current credential (null before the first). */
   readonly credential: Credential | null;
   /** Where the member stands now. */
   readonly state: MemberState;
   /**
    * Resolves with the first credential (at once when a stored one is
    * valid); rejects with the authority's refusal when there is none yet
-   * and the authority refuses (a used ticket, a revoked member). Never
-   * settles for an observer.
+   * and the authority refuses (a used ticket, a revoked member).
    */
   readonly firstCredential: Promise<Credential>;
   /** Called with each new credential (enrollment, refresh, reconnection). */
@@ -229,7 +220,6 @@ class MemberRuntime implements Member {
 
   get state(): MemberState {
     if (this.#stopping.signal.aborted) return "stopped";
-    if (this.#options.mode === "observer") return "observer";
     if (this.#revoked) return "revoked";
     return this.#credential === null ? "enrolling" : "member";
   }
@@ -338,7 +328,6 @@ class MemberRuntime implements Member {
 
   async #authorityLoop(): Promise<void> {
     const { node, transport, authorities, trust } = this.#options;
-    const observer = this.#options.mode === "observer";
     const signal = this.#stopping.signal;
     let index = 0;
     for (let attempt = 0; !signal.aborted; attempt++) {
@@ -357,10 +346,8 @@ class MemberRuntime implements Member {
         if (signal.aborted) break;
         this.#authority.connected = true;
         this.#authority.address = address;
-        if (!observer) {
-          await this.#take(await this.#fetch(client));
-          this.#authority.lastError = null;
-        }
+        await this.#take(await this.#fetch(client));
+        this.#authority.lastError = null;
         attempt = 0;
         await client.subscribe(async (list) => {
           if (await this.revocations.apply(list, trust).catch(() => false)) {
@@ -370,7 +357,7 @@ class MemberRuntime implements Member {
         // Refresh at two thirds of the lifetime, for as long as the channel lasts.
         const closed = Promise.race([client.channel.closed, conn.connection.closed]);
         while (!signal.aborted && !client.channel.isClosed) {
-          const wait = observer ? 2 ** 31 - 1 : Math.max(
+          const wait = Math.max(
             1000,
             untilTwoThirds(this.#credential!.createdAt, this.#credential!.expiresAt),
           );
@@ -388,7 +375,7 @@ class MemberRuntime implements Member {
             this.#logger.error(`this ${this.#options.role} has been revoked at the authority`);
             await this.#announce(this.#revokedListeners, undefined);
           }
-        } else if (this.#credential === null && !observer && error instanceof AuthorityError) {
+        } else if (this.#credential === null && error instanceof AuthorityError) {
           // A refusal before there is any credential stops the start.
           this.#first.reject(error);
           return;
@@ -418,13 +405,11 @@ class MemberRuntime implements Member {
  * {@link Member.firstCredential} before serving.
  */
 export async function startMember(options: MemberOptions): Promise<Member> {
-  const stored = options.credentialFile === undefined || options.mode === "observer"
-    ? null
-    : await readStoredCredential(
-      options.credentialFile,
-      options.trust,
-      options.identity,
-    );
+  const stored = options.credentialFile === undefined ? null : await readStoredCredential(
+    options.credentialFile,
+    options.trust,
+    options.identity,
+  );
   let runtime: MemberRuntime | null = null;
   const local = await createChannelIdentity(options.identity, {
     credentials: () => {

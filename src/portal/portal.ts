@@ -576,6 +576,8 @@ export function createInlet(options: InletOptions): Inlet {
       if (error === undefined) answer.resolve();
       else answer.reject(error);
     };
+    /** The first hop of the route the OPEN takes: the channel the answer must come through. */
+    let expectedVia: string | null = null;
     // The session takes over the address in the same step as the OPENED is
     // read, so a DATA right behind the OPENED finds it.
     options.node.register(address, (message) => {
@@ -585,10 +587,12 @@ export function createInlet(options: InletOptions): Inlet {
       } catch {
         return settle(new Error("malformed answer"));
       }
+      // Only an answer through the channel the OPEN left on counts (a
+      // channel delivers with its own encryptor first in the return route);
+      // anything else is ignored, so no one else can open, refuse or hijack
+      // this session by guessing its address.
       const via = message.local?.secureChannel;
-      if (via === undefined) {
-        return settle(new Error("the outlet's answer did not come through a secure channel"));
-      }
+      if (via === undefined || expectedVia === null || message.return[0] !== expectedVia) return;
       if (settled || decoded.seq !== 0) return settle(new Error("unexpected answer"));
       if (decoded.kind === PORTAL.refused) return settle(new Error(decoded.reason));
       if (decoded.kind !== PORTAL.opened) return settle(new Error("unexpected answer"));
@@ -619,6 +623,7 @@ export function createInlet(options: InletOptions): Inlet {
     try {
       const target = await options.route();
       const onward = Array.isArray(target) ? target : (target as InletTarget).route;
+      expectedVia = onward[0];
       if (!Array.isArray(target)) {
         (target as InletTarget).closed.then(() =>
           settle(new Error("the path closed before the outlet answered"))

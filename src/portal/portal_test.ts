@@ -10,7 +10,7 @@ import { parsePolicy, type Policy } from "../policy/mod.ts";
 import { outletRule } from "../policy/rules.ts";
 import { Node } from "../routing/node.ts";
 import { TcpTransport } from "../transport/tcp_transport.ts";
-import { authority, eventually, member } from "../testdata/channel_fixtures.ts";
+import { authority, eventually, link, member } from "../testdata/channel_fixtures.ts";
 import type { Route } from "../routing/routed_message.ts";
 import { createInlet, createOutlet, DEFAULT_WINDOW, MAX_CHUNK } from "./portal.ts";
 import {
@@ -378,5 +378,69 @@ Deno.test("portal: an OPEN that comes through no secure channel is refused, what
   } finally {
     await ctx.close();
     server.close();
+  }
+});
+
+Deno.test("portal: an inlet takes its answer only through the channel its OPEN left on", async () => {
+  const ca = await authority();
+  const edge = new Node({ name: "edge" });
+  const gateway = new Node({ name: "gateway" });
+  const other = new Node({ name: "other" });
+  const { toB } = link(edge, gateway);
+  const toEdge = link(other, edge).toB;
+  listenSecureChannels({
+    node: gateway,
+    address: "api",
+    local: await member(ca.identity, { role: "gateway" }),
+    policy: { trust: ca.trust },
+  });
+  listenSecureChannels({
+    node: edge,
+    address: "side",
+    local: await member(ca.identity, { role: "edge" }),
+    policy: { trust: ca.trust },
+  });
+  const channel = await connectSecureChannel({
+    node: edge,
+    route: [toB, "api"],
+    local: await member(ca.identity, { role: "edge" }),
+    policy: { trust: ca.trust },
+  });
+  const side = await connectSecureChannel({
+    node: other,
+    route: [toEdge, "side"],
+    local: await member(ca.identity, { role: "gateway" }),
+    policy: { trust: ca.trust },
+  });
+  // A stand-in outlet that tells the test where the inlet waits, and answers later.
+  const opened = Promise.withResolvers<Route>();
+  gateway.register("outlet.slow", (m) => opened.resolve([...m.return]));
+  const inlet = createInlet({
+    node: edge,
+    listen: { hostname: "127.0.0.1", port: 0 },
+    route: () => [channel.address, "outlet.slow"],
+  });
+  const client = await Deno.connect({ hostname: "127.0.0.1", port: inlet.addr.port });
+  try {
+    const back = await opened.promise;
+    const pending = back[back.length - 1];
+    const forged = creditMessage(PORTAL.opened, 0, DEFAULT_WINDOW);
+    // Straight onto the edge's node, and through another (authentic) channel.
+    await edge.route({ onward: [pending], return: [], payload: forged });
+    await side.send([pending], forged);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(inlet.stats.sessions, 0, "a forged OPENED opened the session");
+    // The real answer, through the channel the OPEN left on, still counts.
+    await gateway.route({
+      onward: back,
+      return: ["outlet.slow"],
+      payload: creditMessage(PORTAL.opened, 0, DEFAULT_WINDOW),
+    });
+    await eventually(() => inlet.stats.sessions === 1);
+  } finally {
+    client.close();
+    inlet.close();
+    side.close("done");
+    channel.close("done");
   }
 });
