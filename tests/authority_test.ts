@@ -43,10 +43,15 @@ async function ticket(fixture: AuthorityFixture, ...args: string[]): Promise<str
 
 /** A member-to-be: its own identity, a node and a client connected to the authority. */
 async function memberClient(fixture: AuthorityFixture, port: number) {
+  const identity = await Identity.create(await SoftwareSigner.generate());
+  return { identity, ...await clientFor(fixture, port, identity) };
+}
+
+/** A client for `identity` (fresh node and connection) at the authority on `port`. */
+async function clientFor(fixture: AuthorityFixture, port: number, identity: Identity) {
   const trust = new TrustStore([
     await readIdentityFile(statePath(fixture, "authority.identity.json")),
   ]);
-  const identity = await Identity.create(await SoftwareSigner.generate());
   const node = new Node({ name: "member" });
   const transport = new TcpTransport(node);
   const conn = await transport.connect({ hostname: "127.0.0.1", port });
@@ -57,7 +62,7 @@ async function memberClient(fixture: AuthorityFixture, port: number) {
     trust,
   });
   return {
-    identity,
+    node,
     trust,
     client,
     async close() {
@@ -406,30 +411,6 @@ Deno.test("license keys enroll members of a customer; /metrics and /healthz answ
     }
   });
 });
-
-/** A client for `identity` (fresh node and connection) at the authority on `port`. */
-async function clientFor(fixture: AuthorityFixture, port: number, identity: Identity) {
-  const trust = new TrustStore([
-    await readIdentityFile(statePath(fixture, "authority.identity.json")),
-  ]);
-  const node = new Node({ name: "member" });
-  const transport = new TcpTransport(node);
-  const conn = await transport.connect({ hostname: "127.0.0.1", port });
-  const client = await AuthorityClient.connect({
-    node,
-    route: [conn.address],
-    local: await createChannelIdentity(identity),
-    trust,
-  });
-  return {
-    node,
-    client,
-    async close() {
-      await client.close().catch(() => {});
-      await transport.close();
-    },
-  };
-}
 
 Deno.test("rotation of a member's key: the rotated-away key gets no credential, nor does a stranger's subscribe", async () => {
   await withAuthority(async (fixture) => {
