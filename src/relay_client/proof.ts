@@ -55,6 +55,7 @@ const CREDENTIAL_CODES: ReadonlySet<string> = new Set([
 export interface VerifyProofOptions {
   /** The authorities whose credentials count. */
   trust: TrustStore;
+  /** Revocations to refuse credentials by (default: none). */
   revocations?: RevocationRegistry;
   /** Clock, Unix seconds (default: now). */
   now?: number;
