@@ -17,19 +17,13 @@ import { TrustStore } from "../src/credential/trust_store.ts";
 import { readIdentityFile } from "../src/identity/identity_file.ts";
 import { loadOrCreateIdentity } from "../src/identity/identity_store.ts";
 import { type Logger, silentLogger } from "../src/log.ts";
-import { backoffMs, sleep, whenAborted } from "../src/member/backoff.ts";
+import { sleep, whenAborted } from "../src/member/backoff.ts";
 import { type Member, startMember } from "../src/member/member.ts";
 import { Metrics } from "../src/ops/metrics.ts";
 import { type OpsServer, startOpsServer } from "../src/ops/ops_server.ts";
 import { customerRule, outletRule } from "../src/policy/rules.ts";
 import { createOutlet, type Outlet } from "../src/portal/portal.ts";
-import {
-  connectRelay,
-  pingRelay,
-  refreshAtRelay,
-  registerAlias,
-  type RelayConnection,
-} from "../src/relay_client/relay_client.ts";
+import { RelayPresence } from "../src/member/relay_presence.ts";
 import { Node } from "../src/routing/node.ts";
 import { TcpTransport } from "../src/transport/tcp_transport.ts";
 import {
@@ -50,8 +44,6 @@ export interface RunningGateway {
   close(): Promise<void>;
 }
 
-const message = (error: unknown) => error instanceof Error ? error.message : String(error);
-
 /**
  * Starts the gateway. Fails (without starting) on a bad configuration or
  * policy, an unreadable trust anchor, or an authority that refuses
@@ -71,10 +63,7 @@ export async function startGateway(
   const trust = new TrustStore([await readIdentityFile(config.authority.identityFile)]);
   const node = new Node({ name: "gateway", logger });
   const transport = new TcpTransport(node, { logger: logger.child("transport") });
-  let stopped = false;
   let listener = null as SecureChannelListener | null;
-  /** Each relay's admitted connection, while connected. */
-  const relayConnections = new Map<string, RelayConnection>();
 
   // The authority: credential, refresh, revocations. The first contact
   // must succeed; afterwards the link is kept up with backoff.
@@ -96,16 +85,11 @@ export async function startGateway(
     await transport.close();
     throw error;
   }
-  // A new credential goes inside every open channel, and to every relay on
-  // the same connections (routes name them).
+  // A new credential goes inside every open channel (the relays get it
+  // from the presence, below).
   member.onCredential(async (credential) => {
     for (const channel of listener?.channels() ?? []) {
       await channel.refreshCredential(credential.encoded).catch(() => {});
-    }
-    for (const [relay, connection] of relayConnections) {
-      await refreshAtRelay(node, connection, identity, credential.encoded).catch((error) =>
-        logger.warn("credential refresh at relay failed", { relay, error: message(error) })
-      );
     }
   });
   member.onRevocations(async () => {
@@ -129,42 +113,18 @@ export async function startGateway(
     })
   );
 
-  // Relays: admission with the current credential, the alias registered,
-  // a ping now and then so an idle gateway keeps its alias; reconnect with
-  // the shared backoff when a relay goes away (and re-register after it
-  // restarts).
-  const registered = new Set<string>();
-  const stopping = new AbortController();
-  const relayLoops = config.relays.map(async (relay) => {
-    const address = parseHostPort(relay, "relay address");
-    for (let attempt = 0; !stopped; attempt++) {
-      try {
-        const joined = await connectRelay({
-          transport,
-          ...address,
-          address: relay,
-          identity,
-          credential: member.credential!.encoded,
-          trust,
-          revocations: member.revocations,
-        });
-        const role = await registerAlias(node, joined.address, config.alias);
-        registered.add(relay);
-        relayConnections.set(relay, joined);
-        attempt = 0;
-        logger.info("alias registered at relay", { relay, alias: config.alias, role });
-        const ping = setInterval(() => pingRelay(node, joined.address).catch(() => {}), 60_000);
-        await joined.connection.closed;
-        clearInterval(ping);
-      } catch (error) {
-        logger.warn("relay unreachable; retrying", { relay, error: message(error) });
-      } finally {
-        registered.delete(relay);
-        relayConnections.delete(relay);
-      }
-      if (!stopped) await sleep(backoffMs(attempt), { signal: stopping.signal });
-    }
+  // The alias at every relay, kept with the shared backoff.
+  const presence = new RelayPresence({
+    node,
+    transport,
+    relays: config.relays,
+    alias: config.alias,
+    identity,
+    trust,
+    member,
+    logger,
   });
+  const registered = presence.registered;
 
   const metrics = gatewayMetrics(listener!, registered, config, outlets);
   member.registerMetrics(metrics, "nexus_gateway");
@@ -172,18 +132,16 @@ export async function startGateway(
     ? startOpsServer({
       ...parseHostPort(config.ops, "ops address"),
       metrics,
-      ready: () => registered.size > 0,
+      ready: () => presence.ready(),
       logger,
     })
     : null;
 
   return {
     identifier: identity.identifier,
-    ready: () => registered.size > 0,
+    ready: () => presence.ready(),
     opsAddr: ops?.addr ?? null,
     async close() {
-      stopped = true;
-      stopping.abort();
       for (const outlet of outlets) outlet.close();
       const deadline = Date.now() + config.shutdownGraceMs;
       while (outlets.some((o) => o.stats.open > 0) && Date.now() < deadline) {
@@ -199,9 +157,9 @@ export async function startGateway(
         sleep(1000),
       ]);
       await ops?.close();
+      await presence.close();
       await member.close();
       await transport.close();
-      await Promise.race([Promise.allSettled(relayLoops), sleep(1000)]);
     },
   };
 }

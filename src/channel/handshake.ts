@@ -230,6 +230,13 @@ export interface ListenOptions extends ChannelOptions {
    * 3, so this is the check made before any work (docs/security.md).
    */
   maxPendingPerSource?: number;
+  /**
+   * Whether a message 1 may start a handshake at all, asked before any
+   * work: e.g. only one that came through another secure channel (an inner
+   * channel nested in an outer one, docs/architecture.md §5.10). Default:
+   * every message 1.
+   */
+  acceptFrom?: (message: RoutedMessage) => boolean;
 }
 
 /** A running channel listener. */
@@ -337,6 +344,10 @@ export function listenSecureChannels(options: ListenOptions): SecureChannelListe
 
   node.register(options.address, (message) => {
     if (message.payload[0] !== WIRE.message1) return;
+    if (options.acceptFrom !== undefined && !options.acceptFrom(message)) {
+      failures.set("not_accepted", (failures.get("not_accepted") ?? 0) + 1);
+      return;
+    }
     if (pending >= maxPending) {
       failures.set("overloaded", (failures.get("overloaded") ?? 0) + 1);
       return;

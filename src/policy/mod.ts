@@ -26,4 +26,5 @@ export {
   gatewayRule,
   outletRule,
   relayRule,
+  serviceRule,
 } from "./rules.ts";

@@ -9,6 +9,8 @@
  * | who may open a channel to a gateway | gateway listener | {@link customerRule} |
  * | who may use an outlet | gateway outlet | {@link outletRule}: the customer AND the outlet's own policy |
  * | whom an edge takes as its gateway | edge | {@link gatewayRule} |
+ * | whom an edge takes as a service's agent (end to end) | edge | {@link serviceRule} |
+ * | which services an edge may reach through the gateway | gateway | {@link outletRule} over the service's policy |
  * | who may register an alias | relay | {@link aliasRule} |
  * | attributes a channel end requires | `TrustPolicy.requiredAttributes` | {@link attributesRule} |
  *
@@ -90,6 +92,19 @@ export function outletRule(customerId: string, outlet: string, policy: string): 
 /** Whom an edge accepts as its gateway: `role` gateway, of the edge's customer. */
 export function gatewayRule(customerId: string): Policy {
   return parsePolicy(`subject.role == "gateway" and subject.customer_id == ${quote(customerId)}`);
+}
+
+/**
+ * Whom a member takes for the agent of `service` (end-to-end mode,
+ * docs/architecture.md §5.10): `role` service, of the member's customer,
+ * for that service. A gateway routes an edge's inner channel; it is the
+ * edge that decides whom the channel reaches, by this rule.
+ */
+export function serviceRule(customerId: string, service: string): Policy {
+  return parsePolicy(
+    `subject.role == "service" and subject.customer_id == ${quote(customerId)} and ` +
+      `subject.service == ${quote(service)}`,
+  );
 }
 
 /**

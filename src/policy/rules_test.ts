@@ -1,7 +1,14 @@
 import assert from "node:assert/strict";
 import type { Attributes } from "../credential/attributes.ts";
 import { PolicyError } from "../errors.ts";
-import { aliasRule, attributesRule, customerRule, gatewayRule, outletRule } from "./rules.ts";
+import {
+  aliasRule,
+  attributesRule,
+  customerRule,
+  gatewayRule,
+  outletRule,
+  serviceRule,
+} from "./rules.ts";
 
 const ID = "I" + "a".repeat(64);
 const subject = (attributes: Record<string, unknown>) => ({
@@ -57,4 +64,15 @@ Deno.test("rules: required attributes are exact matches; lists are refused", () 
   assert.equal(attributesRule({}).allows(subject({})), true);
   assert.throws(() => attributesRule({ tags: ["a"] }), TypeError);
   assert.throws(() => attributesRule({ "bad name": "x" }), TypeError);
+});
+
+Deno.test("rules: a service's agent is role service, of the customer, for that service", () => {
+  const rule = serviceRule("cust_001", "orchestrator");
+  const agent = { role: "service", customer_id: "cust_001", service: "orchestrator" };
+  assert.equal(rule.allows(subject(agent)), true);
+  assert.equal(rule.allows(subject({ ...agent, customer_id: "cust_002" })), false);
+  assert.equal(rule.allows(subject({ ...agent, service: "inference" })), false);
+  assert.equal(rule.allows(subject({ ...agent, role: "gateway" })), false);
+  assert.equal(rule.allows(subject({ role: "service", customer_id: "cust_001" })), false);
+  assert.equal(serviceRule('c" or true or "', "x").allows(subject({ role: "service" })), false);
 });
