@@ -43,12 +43,25 @@ const SECRETS = ["ticket", "license"] as const;
 
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
-/** One inlet: a local TCP listener whose connections go to a gateway outlet. */
+/**
+ * One inlet: a local TCP listener whose connections become portal
+ * sessions, to an outlet at the gateway, or (end to end) to an outlet at a
+ * service's agent, through an inner channel the gateway cannot open.
+ */
 export interface InletConfig {
   /** "host:port" to listen on (loopback unless the site's apps run elsewhere). */
   listen: string;
-  /** The gateway outlet's name (`outlet.<name>` at the gateway). */
-  outlet: string;
+  /**
+   * The outlet's name: at the gateway (`outlet.<name>` there), or with
+   * `service`, at the service's agent (default: the service's name).
+   */
+  outlet?: string;
+  /**
+   * End to end: the service whose agent serves the outlet (the gateway
+   * routes to it as `service.<name>`; the agent must hold a credential with
+   * role service, this customer and this service's name).
+   */
+  service?: string;
   /** "tcp" (default): bytes as they come. "http": each request gets the license id header. */
   mode?: "tcp" | "http";
   /**
@@ -99,8 +112,8 @@ export interface EdgeConfig {
 export interface CheckedEdgeConfig extends EdgeConfig {
   /** Header name HTTP inlets add ({@link DEFAULT_LICENSE_HEADER} when not given). */
   licenseHeader: string;
-  /** The inlets, each with its mode filled in ({@link DEFAULT_INLETS} when not given). */
-  inlets: (InletConfig & { mode: "tcp" | "http" })[];
+  /** The inlets, each with its mode and outlet filled in ({@link DEFAULT_INLETS} when not given). */
+  inlets: (InletConfig & { mode: "tcp" | "http"; outlet: string })[];
   /** "host:port" of the operations endpoint, or "off" ({@link DEFAULT_OPS} when not given). */
   ops: string;
   /** Milliseconds a new inlet connection may wait for a path (10,000 when not given). */
@@ -111,10 +124,15 @@ export interface CheckedEdgeConfig extends EdgeConfig {
 
 const InletSchema = object({
   listen: hostPort(),
-  outlet: name(),
+  outlet: name().optional(),
+  service: name().optional(),
   mode: z.enum(["tcp", "http"], { error: 'must be "tcp" or "http"' }).default("tcp"),
   tunnels: flag().optional(),
-});
+}).superRefine((inlet, ctx) => {
+  if (inlet.outlet === undefined && inlet.service === undefined) {
+    ctx.addIssue({ code: "custom", path: ["outlet"], message: 'is needed (or "service")' });
+  }
+}).transform((inlet) => ({ ...inlet, outlet: (inlet.outlet ?? inlet.service)! }));
 
 /** The schema of {@link EdgeConfig}; checked against the interfaces by the type checker. */
 export const EdgeConfigSchema: z.ZodType<CheckedEdgeConfig, EdgeConfig> = object({
@@ -135,7 +153,13 @@ export const EdgeConfigSchema: z.ZodType<CheckedEdgeConfig, EdgeConfig> = object
     .regex(HEADER_NAME, { error: "must be an HTTP header name" })
     .default(DEFAULT_LICENSE_HEADER),
   inlets: z.array(InletSchema, { error: "must be a list" })
-    .default(() => DEFAULT_INLETS.map((inlet) => ({ ...inlet, mode: inlet.mode ?? "tcp" }))),
+    .default(() =>
+      DEFAULT_INLETS.map((inlet) => ({
+        ...inlet,
+        mode: inlet.mode ?? "tcp",
+        outlet: (inlet.outlet ?? inlet.service)!,
+      }))
+    ),
   ops: hostPortOrOff().default(DEFAULT_OPS),
   connectWaitMs: wholeNumber("milliseconds", 100).default(10_000),
   idleTimeoutMs: wholeNumber("milliseconds", 100).default(30_000),
@@ -186,14 +210,22 @@ export function loadEdgeConfig(
 }
 
 /**
- * Parses `--inlet` flag values: `LISTEN=OUTLET` or `LISTEN=OUTLET/http`,
- * e.g. `127.0.0.1:8152=orchestrator/http`.
+ * Parses `--inlet` flag values: `LISTEN=OUTLET` or `LISTEN=OUTLET/http`
+ * (the gateway's outlet), `LISTEN=SERVICE:OUTLET[/http]` (end to end, that
+ * service agent's outlet), e.g. `127.0.0.1:8152=orchestrator:orchestrator/http`.
  * @throws {ConfigError} `usage` for any other shape.
  */
 export function parseInletFlag(text: string): InletConfig {
-  const match = text.match(/^(.+)=([A-Za-z0-9_.-]+)(?:\/(tcp|http))?$/);
-  if (!match) throw new ConfigError("usage", `--inlet: expected LISTEN=OUTLET[/http], got ${text}`);
-  return { listen: match[1], outlet: match[2], mode: (match[3] ?? "tcp") as "tcp" | "http" };
+  const match = text.match(/^(.+)=(?:([A-Za-z0-9_.-]+):)?([A-Za-z0-9_.-]+)(?:\/(tcp|http))?$/);
+  if (!match) {
+    throw new ConfigError("usage", `--inlet: expected LISTEN=[SERVICE:]OUTLET[/http], got ${text}`);
+  }
+  return {
+    listen: match[1],
+    ...(match[2] === undefined ? {} : { service: match[2] }),
+    outlet: match[3],
+    mode: (match[4] ?? "tcp") as "tcp" | "http",
+  };
 }
 
 /**

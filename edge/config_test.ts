@@ -101,7 +101,15 @@ Deno.test("edge config: --inlet flags", () => {
     outlet: "orchestrator",
     mode: "http",
   });
-  for (const bad of ["127.0.0.1:8151", "=context", "127.0.0.1:1=a/udp", "127.0.0.1:1=a b"]) {
+  assert.deepEqual(parseInletFlag("127.0.0.1:8153=orchestrator:api/http"), {
+    listen: "127.0.0.1:8153",
+    service: "orchestrator",
+    outlet: "api",
+    mode: "http",
+  });
+  for (
+    const bad of ["127.0.0.1:8151", "=context", "127.0.0.1:1=a/udp", "127.0.0.1:1=a b", "1:2=:x"]
+  ) {
     assert.throws(() => parseInletFlag(bad), TypeError, bad);
   }
 });
@@ -183,4 +191,24 @@ Deno.test("edge config: ticket and license from files; a world-readable license 
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("edge config: an end-to-end inlet names a service; its outlet defaults to the service's name", () => {
+  const config = checkEdgeConfig({
+    ...base(),
+    inlets: [
+      { listen: "127.0.0.1:8152", service: "orchestrator" },
+      { listen: "127.0.0.1:8153", service: "orchestrator", outlet: "db" },
+      { listen: "127.0.0.1:8154", outlet: "context" },
+    ],
+  });
+  assert.deepEqual(config.inlets.map((i) => [i.service, i.outlet]), [
+    ["orchestrator", "orchestrator"],
+    ["orchestrator", "db"],
+    [undefined, "context"],
+  ]);
+  assert.throws(
+    () => checkEdgeConfig({ ...base(), inlets: [{ listen: "127.0.0.1:8152" }] }),
+    /inlets\[0\]\.outlet.*is needed/,
+  );
 });

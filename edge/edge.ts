@@ -43,7 +43,8 @@ import {
   type EdgeConfig,
   readEdgeSecrets,
 } from "./config.ts";
-import { EdgePath } from "./path.ts";
+import { AliasPath } from "../src/member/alias_path.ts";
+import { ServiceChannels } from "./service_channels.ts";
 
 /** Where the edge's credential is kept between runs (public data; 0600 anyway). */
 const CREDENTIAL_FILE = "edge.credential";
@@ -70,10 +71,11 @@ export interface EdgeStatus {
   lastError: string | null;
   /** Paths to the gateway established since start. */
   pathChanges: number;
-  /** Each inlet: its bound address, outlet, mode, and session counters since start. */
+  /** Each inlet: its bound address, outlet (and service, end to end), mode, and session counters since start. */
   inlets: {
     listen: string;
     outlet: string;
+    service?: string;
     mode: string;
     sessions: number;
     open: number;
@@ -163,11 +165,13 @@ export async function startEdge(
   const transport = new TcpTransport(node, { logger: logger.child("transport") });
   let stopped = false;
   let member = null as Member | null;
-  const path = new EdgePath({
+  let services = null as ServiceChannels | null;
+  const path = new AliasPath({
     node,
     transport,
     relays: config.relays,
     alias: config.gateway.alias,
+    peer: "the gateway",
     policy: gatewayPolicy(config.gateway, trust),
     connectWaitMs: config.connectWaitMs,
     idleTimeoutMs: config.idleTimeoutMs,
@@ -194,7 +198,17 @@ export async function startEdge(
       inlets.push(createInlet({
         node,
         listen: parseHostPort(inlet.listen, "inlet"),
-        route: () => path.routeTo(inlet.outlet),
+        // End to end: through the service's inner channel (opened on first
+        // use, once the member runtime runs); else to the gateway's outlet.
+        route: inlet.service === undefined
+          ? async () => {
+            const channel = await path.channel();
+            return { route: [channel.address, `outlet.${inlet.outlet}`], closed: channel.closed };
+          }
+          : () => {
+            if (services === null) throw new Error("the edge is starting");
+            return services.routeTo(inlet.service!, inlet.outlet);
+          },
         reader: inlet.mode === "http"
           ? (conn) =>
             injectHeader(conn, {
@@ -205,7 +219,11 @@ export async function startEdge(
           : undefined,
         logger: logger.child(`inlet.${inlet.outlet}`),
       }));
-      logger.info("inlet listening", { listen: inlet.listen, outlet: inlet.outlet });
+      logger.info("inlet listening", {
+        listen: inlet.listen,
+        outlet: inlet.outlet,
+        ...(inlet.service === undefined ? {} : { service: inlet.service }),
+      });
     }
   } catch (error) {
     await abandon(error);
@@ -237,6 +255,15 @@ export async function startEdge(
   }
   const runtime = member!;
   path.start(runtime);
+  services = new ServiceChannels({
+    node,
+    path,
+    member: runtime,
+    trust,
+    customerId: config.gateway.customerId,
+    idleTimeoutMs: config.idleTimeoutMs,
+    logger,
+  });
 
   const state = () =>
     stopped
@@ -266,6 +293,7 @@ export async function startEdge(
       inlets: config.inlets.map((inlet, i) => ({
         listen: formatHostPort(inlets[i].addr),
         outlet: inlet.outlet,
+        ...(inlet.service === undefined ? {} : { service: inlet.service }),
         mode: inlet.mode ?? "tcp",
         ...inlets[i].stats,
       })),
@@ -290,11 +318,12 @@ export async function startEdge(
     inletAddrs: inlets.map((i) => i.addr),
     opsAddr: ops?.addr ?? null,
     ready: () => path.current !== null,
-    firstPath: path.firstPath,
+    firstPath: path.firstPath.then(({ peer, relay }) => ({ gateway: peer, relay })),
     status: edgeStatus,
     async close() {
       stopped = true;
       for (const inlet of inlets) inlet.close();
+      await services?.close();
       await path.close();
       await ops?.close();
       await runtime.close();
@@ -304,7 +333,7 @@ export async function startEdge(
 }
 
 /** The edge's own metrics (the member runtime adds its credential and attestation gauges). */
-function edgeMetrics(path: EdgePath, config: CheckedEdgeConfig, inlets: Inlet[]): Metrics {
+function edgeMetrics(path: AliasPath, config: CheckedEdgeConfig, inlets: Inlet[]): Metrics {
   const metrics = new Metrics();
   metrics.register(
     "nexus_edge_path_up",

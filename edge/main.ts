@@ -32,9 +32,10 @@ run options (flags win over the config file):
   --license-file FILE      license key, read from FILE (must not be world-readable):
                            enrollment, and the header HTTP inlets add
   --relay HOST:PORT        a relay (repeatable; replaces the config's list; tried in order)
-  --inlet LISTEN=OUTLET[/http]
-                           an inlet (repeatable; replaces the config's list),
-                           e.g. 127.0.0.1:8152=orchestrator/http
+  --inlet LISTEN=[SERVICE:]OUTLET[/http]
+                           an inlet (repeatable; replaces the config's list), to the gateway's
+                           OUTLET, or with SERVICE: end to end, to that service agent's OUTLET,
+                           e.g. 127.0.0.1:8152=orchestrator:orchestrator/http
   --ops HOST:PORT|off      /metrics /healthz /readyz /status (default ${DEFAULT_OPS})
   --log-json               JSON log lines on stderr
 status options:
@@ -78,7 +79,9 @@ function formatStatus(s: EdgeStatus): string {
     `paths       ${s.pathChanges} established${s.lastError ? `; last error: ${s.lastError}` : ""}`,
     "inlets:",
     ...s.inlets.map((i) =>
-      `  ${i.listen.padEnd(21)} -> ${i.outlet.padEnd(14)} ${i.mode.padEnd(4)} ` +
+      `  ${i.listen.padEnd(21)} -> ${
+        (i.service === undefined ? i.outlet : `${i.service}/${i.outlet} (e2e)`).padEnd(14)
+      } ${i.mode.padEnd(4)} ` +
       `open ${i.open}, sessions ${i.sessions}, refused ${i.refused}`
     ),
   ];

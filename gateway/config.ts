@@ -11,7 +11,16 @@ import { checkConfig, loadConfig } from "../src/config/loader.ts";
 import type { Permissions } from "../src/config/permissions.ts";
 import { readSecretLine } from "../src/config/secret_file.ts";
 import { z } from "zod";
-import { hostPort, name, nonEmpty, object, secret, wholeNumber } from "../src/config/schema.ts";
+import {
+  hostPort,
+  identifier,
+  name,
+  nonEmpty,
+  object,
+  positiveNumber,
+  secret,
+  wholeNumber,
+} from "../src/config/schema.ts";
 
 /** Fields whose values are secrets: never quoted in an error. */
 const SECRETS = ["ticket"] as const;
@@ -37,10 +46,32 @@ export const GatewayConfigSchema = object({
    * the command line nor the configuration then holds the secret.
    */
   ticketFile: nonEmpty().optional(),
-  /** The backends, each behind its policy. */
+  /** The backends this gateway connects to itself (Phase 2: it sees their plaintext), each behind its policy. */
   outlets: z.array(object({ name: name(), backend: hostPort(), policy: nonEmpty() }), {
     error: "must be a list",
-  }),
+  }).default([]),
+  /**
+   * End-to-end services (docs/architecture.md §5.10): the gateway routes
+   * its edges' inner channels to each service's agent, reached through the
+   * relays at `alias`, and sees ciphertext only. `policy` decides which
+   * edges may reach the service (with the customer, as for an outlet);
+   * the agent must hold role service, this customer and this name, and
+   * `identifier` pins it.
+   */
+  services: z.array(
+    object({
+      name: name(),
+      alias: nonEmpty(),
+      policy: nonEmpty(),
+      identifier: identifier().optional(),
+    }),
+    { error: "must be a list" },
+  ).default([]),
+  /** New end-to-end channels one edge may open per second, and at once. */
+  serviceHandshakes: object({
+    perSecond: positiveNumber(),
+    burst: wholeNumber("handshakes", 1),
+  }).default({ perSecond: 5, burst: 20 }),
   /** "host:port" for /metrics, /healthz, /readyz (none when absent). */
   ops: hostPort().optional(),
   /** How long close() lets open sessions finish, ms. */
@@ -51,6 +82,17 @@ export const GatewayConfigSchema = object({
   if (config.ticket !== undefined && config.ticketFile !== undefined) {
     ctx.addIssue({ code: "custom", path: ["ticketFile"], message: "and ticket both given" });
   }
+  const services = new Set<string>();
+  config.services.forEach((service, i) => {
+    if (services.has(service.name)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["services", i, "name"],
+        message: `repeats ${service.name}`,
+      });
+    }
+    services.add(service.name);
+  });
   const names = new Set<string>();
   config.outlets.forEach((outlet, i) => {
     if (names.has(outlet.name)) {

@@ -21,9 +21,12 @@ import { sleep, whenAborted } from "../src/member/backoff.ts";
 import { type Member, startMember } from "../src/member/member.ts";
 import { Metrics } from "../src/ops/metrics.ts";
 import { type OpsServer, startOpsServer } from "../src/ops/ops_server.ts";
-import { customerRule, outletRule } from "../src/policy/rules.ts";
+import { customerRule, outletRule, serviceRule } from "../src/policy/rules.ts";
 import { createOutlet, type Outlet } from "../src/portal/portal.ts";
+import { registerOutletMetrics } from "../src/portal/outlet_metrics.ts";
 import { RelayPresence } from "../src/member/relay_presence.ts";
+import { AliasPath } from "../src/member/alias_path.ts";
+import { ServiceRouter, type ServiceRouterOptions } from "./service_router.ts";
 import { Node } from "../src/routing/node.ts";
 import { TcpTransport } from "../src/transport/tcp_transport.ts";
 import {
@@ -51,7 +54,11 @@ export interface RunningGateway {
  */
 export async function startGateway(
   input: GatewayConfig,
-  options: { logger?: Logger } = {},
+  options: {
+    logger?: Logger;
+    /** Tests only: a compromised gateway's hook on forwarded inner messages (service_router.ts). */
+    hook?: ServiceRouterOptions["hook"];
+  } = {},
 ): Promise<RunningGateway> {
   // The ticket file, if named, is read here, so every caller gets its check.
   const config: CheckedGatewayConfig = await readGatewaySecrets(checkGatewayConfig(input));
@@ -59,6 +66,9 @@ export async function startGateway(
   // Policies first: a mistake stops the start, with its position in the
   // operator's own text and the outlet's name.
   const outletRules = config.outlets.map((o) => outletRule(config.customerId, o.name, o.policy));
+  const serviceRules = config.services.map((s) =>
+    outletRule(config.customerId, `service ${s.name}`, s.policy)
+  );
   const identity = await loadOrCreateIdentity(config.stateDir, "gateway");
   const trust = new TrustStore([await readIdentityFile(config.authority.identityFile)]);
   const node = new Node({ name: "gateway", logger });
@@ -113,6 +123,40 @@ export async function startGateway(
     })
   );
 
+  // End to end: a path to each service's agent through the relays (it
+  // must be the customer's agent of that service), and the router that
+  // hands edges' inner channels to it without a key of them.
+  const servicePaths = config.services.map((service) =>
+    new AliasPath({
+      node,
+      transport,
+      relays: config.relays,
+      alias: service.alias,
+      peer: `the agent of ${service.name}`,
+      policy: {
+        trust,
+        admit: serviceRule(config.customerId, service.name),
+        pinned: service.identifier === undefined ? undefined : [service.identifier],
+      },
+      connectWaitMs: 10_000,
+      idleTimeoutMs: 30_000,
+      logger: logger.child(`service.${service.name}`),
+    })
+  );
+  for (const path of servicePaths) path.start(member);
+  const router = new ServiceRouter({
+    node,
+    edges: listener,
+    services: config.services.map((service, i) => ({
+      name: service.name,
+      policy: serviceRules[i],
+      channel: () => servicePaths[i].current?.channel ?? null,
+    })),
+    handshakes: config.serviceHandshakes,
+    hook: options.hook,
+    logger: logger.child("router"),
+  });
+
   // The alias at every relay, kept with the shared backoff.
   const presence = new RelayPresence({
     node,
@@ -127,6 +171,7 @@ export async function startGateway(
   const registered = presence.registered;
 
   const metrics = gatewayMetrics(listener!, registered, config, outlets);
+  serviceMetrics(metrics, router, config, servicePaths);
   member.registerMetrics(metrics, "nexus_gateway");
   const ops: OpsServer | null = config.ops
     ? startOpsServer({
@@ -157,6 +202,8 @@ export async function startGateway(
         sleep(1000),
       ]);
       await ops?.close();
+      router.close();
+      await Promise.all(servicePaths.map((path) => path.close()));
       await presence.close();
       await member.close();
       await transport.close();
@@ -190,41 +237,11 @@ function gatewayMetrics(
     "Relays with the alias registered.",
     () => registered.size,
   );
-  const perOutlet = (pick: (o: Outlet) => number) => () =>
-    outlets.map((o, i) =>
-      [{ outlet: config.outlets[i].name }, pick(o)] as [{ outlet: string }, number]
-    );
-  const counters: [string, "gauge" | "counter", string, (o: Outlet) => number][] = [
-    ["nexus_gateway_sessions", "gauge", "Open portal sessions.", (o) => o.stats.open],
-    ["nexus_gateway_sessions_total", "counter", "Portal sessions opened.", (o) => o.stats.sessions],
-    [
-      "nexus_gateway_policy_denials_total",
-      "counter",
-      "Sessions denied by policy.",
-      (o) => o.stats.denied,
-    ],
-    [
-      "nexus_gateway_backend_refused_total",
-      "counter",
-      "Sessions whose backend was unreachable.",
-      (o) => o.stats.refused,
-    ],
-    [
-      "nexus_gateway_bytes_in_total",
-      "counter",
-      "Bytes from edges to backends.",
-      (o) => o.stats.bytesIn,
-    ],
-    [
-      "nexus_gateway_bytes_out_total",
-      "counter",
-      "Bytes from backends to edges.",
-      (o) => o.stats.bytesOut,
-    ],
-  ];
-  for (const [name, type, help, pick] of counters) {
-    metrics.register(name, type, help, perOutlet(pick));
-  }
+  registerOutletMetrics(
+    metrics,
+    "nexus_gateway",
+    outlets.map((outlet, i) => ({ name: config.outlets[i].name, outlet })),
+  );
   return metrics;
 }
 
@@ -257,4 +274,49 @@ export async function run(config: GatewayConfig, options: RunOptions): Promise<v
   }
   logger.info("shutting down; letting open sessions finish");
   await gateway.close();
+}
+
+/** The end-to-end services' metrics: forwarded messages and bytes, refusals, paths up. */
+function serviceMetrics(
+  metrics: Metrics,
+  router: ServiceRouter,
+  config: CheckedGatewayConfig,
+  paths: AliasPath[],
+): void {
+  type Labelled = [Record<string, string>, number];
+  metrics.register(
+    "nexus_gateway_service_messages_total",
+    "counter",
+    "Inner (end-to-end) messages forwarded, by service and direction.",
+    () =>
+      [...router.stats].flatMap(([service, s]): Labelled[] => [
+        [{ service, direction: "to_service" }, s.toService],
+        [{ service, direction: "to_edge" }, s.toEdge],
+      ]),
+  );
+  metrics.register(
+    "nexus_gateway_service_bytes_total",
+    "counter",
+    "Bytes of inner messages forwarded (ciphertext), by service.",
+    () => [...router.stats].map(([service, s]): Labelled => [{ service }, s.bytes]),
+  );
+  metrics.register(
+    "nexus_gateway_service_refused_total",
+    "counter",
+    "Inner messages dropped, by service and reason.",
+    () =>
+      [...router.stats].flatMap(([service, s]) =>
+        [...s.refused].map(([reason, n]): Labelled => [{ service, reason }, n])
+      ),
+  );
+  metrics.register(
+    "nexus_gateway_service_path_up",
+    "gauge",
+    "Whether the path to the service's agent is up (1) or not (0).",
+    () =>
+      config.services.map((service, i): Labelled => [
+        { service: service.name },
+        paths[i].current === null ? 0 : 1,
+      ]),
+  );
 }

@@ -7,11 +7,12 @@
  * deno task permissions <service> <command> [flags...]  print the flags it would get
  * ```
  *
- * `<service>` is `authority`, `relay`, `gateway` or `edge`. The launcher
- * reads the configuration the command line names (`--config FILE`, flags
- * laid over it), asks that executable's own `flags.ts` which Deno
- * permissions it needs (net for its addresses; read and write for its
- * state and files; ffi and env for the authority's HSM), and starts
+ * `<service>` is `authority`, `relay`, `gateway`, `edge` or `agent` (the
+ * backend service agent). The launcher reads the configuration the command
+ * line names (`--config FILE`, flags laid over it), asks that
+ * executable's own `flags.ts` which Deno permissions it needs (net for its
+ * addresses; read and write for its state and files; ffi and env for the
+ * authority's HSM), and starts
  *
  * ```
  * deno run -q --no-prompt -P=<service> --allow-net=… --allow-read=… … <service>/main.ts <command> [flags...]
@@ -41,6 +42,7 @@ const SERVICES: Record<
   relay: { script: "relay/main.ts", flags: () => import("../relay/flags.ts") },
   gateway: { script: "gateway/main.ts", flags: () => import("../gateway/flags.ts") },
   edge: { script: "edge/main.ts", flags: () => import("../edge/flags.ts") },
+  agent: { script: "agent/main.ts", flags: () => import("../agent/flags.ts") },
 };
 
 const HELP = `launch: run an executable with exactly the permissions its configuration needs

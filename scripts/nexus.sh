@@ -10,7 +10,9 @@
 # Needs only Node, npm and apt on the machine. It installs, when missing:
 #   - Debian packages: softhsm2 (PKCS#11 token for tests and the local stack), opensc
 #     (pkcs11-tool, for operator-made keys), and curl, redis-server and
-#     redis-tools (real clients and backends for the portal tests);
+#     redis-tools (real clients and backends for the portal tests), and postgresql
+#     and postgresql-client (a throwaway PostgreSQL server per test run,
+#     tests/support/postgres.ts);
 #   - npm dependencies with `npm ci` from the committed package-lock.json, which
 #     also builds the pkcs11js native addon;
 #   - the pinned Deno, from the npm registry into .tools/deno (manifest and lock
@@ -34,6 +36,13 @@ command -v pkcs11-tool >/dev/null 2>&1 || apt_needed+=(opensc)
 command -v curl >/dev/null 2>&1 || apt_needed+=(curl)
 command -v redis-server >/dev/null 2>&1 || apt_needed+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || apt_needed+=(redis-tools)
+# PostgreSQL (Debian's, 15 on bookworm): tests/support/postgres.ts makes a fresh cluster
+# per test run with initdb/pg_ctl from /usr/lib/postgresql/<major>/bin, for the portal
+# end-to-end test (the real psql client through a tunnel to it) and for the credential
+# authority's state kept in PostgreSQL with replicas. The versioned binaries are what the
+# tests run (/usr/bin/psql alone is only postgresql-client-common's wrapper), so check those.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || apt_needed+=(postgresql)
+compgen -G '/usr/lib/postgresql/*/bin/psql' >/dev/null || apt_needed+=(postgresql-client)
 # The deployment test checks the systemd units offline with systemd-analyze.
 command -v systemd-analyze >/dev/null 2>&1 || apt_needed+=(systemd)
 if [ "${#apt_needed[@]}" -gt 0 ]; then

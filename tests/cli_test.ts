@@ -249,3 +249,103 @@ Deno.test("cli: the gateway refuses a ticket on the command line without echoing
     assert.ok(!out.stdout.includes(value), `stdout quotes the ticket: ${out.stdout}`);
   }
 });
+
+// ── The backend service agent (agent/main.ts) ───────────────────────────
+
+Deno.test("cli: agent --help exits 0, says what it prints once ready and its exit statuses", async () => {
+  const out = await deno(["-P=agent", "agent/main.ts", "--help"]);
+  assert.equal(out.code, 0, out.stderr);
+  assert.match(out.stdout, /^nexus-agent: /);
+  assert.match(out.stdout, /READY <identifier> \[metrics=HOST:PORT\]/);
+  assert.match(out.stdout, /Exit status: 0 .*; 1 .*; 2 usage/s);
+  assert.match(out.stdout, /--ticket-file FILE/);
+  // Nothing at all on the command line: the help, as a usage error.
+  const bare = await deno(["-P=agent", "agent/main.ts"]);
+  assert.equal(bare.code, 2, bare.stderr);
+  assert.match(bare.stdout, /READY/);
+  const unknown = await deno(["-P=agent", "agent/main.ts", "serve"]);
+  assert.equal(unknown.code, 2, unknown.stderr);
+  assert.match(unknown.stderr, /^nexus-agent: unknown command serve; see --help\n$/);
+});
+
+Deno.test("cli: the agent refuses a ticket on the command line without echoing it", async () => {
+  const value = "tkt_visible_secret";
+  for (
+    const args of [
+      ["run", "--ticket", value, "--config", "x"],
+      ["run", "--config", ".state/absent-agent.json", `--ticket=${value}`],
+      ["permissions", "--config", ".state/absent-agent.json", "--ticket", value],
+    ]
+  ) {
+    const out = await deno(["-P=agent", "agent/main.ts", ...args]);
+    assert.equal(out.code, 2, `${args.join(" ")}: ${out.stderr}`);
+    assert.equal(
+      out.stderr,
+      "nexus-agent: --ticket is refused: other users can read a command line; " +
+        "use --ticket-file\n",
+    );
+    assert.ok(!out.stderr.includes(value), `stderr quotes the ticket: ${out.stderr}`);
+    assert.ok(!out.stdout.includes(value), `stdout quotes the ticket: ${out.stdout}`);
+  }
+});
+
+Deno.test("cli: an agent config with an unknown key exits 4 naming file and key, never the ticket", async () => {
+  const secret = "nxt_" + "a".repeat(43);
+  const file = `.state/cli-test-agent-${crypto.randomUUID()}.json`;
+  const config = JSON.parse(await Deno.readTextFile(`${root}deploy/agent.example.json`));
+  await Deno.writeTextFile(
+    `${root}${file}`,
+    JSON.stringify({ ...config, stateDir: ".state/x", ticket: secret, backendz: "127.0.0.1:1" }),
+  );
+  try {
+    const out = await deno(["-P=agent", "agent/main.ts", "run", "--config", file]);
+    assert.equal(out.code, 4, out.stderr);
+    assert.ok(
+      out.stderr.includes(`nexus-agent: config ${file}: "backendz" is not a known setting`),
+      out.stderr,
+    );
+    assert.ok(!out.stderr.includes(secret) && !out.stdout.includes(secret), "a secret leaked");
+    // `permissions` reads the same configuration, with the same answer.
+    const flags = await deno(["-P=agent", "agent/main.ts", "permissions", "--config", file]);
+    assert.equal(flags.code, 4, flags.stderr);
+    assert.match(flags.stderr, /"backendz" is not a known setting/);
+  } finally {
+    await Deno.remove(`${root}${file}`);
+  }
+});
+
+Deno.test("cli: `deno task permissions agent` prints the flags the example configuration needs", async () => {
+  const file = "deploy/agent.example.json";
+  // deploy/ is outside the agent's set: the agent itself says so (5) …
+  const denied = await deno(["-P=agent", "agent/main.ts", "permissions", "--config", file]);
+  assert.equal(denied.code, 5, denied.stderr);
+  assert.match(denied.stderr, /permission denied: Requires read access to .*agent\.example\.json/);
+  // … and the launcher reads it wherever it is.
+  for (const args of [["--config", file], ["run", "--config", file]]) {
+    const out = await launch(["--print", "agent", ...args]);
+    assert.equal(out.code, 0, out.stderr);
+    assert.equal(
+      out.stdout.trim(),
+      "--allow-net=authority.internal:4100,relay-1.example.net:4000,relay-2.example.net:4000," +
+        "127.0.0.1:8000,127.0.0.1:9440 " +
+        `--allow-read=/var/lib/nexus-agent,/etc/nexus/authority.identity.json,${file} ` +
+        "--allow-write=/var/lib/nexus-agent",
+    );
+  }
+  // The flags override the file, and a ticket file is granted for reading, not read.
+  const moved = await launch([
+    "--print",
+    "agent",
+    "run",
+    "--config",
+    file,
+    "--state",
+    "/srv/agent",
+    "--ticket-file",
+    "/srv/agent.ticket",
+  ]);
+  assert.equal(moved.code, 0, moved.stderr);
+  assert.match(moved.stdout, /--allow-net=\S*127\.0\.0\.1:8000/);
+  assert.match(moved.stdout, /--allow-read=\/srv\/agent,\S*,\/srv\/agent\.ticket /);
+  assert.match(moved.stdout, /--allow-write=\/srv\/agent$/m);
+});

@@ -7,13 +7,15 @@
  *   since /usr/local/bin/deno and /opt/nexus need not exist here), and a
  *   deliberately broken copy is not: the check can fail.
  * - `systemd-analyze security --offline=yes` scores 2.0 or lower for the
- *   authority, relay and gateway; every score is printed.
+ *   authority, relay, gateway and service agent; every score is printed.
  * - Each unit runs its own permission set from deno.json (`-P=<name>`), never
  *   `-A`, with only the overrides it documents; every flag it gives its main
  *   appears in that main's --help; the hardening the design asks for is there.
- * - Every example configuration parses and has what its service needs.
+ * - Every example configuration parses and has what its service needs; the
+ *   service agent's example runs under its set alone (no override in its unit).
  */
 import assert from "node:assert/strict";
+import { agentPermissions, checkAgentConfig } from "../agent/config.ts";
 import { checkEdgeConfig, edgePermissions } from "../edge/config.ts";
 import { parseHostPort } from "../src/config/host_port.ts";
 import { parsePolicy } from "../src/policy/mod.ts";
@@ -31,7 +33,7 @@ const permissions: Deno.PermissionOptionsObject = {
   net: ["127.0.0.1"],
 };
 
-type Name = "authority" | "relay" | "gateway" | "edge";
+type Name = "authority" | "relay" | "gateway" | "edge" | "agent";
 
 /** What each unit must run, and the exposure score it must reach (none: recorded only). */
 const SERVICES: {
@@ -73,6 +75,14 @@ const SERVICES: {
     config: "/etc/nexus/edge.json",
     stateful: true,
     maxExposure: null,
+  },
+  {
+    name: "agent",
+    script: "agent/main.ts",
+    command: "run",
+    config: "/etc/nexus/agent.json",
+    stateful: true,
+    maxExposure: 2.0,
   },
 ];
 
@@ -245,7 +255,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "systemd-analyze security: exposure 2.0 or lower for authority, relay, gateway",
+  name: "systemd-analyze security: exposure 2.0 or lower for authority, relay, gateway, agent",
   permissions,
   async fn() {
     const scores: string[] = [];
@@ -392,6 +402,16 @@ Deno.test({
     // Gateway: SIGTERM lets sessions finish for shutdownGraceMs; systemd waits longer.
     const grace = readJson("deploy/gateway.example.json").shutdownGraceMs ?? 10_000;
     assert.ok(seconds(one(readUnit("gateway"), "TimeoutStopSec")) >= grace / 1000 + 5);
+    // The service agent likewise; and, like the gateway, a refused start is not retried.
+    const agentGrace = readJson("deploy/agent.example.json").shutdownGraceMs ?? 10_000;
+    assert.ok(seconds(one(readUnit("agent"), "TimeoutStopSec")) >= agentGrace / 1000 + 5);
+    for (const name of ["gateway", "agent"] as const) {
+      assert.deepEqual(one(readUnit(name), "RestartPreventExitStatus").split(/\s+/), [
+        "2",
+        "4",
+        "5",
+      ], `nexus-${name}.service: RestartPreventExitStatus`);
+    }
 
     // Authority: the PIN as a systemd credential, read through the set plus
     // the credentials directory only; never restarted into a PIN lockout.
@@ -468,6 +488,63 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "agent unit: the example needs nothing its set lacks (`nexus-agent permissions`)",
+  permissions,
+  async fn() {
+    // The unit gives no override (checked above): every path the example
+    // names must be in the agent's set, and the set's net is the network.
+    const sets = permissionSets();
+    const example = readJson("deploy/agent.example.json");
+    const needed = agentPermissions(checkAgentConfig(example), "/etc/nexus/agent.json");
+    for (const path of needed.read ?? []) assert.ok(covers(sets.agent.read, path), `read ${path}`);
+    for (const path of needed.write ?? []) {
+      assert.ok(covers(sets.agent.write, path), `write ${path}`);
+    }
+    assert.equal(sets.agent.net, sets.gateway.net, "the agent's net is the gateway's");
+    for (const kind of ["env", "ffi", "run"] as const) {
+      assert.equal(sets.agent[kind], undefined, `set agent grants no ${kind}`);
+    }
+    // The executable's own answer, for a copy where its set reads.
+    const dir = `.state/deploy-test-${crypto.randomUUID()}`;
+    await Deno.mkdir(`${root}${dir}`, { recursive: true });
+    try {
+      await Deno.writeTextFile(`${root}${dir}/agent.json`, JSON.stringify(example));
+      const result = await run(Deno.execPath(), [
+        "run",
+        "-q",
+        "--no-prompt",
+        "-P=agent",
+        "agent/main.ts",
+        "permissions",
+        "--config",
+        `${dir}/agent.json`,
+      ]);
+      assert.equal(result.code, 0, result.output);
+      const flags = Object.fromEntries(
+        result.stdout.trim().split(/\s+/).map((f) => {
+          const match = f.match(/^--allow-(\w+)=(.+)$/);
+          assert.ok(match, `a permission flag: ${f}`);
+          return [match[1], match[2].split(",")];
+        }),
+      );
+      assert.deepEqual(new Set(flags.net), new Set(needed.net), "net");
+      assert.ok(flags.net.includes("127.0.0.1:8000"), "the backend's address");
+      assert.deepEqual(
+        new Set(flags.read),
+        new Set([
+          ...(needed.read ?? []).filter((p) => p !== "/etc/nexus/agent.json"),
+          `${dir}/agent.json`,
+        ]),
+        "read",
+      );
+      assert.deepEqual(flags.write, [example.stateDir], "write");
+    } finally {
+      await Deno.remove(`${root}${dir}`, { recursive: true });
+    }
+  },
+});
+
 // ── Example configurations ──────────────────────────────────────────────
 
 Deno.test({
@@ -527,5 +604,28 @@ Deno.test({
     // One trust anchor file name across the examples.
     assert.equal(edge.authority.identityFile, gateway.authority.identityFile);
     assert.ok(relay.trust.includes(gateway.authority.identityFile));
+
+    // Service agent: its own check, policies that parse, and consistency
+    // with the gateway example: the same customer, trust anchor and relays
+    // (the gateway reaches the agent's alias through its own relays).
+    const agent = checkAgentConfig(
+      readJson("deploy/agent.example.json"),
+      "deploy/agent.example.json",
+    );
+    assert.equal(agent.stateDir, "/var/lib/nexus-agent");
+    assert.ok(covers(sets.agent.read, agent.stateDir) && covers(sets.agent.write, agent.stateDir));
+    assert.ok(covers(sets.agent.read, agent.authority.identityFile));
+    assert.equal(agent.authority.identityFile, gateway.authority.identityFile);
+    assert.equal(agent.authority.address, gateway.authority.address);
+    assert.equal(agent.customerId, gateway.customerId);
+    for (const r of agent.relays) assert.ok(gateway.relays.includes(r), `agent relay ${r}`);
+    assert.notEqual(agent.alias, gateway.alias, "the agent's alias is its own");
+    assert.ok(agent.outlets.length > 0);
+    for (const outlet of agent.outlets) {
+      parseHostPort(outlet.backend, "backend");
+      parsePolicy(outlet.policy);
+    }
+    assert.equal(agent.ticket, undefined, "no ticket in the example");
+    if (agent.ops !== undefined) parseHostPort(agent.ops, "ops");
   },
 });

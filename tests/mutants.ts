@@ -322,8 +322,9 @@ export const MUTANTS: readonly Mutant[] = [
     threat: "unauthorized access",
     check: "an outlet opens sessions only for OPENs that came through a secure channel",
     file: "src/portal/portal.ts",
-    find: "    info !== undefined && options.policy.admits(info);\n",
-    replace: "    options.policy.admits(info!);\n",
+    find:
+      "    info !== undefined && (options.channels?.(info) ?? true) && options.policy.admits(info);\n",
+    replace: "    (options.channels?.(info!) ?? true) && options.policy.admits(info!);\n",
     tests: ["src/portal/portal_test.ts"],
   },
   {

@@ -75,6 +75,12 @@ export function wholeNumber(what: string, min: number): z.ZodNumber {
   return z.number({ error: message }).int({ error: message }).min(min, { error: message });
 }
 
+/** A number above 0 (a rate, say), finite. */
+export function positiveNumber(): z.ZodNumber {
+  const message = "must be a number above 0";
+  return z.number({ error: message }).positive({ error: message }).finite({ error: message });
+}
+
 /**
  * A whole number given as a JSON number or as digits in a string (the
  * relay's and the authority's files write `"max-connections": "20000"`).

@@ -23,6 +23,7 @@ export {
   allOf,
   attributesRule,
   customerRule,
+  edgeRule,
   gatewayRule,
   outletRule,
   relayRule,

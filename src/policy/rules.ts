@@ -95,6 +95,15 @@ export function gatewayRule(customerId: string): Policy {
 }
 
 /**
+ * Whom a service agent takes through an inner channel: an edge of its
+ * customer. Not any member of the customer: the gateway that routes the
+ * inner channel is one too, and must never get a session of its own.
+ */
+export function edgeRule(customerId: string): Policy {
+  return parsePolicy(`subject.role == "edge" and subject.customer_id == ${quote(customerId)}`);
+}
+
+/**
  * Whom a member takes for the agent of `service` (end-to-end mode,
  * docs/architecture.md §5.10): `role` service, of the member's customer,
  * for that service. A gateway routes an edge's inner channel; it is the

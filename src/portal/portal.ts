@@ -341,6 +341,12 @@ export interface OutletOptions {
   backend: { hostname: string; port: number };
   /** Who may use it; no policy admits no one (use `denyAll`). */
   policy: Policy;
+  /**
+   * Which channels may open sessions at all (default: any secure channel):
+   * a service agent takes sessions only through inner channels, never
+   * through its channels to gateways, whatever the policy says.
+   */
+  channels?: (info: SecureChannelInfo) => boolean;
   /** Credit window per session and direction, bytes (default {@link DEFAULT_WINDOW}). */
   window?: number;
   /** Milliseconds to connect to the backend before refusing the session (default 5,000). */
@@ -417,7 +423,7 @@ export function createOutlet(options: OutletOptions): Outlet {
       payload: reasonMessage(PORTAL.refused, 0, reason),
     });
   const admits = (info: SecureChannelInfo | undefined) =>
-    info !== undefined && options.policy.admits(info);
+    info !== undefined && (options.channels?.(info) ?? true) && options.policy.admits(info);
   options.node.register(address, async (message) => {
     let decoded: PortalMessage;
     try {

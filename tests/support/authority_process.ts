@@ -28,9 +28,11 @@ export interface AuthorityFixture {
    * the fixture's, a one-time ticket (role=relay, relay_addresses naming
    * that address) in a 0600 file, the trust anchor and the authority.
    * The same state directory is used again for the same port, so a
-   * restarted relay keeps its identity and credential.
+   * restarted relay keeps its identity and credential. `alsoAt` adds
+   * addresses its credential names too (`host:port`): a proxy in front of
+   * it that members dial instead.
    */
-  relayArgs(port: number, authorityPort: number): Promise<string[]>;
+  relayArgs(port: number, authorityPort: number, alsoAt?: string[]): Promise<string[]>;
   remove(): Promise<void>;
 }
 
@@ -111,7 +113,7 @@ export async function authorityFixture(): Promise<AuthorityFixture> {
         },
       };
     },
-    async relayArgs(port, authorityPort) {
+    async relayArgs(port, authorityPort, alsoAt = []) {
       const stateDir = `${state}/relay-${port}`;
       const ticketFile = `${stateDir}.ticket`;
       try {
@@ -128,7 +130,7 @@ export async function authorityFixture(): Promise<AuthorityFixture> {
             "--attr",
             "role=relay",
             "--attr",
-            `relay_addresses=[127.0.0.1:${port}]`,
+            `relay_addresses=[${[`127.0.0.1:${port}`, ...alsoAt].join(",")}]`,
           ],
           token.pin,
         ).output();

@@ -1,6 +1,8 @@
 /**
- * The edge's path to its gateway: one relay connection and the secure
- * channel through it, kept up by one loop (docs/architecture.md §5.7).
+ * A member's path to a peer that holds an alias at the relays: one relay
+ * connection and the secure channel through it, kept up by one loop
+ * (docs/architecture.md §5.7). The edge's path to its gateway, and the
+ * gateway's to each service agent of the end-to-end mode (§5.10).
  *
  * ```
  * round:   for each relay, in order, starting with the last one that worked:
@@ -17,29 +19,28 @@
  *
  * @module
  */
-import { connectSecureChannel } from "../src/channel/handshake.ts";
-import type { SecureChannel } from "../src/channel/secure_channel.ts";
-import type { TrustPolicy } from "../src/channel/trust_policy.ts";
-import { parseHostPort } from "../src/config/host_port.ts";
-import { HandshakeError, RelayError } from "../src/errors.ts";
-import type { Logger } from "../src/log.ts";
-import { backoffMs, sleep } from "../src/member/backoff.ts";
-import type { Member } from "../src/member/member.ts";
-import type { InletTarget } from "../src/portal/portal.ts";
+import { connectSecureChannel } from "../channel/handshake.ts";
+import type { SecureChannel } from "../channel/secure_channel.ts";
+import type { TrustPolicy } from "../channel/trust_policy.ts";
+import { parseHostPort } from "../config/host_port.ts";
+import { HandshakeError, RelayError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import { backoffMs, sleep } from "./backoff.ts";
+import type { Member } from "./member.ts";
 import {
   connectRelay,
   lookupAlias,
   pingRelay,
   refreshAtRelay,
   type RelayConnection,
-} from "../src/relay_client/relay_client.ts";
-import type { Node } from "../src/routing/node.ts";
-import type { TcpTransport } from "../src/transport/tcp_transport.ts";
+} from "../relay_client/relay_client.ts";
+import type { Node } from "../routing/node.ts";
+import type { TcpTransport } from "../transport/tcp_transport.ts";
 
 /** Shortest time between two path attempts, however often clients knock. */
 export const MIN_RETRY_MS = 1000;
 
-/** A relay connection and the secure channel to the gateway through it. */
+/** A relay connection and the secure channel to the peer through it. */
 export interface Path {
   /** The relay, as the configuration names it (`host:port`). */
   readonly relay: string;
@@ -47,17 +48,19 @@ export interface Path {
   readonly channel: SecureChannel;
 }
 
-/** Options of {@link EdgePath}. */
-export interface EdgePathOptions {
+/** Options of {@link AliasPath}. */
+export interface AliasPathOptions {
   node: Node;
   transport: TcpTransport;
   /** Relays (`host:port`), tried in order. */
   relays: readonly string[];
-  /** The gateway's alias at the relays. */
+  /** The peer's alias at the relays. */
   alias: string;
-  /** Whom the edge accepts as its gateway. */
+  /** What logs and errors call the peer (default "the gateway"). */
+  peer?: string;
+  /** Whom the member accepts as that peer. */
   policy: Omit<TrustPolicy, "revocations">;
-  /** Milliseconds a new inlet connection may wait for a path. */
+  /** Milliseconds a caller of {@link AliasPath.channel} may wait for a path. */
   connectWaitMs: number;
   /** The channel's idle timeout, ms. */
   idleTimeoutMs: number;
@@ -66,29 +69,40 @@ export interface EdgePathOptions {
 
 const message = (error: unknown) => error instanceof Error ? error.message : String(error);
 
-/** The path loop and what it reports. */
-export class EdgePath {
+/**
+ * The path loop and what it reports.
+ *
+ * @example
+ * ```ts ignore
+ * const path = new AliasPath({ node, transport, relays, alias: "gw-cust-001",
+ *   policy: { trust, admit: gatewayRule("cust_001") }, connectWaitMs: 10_000,
+ *   idleTimeoutMs: 300_000, logger });
+ * path.start(member);
+ * const channel = await path.channel(); // waits for a path, at most connectWaitMs
+ * ```
+ */
+export class AliasPath {
   /** Counters for status and metrics. */
   readonly stats: { lastError: string | null; pathChanges: number; connectFailures: number } = {
     lastError: null,
     pathChanges: 0,
     connectFailures: 0,
   };
-  /** Resolves with the gateway's identifier and the relay once a path is first up. */
-  readonly firstPath: Promise<{ gateway: string; relay: string }>;
-  #o: EdgePathOptions;
+  /** Resolves with the peer's identifier and the relay once a path is first up. */
+  readonly firstPath: Promise<{ peer: string; relay: string }>;
+  #o: AliasPathOptions;
   #member: Member | null = null;
   #path: Path | null = null;
   #upSince = 0;
   #stopped = false;
-  #first = Promise.withResolvers<{ gateway: string; relay: string }>();
+  #first = Promise.withResolvers<{ peer: string; relay: string }>();
   #preferred = 0;
   #wake = Promise.withResolvers<void>();
   /** Settles after each round of attempts (true: a path is up). */
   #roundDone = Promise.withResolvers<boolean>();
   #loop: Promise<void> = Promise.resolve();
 
-  constructor(options: EdgePathOptions) {
+  constructor(options: AliasPathOptions) {
     this.#o = options;
     this.firstPath = this.#first.promise;
     this.#first.promise.catch(() => {});
@@ -132,16 +146,19 @@ export class EdgePath {
     this.#loop = this.#run();
   }
 
+  /** What logs and errors call the peer. */
+  get #peer(): string {
+    return this.#o.peer ?? "the gateway";
+  }
+
   /**
-   * The route to `outlet` through the current channel, waiting for a path
-   * (at most `connectWaitMs`) when there is none. The route carries the
-   * channel's `closed`, so an OPEN unanswered when the path dies fails at
-   * once.
-   * @throws {Error} when the edge is revoked or no path comes up in time.
+   * The current channel, waiting for a path (at most `connectWaitMs`) when
+   * there is none.
+   * @throws {Error} when the member is revoked or no path comes up in time.
    */
-  async routeTo(outlet: string): Promise<InletTarget> {
+  async channel(): Promise<SecureChannel> {
     if (this.#path === null && !this.#stopped) {
-      if (this.#member?.state === "revoked") throw new Error("this edge is revoked");
+      if (this.#member?.state === "revoked") throw new Error("this member is revoked");
       const outcome = this.#roundDone.promise;
       this.#wake.resolve();
       // The timer goes with the outcome: no 10 s timer left per knock.
@@ -150,20 +167,20 @@ export class EdgePath {
         sleep(this.#o.connectWaitMs, { wake: outcome }).then(() => false),
       ]);
       if (!up && this.#path === null) {
-        throw new Error(`no path to the gateway (${this.stats.lastError ?? "connecting"})`);
+        throw new Error(`no path to ${this.#peer} (${this.stats.lastError ?? "connecting"})`);
       }
     }
     const current = this.#path;
-    if (current === null) throw new Error("no path to the gateway");
-    return { route: [current.channel.address, `outlet.${outlet}`], closed: current.channel.closed };
+    if (current === null) throw new Error(`no path to ${this.#peer}`);
+    return current.channel;
   }
 
-  /** Stops the loop and closes the channel (the edge is stopping). */
+  /** Stops the loop and closes the channel (the member is stopping). */
   async close(): Promise<void> {
     this.#stopped = true;
     this.#wake.resolve();
-    await this.#path?.channel.close("edge stopping");
-    this.#first.reject(new Error("the edge stopped"));
+    await this.#path?.channel.close("stopping");
+    this.#first.reject(new Error("stopped"));
     await Promise.race([this.#loop, sleep(1000)]);
   }
 
@@ -181,13 +198,13 @@ export class EdgePath {
       timeoutMs: 5000,
     });
     try {
-      // A relay where the gateway is not registered (yet) would drop the
+      // A relay where the peer is not registered (yet) would drop the
       // handshake: ask first and move on at once.
       const present = await lookupAlias(node, connection.address, alias).catch((error) => {
         if (error instanceof RelayError && error.code === "timeout") return true; // try anyway
         throw error;
       });
-      if (!present) throw new RelayError("protocol", `the gateway ${alias} is not at this relay`);
+      if (!present) throw new RelayError("protocol", `${alias} is not at this relay`);
       const channel = await connectSecureChannel({
         node,
         route: [connection.address, `forward.${alias}`, "api"],
@@ -199,14 +216,14 @@ export class EdgePath {
       });
       return { relay, connection, channel };
     } catch (error) {
-      connection.connection.close("no channel to the gateway");
+      connection.connection.close("no channel to the peer");
       throw error;
     }
   }
 
   /** Holds one path until it is lost; returns why. */
   async #hold(found: Path): Promise<string> {
-    // Keep the relay connection's idle timer from firing on a quiet site:
+    // Keep the relay connection's idle timer from firing on a quiet path:
     // the channel's keepalives pass through it, but say so anyway.
     const ping = setInterval(
       () => pingRelay(this.#o.node, found.connection.address).catch(() => {}),
@@ -237,14 +254,14 @@ export class EdgePath {
           this.stats.connectFailures++;
           this.stats.lastError = `${relay}: ${message(error)}`;
           const refused = error instanceof HandshakeError && error.code === "refused";
-          logger.warn(refused ? "the gateway refused this edge" : "no path through relay", {
+          logger.warn(refused ? `${this.#peer} refused this member` : "no path through relay", {
             relay,
             error: message(error),
           });
         }
       }
       if (this.#stopped) {
-        found?.channel.close("edge stopping");
+        found?.channel.close("stopping");
         break;
       }
       if (found !== null) {
@@ -253,9 +270,9 @@ export class EdgePath {
         this.stats.pathChanges++;
         this.#upSince = Date.now();
         this.stats.lastError = null;
-        const gateway = found.channel.peer.identifier;
-        logger.info("path to the gateway is up", { relay: found.relay, gateway });
-        this.#first.resolve({ gateway, relay: found.relay });
+        const peer = found.channel.peer.identifier;
+        logger.info(`path to ${this.#peer} is up`, { relay: found.relay, peer });
+        this.#first.resolve({ peer, relay: found.relay });
         this.#roundDone.resolve(true);
         this.#roundDone = Promise.withResolvers<boolean>();
         const why = await this.#hold(found);
@@ -267,7 +284,9 @@ export class EdgePath {
         this.stats.lastError = why;
         await found.channel.close(why);
         found.connection.connection.close(why);
-        if (!this.#stopped) logger.warn("path to the gateway lost; reconnecting", { reason: why });
+        if (!this.#stopped) {
+          logger.warn(`path to ${this.#peer} lost; reconnecting`, { reason: why });
+        }
         continue; // straight to the next round: the loss may be one relay's
       }
       this.#roundDone.resolve(false);
