@@ -34,7 +34,7 @@ import { readIdentityFile } from "../src/identity/identity_file.ts";
 import { loadOrCreateIdentity } from "../src/identity/identity_store.ts";
 import { type Logger, silentLogger } from "../src/log.ts";
 import { sleep, whenAborted } from "../src/member/backoff.ts";
-import { type Member, startMember } from "../src/member/member.ts";
+import { type Member, startMember, untilStartedOr } from "../src/member/member.ts";
 import { RelayPresence } from "../src/member/relay_presence.ts";
 import { Metrics } from "../src/ops/metrics.ts";
 import { type OpsServer, startOpsServer } from "../src/ops/ops_server.ts";
@@ -83,7 +83,11 @@ export interface RunningAgent {
  */
 export async function startAgent(
   input: AgentConfig,
-  options: { logger?: Logger } = {},
+  options: {
+    logger?: Logger;
+    /** Gives up the start (before the first credential) when it aborts. */
+    signal?: AbortSignal;
+  } = {},
 ): Promise<RunningAgent> {
   const config: CheckedAgentConfig = await readAgentSecrets(checkAgentConfig(input));
   const logger = options.logger ?? silentLogger;
@@ -107,7 +111,7 @@ export async function startAgent(
       attestationTtlSeconds: config.attestationTtlSeconds,
       logger,
     });
-    const credential = await started.firstCredential;
+    const credential = await untilStartedOr(started, options.signal);
     // Edges will hold this agent to serviceRule: fail here, with the reason,
     // rather than be refused by every one of them.
     const self = { identifier: identity.identifier, attributes: credential.attributes };
@@ -282,7 +286,13 @@ export interface RunOptions {
  */
 export async function run(config: AgentConfig, options: RunOptions): Promise<void> {
   const logger = options.logger ?? silentLogger;
-  const agent = await startAgent(config, { logger });
+  let agent: RunningAgent;
+  try {
+    agent = await startAgent(config, { logger, signal: options.signal });
+  } catch (error) {
+    if (options.signal.aborted) return logger.info("stopped before it started");
+    throw error;
+  }
   while (!agent.ready() && !options.signal.aborted) {
     await sleep(50, { signal: options.signal });
   }

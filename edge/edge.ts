@@ -28,7 +28,7 @@ import { readIdentityFile } from "../src/identity/identity_file.ts";
 import { loadOrCreateIdentity } from "../src/identity/identity_store.ts";
 import { type Logger, silentLogger } from "../src/log.ts";
 import { whenAborted } from "../src/member/backoff.ts";
-import { type Member, startMember } from "../src/member/member.ts";
+import { type Member, startMember, untilStartedOr } from "../src/member/member.ts";
 import { Metrics } from "../src/ops/metrics.ts";
 import { type OpsServer, startOpsServer } from "../src/ops/ops_server.ts";
 import { gatewayRule } from "../src/policy/rules.ts";
@@ -155,7 +155,11 @@ export function gatewayPolicy(
  */
 export async function startEdge(
   input: EdgeConfig,
-  options: { logger?: Logger } = {},
+  options: {
+    logger?: Logger;
+    /** Gives up the start (before the first credential) when it aborts. */
+    signal?: AbortSignal;
+  } = {},
 ): Promise<RunningEdge> {
   const config: CheckedEdgeConfig = await readEdgeSecrets(checkEdgeConfig(input));
   const logger = options.logger ?? silentLogger;
@@ -249,7 +253,7 @@ export async function startEdge(
       attestationTtlSeconds: config.attestationTtlSeconds,
       logger,
     });
-    await member.firstCredential;
+    await untilStartedOr(member, options.signal);
   } catch (error) {
     await abandon(error);
   }
@@ -404,7 +408,13 @@ export interface RunOptions {
  */
 export async function run(config: EdgeConfig, options: RunOptions): Promise<void> {
   const logger = options.logger ?? silentLogger;
-  const edge = await startEdge(config, { logger });
+  let edge: RunningEdge;
+  try {
+    edge = await startEdge(config, { logger, signal: options.signal });
+  } catch (error) {
+    if (options.signal.aborted) return logger.info("stopped before it started");
+    throw error;
+  }
   const stopped = whenAborted(options.signal).then(() => null);
   logger.info("edge started; connecting to the gateway", {
     identifier: edge.identifier,

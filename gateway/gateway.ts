@@ -18,7 +18,7 @@ import { readIdentityFile } from "../src/identity/identity_file.ts";
 import { loadOrCreateIdentity } from "../src/identity/identity_store.ts";
 import { type Logger, silentLogger } from "../src/log.ts";
 import { sleep, whenAborted } from "../src/member/backoff.ts";
-import { type Member, startMember } from "../src/member/member.ts";
+import { type Member, startMember, untilStartedOr } from "../src/member/member.ts";
 import { Metrics } from "../src/ops/metrics.ts";
 import { type OpsServer, startOpsServer } from "../src/ops/ops_server.ts";
 import { customerRule, outletRule, serviceRule } from "../src/policy/rules.ts";
@@ -58,6 +58,8 @@ export async function startGateway(
     logger?: Logger;
     /** Tests only: a compromised gateway's hook on forwarded inner messages (service_router.ts). */
     hook?: ServiceRouterOptions["hook"];
+    /** Gives up the start (before the first credential) when it aborts. */
+    signal?: AbortSignal;
   } = {},
 ): Promise<RunningGateway> {
   // The ticket file, if named, is read here, so every caller gets its check.
@@ -90,7 +92,7 @@ export async function startGateway(
       attestationTtlSeconds: config.attestationTtlSeconds,
       logger,
     });
-    await member.firstCredential;
+    await untilStartedOr(member, options.signal);
   } catch (error) {
     await transport.close();
     throw error;
@@ -261,7 +263,13 @@ export interface RunOptions {
  */
 export async function run(config: GatewayConfig, options: RunOptions): Promise<void> {
   const logger = options.logger ?? silentLogger;
-  const gateway = await startGateway(config, { logger });
+  let gateway: RunningGateway;
+  try {
+    gateway = await startGateway(config, { logger, signal: options.signal });
+  } catch (error) {
+    if (options.signal.aborted) return logger.info("stopped before it started");
+    throw error;
+  }
   while (!gateway.ready() && !options.signal.aborted) {
     await sleep(50, { signal: options.signal });
   }

@@ -8,6 +8,7 @@
  * channel and outlet rules (src/policy/rules.ts).
  */
 import assert from "node:assert/strict";
+import { checkEdgeConfig, edgePermissionFlags } from "../edge/config.ts";
 import { issueCredential } from "../src/credential/credential.ts";
 import { Identity } from "../src/identity/identity.ts";
 import { writeIdentityFile } from "../src/identity/identity_file.ts";
@@ -348,4 +349,90 @@ Deno.test("cli: `deno task permissions agent` prints the flags the example confi
   assert.match(moved.stdout, /--allow-net=\S*127\.0\.0\.1:8000/);
   assert.match(moved.stdout, /--allow-read=\/srv\/agent,\S*,\/srv\/agent\.ticket /);
   assert.match(moved.stdout, /--allow-write=\/srv\/agent$/m);
+});
+
+/** `promise`'s value, or null when `ms` pass first (the timer is cleared either way). */
+async function within<T>(promise: Promise<T>, ms: number): Promise<T | null> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<null>((resolve) => timer = setTimeout(() => resolve(null), ms)),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+Deno.test("cli: a gateway, an agent or an edge told to stop while the authority is unreachable stops at once", async () => {
+  const dir = `.state/cli-test-unreachable-${crypto.randomUUID()}`;
+  await Deno.mkdir(`${root}${dir}`, { recursive: true });
+  try {
+    const anchor = await Identity.create(await SoftwareSigner.generate());
+    await writeIdentityFile(`${root}${dir}/authority.json`, anchor.history);
+    // Nothing listens there: the first credential never comes.
+    const unreachable = { identityFile: `${dir}/authority.json`, address: "127.0.0.1:9" };
+    const configs: [string, string, Record<string, unknown>][] = [
+      ["gateway", "gateway/main.ts", {
+        stateDir: `${dir}/gateway`,
+        authority: unreachable,
+        relays: ["127.0.0.1:9"],
+        alias: "gw",
+        customerId: "c",
+        ticket: "nxt_" + "a".repeat(43),
+      }],
+      ["agent", "agent/main.ts", {
+        stateDir: `${dir}/agent`,
+        authority: unreachable,
+        relays: ["127.0.0.1:9"],
+        alias: "svc",
+        customerId: "c",
+        service: "s",
+        ticket: "nxt_" + "a".repeat(43),
+        outlets: [{ name: "s", backend: "127.0.0.1:9", policy: "true" }],
+      }],
+      ["edge", "edge/main.ts", {
+        stateDir: `${dir}/edge`,
+        authority: unreachable,
+        relays: ["127.0.0.1:9"],
+        gateway: { alias: "gw", customerId: "c" },
+        ticket: "nxt_" + "a".repeat(43),
+        inlets: [{ listen: `127.0.0.1:${freePort()}`, outlet: "x" }],
+        ops: "off",
+      }],
+    ];
+    for (const [set, main, config] of configs) {
+      const file = `${dir}/${set}.json`;
+      await Deno.writeTextFile(`${root}${file}`, JSON.stringify(config), { mode: 0o600 });
+      // The edge's set names the default ports only: its flags name this config's.
+      const flags = set === "edge" ? edgePermissionFlags(checkEdgeConfig(config), file) : [];
+      const child = new Deno.Command(Deno.execPath(), {
+        args: ["run", "-q", "--no-prompt", `-P=${set}`, ...flags, main, "run", "--config", file],
+        cwd: root,
+        stdin: "null",
+        stdout: "null",
+        stderr: "piped",
+      }).spawn();
+      const early = await within(child.status, 1500);
+      if (early !== null) {
+        throw new Error(
+          `${set} exited first (${early.code}): ${await new Response(child.stderr).text()}`,
+        );
+      }
+      const stopping = performance.now();
+      child.kill("SIGTERM");
+      const status = await within(child.status, 5000);
+      if (status === null) {
+        child.kill("SIGKILL");
+        await child.status;
+        throw new Error(`${set} ignored SIGTERM for 5 s`);
+      }
+      const stderr = await new Response(child.stderr).text();
+      const ms = performance.now() - stopping;
+      assert.equal(status.code, 0, `${set}: ${stderr}`);
+      assert.ok(ms < 3000, `${set} took ${ms.toFixed(0)} ms to stop`);
+    }
+  } finally {
+    await Deno.remove(`${root}${dir}`, { recursive: true }).catch(() => {});
+  }
 });

@@ -399,6 +399,28 @@ class MemberRuntime implements Member {
 }
 
 /**
+ * The member's first credential, or, when `signal` aborts first, the
+ * member closed and a rejection: a process told to stop while it waits
+ * for an unreachable authority stops at once instead of ignoring it.
+ *
+ * @example
+ * ```ts ignore
+ * const credential = await untilStartedOr(member, options.signal);
+ * ```
+ */
+export async function untilStartedOr(member: Member, signal?: AbortSignal): Promise<Credential> {
+  if (signal === undefined) return await member.firstCredential;
+  const stop = () => void member.close();
+  if (signal.aborted) stop();
+  signal.addEventListener("abort", stop, { once: true });
+  try {
+    return await member.firstCredential;
+  } finally {
+    signal.removeEventListener("abort", stop);
+  }
+}
+
+/**
  * Starts the member runtime: reads the stored credential (when
  * `credentialFile` is given), makes this process's channel identity, and
  * starts the authority and attestation loops. Await
