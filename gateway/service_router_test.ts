@@ -116,6 +116,8 @@ async function deployment(
     received,
     connectInner,
     stats: () => router.stats.get("orchestrator")!,
+    /** The agent's end of the gateway's channel to it. */
+    agentEnd: () => outerAtAgent.channels()[0],
     close() {
       router.close();
       for (const c of [...edges.channels(), ...outerAtAgent.channels(), ...inner.channels()]) {
@@ -259,6 +261,16 @@ Deno.test("service router: messages of the wrong shape or from the wrong place a
         "not_the_agent",
         { onward: ["svcret.orchestrator", "x", "scd.1"], return: ["scd.2"], payload: record },
         (m) => d.outer.send(m.onward, m.payload, m.return),
+      ],
+      // The agent posing as an edge: through a channel, but not an edge's.
+      [
+        "not_an_edge",
+        {
+          onward: [serviceAddress("orchestrator"), INNER_LISTENER],
+          return: ["scd.1"],
+          payload: message1,
+        },
+        (m) => d.agentEnd().send(m.onward, m.payload, m.return),
       ],
     ];
     for (const [reason, message, send] of attempts) {

@@ -18,7 +18,13 @@ import { startEdge } from "../edge/edge.ts";
 import type { ForwardedFrame } from "../gateway/service_router.ts";
 import { ServiceRouter } from "../gateway/service_router.ts";
 import { startGateway } from "../gateway/gateway.ts";
-import { listenSecureChannels } from "../src/channel/handshake.ts";
+import { connectSecureChannel, listenSecureChannels } from "../src/channel/handshake.ts";
+import { INNER_LISTENER } from "../src/channel/service_routes.ts";
+import { HandshakeError } from "../src/errors.ts";
+import { connectRelay } from "../src/relay_client/relay_client.ts";
+import { DEFAULT_WINDOW } from "../src/portal/portal.ts";
+import { creditMessage, decodePortalMessage, PORTAL } from "../src/portal/portal_message.ts";
+import { eventually } from "../src/testdata/channel_fixtures.ts";
 import { WIRE } from "../src/channel/secure_channel.ts";
 import { TrustStore } from "../src/credential/trust_store.ts";
 import { readIdentityFile } from "../src/identity/identity_file.ts";
@@ -371,7 +377,8 @@ Deno.test({
       );
 
       await step(
-        "a router that sends the edge to the other customer's agent is refused by the edge",
+        "a router that sends the edge to the other customer's agent is refused by the edge; " +
+          "the router gets nothing at that agent either",
         async () => {
           // The attacker holds a gateway credential of each customer.
           const trust = new TrustStore([await readIdentityFile(`${root}${trustFile}`)]);
@@ -471,6 +478,60 @@ Deno.test({
             backends.cust_002.received.length,
             before,
             "a session opened at the other agent",
+          );
+
+          // The router itself, a gateway of that customer, gets nothing at its agent:
+          // no inner channel as itself (edges only), no session through its own channel.
+          const path = foreign.current!.channel;
+          await assert.rejects(
+            connectSecureChannel({
+              node,
+              route: [path.address, INNER_LISTENER],
+              local: theirs.local,
+              policy: { trust },
+              handshakeTimeoutMs: 3000,
+            }),
+            (e: unknown) => e instanceof HandshakeError && e.code === "refused",
+          );
+          const answers: Uint8Array[] = [];
+          const inbox = node.registerRandom("in", (m) => void answers.push(m.payload.slice()));
+          await path.send(["outlet.store"], creditMessage(PORTAL.open, 0, DEFAULT_WINDOW), [inbox]);
+          await eventually(() => answers.length === 1, 5000);
+          assert.equal(decodePortalMessage(answers[0]).kind, PORTAL.refused);
+          assert.equal(backends.cust_002.received.length, before, "the gateway got a session");
+
+          // And the agent's inner listener takes nothing that does not come through a
+          // gateway's channel: an edge of that customer straight through the relay.
+          const strangerTicket = await ticket("role=edge", "customer_id=cust_002");
+          const stranger = await startMember({
+            role: "edge",
+            identity: await Identity.create(await SoftwareSigner.generate()),
+            trust,
+            node,
+            transport,
+            authorities: [{ hostname: "127.0.0.1", port: authority.port }],
+            enrollment: () => ({ ticket: strangerTicket }),
+            logger: logger("stranger"),
+          });
+          await stranger.firstCredential;
+          cleanup.push(() => stranger.close());
+          const direct = await connectRelay({
+            transport,
+            hostname: "127.0.0.1",
+            port: relayPort,
+            identity: stranger.identity,
+            credential: stranger.credential!.encoded,
+            trust,
+          });
+          await assert.rejects(
+            connectSecureChannel({
+              node,
+              route: [direct.address, "forward.svc-orchestrator-cust_002", INNER_LISTENER],
+              local: stranger.local,
+              policy: { trust },
+              handshakeTimeoutMs: 1500,
+            }),
+            (e: unknown) => e instanceof HandshakeError && e.code === "timeout",
           );
         },
       );

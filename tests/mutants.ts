@@ -25,6 +25,7 @@ export type Threat =
   | "identity spoofing"
   | "unauthorized access"
   | "relay compromise"
+  | "gateway compromise"
   | "credential theft"
   | "cross-customer access"
   | "hostile relay"
@@ -530,6 +531,92 @@ export const MUTANTS: readonly Mutant[] = [
     find: "        if (decoded.bytes.length > this.#granted) {\n",
     replace: "        if (false) {\n",
     tests: ["src/portal/portal_test.ts"],
+  },
+  // --- gateway compromise (end to end) ------------------------------------------------------
+  {
+    id: "router-shape",
+    threat: "gateway compromise",
+    check: "the gateway forwards an edge's inner message only in the shape the mode allows",
+    file: "gateway/service_router.ts",
+    find: '      return this.#refuse(stats, "bad_route", service.name);\n    }\n    const info',
+    replace: '      this.#o.logger.debug("");\n    }\n    const info',
+    tests: ["gateway/service_router_test.ts"],
+  },
+  {
+    id: "router-from-edge",
+    threat: "gateway compromise",
+    check: "an inner message toward an agent must come through one of the gateway's edge channels",
+    file: "gateway/service_router.ts",
+    find:
+      "    if (info === undefined || edge === undefined || info.address !== edge.decryptorAddress) {\n",
+    replace: "    if (info === undefined) {\n",
+    tests: ["gateway/service_router_test.ts"],
+  },
+  {
+    id: "router-from-agent",
+    threat: "gateway compromise",
+    check: "an inner message toward an edge must come through the gateway's channel to that agent",
+    file: "gateway/service_router.ts",
+    find:
+      "    if (path === null || info === undefined || info.address !== path.decryptorAddress) {\n",
+    replace: "    if (path === null) {\n",
+    tests: ["gateway/service_router_test.ts"],
+  },
+  {
+    id: "router-policy",
+    threat: "unauthorized access",
+    check: "the gateway routes to a service only the edges its policy admits",
+    file: "gateway/service_router.ts",
+    find:
+      '    if (!service.policy.admits(info)) return this.#refuse(stats, "denied", service.name);\n',
+    replace: "",
+    tests: ["gateway/service_router_test.ts"],
+  },
+  {
+    id: "router-handshake-rate",
+    threat: "unauthenticated flood",
+    check: "new inner channels per edge are rate-limited at the gateway",
+    file: "gateway/service_router.ts",
+    find: "    if (kind === WIRE.message1 && !this.#buckets.take(info.peer)) {\n",
+    replace: "    if (false) {\n",
+    tests: ["gateway/service_router_test.ts"],
+  },
+  {
+    id: "agent-inner-via-gateway",
+    threat: "gateway compromise",
+    check: "the agent takes an inner handshake only through a gateway's channel",
+    file: "agent/agent.ts",
+    find:
+      "      return via !== undefined && message.local?.secureChannel?.address === via.decryptorAddress;\n",
+    replace: "      return true;\n",
+    tests: ["tests/e2e_hostile_test.ts"],
+  },
+  {
+    id: "agent-inner-edges-only",
+    threat: "gateway compromise",
+    check: "the agent's inner channels are edges' only: not the gateway's, nor any other member's",
+    file: "agent/agent.ts",
+    find: "admit: edgeRule(config.customerId) },",
+    replace: 'admit: outletRule(config.customerId, "any", "true") },',
+    tests: ["tests/e2e_hostile_test.ts"],
+  },
+  {
+    id: "agent-sessions-via-inner",
+    threat: "gateway compromise",
+    check: "the agent's outlets take sessions only through inner channels, never a gateway's",
+    file: "agent/agent.ts",
+    find: "      channels: throughInner,\n",
+    replace: "",
+    tests: ["tests/e2e_hostile_test.ts"],
+  },
+  {
+    id: "edge-service-rule",
+    threat: "gateway compromise",
+    check: "an edge's inner channel reaches only its customer's agent of that service",
+    file: "edge/service_channels.ts",
+    find: "        admit: serviceRule(o.customerId, service),\n",
+    replace: "",
+    tests: ["tests/e2e_hostile_test.ts"],
   },
   // --- single insider --------------------------------------------------------------------------
   {
