@@ -80,7 +80,7 @@ function formatStatus(s: EdgeStatus): string {
     "inlets:",
     ...s.inlets.map((i) =>
       `  ${i.listen.padEnd(21)} -> ${
-        (i.service === undefined ? i.outlet : `${i.service}/${i.outlet} (e2e)`).padEnd(14)
+        (i.service === undefined ? i.outlet : `${i.service}/${i.outlet} e2e`).padEnd(28)
       } ${i.mode.padEnd(4)} ` +
       `open ${i.open}, sessions ${i.sessions}, refused ${i.refused}`
     ),

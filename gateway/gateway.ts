@@ -43,6 +43,8 @@ export interface RunningGateway {
   readonly identifier: string;
   /** True while the alias is registered at one relay or more. */
   ready(): boolean;
+  /** End-to-end services whose agent the gateway has a path to now, of how many. */
+  services(): { up: number; total: number };
   readonly opsAddr: Deno.NetAddr | null;
   close(): Promise<void>;
 }
@@ -187,6 +189,10 @@ export async function startGateway(
   return {
     identifier: identity.identifier,
     ready: () => presence.ready(),
+    services: () => ({
+      up: servicePaths.filter((path) => path.current !== null).length,
+      total: servicePaths.length,
+    }),
     opsAddr: ops?.addr ?? null,
     async close() {
       for (const outlet of outlets) outlet.close();
@@ -258,8 +264,10 @@ export interface RunOptions {
 
 /**
  * Runs the gateway until `signal` aborts: starts it, announces
- * `READY <identifier> [metrics=HOST:PORT]` once its alias is registered at
- * a relay, then stops it gracefully.
+ * `READY <identifier> [metrics=HOST:PORT] [services=UP/TOTAL]` once its
+ * alias is registered at a relay (and its paths to the end-to-end
+ * services' agents are up, or {@link SERVICE_WAIT_MS} has passed), then
+ * stops it gracefully.
  */
 export async function run(config: GatewayConfig, options: RunOptions): Promise<void> {
   const logger = options.logger ?? silentLogger;
@@ -273,16 +281,29 @@ export async function run(config: GatewayConfig, options: RunOptions): Promise<v
   while (!gateway.ready() && !options.signal.aborted) {
     await sleep(50, { signal: options.signal });
   }
+  // Its end-to-end services too, for a while: a gateway announced ready
+  // whose agents are not reached yet would drop its edges' first sessions.
+  // An agent that stays away does not hold up the Phase 2 outlets.
+  const until = Date.now() + SERVICE_WAIT_MS;
+  while (gateway.services().up < gateway.services().total && Date.now() < until) {
+    if (options.signal.aborted) break;
+    await sleep(50, { signal: options.signal });
+  }
   if (!options.signal.aborted) {
+    const { up, total } = gateway.services();
     options.announce?.(
       `READY ${gateway.identifier}` +
-        (gateway.opsAddr ? ` metrics=${formatHostPort(gateway.opsAddr)}` : ""),
+        (gateway.opsAddr ? ` metrics=${formatHostPort(gateway.opsAddr)}` : "") +
+        (total > 0 ? ` services=${up}/${total}` : ""),
     );
     await whenAborted(options.signal);
   }
   logger.info("shutting down; letting open sessions finish");
   await gateway.close();
 }
+
+/** How long `run` waits for the paths to the services' agents before it announces READY anyway, ms. */
+export const SERVICE_WAIT_MS = 10_000;
 
 /** The end-to-end services' metrics: forwarded messages and bytes, refusals, paths up. */
 function serviceMetrics(

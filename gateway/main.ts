@@ -50,8 +50,9 @@ Secrets never go on the command line (other users can read it): give the
 ticket in a file (--ticket-file, or "ticketFile" in the config; or "ticket"
 in the config file itself). --ticket is refused.
 
-Once its alias is registered at a relay, "run" prints one line on stdout:
-  READY <identifier> [metrics=HOST:PORT]
+Once its alias is registered at a relay (and its end-to-end services' agents are reached,
+or 10 s have passed), "run" prints one line on stdout:
+  READY <identifier> [metrics=HOST:PORT] [services=UP/TOTAL]
 Exit status: 0 stopped by SIGINT/SIGTERM (policy check: allow); 1 failed at run time
 (policy check: deny); 2 usage (also --ticket); 4 configuration (a policy that does not parse);
 5 outside the permission set.

@@ -11,18 +11,24 @@
  *      following its revocations;
  *   5. three demo backends (orchestrator :18000, inference :18801, context
  *      :18151), in this process;
- *   6. the gateway `gw-cust-001` for customer `cust_001` (ops :9430),
- *      enrolled with a one-time ticket on the first run;
- *   7. an edge (ops :9431) with a license key for `cust_001`, inlets
- *      127.0.0.1:8151 → context (TCP), :8152 → orchestrator and :8153 →
- *      inference (HTTP, the license header added).
+ *   6. the service agent `svc-orchestrator-cust-001` of `orchestrator` for
+ *      `cust_001` (ops :9434), next to the orchestrator backend (its outlet
+ *      `orchestrator`), enrolled with a one-time ticket on the first run;
+ *   7. the gateway `gw-cust-001` for customer `cust_001` (ops :9430),
+ *      enrolled with a one-time ticket on the first run: the service
+ *      `orchestrator` routed end to end to the agent (the gateway sees
+ *      ciphertext only), and Phase 2 outlets of its own to inference and
+ *      context;
+ *   8. an edge (ops :9431) with a license key for `cust_001`, inlets
+ *      127.0.0.1:8151 → context (TCP), :8152 → the service orchestrator end
+ *      to end and :8153 → inference (HTTP, the license header added).
  *
  * Every service is its own `deno run -P=<set>` process, as in production.
  * Their stderr goes to `<state>/logs/<name>.log` (`--verbose` streams it
- * here too). SIGINT or SIGTERM stops them in the order edge, gateway, relay,
- * authority (SIGTERM, then SIGKILL after 15 s) and exits 0; a service that
- * dies on its own stops the rest and the command exits 1, after showing the
- * last lines that service logged.
+ * here too). SIGINT or SIGTERM stops them in the order edge, gateway,
+ * agent, relay, authority (SIGTERM, then SIGKILL after 15 s) and exits 0; a
+ * service that dies on its own stops the rest and the command exits 1, after
+ * showing the last lines that service logged.
  *
  * @module
  */
@@ -37,8 +43,11 @@ const HELP = `Usage: npm start [-- options]     (or: deno task stack [options])
 
 Runs the whole Nexus system on this machine: a SoftHSM2 token, the
 authority (ceremony on the first run), a relay, three demo backends, a
-gateway and an edge, each as its own process under its permission set.
-A second run reuses the state: no new ceremony, no new enrollment.
+service agent for the orchestrator, a gateway and an edge, each as its own
+process under its permission set. The orchestrator is served end to end
+(decrypted only at the agent); inference and context through the gateway's
+own outlets. A second run reuses the state: no new ceremony, no new
+enrollment.
 
 Options:
   --state DIR   state directory, under ./.state (default .state/stack)
@@ -47,16 +56,20 @@ Options:
   -h, --help    this help
 
 Ports (127.0.0.1): authority 4100 (metrics 9433), relay 4000 (metrics 9432),
-gateway ops 9430, edge ops 9431, edge inlets 8151 (context), 8152
-(orchestrator, HTTP), 8153 (inference, HTTP), backends 18000, 18801, 18151.
+gateway ops 9430, edge ops 9431, agent ops 9434, edge inlets 8151 (context),
+8152 (orchestrator, end to end, HTTP), 8153 (inference, HTTP), backends 18000,
+18801, 18151.
 Ctrl-C stops everything.
 `;
 
 const root = new URL("..", import.meta.url).pathname;
 const CUSTOMER = "cust_001";
 const ALIAS = "gw-cust-001";
+/** The end-to-end service, and its agent's alias (as in deploy/agent.example.json). */
+const SERVICE = "orchestrator";
+const AGENT_ALIAS = "svc-orchestrator-cust-001";
 const TOKEN_LABEL = "nexus-authority";
-const STEPS = 7;
+const STEPS = 8;
 /** How long a service has to stop after SIGTERM before it is killed. */
 const STOP_TIMEOUT_MS = 15_000;
 /** How long a service has to print its ready line. */
@@ -70,23 +83,44 @@ const RELAY = "127.0.0.1:4000";
 const RELAY_METRICS = "127.0.0.1:9432";
 const GATEWAY_OPS = "127.0.0.1:9430";
 const EDGE_OPS = "127.0.0.1:9431";
-const INLETS = [
+const AGENT_OPS = "127.0.0.1:9434";
+/** 8152 goes end to end to the agent of the service (its outlet of the same name). */
+const INLETS: readonly { listen: string; outlet?: string; service?: string; mode: string }[] = [
   { listen: "127.0.0.1:8151", outlet: "context", mode: "tcp" },
-  { listen: "127.0.0.1:8152", outlet: "orchestrator", mode: "http" },
+  { listen: "127.0.0.1:8152", service: SERVICE, mode: "http" },
   { listen: "127.0.0.1:8153", outlet: "inference", mode: "http" },
-] as const;
-/** Outlets and policies as in deploy/gateway.example.json, to the demo backends. */
+];
+/** What an inlet reaches, for the output: "orchestrator (end to end, http)". */
+function inletTarget(inlet: (typeof INLETS)[number]): string {
+  const notes = [
+    ...(inlet.service === undefined ? [] : ["end to end"]),
+    ...(inlet.mode === "http" ? ["http"] : []),
+  ];
+  const target = inlet.service === undefined
+    ? inlet.outlet!
+    : inlet.service + (inlet.outlet === undefined ? "" : `/${inlet.outlet}`);
+  return target + (notes.length > 0 ? ` (${notes.join(", ")})` : "");
+}
+const backendOf = (service: string) =>
+  `127.0.0.1:${DEMO_BACKENDS.find((b) => b.service === service)!.port}`;
+/** Policies as in deploy/gateway.example.json. */
+const ORCHESTRATOR_POLICY = 'subject.role == "edge"';
+/** The gateway's own (Phase 2) outlets to the demo backends. */
 const OUTLETS = [
-  { name: "orchestrator", policy: 'subject.role == "edge"' },
   {
     name: "inference",
     policy: 'subject.role == "edge" and subject.tier in ["professional", "enterprise"]',
   },
   { name: "context", policy: 'subject.role == "edge" and "mcp" in subject.capabilities' },
-].map((outlet) => ({
-  ...outlet,
-  backend: `127.0.0.1:${DEMO_BACKENDS.find((b) => b.service === outlet.name)!.port}`,
-}));
+].map((outlet) => ({ ...outlet, backend: backendOf(outlet.name) }));
+/**
+ * The agent's outlet to the orchestrator backend. The orchestrator's policy
+ * is at both ends: the gateway's `services[].policy` decides whether an edge
+ * may reach the service at all, the agent's whether it may use the backend.
+ */
+const AGENT_OUTLETS = [
+  { name: SERVICE, backend: backendOf(SERVICE), policy: ORCHESTRATOR_POLICY },
+];
 
 /** Every fixed port, checked before anything starts. */
 const FIXED_PORTS: [string, string][] = [
@@ -95,9 +129,10 @@ const FIXED_PORTS: [string, string][] = [
   [RELAY, "relay"],
   [RELAY_METRICS, "relay metrics"],
   ...DEMO_BACKENDS.map((b): [string, string] => [`127.0.0.1:${b.port}`, `${b.service} backend`]),
+  [AGENT_OPS, "agent ops"],
   [GATEWAY_OPS, "gateway ops"],
   [EDGE_OPS, "edge ops"],
-  ...INLETS.map((i): [string, string] => [i.listen, `edge inlet for ${i.outlet}`]),
+  ...INLETS.map((i): [string, string] => [i.listen, `edge inlet for ${i.service ?? i.outlet}`]),
 ];
 
 // ---------------------------------------------------------------------------
@@ -143,6 +178,9 @@ const paths = {
   identity: `${state}/authority/authority.identity.json`,
   relay: `${state}/relay`,
   relayTicket: `${state}/relay.ticket`,
+  agent: `${state}/agent`,
+  agentConfig: `${state}/agent.json`,
+  agentEnrolled: `${state}/agent/enrolled-by-stack`,
   gateway: `${state}/gateway`,
   gatewayConfig: `${state}/gateway.json`,
   gatewayEnrolled: `${state}/gateway/enrolled-by-stack`,
@@ -337,7 +375,12 @@ function shutdown(code: number): Promise<never> {
     stopping = true;
     closeLine();
     const since = performance.now();
-    // The edge first (nothing new enters), the authority last.
+    // The reverse of the start: the edge first (nothing new enters, and its
+    // clients' sessions end at their source), then the gateway (with the
+    // edges' channels gone, nothing is routed to the agent any more), then
+    // the agent (no inner channel or session left, so no grace to wait out),
+    // the relay and the authority last (the others close their relay links
+    // and authority channels while those still answer).
     const stopped: string[] = [];
     for (const service of [...services].reverse()) {
       stopped.push(await service.stop(STOP_TIMEOUT_MS));
@@ -379,7 +422,7 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
     if (firstSignalAt === null) {
       firstSignalAt = performance.now();
       closeLine();
-      console.log(`${signal}: stopping edge, gateway, relay, authority ...`);
+      console.log(`${signal}: stopping edge, gateway, agent, relay, authority ...`);
       void shutdown(0);
     } else if (performance.now() - firstSignalAt > 1000) {
       // Ctrl-C again: do not wait any longer. (One Ctrl-C under `deno task`
@@ -443,11 +486,16 @@ async function writePrivate(path: string, text: string): Promise<void> {
   await Deno.chmod(abs(path), 0o600);
 }
 
-/** Fails early, naming every fixed port that something else holds. */
+/**
+ * Fails early, naming every fixed port that something else holds. A port
+ * the `stack` set in deno.json does not list cannot be tried from here: the
+ * service that binds it then fails with its own message (its log's tail).
+ */
 function checkPorts(): void {
   const taken: string[] = [];
   for (const [address, what] of FIXED_PORTS) {
     const [hostname, port] = address.split(":");
+    if (Deno.permissions.querySync({ name: "net", host: address }).state !== "granted") continue;
     try {
       Deno.listen({ hostname, port: Number(port) }).close();
     } catch (error) {
@@ -513,6 +561,41 @@ async function authorityCommand(args: string[]): Promise<Record<string, unknown>
 const identifierOf = (line: string) => line.match(/\bI[0-9a-f]{64}\b/)?.[0] ?? "?";
 const short = (identifier: string) => `${identifier.slice(0, 13)}…`;
 
+/**
+ * Waits until the gateway's path to the service's agent is up (its metric
+ * `nexus_gateway_service_path_up{service=…}` is 1).
+ * @throws {ServiceFailure} when the gateway exits first or `ms` pass.
+ */
+async function waitForServicePath(gateway: Service, service: string, ms: number): Promise<void> {
+  const up = new RegExp(`^nexus_gateway_service_path_up\\{service="${service}"\\} 1$`, "m");
+  const deadline = Date.now() + ms;
+  for (;;) {
+    if (gateway.process.exited !== null) {
+      await Promise.race([gateway.drained, delay(1000)]);
+      throw new ServiceFailure(
+        gateway,
+        `the gateway exited (${describeStatus(gateway.process.exited)}) before its path to ` +
+          `the agent of ${service} was up`,
+      );
+    }
+    try {
+      const response = await fetch(`http://${GATEWAY_OPS}/metrics`, {
+        signal: AbortSignal.timeout(2000),
+      });
+      if (up.test(await response.text())) return;
+    } catch {
+      // Not answering yet: try again.
+    }
+    if (Date.now() >= deadline) {
+      throw new ServiceFailure(
+        gateway,
+        `the gateway found no path to the agent of ${service} within ${ms / 1000} s`,
+      );
+    }
+    await delay(100);
+  }
+}
+
 // ---------------------------------------------------------------------------
 // The stack
 
@@ -552,6 +635,8 @@ async function main(): Promise<void> {
         "authority",
         "relay",
         "relayTicket",
+        "agent",
+        "agentConfig",
         "gateway",
         "gatewayConfig",
         "edge",
@@ -648,8 +733,81 @@ async function main(): Promise<void> {
   backends = startDemoBackends();
   done(DEMO_BACKENDS.map((b) => `${b.service} 127.0.0.1:${b.port}`).join(", "), since);
 
-  // 6. The gateway; a ticket on the first run only.
-  since = begin(6, `gateway ${ALIAS} (${CUSTOMER})`);
+  // 6. The service agent, next to the orchestrator backend; a ticket on the
+  // first run only (role=service for this customer and service; relay=<alias>
+  // lets it register its own alias at the relay).
+  since = begin(6, `service agent ${AGENT_ALIAS} (${SERVICE}, ${CUSTOMER})`);
+  const agentEnrolled = await exists(paths.agentEnrolled);
+  let agentTicket: string | undefined;
+  if (!agentEnrolled) {
+    const result = await authorityCommand([
+      "ticket",
+      "create",
+      "--ttl",
+      "10m",
+      "--attr",
+      "role=service",
+      "--attr",
+      `customer_id=${CUSTOMER}`,
+      "--attr",
+      `service=${SERVICE}`,
+      "--attr",
+      `relay=${AGENT_ALIAS}`,
+    ]);
+    agentTicket = String(result.ticket);
+  }
+  const agentConfig = {
+    stateDir: paths.agent,
+    authority: { identityFile: paths.identity, address: AUTHORITY },
+    relays: [RELAY],
+    alias: AGENT_ALIAS,
+    customerId: CUSTOMER,
+    service: SERVICE,
+    outlets: AGENT_OUTLETS,
+    ops: AGENT_OPS,
+    shutdownGraceMs: 3000,
+  };
+  // As for the gateway: the ticket in the 0600 config, removed once used.
+  await writePrivate(
+    paths.agentConfig,
+    JSON.stringify(
+      agentTicket === undefined ? agentConfig : { ...agentConfig, ticket: agentTicket },
+      null,
+      2,
+    ),
+  );
+  const agent = await startService("agent", [
+    "-P=agent",
+    "agent/main.ts",
+    "run",
+    "--config",
+    paths.agentConfig,
+  ]);
+  const agentId = identifierOf(
+    await agent.waitForLine(/^READY /, START_TIMEOUT_MS, {
+      pattern: /has been revoked/,
+      message: "the service agent has been revoked at the authority " +
+        "(`deno task authority revoke`); start afresh with `npm start -- --reset` " +
+        "(new token, ceremony and enrollments)",
+    }),
+  );
+  if (agentTicket !== undefined) {
+    await writePrivate(paths.agentConfig, JSON.stringify(agentConfig, null, 2));
+    await Deno.writeTextFile(abs(paths.agentEnrolled), `${agentId}\n`);
+  }
+  done(
+    `READY as ${short(agentId)}, ` +
+      (agentTicket === undefined
+        ? "already a member"
+        : `enrolled with a one-time ticket (role=service, customer_id=${CUSTOMER}, ` +
+          `service=${SERVICE}, relay=${AGENT_ALIAS})`) +
+      `; outlet ${SERVICE} -> ${backendOf(SERVICE)}; alias registered at ${RELAY} ` +
+      `(metrics ${AGENT_OPS})`,
+    since,
+  );
+
+  // 7. The gateway; a ticket on the first run only.
+  since = begin(7, `gateway ${ALIAS} (${CUSTOMER})`);
   const enrolled = await exists(paths.gatewayEnrolled);
   let ticket: string | undefined;
   if (!enrolled) {
@@ -674,6 +832,11 @@ async function main(): Promise<void> {
     relays: [RELAY],
     alias: ALIAS,
     customerId: CUSTOMER,
+    // End to end: edges' inner channels routed to the agent (pinned: the
+    // identifier it just printed), ciphertext only here.
+    services: [
+      { name: SERVICE, alias: AGENT_ALIAS, policy: ORCHESTRATOR_POLICY, identifier: agentId },
+    ],
     outlets: OUTLETS,
     ops: GATEWAY_OPS,
     shutdownGraceMs: 3000,
@@ -695,17 +858,21 @@ async function main(): Promise<void> {
     await writePrivate(paths.gatewayConfig, JSON.stringify(gatewayConfig, null, 2));
     await Deno.writeTextFile(abs(paths.gatewayEnrolled), `${gatewayId}\n`);
   }
+  // READY means its own alias is registered; the path to the agent comes
+  // up on its own, and the edge's first session through 8152 needs it.
+  await waitForServicePath(gateway, SERVICE, START_TIMEOUT_MS);
   done(
     `READY as ${short(gatewayId)}, ` +
       (ticket === undefined
         ? "already a member"
         : "enrolled with a one-time ticket (role=gateway, customer_id=cust_001, relay=gw-cust-001)") +
-      `; alias registered at ${RELAY}`,
+      `; alias registered at ${RELAY}; path to the agent of ${SERVICE} up; ` +
+      `outlets ${OUTLETS.map((o) => o.name).join(", ")}`,
     since,
   );
 
-  // 7. The edge; a license key on the first run only.
-  since = begin(7, "edge");
+  // 8. The edge; a license key on the first run only.
+  since = begin(8, "edge");
   let license: string | undefined;
   try {
     license = JSON.parse(await Deno.readTextFile(abs(paths.edgeConfig))).license;
@@ -772,18 +939,17 @@ async function main(): Promise<void> {
 Nexus is up in ${seconds(started)}.
   authority  ${AUTHORITY}  ${authorityId}
   relay      ${RELAY}
+  agent      ${AGENT_ALIAS} (${SERVICE}) for ${CUSTOMER}  ${agentId}
   gateway    ${ALIAS} for ${CUSTOMER}  ${gatewayId}
   edge       ${edgeId}
-  inlets     ${
-    INLETS.map((i) => `${i.listen} -> ${i.outlet}${i.mode === "http" ? " (http)" : ""}`)
-      .join(", ")
-  }
+  inlets     ${INLETS.map((i) => `${i.listen} -> ${inletTarget(i)}`).join(", ")}
   backends   ${DEMO_BACKENDS.map((b) => `${b.service} 127.0.0.1:${b.port}`).join(", ")}
 
 Try:
   curl http://127.0.0.1:8151/             # context, through edge -> relay -> gateway (TCP portal)
-  curl http://127.0.0.1:8152/             # orchestrator; the edge adds X-License-Id (the license id, never the key)
+  curl http://127.0.0.1:8152/             # orchestrator end to end: decrypted only at the agent; the edge adds X-License-Id
   curl http://127.0.0.1:8153/             # inference (the policy wants tier professional)
+  curl http://${AGENT_OPS}/metrics      # the agent: its inner channels and sessions (nexus_agent_*)
   deno task edge status                   # the edge's channel, credential and inlets
   curl http://${EDGE_OPS}/metrics      # metrics: edge; gateway ${GATEWAY_OPS}, relay ${RELAY_METRICS}, authority ${AUTHORITY_METRICS}
   deno task authority members --state ${paths.authority}

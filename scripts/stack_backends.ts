@@ -1,11 +1,13 @@
 /**
  * The local stack's three demo backends (`scripts/stack.ts`): tiny HTTP
- * servers standing in for the orchestrator, inference and context services
- * behind the gateway's outlets. Each answers every request with one JSON
- * line naming itself and saying whether the request carried the license
- * header and with which license id (public: the hex SHA-256 of the key, as
- * the authority names the license), and whether anything in the request
- * looks like a license key (it never should: the edge sends the id):
+ * servers standing in for the orchestrator, inference and context services:
+ * the orchestrator behind the service agent's outlet (end to end: requests
+ * are decrypted only at the agent, next to it), inference and context
+ * behind the gateway's own outlets. Each answers every request with one
+ * JSON line naming itself and saying whether the request carried the
+ * license header and with which license id (public: the hex SHA-256 of the
+ * key, as the authority names the license), and whether anything in the
+ * request looks like a license key (it never should: the edge sends the id):
  *
  *   {"service":"orchestrator","backend":"127.0.0.1:18000","method":"GET","path":"/",
  *    "license":"present","licenseId":"3f…","licenseKey":"absent"}
@@ -15,7 +17,7 @@
 
 /** A demo backend to start. */
 export interface DemoBackend {
-  /** The gateway outlet it stands behind. */
+  /** The outlet it stands behind (the service agent's for the orchestrator, else the gateway's). */
   readonly service: string;
   readonly port: number;
 }

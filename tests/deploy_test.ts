@@ -599,8 +599,16 @@ Deno.test({
     assert.ok(covers(sets.edge.read, edge.authority.identityFile));
     assert.equal(edge.gateway.alias, gateway.alias);
     assert.equal(edge.gateway.customerId, gateway.customerId);
+    // A Phase 2 inlet names one of the gateway's outlets; an end-to-end one one of its services
+    // (whose agent's outlet is checked below).
     const outlets = new Set(gateway.outlets.map((o: { name: string }) => o.name));
-    for (const inlet of edge.inlets) assert.ok(outlets.has(inlet.outlet), inlet.outlet);
+    const services = new Set(
+      (gateway.services ?? []).map((s: { name: string }) => s.name),
+    );
+    for (const inlet of edge.inlets) {
+      if (inlet.service === undefined) assert.ok(outlets.has(inlet.outlet), inlet.outlet);
+      else assert.ok(services.has(inlet.service), inlet.service);
+    }
     // One trust anchor file name across the examples.
     assert.equal(edge.authority.identityFile, gateway.authority.identityFile);
     assert.ok(relay.trust.includes(gateway.authority.identityFile));
@@ -627,5 +635,14 @@ Deno.test({
     }
     assert.equal(agent.ticket, undefined, "no ticket in the example");
     if (agent.ops !== undefined) parseHostPort(agent.ops, "ops");
+    // The gateway example routes the agent's service to it (docs/operations.md §6a.6).
+    const route = checkGatewayConfig(gateway).services.find((s) => s.name === agent.service);
+    assert.ok(route, `gateway.example.json: a services entry for ${agent.service}`);
+    assert.equal(route.alias, agent.alias, "the gateway's services[].alias is the agent's");
+    parsePolicy(route.policy);
+    assert.ok(agent.outlets.some((o) => o.name === agent.service), "an outlet named the service");
+    for (const inlet of edge.inlets.filter((i) => i.service === agent.service)) {
+      assert.ok(agent.outlets.some((o) => o.name === inlet.outlet), `agent outlet ${inlet.outlet}`);
+    }
   },
 });

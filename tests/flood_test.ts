@@ -56,24 +56,28 @@ const REVOCATION_BOUND_MS = 5000;
  * Rounds of the same floods against the authority and the relay (more with
  * `FLOOD_ROUNDS`, to watch the plateau longer).
  */
-const ROUNDS = Math.max(3, Number(Deno.env.get("FLOOD_ROUNDS") ?? 3));
+const ROUNDS = Math.max(4, Number(Deno.env.get("FLOOD_ROUNDS") ?? 4));
 /**
- * Most a target's RSS may grow from the second-to-last round to the last,
- * KiB. Bounded memory levels off once V8 has sized its heap for the
- * floods' garbage: the relay measured here over seven rounds at 117, 154,
- * 156, 163, 168, 173, 173 MiB (the first step depends on when V8 first
- * collects, 3 to 53 MiB in runs here), the authority at 129, 130, ...
- * A target that kept what it kept before these limits (76 to 150 KiB per
- * unauthenticated connection, 1,500 of them a round) would grow by 110 to
- * 220 MiB every round.
+ * Most a target's RSS may grow in its calmest round after the first, KiB.
+ * Bounded memory levels off once V8 has sized its heap for the floods'
+ * garbage, but when V8 grows its heap is its own: the relay measured here
+ * over seven rounds at 117, 154, 156, 163, 168, 173, 173 MiB, and in one
+ * CI run under the parallel suite at 122, 136, 178 MiB (a late 42 MiB
+ * step), in another at 134, 167, 199, 202 MiB. A target that kept what it kept before these limits (76 to 150
+ * KiB per unauthenticated connection, 1,500 of them a round) grows by 110
+ * to 220 MiB in every round, so no round after the first is calm.
  */
-const PLATEAU_KIB = 32 * 1024;
+const PLATEAU_KIB = 48 * 1024;
 
-/** Fails unless the last round's RSS is within {@link PLATEAU_KIB} of the one before. */
+/**
+ * Fails unless some round after the first grew RSS by under
+ * {@link PLATEAU_KIB}: one late heap step is V8's, growth in every round
+ * is kept state.
+ */
 function assertPlateau(target: string, rounds: number[]): void {
-  const [previous, last] = rounds.slice(-2);
+  const steps = rounds.slice(2).map((kib, i) => kib - rounds[i + 1]);
   assert.ok(
-    last - previous < PLATEAU_KIB,
+    Math.min(...steps) < PLATEAU_KIB,
     `${target} RSS still growing: ${rounds.map((kib) => (kib / 1024).toFixed(1)).join(", ")} MiB`,
   );
 }

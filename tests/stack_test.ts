@@ -1,13 +1,17 @@
 /**
  * The README's run command (`npm start` → `deno task stack`) as a real
  * process under its permission set, in a state directory of its own: it
- * brings up the authority, a relay, the demo backends, a gateway and an
- * edge; curl reaches the backends through the edge's TCP inlet (8151) and
- * its HTTP inlet (8152, which adds the license's id, never its key); SIGINT stops
- * everything with exit 0 and frees every port; a second run reuses the
- * state (no ceremony, no enrollment) and serves again.
+ * brings up the authority, a relay, the demo backends, a service agent for
+ * the orchestrator, a gateway and an edge; curl reaches the backends
+ * through the edge's TCP inlet (8151, a Phase 2 outlet at the gateway), its
+ * HTTP inlet 8152 end to end to the agent (the gateway routes ciphertext:
+ * its metrics count the service's messages and it has no outlet of that
+ * name) and 8153 (Phase 2); the HTTP inlets add the license's id, never
+ * its key. SIGINT stops everything with exit 0 and frees every port; a
+ * second run reuses the state (no ceremony, no enrollment), serves again,
+ * and stops on SIGTERM the same way.
  *
- * The stack uses fixed ports (4000, 4100, 8151-8153, 9430-9433, 18000,
+ * The stack uses fixed ports (4000, 4100, 8151-8153, 9430-9434, 18000,
  * 18151, 18801): this is the only test that may use them; all others use
  * port 0, which the system picks above 32767.
  */
@@ -17,7 +21,23 @@ import { Lines } from "../scripts/support/lines.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 
-const FIXED_PORTS = [4100, 9433, 4000, 9432, 18000, 18801, 18151, 9430, 9431, 8151, 8152, 8153];
+const FIXED_PORTS = [
+  4100,
+  9433,
+  4000,
+  9432,
+  18000,
+  18801,
+  18151,
+  9434,
+  9430,
+  9431,
+  8151,
+  8152,
+  8153,
+];
+const GATEWAY_METRICS = "http://127.0.0.1:9430/metrics";
+const AGENT_METRICS = "http://127.0.0.1:9434/metrics";
 
 /** One run of the stack, started and waited for. */
 interface Run {
@@ -55,9 +75,12 @@ async function startStack(state: string): Promise<Run> {
   return { child, stdout, stderr, startMs: performance.now() - started };
 }
 
-/** SIGINT, then the exit status (SIGKILL and a failure after 45 s). */
-async function interrupt(run: Run): Promise<Deno.CommandStatus> {
-  run.child.kill("SIGINT");
+/** SIGINT (or `signal`), then the exit status (SIGKILL and a failure after 45 s). */
+async function interrupt(
+  run: Run,
+  signal: "SIGINT" | "SIGTERM" = "SIGINT",
+): Promise<Deno.CommandStatus> {
+  run.child.kill(signal);
   const status = await Promise.race([
     run.child.status,
     new Promise<null>((r) => setTimeout(() => r(null), 45_000)),
@@ -65,7 +88,7 @@ async function interrupt(run: Run): Promise<Deno.CommandStatus> {
   if (status === null) {
     run.child.kill("SIGKILL");
     await run.child.status;
-    throw new Error(`the stack did not stop within 45 s of SIGINT:\n${run.stdout.text()}`);
+    throw new Error(`the stack did not stop within 45 s of ${signal}:\n${run.stdout.text()}`);
   }
   await Promise.all([run.stdout.done, run.stderr.done]);
   return status;
@@ -80,6 +103,18 @@ async function curl(url: string): Promise<Record<string, string>> {
   const stdout = new TextDecoder().decode(out.stdout);
   assert.equal(out.code, 0, `curl ${url}: ${new TextDecoder().decode(out.stderr)}`);
   return JSON.parse(stdout);
+}
+
+/** A metric's value (the sum over the series whose labels include `labels`). */
+async function metric(url: string, name: string, labels: string): Promise<number | null> {
+  const text = await (await fetch(url)).text();
+  let sum: number | null = null;
+  for (const line of text.split("\n")) {
+    const match = line.match(/^(\w+)(?:\{(.*)\})? (\S+)$/);
+    if (match === null || match[1] !== name || !(match[2] ?? "").includes(labels)) continue;
+    sum = (sum ?? 0) + Number(match[3]);
+  }
+  return sum;
 }
 
 /** The ports the stack holds, free again (each one bindable now). */
@@ -116,6 +151,7 @@ async function alive(pid: number): Promise<boolean> {
 
 const identifiers = (text: string) => ({
   authority: text.match(/^ {2}authority\s+\S+\s+(I[0-9a-f]{64})$/m)?.[1],
+  agent: text.match(/^ {2}agent\s+svc-orchestrator-cust-001 .*(I[0-9a-f]{64})$/m)?.[1],
   gateway: text.match(/^ {2}gateway\s+.*(I[0-9a-f]{64})$/m)?.[1],
   edge: text.match(/^ {2}edge\s+(I[0-9a-f]{64})$/m)?.[1],
 });
@@ -134,14 +170,22 @@ Deno.test({
       running.push(first);
       console.log(`first run: ready after ${first.startMs.toFixed(0)} ms`);
       const out1 = first.stdout.text();
-      assert.match(out1, /\[1\/7\] SoftHSM token \.\.\. created/);
-      assert.match(out1, /\[2\/7\] authority key ceremony \.\.\. done/);
-      assert.match(out1, /\[6\/7\] gateway .*enrolled with a one-time ticket/);
-      assert.match(out1, /\[7\/7\] edge .*license key created/);
+      assert.match(out1, /\[1\/8\] SoftHSM token \.\.\. created/);
+      assert.match(out1, /\[2\/8\] authority key ceremony \.\.\. done/);
+      assert.match(
+        out1,
+        /\[6\/8\] service agent svc-orchestrator-cust-001 .*enrolled with a one-time ticket \(role=service/,
+      );
+      assert.match(out1, /\[7\/8\] gateway .*enrolled with a one-time ticket.*path to the agent/);
+      assert.match(out1, /\[8\/8\] edge .*license key created/);
+      assert.match(out1, /127\.0\.0\.1:8152 -> orchestrator \(end to end, http\)/);
       const ids1 = identifiers(out1);
-      assert.ok(ids1.authority && ids1.gateway && ids1.edge, `identifiers missing:\n${out1}`);
+      assert.ok(
+        ids1.authority && ids1.agent && ids1.gateway && ids1.edge,
+        `identifiers missing:\n${out1}`,
+      );
 
-      await t.step("curl through the TCP inlet 8151 and the HTTP inlet 8152", async () => {
+      await t.step("curl through the TCP inlet 8151 and the HTTP inlets 8152, 8153", async () => {
         const context = await curl("http://127.0.0.1:8151/");
         assert.deepEqual(context, {
           service: "context",
@@ -155,7 +199,9 @@ Deno.test({
         // names it) and nothing the backend received looks like a license key.
         const key = JSON.parse(await Deno.readTextFile(`${root}${state}/edge.json`)).license;
         const id = createHash("sha256").update(key, "utf8").digest("hex");
+        // 8152 is end to end: the backend behind the agent answers.
         const orchestrator = await curl("http://127.0.0.1:8152/jobs?x=1");
+        assert.equal(orchestrator.backend, "127.0.0.1:18000");
         assert.equal(orchestrator.service, "orchestrator");
         assert.equal(orchestrator.path, "/jobs");
         assert.equal(orchestrator.license, "present", "the HTTP inlet added the license header");
@@ -171,6 +217,35 @@ Deno.test({
         }
       });
 
+      await t.step("8152 went end to end: the gateway routed it, the agent served it", async () => {
+        // The gateway forwarded the service's inner messages both ways ...
+        for (const direction of ["to_service", "to_edge"]) {
+          const n = await metric(
+            GATEWAY_METRICS,
+            "nexus_gateway_service_messages_total",
+            `service="orchestrator",direction="${direction}"`,
+          );
+          assert.ok(n !== null && n > 0, `gateway service messages ${direction}: ${n}`);
+        }
+        assert.equal(
+          await metric(GATEWAY_METRICS, "nexus_gateway_service_path_up", 'service="orchestrator"'),
+          1,
+        );
+        // ... and has no Phase 2 outlet of that name (its outlets: inference, context).
+        const gatewayText = await (await fetch(GATEWAY_METRICS)).text();
+        assert.doesNotMatch(gatewayText, /outlet="orchestrator"/);
+        assert.ok(
+          (await metric(GATEWAY_METRICS, "nexus_gateway_sessions_total", 'outlet="context"'))! > 0,
+        );
+        // The agent took the session, through an edge's inner channel.
+        assert.ok(
+          (await metric(AGENT_METRICS, "nexus_agent_sessions_total", 'outlet="orchestrator"'))! >
+            0,
+        );
+        assert.equal(await metric(AGENT_METRICS, "nexus_agent_edge_channels", ""), 1);
+        assert.equal(await metric(AGENT_METRICS, "nexus_agent_gateway_channels", ""), 1);
+      });
+
       await t.step("secrets stay in 0600 files, out of the output", async () => {
         const pin = await Deno.stat(`${root}${state}/softhsm/user.pin`);
         assert.equal(pin.mode! & 0o777, 0o600);
@@ -179,8 +254,12 @@ Deno.test({
         const license = JSON.parse(await Deno.readTextFile(edgeConfig)).license as string;
         assert.match(license, /^nxl_/);
         assert.ok(!out1.includes(license), "the stack printed the license key");
-        const gatewayConfig = JSON.parse(await Deno.readTextFile(`${root}${state}/gateway.json`));
-        assert.equal(gatewayConfig.ticket, undefined, "the used ticket was left in the config");
+        for (const name of ["gateway", "agent"]) {
+          const file = `${root}${state}/${name}.json`;
+          assert.equal((await Deno.stat(file)).mode! & 0o777, 0o600, `${name}.json`);
+          const config = JSON.parse(await Deno.readTextFile(file));
+          assert.equal(config.ticket, undefined, `the used ticket was left in ${name}.json`);
+        }
         for await (const entry of Deno.readDir(`${root}${state}/logs`)) {
           const log = await Deno.readTextFile(`${root}${state}/logs/${entry.name}`);
           assert.ok(!log.includes(license), `${entry.name} holds the license key`);
@@ -192,33 +271,58 @@ Deno.test({
         running.pop();
         assert.equal(status.code, 0, `${first.stdout.text()}\n${first.stderr.text()}`);
         const out = first.stdout.text();
-        assert.match(out, /stopped: edge \(exit code 0.*gateway \(.*relay \(.*authority \(/);
+        assert.match(out, /SIGINT: stopping edge, gateway, agent, relay, authority/);
+        assert.match(
+          out,
+          /stopped: edge \(exit code 0.*gateway \(exit code 0.*agent \(exit code 0.*relay \(exit code 0.*authority \(exit code 0/,
+        );
         assert.match(out, /all stopped/);
         const pids = await servicePids(state);
-        assert.equal(pids.length, 4, `service pids in the logs: ${pids}`);
+        assert.equal(pids.length, 5, `service pids in the logs: ${pids}`);
         for (const pid of pids) assert.ok(!(await alive(pid)), `service pid ${pid} is left`);
         assertPortsFree();
       });
 
       // --- second run: everything reused ------------------------------------------
-      await t.step("second run: no ceremony, no enrollment, same identities, serves", async () => {
-        const second = await startStack(state);
-        running.push(second);
-        console.log(`second run: ready after ${second.startMs.toFixed(0)} ms`);
-        const out2 = second.stdout.text();
-        assert.match(out2, /\[1\/7\] SoftHSM token \.\.\. reused/);
-        assert.match(out2, /\[2\/7\] authority key ceremony \.\.\. skipped/);
-        assert.match(out2, /\[6\/7\] gateway .*already a member/);
-        assert.match(out2, /\[7\/7\] edge .*license reused/);
-        assert.doesNotMatch(out2, /created|done: key generated|enrolled with|license key created/);
-        assert.deepEqual(identifiers(out2), ids1);
-        assert.equal((await curl("http://127.0.0.1:8151/")).service, "context");
-        assert.equal((await curl("http://127.0.0.1:8152/")).license, "present");
-        const status = await interrupt(second);
-        running.pop();
-        assert.equal(status.code, 0, `${second.stdout.text()}\n${second.stderr.text()}`);
-        assertPortsFree();
-      });
+      await t.step(
+        "second run: no ceremony, no enrollment, same identities, serves; SIGTERM",
+        async () => {
+          const second = await startStack(state);
+          running.push(second);
+          console.log(`second run: ready after ${second.startMs.toFixed(0)} ms`);
+          const out2 = second.stdout.text();
+          assert.match(out2, /\[1\/8\] SoftHSM token \.\.\. reused/);
+          assert.match(out2, /\[2\/8\] authority key ceremony \.\.\. skipped/);
+          assert.match(out2, /\[6\/8\] service agent .*already a member/);
+          assert.match(out2, /\[7\/8\] gateway .*already a member/);
+          assert.match(out2, /\[8\/8\] edge .*license reused/);
+          assert.doesNotMatch(
+            out2,
+            /created|done: key generated|enrolled with|license key created/,
+          );
+          assert.deepEqual(identifiers(out2), ids1);
+          assert.equal((await curl("http://127.0.0.1:8151/")).service, "context");
+          const orchestrator = await curl("http://127.0.0.1:8152/");
+          assert.equal(orchestrator.service, "orchestrator");
+          assert.equal(orchestrator.license, "present");
+          assert.ok(
+            (await metric(AGENT_METRICS, "nexus_agent_sessions_total", 'outlet="orchestrator"'))! >
+              0,
+            "the second run's agent did not serve 8152",
+          );
+          const status = await interrupt(second, "SIGTERM");
+          running.pop();
+          assert.equal(status.code, 0, `${second.stdout.text()}\n${second.stderr.text()}`);
+          assert.match(
+            second.stdout.text(),
+            /SIGTERM: stopping .*\nstopped: edge \(exit code 0.*gateway \(exit code 0.*agent \(exit code 0.*relay \(exit code 0.*authority \(exit code 0/,
+          );
+          const pids = await servicePids(state);
+          assert.equal(pids.length, 10, `service pids in the logs: ${pids}`);
+          for (const pid of pids) assert.ok(!(await alive(pid)), `service pid ${pid} is left`);
+          assertPortsFree();
+        },
+      );
     } finally {
       for (const run of running) {
         try {

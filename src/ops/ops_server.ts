@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { ConfigError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "./metrics.ts";
 
@@ -61,6 +62,23 @@ export interface OpsServer {
  * ```
  */
 export function startOpsServer(options: OpsServerOptions): OpsServer {
+  try {
+    return serve(options);
+  } catch (error) {
+    // The operator must learn which address: Deno's message names none.
+    if (error instanceof Deno.errors.AddrInUse) {
+      throw new ConfigError(
+        "invalid",
+        `the operations address ${options.hostname}:${options.port} is in use`,
+        {},
+        { cause: error },
+      );
+    }
+    throw error;
+  }
+}
+
+function serve(options: OpsServerOptions): OpsServer {
   const server = Deno.serve({
     hostname: options.hostname,
     port: options.port,

@@ -124,9 +124,17 @@ export class TcpTransport {
   attach(connection: FramedConnection): AttachedConnection {
     const node = this.#node;
     const address = node.registerRandom("tcp", async (message) => {
-      await connection.send(
-        encodeRoutedMessage(message.onward.slice(1), message.return, message.payload),
-      );
+      // A message for a connection that has closed is lost with it, as on
+      // any network; the close itself was logged once, not each message.
+      if (connection.isClosed) return;
+      try {
+        await connection.send(
+          encodeRoutedMessage(message.onward.slice(1), message.return, message.payload),
+        );
+      } catch (error) {
+        if (connection.isClosed) return;
+        throw error;
+      }
     });
     this.#connections.set(address, connection);
     const remote = `${connection.remoteAddr.hostname}:${connection.remoteAddr.port}`;

@@ -1,0 +1,700 @@
+/**
+ * End-to-end benchmark: what routing-only costs against terminating at the
+ * gateway, in the same run, with the real executables.
+ *
+ * Deployment (as tests/e2e_test.ts sets it up), each piece its own process
+ * under its own permission set: the authority (`authority/main.ts serve`,
+ * a fresh SoftHSM2 token: tests/support/authority_process.ts), a relay
+ * (`relay/main.ts`, enrolled with a ticket, its per-identity rate raised so
+ * that it is not what is measured), a service agent (`agent/main.ts run`,
+ * outlets `sink` and `echo`), a gateway (`gateway/main.ts run`: its own
+ * Phase 2 outlets `sink` and `echo` to the same backends, and the service
+ * `bench` routed to the agent) and an edge (`edge/main.ts run`, `-P=edge`
+ * plus the flags its config needs), with four inlets:
+ *
+ * - **Phase 2**: edge → relay → gateway → backend. The gateway terminates
+ *   the edge's channel and connects to the backend itself (it sees the
+ *   plaintext).
+ * - **End to end**: edge → relay → gateway → relay → agent → backend. The
+ *   edge's inner channel to the agent is nested in its channel to the
+ *   gateway, so each byte is encrypted twice on the edge → gateway hop;
+ *   the gateway decrypts the outer layer, routes the inner ciphertext to
+ *   the agent over its own channel (encrypting it again), and never holds
+ *   a key of the inner channel. The relay carries every byte twice.
+ * - **Direct**: a loopback TCP connection to the same backend (the
+ *   baseline).
+ *
+ * The backends and the clients run in this process, so the endpoints cost
+ * the same on every path; the edge, relay, gateway and agent share the
+ * machine's cores with it.
+ *
+ * 1. Throughput: `--megabytes` MiB written in 256 KiB writes to the sink
+ *    backend (it reads and discards, and closes at end of stream), over one
+ *    connection, then over 8 at once (each an eighth). Timed from the first
+ *    write until every client has seen the backend's close, so every byte
+ *    has reached the backend (the sink counts them). Median of `--runs`
+ *    runs, the three modes interleaved (Phase 2 and end to end take turns
+ *    going first). CPU time per GB (utime + stime from /proc/<pid>/stat,
+ *    read with `cat`) of the edge, relay, gateway and agent, and of this
+ *    process, over the throughput runs of each mode; and the relay's
+ *    forwarded bytes per payload byte.
+ * 2. Latency: `--requests` round trips of a 64-byte request that the echo
+ *    backend sends back, one at a time over one connection per mode, after
+ *    10% as many to warm up, the modes taking turns in blocks of a tenth;
+ *    median and p99. And a tenth as many new connections per request
+ *    (connect, one round trip, close): through the portal that includes
+ *    opening a session (OPEN, the outlet connecting to the backend,
+ *    OPENED), not a handshake: the edge's channel to the gateway and its
+ *    inner channel to the agent are opened once, at warm-up.
+ *
+ * `--profile DIR` runs the relay, agent, gateway and edge under V8's CPU
+ * profiler (`--cpu-prof-dir`, with a markdown summary: `--cpu-prof-md`),
+ * which writes `<name>.cpuprofile` and `<name>.md` in DIR (an existing
+ * directory) when they stop: where each one's CPU goes, over the whole run
+ * (both modes). The profiler costs CPU itself: compare figures without it.
+ *
+ * Usage: deno task bench:e2e [--megabytes N] [--runs N] [--requests N] [--profile DIR]
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { checkEdgeConfig, type EdgeConfig, edgePermissionFlags } from "../edge/config.ts";
+import type { GatewayConfig } from "../gateway/gateway.ts";
+import type { AgentConfig } from "../agent/config.ts";
+import { type AuthorityFixture, authorityFixture } from "../tests/support/authority_process.ts";
+import { parseBanner } from "./support/banner.ts";
+import { deadline } from "./support/deadline.ts";
+import { freePort } from "./support/free_port.ts";
+import { cpuSeconds } from "./support/process_usage.ts";
+import { ROOT, type ServiceProcess, spawnDeno } from "./support/service_process.ts";
+
+const MiB = 1024 * 1024;
+const WRITE_BYTES = 256 * 1024;
+const REQUEST_BYTES = 64;
+const SESSIONS = 8;
+const CUSTOMER = "cust_bench";
+const GATEWAY_ALIAS = "gw-bench";
+const AGENT_ALIAS = "svc-bench";
+const SERVICE = "bench";
+const POLICY = 'subject.role == "edge"';
+/** Lines of a child's stderr kept for error messages. */
+const STDERR_KEPT = 60;
+/** How long a child has to print its ready line. */
+const START_MS = 30_000;
+/** How long a child has to exit once asked to, before it is killed. */
+const GRACE_MS = 5000;
+
+type Mode = "direct" | "phase2" | "e2e";
+const PORTALS = ["phase2", "e2e"] as const;
+const MODES: readonly Mode[] = ["direct", ...PORTALS];
+const LABEL: Record<Mode, string> = {
+  direct: "Direct TCP",
+  phase2: "Phase 2 outlet",
+  e2e: "End to end",
+};
+const PROCESSES = ["edge", "relay", "gateway", "agent", "bench"] as const;
+type ProcessName = typeof PROCESSES[number];
+
+/** `{ key: value(key) }` for every key of `keys`. */
+function tabulate<K extends string, V>(keys: readonly K[], value: (key: K) => V): Record<K, V> {
+  return Object.fromEntries(keys.map((key) => [key, value(key)])) as Record<K, V>;
+}
+
+function progress(line: string): void {
+  console.error(`[bench:e2e] ${line}`);
+}
+
+/** A backend that reads and discards until end of stream, then closes; counts what it read. */
+function sinkBackend() {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const seen = { bytes: 0 };
+  (async () => {
+    for await (const conn of listener) {
+      (async () => {
+        const buffer = new Uint8Array(MiB);
+        try {
+          for (;;) {
+            const n = await conn.read(buffer);
+            if (n === null) break;
+            seen.bytes += n;
+          }
+        } finally {
+          conn.close();
+        }
+      })().catch(() => {});
+    }
+  })().catch(() => {});
+  return { port: (listener.addr as Deno.NetAddr).port, seen, close: () => listener.close() };
+}
+
+/** A backend that writes back what it reads, until end of stream. */
+function echoBackend() {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  (async () => {
+    for await (const conn of listener) {
+      (async () => {
+        conn.setNoDelay(true);
+        const buffer = new Uint8Array(64 * 1024);
+        try {
+          for (;;) {
+            const n = await conn.read(buffer);
+            if (n === null) break;
+            for (let w = 0; w < n;) w += await conn.write(buffer.subarray(w, n));
+          }
+        } finally {
+          conn.close();
+        }
+      })().catch(() => {});
+    }
+  })().catch(() => {});
+  return { port: (listener.addr as Deno.NetAddr).port, close: () => listener.close() };
+}
+
+/** Writes `bytes` to `port`, half-closes, waits for the peer's close. */
+async function pushOne(port: number, bytes: number, block: Uint8Array): Promise<void> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    for (let sent = 0; sent < bytes;) {
+      const chunk = block.subarray(0, Math.min(block.length, bytes - sent));
+      for (let w = 0; w < chunk.length;) w += await conn.write(chunk.subarray(w));
+      sent += chunk.length;
+    }
+    await conn.closeWrite();
+    if (await conn.read(new Uint8Array(1)) !== null) throw new Error("the sink sent something");
+  } finally {
+    conn.close();
+  }
+}
+
+/** Seconds to push `total` bytes to `port` over `sessions` connections at once. */
+async function throughput(port: number, total: number, sessions: number): Promise<number> {
+  const block = new Uint8Array(WRITE_BYTES);
+  for (let at = 0; at < block.length; at += 65536) {
+    crypto.getRandomValues(block.subarray(at, at + 65536));
+  }
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: sessions }, () => pushOne(port, total / sessions, block)),
+  );
+  return (performance.now() - started) / 1000;
+}
+
+/** Reads exactly `into.length` bytes. */
+async function readFull(conn: Deno.Conn, into: Uint8Array): Promise<void> {
+  for (let at = 0; at < into.length;) {
+    const n = await conn.read(into.subarray(at));
+    if (n === null) throw new Error("the echo backend closed early");
+    at += n;
+  }
+}
+
+/** Round-trip times, µs, of `count` requests over `conn`, appended to `times`. */
+async function roundTrips(conn: Deno.Conn, count: number, times: number[] = []) {
+  const request = crypto.getRandomValues(new Uint8Array(REQUEST_BYTES));
+  const answer = new Uint8Array(REQUEST_BYTES);
+  for (let i = 0; i < count; i++) {
+    const started = performance.now();
+    for (let w = 0; w < request.length;) w += await conn.write(request.subarray(w));
+    await readFull(conn, answer);
+    times.push((performance.now() - started) * 1000);
+  }
+  return times;
+}
+
+/** Times, µs, of `count` × (connect, one round trip, close) to `port`, appended to `times`. */
+async function connectTrips(port: number, count: number, times: number[] = []) {
+  const request = crypto.getRandomValues(new Uint8Array(REQUEST_BYTES));
+  const answer = new Uint8Array(REQUEST_BYTES);
+  for (let i = 0; i < count; i++) {
+    const started = performance.now();
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    conn.setNoDelay(true);
+    try {
+      await conn.write(request);
+      await readFull(conn, answer);
+    } finally {
+      conn.close();
+    }
+    times.push((performance.now() - started) * 1000);
+  }
+  return times;
+}
+
+/** One echo round trip to `port`, retried until it works or `ms` pass (the path coming up). */
+async function untilEchoes(port: number, what: string, ms = 30_000): Promise<void> {
+  const until = Date.now() + ms;
+  for (;;) {
+    try {
+      await deadline(connectTrips(port, 1), 10_000, what);
+      return;
+    } catch (error) {
+      if (Date.now() > until) throw new Error(`${what}: no answer`, { cause: error });
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+}
+
+/** The value below which `q` of `values` lie (nearest rank). */
+function quantile(values: number[], q: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)];
+}
+
+const median = (values: number[]) => quantile(values, 0.5);
+
+/** The sum of a metric's samples (every label set) at an ops endpoint; 0 when absent. */
+async function metric(at: string, name: string, labels = ""): Promise<number> {
+  const text = await (await fetch(`http://${at}/metrics`)).text();
+  return text.split("\n")
+    .filter((line) => line.startsWith(`${name} `) || line.startsWith(`${name}{`))
+    .filter((line) => line.includes(labels))
+    .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(" ") + 1)), 0);
+}
+
+/** A one-time ticket from the authority with these attributes. */
+async function ticket(fixture: AuthorityFixture, ...attrs: string[]): Promise<string> {
+  const out = await fixture.run([
+    "ticket",
+    "create",
+    "--json",
+    ...attrs.flatMap((a) => ["--attr", a]),
+  ]);
+  if (out.code !== 0) throw new Error(`ticket create failed: ${out.stderr}`);
+  return JSON.parse(out.stdout).ticket as string;
+}
+
+/** Writes `config` to `file` (relative to the root), 0600: it may hold a ticket. */
+async function writeConfig(file: string, config: unknown): Promise<void> {
+  await Deno.writeTextFile(`${ROOT}${file}`, JSON.stringify(config), { mode: 0o600 });
+}
+
+/** Waits for `service`'s `READY <identifier> [metrics=HOST:PORT]`. */
+async function ready(service: ServiceProcess): Promise<{ identifier: string; metrics: string }> {
+  const line = await service.waitFor(/^READY/, START_MS);
+  const metrics = /metrics=(\S+)/.exec(line)?.[1];
+  if (metrics === undefined) throw new Error(`${service.name}: no metrics in ${line}`);
+  return { identifier: line.split(" ")[1], metrics };
+}
+
+/** The running deployment. */
+interface Deployment {
+  pids: Record<ProcessName, number>;
+  relayMetrics: string;
+  gatewayMetrics: string;
+  agentMetrics: string;
+  /** Inlet ports, by mode and backend. */
+  inlets: Record<"phase2" | "e2e", { sink: number; echo: number }>;
+}
+
+/** Starts the authority, relay, agent, gateway and edge; registers their stops in `cleanup`. */
+async function deploy(
+  fixture: AuthorityFixture,
+  dir: string,
+  backends: { sink: number; echo: number },
+  cleanup: (() => Promise<unknown> | unknown)[],
+  profile: string | undefined,
+): Promise<Deployment> {
+  progress("authority: init and serve (SoftHSM2 token)");
+  const init = await fixture.run(["init"]);
+  if (init.code !== 0) throw new Error(`authority init failed: ${init.stderr}`);
+  const authority = await fixture.serve();
+  cleanup.push(() => authority.stop());
+  const trustFile = `${fixture.state}/authority.identity.json`;
+  const authorityAddress = `127.0.0.1:${authority.port}`;
+  const started: ServiceProcess[] = [];
+  const start = (name: string, args: string[]) => {
+    const profiling = profile === undefined
+      ? []
+      : [`--cpu-prof-dir=${profile}`, `--cpu-prof-name=${name}.cpuprofile`, "--cpu-prof-md"];
+    const service = spawnDeno(name, [...profiling, ...args], { stderr: { keep: STDERR_KEPT } });
+    started.push(service);
+    cleanup.push(() => service.stop(GRACE_MS));
+    return service;
+  };
+
+  progress("relay");
+  const relayPort = freePort();
+  const relay = start("relay", [
+    "-P=relay",
+    "relay/main.ts",
+    ...await fixture.relayArgs(relayPort, authority.port),
+    "--metrics",
+    "127.0.0.1:0",
+    "--rate",
+    String(2 ** 40),
+  ]);
+  const relayBanner = parseBanner(await relay.waitFor(/^LISTENING/, START_MS));
+  if (relayBanner.metrics === undefined) throw new Error("the relay printed no metrics address");
+  const relays = [`127.0.0.1:${relayPort}`];
+
+  progress("service agent");
+  const backendOutlets = [
+    { name: "sink", backend: `127.0.0.1:${backends.sink}`, policy: POLICY },
+    { name: "echo", backend: `127.0.0.1:${backends.echo}`, policy: POLICY },
+  ];
+  const agentConfig: AgentConfig = {
+    stateDir: `${dir}/agent`,
+    authority: { identityFile: trustFile, address: authorityAddress },
+    relays,
+    alias: AGENT_ALIAS,
+    customerId: CUSTOMER,
+    service: SERVICE,
+    ticket: await ticket(
+      fixture,
+      "role=service",
+      `customer_id=${CUSTOMER}`,
+      `service=${SERVICE}`,
+      `relay=${AGENT_ALIAS}`,
+    ),
+    outlets: backendOutlets,
+    ops: `127.0.0.1:${freePort()}`,
+    shutdownGraceMs: 1000,
+  };
+  await writeConfig(`${dir}/agent.json`, agentConfig);
+  const agent = start("agent", [
+    "-P=agent",
+    "agent/main.ts",
+    "run",
+    "--config",
+    `${dir}/agent.json`,
+  ]);
+  const agentReady = await ready(agent);
+
+  progress("gateway");
+  const gatewayConfig: GatewayConfig = {
+    stateDir: `${dir}/gateway`,
+    authority: { identityFile: trustFile, address: authorityAddress },
+    relays,
+    alias: GATEWAY_ALIAS,
+    customerId: CUSTOMER,
+    ticket: await ticket(
+      fixture,
+      "role=gateway",
+      `customer_id=${CUSTOMER}`,
+      `relay=${GATEWAY_ALIAS}`,
+    ),
+    services: [{
+      name: SERVICE,
+      alias: AGENT_ALIAS,
+      policy: POLICY,
+      identifier: agentReady.identifier,
+    }],
+    outlets: backendOutlets,
+    ops: `127.0.0.1:${freePort()}`,
+    shutdownGraceMs: 1000,
+  };
+  await writeConfig(`${dir}/gateway.json`, gatewayConfig);
+  const gateway = start("gateway", [
+    "-P=gateway",
+    "gateway/main.ts",
+    "run",
+    "--config",
+    `${dir}/gateway.json`,
+  ]);
+  const gatewayReady = await ready(gateway);
+
+  progress("edge");
+  const license = await fixture.run([
+    "license",
+    "create",
+    "--json",
+    "--customer",
+    CUSTOMER,
+    "--tier",
+    "professional",
+  ]);
+  if (license.code !== 0) throw new Error(`license create failed: ${license.stderr}`);
+  await Deno.writeTextFile(
+    `${ROOT}${dir}/edge.license`,
+    `${JSON.parse(license.stdout).license}\n`,
+    { mode: 0o600 },
+  );
+  const inlets = {
+    phase2: { sink: freePort(), echo: freePort() },
+    e2e: { sink: freePort(), echo: freePort() },
+  };
+  const edgeConfig: EdgeConfig = {
+    stateDir: `${dir}/edge`,
+    authority: { identityFile: trustFile, address: authorityAddress },
+    relays,
+    gateway: {
+      alias: GATEWAY_ALIAS,
+      customerId: CUSTOMER,
+      identifier: gatewayReady.identifier,
+    },
+    licenseFile: `${dir}/edge.license`,
+    inlets: [
+      { listen: `127.0.0.1:${inlets.phase2.sink}`, outlet: "sink" },
+      { listen: `127.0.0.1:${inlets.phase2.echo}`, outlet: "echo" },
+      { listen: `127.0.0.1:${inlets.e2e.sink}`, service: SERVICE, outlet: "sink" },
+      { listen: `127.0.0.1:${inlets.e2e.echo}`, service: SERVICE, outlet: "echo" },
+    ],
+    ops: `127.0.0.1:${freePort()}`,
+  };
+  const edgeFile = `${dir}/edge.json`;
+  await writeConfig(edgeFile, edgeConfig);
+  const edge = start("edge", [
+    "-P=edge",
+    ...edgePermissionFlags(checkEdgeConfig(edgeConfig), edgeFile),
+    "edge/main.ts",
+    "run",
+    "--config",
+    edgeFile,
+  ]);
+  await edge.waitFor(/^READY/, START_MS);
+
+  // The paths: the edge's channel to the gateway, the gateway's to the
+  // agent, and the edge's inner channel to the agent (opened on first use).
+  progress("paths: Phase 2 and end to end");
+  for (const mode of PORTALS) await untilEchoes(inlets[mode].echo, `${LABEL[mode]} echo`);
+  for (const service of started) {
+    if (service.exited !== null) throw new Error(`${service.name} exited: ${service.exited.code}`);
+  }
+  return {
+    pids: {
+      edge: edge.pid,
+      relay: relay.pid,
+      gateway: gateway.pid,
+      agent: agent.pid,
+      bench: Deno.pid,
+    },
+    relayMetrics: relayBanner.metrics,
+    gatewayMetrics: gatewayReady.metrics,
+    agentMetrics: agentReady.metrics,
+    inlets,
+  };
+}
+
+/** CPU seconds of each process now. */
+async function cpuNow(pids: Record<ProcessName, number>): Promise<Record<ProcessName, number>> {
+  const seconds = await Promise.all(PROCESSES.map((name) => cpuSeconds(pids[name])));
+  return tabulate(PROCESSES, (name) => seconds[PROCESSES.indexOf(name)]);
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      megabytes: { type: "string", default: "128" },
+      runs: { type: "string", default: "5" },
+      requests: { type: "string", default: "2000" },
+      profile: { type: "string" },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
+  if (values.help) {
+    console.log(
+      "Usage: deno task bench:e2e [--megabytes N] [--runs N] [--requests N] [--profile DIR]",
+    );
+    return;
+  }
+  const megabytes = Number(values.megabytes);
+  const runs = Number(values.runs);
+  const requests = Number(values.requests);
+  if (![megabytes, runs, requests].every((n) => Number.isInteger(n) && n > 0)) {
+    throw new Error("--megabytes, --runs and --requests want positive integers");
+  }
+  const total = megabytes * MiB;
+
+  const sink = sinkBackend();
+  const echo = echoBackend();
+  const fixture = await authorityFixture();
+  const dir = `.state/bench-e2e-${crypto.randomUUID()}`;
+  await Deno.mkdir(`${ROOT}${dir}`, { recursive: true, mode: 0o700 });
+  const cleanup: (() => Promise<unknown> | unknown)[] = [];
+  try {
+    const deployment = await deploy(
+      fixture,
+      dir,
+      { sink: sink.port, echo: echo.port },
+      cleanup,
+      values.profile === undefined ? undefined : Deno.realPathSync(values.profile),
+    );
+    const { pids, inlets } = deployment;
+    const sinkPort: Record<Mode, number> = {
+      direct: sink.port,
+      phase2: inlets.phase2.sink,
+      e2e: inlets.e2e.sink,
+    };
+    const echoPort: Record<Mode, number> = {
+      direct: echo.port,
+      phase2: inlets.phase2.echo,
+      e2e: inlets.e2e.echo,
+    };
+
+    /** Seconds to push `bytes` over `sessions` in `mode`, checked at the sink: every byte arrived. */
+    const push = async (mode: Mode, bytes: number, sessions: number) => {
+      const before = sink.seen.bytes;
+      const seconds = await deadline(
+        throughput(sinkPort[mode], bytes, sessions),
+        60_000 + bytes / 1000, // 1 MB/s at least
+        `${LABEL[mode]}: ${bytes} bytes over ${sessions} connections`,
+      );
+      if (sink.seen.bytes - before !== bytes) {
+        throw new Error(`${LABEL[mode]}: the sink got ${sink.seen.bytes - before} of ${bytes}`);
+      }
+      return seconds;
+    };
+    // What each process spent over the measured runs of each mode, and what the relay carried.
+    const cpu = { phase2: tabulate(PROCESSES, () => 0), e2e: tabulate(PROCESSES, () => 0) };
+    const relayBytes = { phase2: 0, e2e: 0 };
+    const carried = { phase2: 0, e2e: 0 };
+    const forwarded = () => metric(deployment.relayMetrics, "nexus_relay_bytes_forwarded_total");
+    /** {@link push}, with the CPU time and relay bytes it took added up for a portal mode. */
+    const measure = async (mode: Mode, sessions: number) => {
+      if (mode === "direct") return await push(mode, total, sessions);
+      const relayBefore = await forwarded();
+      const cpuBefore = await cpuNow(pids);
+      const seconds = await push(mode, total, sessions);
+      const cpuAfter = await cpuNow(pids);
+      for (const name of PROCESSES) cpu[mode][name] += cpuAfter[name] - cpuBefore[name];
+      relayBytes[mode] += await forwarded() - relayBefore;
+      carried[mode] += total;
+      return seconds;
+    };
+
+    // 1. Throughput. Warm-up: every path compiled, every buffer pool filled.
+    progress("warm-up");
+    for (const sessions of [1, SESSIONS]) {
+      for (const mode of MODES) await push(mode, 32 * MiB, sessions);
+    }
+    const seconds = tabulate(
+      [1, SESSIONS].map(String),
+      () => tabulate(MODES, () => [] as number[]),
+    );
+    for (let i = 0; i < runs; i++) {
+      progress(`run ${i + 1}/${runs}: ${megabytes} MiB over 1 and over ${SESSIONS} connections`);
+      // Direct first; the two portals take turns going first.
+      const order: Mode[] = i % 2 === 0 ? ["direct", "phase2", "e2e"] : ["direct", "e2e", "phase2"];
+      for (const sessions of [1, SESSIONS]) {
+        for (const mode of order) {
+          seconds[sessions][mode].push(await measure(mode, sessions));
+        }
+      }
+    }
+    const rate = (list: number[]) => total / 1e6 / median(list);
+
+    // 2. Latency, the modes taking turns in blocks.
+    const BLOCKS = 10;
+    progress(`${requests} round trips over one connection per mode`);
+    const opened = await Promise.all(
+      MODES.map((mode) => Deno.connect({ hostname: "127.0.0.1", port: echoPort[mode] })),
+    );
+    for (const conn of opened) conn.setNoDelay(true);
+    const conns = tabulate(MODES, (mode) => opened[MODES.indexOf(mode)]);
+    const trips = tabulate(MODES, () => [] as number[]);
+    try {
+      const warm = Math.max(1, Math.floor(requests / 10));
+      for (const mode of MODES) await roundTrips(conns[mode], warm);
+      for (let block = 0; block < BLOCKS; block++) {
+        const count = Math.floor(requests * (block + 1) / BLOCKS) -
+          Math.floor(requests * block / BLOCKS);
+        for (const mode of MODES) await roundTrips(conns[mode], count, trips[mode]);
+      }
+    } finally {
+      for (const conn of opened) conn.close();
+    }
+    const connects = Math.max(1, Math.floor(requests / 10));
+    progress(`${connects} new connections per mode, one round trip each`);
+    const opens = tabulate(MODES, () => [] as number[]);
+    for (const mode of MODES) await connectTrips(echoPort[mode], Math.ceil(connects / 10));
+    for (let block = 0; block < BLOCKS; block++) {
+      const count = Math.floor(connects * (block + 1) / BLOCKS) -
+        Math.floor(connects * block / BLOCKS);
+      for (const mode of MODES) await connectTrips(echoPort[mode], count, opens[mode]);
+    }
+
+    // Nothing dropped or refused on the way.
+    const dropped = await metric(deployment.relayMetrics, "nexus_relay_frames_dropped_total");
+    const refused = await metric(deployment.gatewayMetrics, "nexus_gateway_service_refused_total");
+    const routed = await metric(deployment.gatewayMetrics, "nexus_gateway_service_bytes_total");
+    const agentSessions = await metric(deployment.agentMetrics, "nexus_agent_sessions_total");
+    const failed = await metric(deployment.gatewayMetrics, "nexus_gateway_session_failures_total") +
+      await metric(deployment.agentMetrics, "nexus_agent_session_failures_total");
+    if (dropped || refused || failed) {
+      throw new Error(
+        `relay dropped ${dropped} frames; the gateway refused ${refused} inner messages; ` +
+          `${failed} sessions failed at the gateway and agent`,
+      );
+    }
+
+    // The tables.
+    const cells = (values: Record<Mode, number>, unit: string) =>
+      MODES.map((mode) => `${values[mode].toFixed(0)} ${unit}`);
+    const rows: string[][] = [];
+    const throughputRow = (label: string, sessions: number) => {
+      const r = tabulate(MODES, (m) => rate(seconds[sessions][m]));
+      rows.push([
+        label,
+        ...cells(r, "MB/s"),
+        (r.phase2 / r.direct).toFixed(3),
+        (r.e2e / r.direct).toFixed(3),
+        `**${(r.e2e / r.phase2).toFixed(2)}**`,
+      ]);
+    };
+    const latencyRow = (label: string, times: Record<Mode, number[]>, q: number) => {
+      const t = tabulate(MODES, (m) => quantile(times[m], q));
+      rows.push([
+        label,
+        ...cells(t, "µs"),
+        `× ${(t.phase2 / t.direct).toFixed(1)}`,
+        `× ${(t.e2e / t.direct).toFixed(1)}`,
+        `**× ${(t.e2e / t.phase2).toFixed(2)}**`,
+      ]);
+    };
+    throughputRow("Throughput, 1 connection", 1);
+    throughputRow(`Throughput, ${SESSIONS} connections (sum)`, SESSIONS);
+    latencyRow("64 B round trip, median", trips, 0.5);
+    latencyRow("64 B round trip, p99", trips, 0.99);
+    latencyRow("New connection + 64 B round trip, median", opens, 0.5);
+    latencyRow("New connection + 64 B round trip, p99", opens, 0.99);
+
+    const perGb = (mode: "phase2" | "e2e", name: ProcessName) =>
+      cpu[mode][name] / (carried[mode] / 1e9);
+    const cpuRow = (label: string, names: readonly ProcessName[]) => {
+      const [p, e] = PORTALS.map((mode) => names.reduce((sum, name) => sum + perGb(mode, name), 0));
+      // The agent has nothing to do in Phase 2: its ratio says nothing.
+      const ratio = names.length === 1 && names[0] === "agent"
+        ? "(idle in Phase 2)"
+        : `× ${(e / p).toFixed(2)}`;
+      return `| ${label} | ${p.toFixed(2)} s | ${e.toFixed(2)} s | ${ratio} |`;
+    };
+    const services = ["edge", "relay", "gateway", "agent"] as const;
+    const gb = (runs * 2 * total / 1e9).toFixed(2);
+    console.log(`
+Phase 2 (edge → relay → gateway → backend: the gateway terminates and sees the plaintext) against
+end to end (edge → relay → gateway → relay → agent → backend: the gateway routes the edge's inner
+channel and sees ciphertext only), each service its own process under its permission set, and a
+direct loopback TCP connection to the same backends. Throughput: ${megabytes} MiB per run, median of
+${runs}; latency: ${requests} round trips over one connection and ${connects} new connections.
+
+| Measure | ${
+      MODES.map((m) => LABEL[m]).join(" | ")
+    } | Phase 2 / direct | E2E / direct | E2E / Phase 2 |
+| --- | --- | --- | --- | --- | --- | --- |
+${rows.map((row) => `| ${row.join(" | ")} |`).join("\n")}
+
+CPU time per GB carried, over the throughput runs of each mode (1 and ${SESSIONS} connections,
+${gb} GB per mode; ${navigator.hardwareConcurrency} cores shared by all the processes):
+
+| Process | Phase 2 | End to end | E2E / Phase 2 |
+| --- | --- | --- | --- |
+${services.map((name) => cpuRow(name === "gateway" ? "**gateway**" : name, [name])).join("\n")}
+${cpuRow("edge + relay + gateway + agent", services)}
+${cpuRow("this process (clients, backends)", ["bench"])}
+
+Relay bytes forwarded per payload byte: Phase 2 ${
+      (relayBytes.phase2 / carried.phase2).toFixed(3)
+    }, end to end ${(relayBytes.e2e / carried.e2e).toFixed(3)}. Gateway: ${
+      (routed / 1e9).toFixed(2)
+    } GB of inner ciphertext routed in all; agent: ${agentSessions} sessions; nothing dropped or refused.
+`);
+  } finally {
+    for (const undo of cleanup.reverse()) await undo();
+    sink.close();
+    echo.close();
+    await Deno.remove(`${ROOT}${dir}`, { recursive: true }).catch(() => {});
+    await fixture.remove();
+  }
+}
+
+await main();
