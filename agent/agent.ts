@@ -24,6 +24,7 @@
  *
  * @module
  */
+import { chooseRecordCipher } from "../src/channel/cipher_choice.ts";
 import type { SecureChannelInfo } from "../src/channel/channel_info.ts";
 import { listenSecureChannels } from "../src/channel/handshake.ts";
 import { INNER_LISTENER } from "../src/channel/service_routes.ts";
@@ -91,6 +92,8 @@ export async function startAgent(
 ): Promise<RunningAgent> {
   const config: CheckedAgentConfig = await readAgentSecrets(checkAgentConfig(input));
   const logger = options.logger ?? silentLogger;
+  // Before any channel exists: every record cipher takes the process's backend.
+  chooseRecordCipher(config.cipher, logger);
   // Policies first: a mistake stops the start, with its position.
   const outletRules = config.outlets.map((o) => outletRule(config.customerId, o.name, o.policy));
   const identity = await loadOrCreateIdentity(config.stateDir, "agent");

@@ -8,9 +8,10 @@
  */
 import { ConfigError } from "../src/errors.ts";
 import { checkConfig, loadConfig } from "../src/config/loader.ts";
-import { permissionFlags, type Permissions } from "../src/config/permissions.ts";
+import { cipherLibraries, permissionFlags, type Permissions } from "../src/config/permissions.ts";
 import { readSecretLine } from "../src/config/secret_file.ts";
 import {
+  cipherBlock,
   flag,
   hostPort,
   hostPortOrOff,
@@ -21,6 +22,7 @@ import {
   secret,
   wholeNumber,
 } from "../src/config/schema.ts";
+import { DEFAULT_LIBCRYPTO } from "../src/crypto/aes_gcm.ts";
 import { z } from "zod";
 
 /**
@@ -106,6 +108,8 @@ export interface EdgeConfig {
   idleTimeoutMs?: number;
   /** Lifetime of the edge's channel attestations, seconds (default 30 days; renewed at two thirds). */
   attestationTtlSeconds?: number;
+  /** Which AES-GCM seals the channel records (docs/operations.md §2.3; default `auto`). */
+  cipher?: { backend?: "auto" | "openssl" | "webcrypto"; library?: string };
 }
 
 /** The checked configuration: defaults filled in. */
@@ -120,6 +124,8 @@ export interface CheckedEdgeConfig extends EdgeConfig {
   connectWaitMs: number;
   /** Milliseconds without a record from the gateway before the channel is lost (30,000 when not given). */
   idleTimeoutMs: number;
+  /** The record cipher: `auto` and OpenSSL's Debian path when not given. */
+  cipher: { backend: "auto" | "openssl" | "webcrypto"; library: string };
 }
 
 const InletSchema = object({
@@ -164,6 +170,7 @@ export const EdgeConfigSchema: z.ZodType<CheckedEdgeConfig, EdgeConfig> = object
   connectWaitMs: wholeNumber("milliseconds", 100).default(10_000),
   idleTimeoutMs: wholeNumber("milliseconds", 100).default(30_000),
   attestationTtlSeconds: wholeNumber("seconds", 3).optional(),
+  cipher: cipherBlock(DEFAULT_LIBCRYPTO),
 }).superRefine((config, ctx) => {
   const issue = (path: (string | number)[], message: string) =>
     ctx.addIssue({ code: "custom", path, message });
@@ -231,13 +238,14 @@ export function parseInletFlag(text: string): InletConfig {
 /**
  * The Deno permissions this config needs and no more: net for the relays,
  * the authority, the inlets' listen addresses and the operations endpoint;
+ * ffi for OpenSSL's libcrypto unless the cipher is `webcrypto`;
  * read for the state directory, the trust anchor, the config file and the
  * secret files; write for the state directory.
  */
 export function edgePermissions(
   config: CheckedEdgeConfig,
   configFile?: string,
-): { net: string[]; read: string[]; write: string[] } & Permissions {
+): { net: string[]; read: string[]; write: string[]; ffi: string[] } & Permissions {
   const net = [
     ...config.relays,
     config.authority.address,
@@ -251,7 +259,12 @@ export function edgePermissions(
     ...(config.ticketFile ? [config.ticketFile] : []),
     ...(config.licenseFile ? [config.licenseFile] : []),
   ];
-  return { net: [...new Set(net)], read: [...new Set(read)], write: [config.stateDir] };
+  return {
+    net: [...new Set(net)],
+    read: [...new Set(read)],
+    write: [config.stateDir],
+    ffi: cipherLibraries(config.cipher),
+  };
 }
 
 /** {@link edgePermissions} as `deno run` flags. */

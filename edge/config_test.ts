@@ -134,7 +134,13 @@ Deno.test("edge config: the permission flags name exactly what the config uses",
     ],
     read: ["/var/lib/nexus-edge", "/etc/nexus/authority.identity.json", "/etc/nexus/edge.json"],
     write: ["/var/lib/nexus-edge"],
+    // The record cipher's library (cipher.backend "auto"): nothing when it is "webcrypto".
+    ffi: ["/usr/lib/x86_64-linux-gnu/libcrypto.so.3"],
   });
+  assert.deepEqual(
+    edgePermissions(checkEdgeConfig({ ...base(), cipher: { backend: "webcrypto" } })).ffi,
+    [],
+  );
   const flags = edgePermissionFlags(checkEdgeConfig({ ...base(), ops: "off" }));
   assert.equal(
     flags[0],
@@ -144,6 +150,7 @@ Deno.test("edge config: the permission flags name exactly what the config uses",
     "--allow-net",
     "--allow-read",
     "--allow-write",
+    "--allow-ffi",
   ]);
 });
 

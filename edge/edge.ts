@@ -21,6 +21,7 @@
  *
  * @module
  */
+import { chooseRecordCipher } from "../src/channel/cipher_choice.ts";
 import { licenseId } from "../src/authority_client/license_id.ts";
 import { formatHostPort, parseHostPort } from "../src/config/host_port.ts";
 import { TrustStore } from "../src/credential/trust_store.ts";
@@ -163,6 +164,8 @@ export async function startEdge(
 ): Promise<RunningEdge> {
   const config: CheckedEdgeConfig = await readEdgeSecrets(checkEdgeConfig(input));
   const logger = options.logger ?? silentLogger;
+  // Before any channel exists: every record cipher takes the process's backend.
+  chooseRecordCipher(config.cipher, logger);
   const identity = await loadOrCreateIdentity(config.stateDir, "edge");
   const trust = new TrustStore([await readIdentityFile(config.authority.identityFile)]);
   const node = new Node({ name: "edge", logger: logger.child("node") });

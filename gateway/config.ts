@@ -8,10 +8,11 @@
  * @module
  */
 import { checkConfig, loadConfig } from "../src/config/loader.ts";
-import type { Permissions } from "../src/config/permissions.ts";
+import { cipherLibraries, type Permissions } from "../src/config/permissions.ts";
 import { readSecretLine } from "../src/config/secret_file.ts";
 import { z } from "zod";
 import {
+  cipherBlock,
   hostPort,
   identifier,
   name,
@@ -21,6 +22,7 @@ import {
   secret,
   wholeNumber,
 } from "../src/config/schema.ts";
+import { DEFAULT_LIBCRYPTO } from "../src/crypto/aes_gcm.ts";
 
 /** Fields whose values are secrets: never quoted in an error. */
 const SECRETS = ["ticket"] as const;
@@ -78,6 +80,8 @@ export const GatewayConfigSchema = object({
   shutdownGraceMs: wholeNumber("milliseconds", 0).default(10_000),
   /** Lifetime of the gateway's channel attestations, seconds (renewed at two thirds). */
   attestationTtlSeconds: wholeNumber("seconds", 3).optional(),
+  /** Which AES-GCM seals the channel records (docs/operations.md §2.3). */
+  cipher: cipherBlock(DEFAULT_LIBCRYPTO),
 }).superRefine((config, ctx) => {
   if (config.ticket !== undefined && config.ticketFile !== undefined) {
     ctx.addIssue({ code: "custom", path: ["ticketFile"], message: "and ticket both given" });
@@ -132,8 +136,9 @@ export function loadGatewayConfig(
 
 /**
  * The Deno permissions this configuration needs and no more: net for the
- * authority, the relays, the backends and the operations endpoint; read
- * for the state directory, the trust anchor, the configuration file and the
+ * authority, the relays, the backends and the operations endpoint; ffi
+ * for OpenSSL's libcrypto unless the cipher is `webcrypto`; read for the
+ * state directory, the trust anchor, the configuration file and the
  * ticket file; write for the state directory.
  */
 export function gatewayPermissions(
@@ -154,6 +159,7 @@ export function gatewayPermissions(
       ...(config.ticketFile ? [config.ticketFile] : []),
     ],
     write: [config.stateDir],
+    ffi: cipherLibraries(config.cipher),
   };
 }
 

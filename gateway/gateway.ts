@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { chooseRecordCipher } from "../src/channel/cipher_choice.ts";
 import { listenSecureChannels, type SecureChannelListener } from "../src/channel/handshake.ts";
 import { formatHostPort, parseHostPort } from "../src/config/host_port.ts";
 import { TrustStore } from "../src/credential/trust_store.ts";
@@ -67,6 +68,8 @@ export async function startGateway(
   // The ticket file, if named, is read here, so every caller gets its check.
   const config: CheckedGatewayConfig = await readGatewaySecrets(checkGatewayConfig(input));
   const logger = options.logger ?? silentLogger;
+  // Before any channel exists: every record cipher takes the process's backend.
+  chooseRecordCipher(config.cipher, logger);
   // Policies first: a mistake stops the start, with its position in the
   // operator's own text and the outlet's name.
   const outletRules = config.outlets.map((o) => outletRule(config.customerId, o.name, o.policy));

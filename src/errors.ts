@@ -148,6 +148,12 @@ export type RelayErrorCode =
 /** A relay refused this end, or did not speak the protocol. */
 export class RelayError extends NexusError<RelayErrorCode> {}
 
+/** Why OpenSSL could not serve as the record cipher: not allowed, not there, or not OpenSSL 3. */
+export type CipherBackendErrorCode = "no_permission" | "not_found" | "unusable";
+
+/** The record cipher a configuration asks for cannot be used (src/crypto/aes_gcm.ts). */
+export class CipherBackendError extends NexusError<CipherBackendErrorCode> {}
+
 /** Why a policy's text was refused. */
 export type PolicyErrorCode = "syntax" | "too_long" | "too_deep";
 

@@ -502,9 +502,11 @@ Deno.test({
       assert.ok(covers(sets.agent.write, path), `write ${path}`);
     }
     assert.equal(sets.agent.net, sets.gateway.net, "the agent's net is the gateway's");
-    for (const kind of ["env", "ffi", "run"] as const) {
+    for (const kind of ["env", "run"] as const) {
       assert.equal(sets.agent[kind], undefined, `set agent grants no ${kind}`);
     }
+    // FFI for exactly the library the example's cipher needs (OpenSSL's libcrypto).
+    assert.deepEqual(sets.agent.ffi, needed.ffi);
     // The executable's own answer, for a copy where its set reads.
     const dir = `.state/deploy-test-${crypto.randomUUID()}`;
     await Deno.mkdir(`${root}${dir}`, { recursive: true });

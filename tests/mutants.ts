@@ -94,11 +94,30 @@ export const MUTANTS: readonly Mutant[] = [
   {
     id: "record-tag",
     threat: "relay compromise",
-    check: "a record's GCM tag is verified before its plaintext is used (tampering detected)",
-    file: "src/channel/transport_cipher.ts",
-    find: "        decipher.final();\n",
+    check: "a record's GCM tag is verified before its plaintext is used (node:crypto backend)",
+    file: "src/crypto/aes_gcm.ts",
+    find: "          decipher.final();\n",
     replace: "",
-    tests: ["src/channel/transport_cipher_test.ts", "src/channel/secure_channel_test.ts"],
+    tests: ["src/crypto/aes_gcm_test.ts", "src/channel/transport_cipher_test.ts"],
+  },
+  {
+    id: "record-tag-openssl",
+    threat: "relay compromise",
+    check: "a record's GCM tag is verified before its plaintext is used (OpenSSL backend)",
+    file: "src/crypto/aes_gcm.ts",
+    find: "            s.EVP_CipherFinal_ex(ctx, out.subarray(n), outl) === 1;\n",
+    replace: "            (s.EVP_CipherFinal_ex(ctx, out.subarray(n), outl), true);\n",
+    tests: ["src/crypto/aes_gcm_test.ts", "src/channel/transport_cipher_test.ts"],
+  },
+  {
+    id: "aead-lengths",
+    threat: "relay compromise",
+    check: "a record's lengths are checked before native code sees its pointers",
+    file: "src/crypto/aes_gcm.ts",
+    find:
+      "  if (sealed.length < GCM_TAG_BYTES || out.length !== sealed.length - GCM_TAG_BYTES) {\n",
+    replace: "  if (false) {\n",
+    tests: ["src/crypto/aes_gcm_test.ts"],
   },
   // --- man in the middle ------------------------------------------------------------------
   {

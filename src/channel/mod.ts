@@ -36,8 +36,12 @@ export {
   type DropReason,
   type OpenResult,
   ReceiveCipher,
+  recordCipherName,
   SendCipher,
+  setRecordCipher,
+  type TransportCipherOptions,
 } from "./transport_cipher.ts";
+export { chooseRecordCipher, type CipherChoice } from "./cipher_choice.ts";
 export {
   checkCredential,
   type TrustPolicy,

@@ -44,7 +44,7 @@ import type { Node } from "../routing/node.ts";
 import {
   type Address,
   decodeRoutedMessage,
-  encodeRoutedMessage,
+  encodeRoutedHeader,
   type Route,
   type RoutedMessage,
 } from "../routing/routed_message.ts";
@@ -139,6 +139,7 @@ export function frame(kind: number, body: Uint8Array): Uint8Array {
 
 /** @internal */
 export const utf8: TextEncoder = new TextEncoder();
+const NO_PREFIX = new Uint8Array(0);
 const fromUtf8 = new TextDecoder();
 
 /** An established channel end. */
@@ -164,6 +165,8 @@ export class SecureChannel {
   #isClosed = false;
   /** Records are routed in counter order even when seals finish out of order. */
   #sendChain: Promise<unknown> = Promise.resolve();
+  /** Records in the chain not yet routed (asynchronous seals). */
+  #sealing = 0;
   #receiveChain: Promise<unknown> = Promise.resolve();
   /** Records opened but not yet handled. */
   #opening = 0;
@@ -347,33 +350,59 @@ export class SecureChannel {
     }, Math.min(ms, 0x7fff_ffff)));
   }
 
-  #sendRecord(plaintext: Uint8Array): Promise<void> {
+  /**
+   * Seals `prefix || plaintext` as the next record and routes it to the
+   * peer; settles once the route has taken it (written to the socket).
+   *
+   * Records leave in counter order. When nothing waits for an
+   * asynchronous seal and this one seals in the call (always with a
+   * synchronous backend), it is sealed and routed now: routing starts
+   * synchronously, so it queues behind every earlier record, and the next
+   * record need not wait for this one's write. Several records can so sit
+   * in the connection's queue and leave in one write. Otherwise it waits
+   * in the chain for the seals before it.
+   */
+  #sendRecord(plaintext: Uint8Array, prefix: Uint8Array = NO_PREFIX): Promise<void> {
     if (this.#isClosed) {
       return Promise.reject(new HandshakeError("closed", "the channel is closed"));
     }
-    // Sealing starts now (several may run at once); routing follows call
-    // order, so records leave numbered in sequence. One byte of headroom
-    // takes the wire kind without another copy.
     this.#lastSent = Date.now();
-    const sealed = this.#send.seal(plaintext, 1);
-    sealed.catch((error) => {
-      if (error instanceof HandshakeError && error.code === "nonce_exhausted") {
-        this.#finish("nonce space exhausted", false);
+    const length = prefix.length + plaintext.length;
+    if (this.#sealing === 0 && this.#send.sealsNow(length)) {
+      let record: Uint8Array;
+      try {
+        // One byte of headroom takes the wire kind without another copy.
+        record = this.#send.sealNow(plaintext, 1, prefix);
+      } catch (error) {
+        this.#sealFailed(error);
+        return Promise.reject(error);
       }
-    });
-    const sent = this.#sendChain.then(async () => {
-      const payload = await sealed;
-      payload[0] = WIRE.record;
-      this.stats.sent++;
-      const routed = await this.#node.route({
-        onward: this.#remote,
-        return: [this.decryptorAddress],
-        payload,
+      return this.#routeRecord(record);
+    }
+    this.#sealing++;
+    const sealed = this.#send.seal(plaintext, 1, prefix);
+    sealed.catch((error) => this.#sealFailed(error));
+    let routed: Promise<void> = Promise.resolve();
+    const started = this.#sendChain.then(() => sealed).then((record) => {
+      routed = this.#routeRecord(record);
+    }).finally(() => this.#sealing--);
+    this.#sendChain = started.catch(() => {});
+    return started.then(() => routed);
+  }
+
+  #sealFailed(error: unknown): void {
+    if (error instanceof HandshakeError && error.code === "nonce_exhausted") {
+      this.#finish("nonce space exhausted", false);
+    }
+  }
+
+  #routeRecord(payload: Uint8Array): Promise<void> {
+    payload[0] = WIRE.record;
+    this.stats.sent++;
+    return this.#node.route({ onward: this.#remote, return: [this.decryptorAddress], payload })
+      .then((routed) => {
+        if (!routed) this.#finish("route to the peer lost", false);
       });
-      if (!routed) this.#finish("route to the peer lost", false);
-    });
-    this.#sendChain = sent.catch(() => {});
-    return sent;
   }
 
   #encrypt(message: RoutedMessage): Promise<void> {
@@ -384,14 +413,11 @@ export class SecureChannel {
         ),
       );
     }
-    const plaintext = encodeRoutedMessage(
-      message.onward.slice(1),
-      message.return,
-      message.payload,
-      1,
-    );
-    plaintext[0] = KIND.message;
-    return this.#sendRecord(plaintext);
+    // The kind and the routes are sealed in front of the payload, which is
+    // read where it is (no copy of it into a plaintext first).
+    const header = encodeRoutedHeader(message.onward.slice(1), message.return, 1);
+    header[0] = KIND.message;
+    return this.#sendRecord(message.payload, header);
   }
 
   /**

@@ -18,17 +18,25 @@
  * chain, so no message announces a rekey. The receiver keeps the previous
  * epoch's key while records of it can still fall inside the window.
  *
- * Speed (measured here, Deno 2.9): WebCrypto costs about 60 µs per call
- * whatever the size up to 16 KiB, and seals 64 KiB in about 90 µs when
- * four calls are in flight; node:crypto seals 100 bytes in 9 µs but 64 KiB
- * in 490 µs. So records of up to {@link SMALL_RECORD} bytes use node:crypto
- * synchronously and larger ones WebCrypto, whose calls the channel keeps
- * several of in flight. REKEY is a 32-byte encryption: node:crypto, so the
- * key chain is plain bytes and needs no promise chain.
+ * Two backends (chosen per process: {@link setRecordCipher}; per cipher:
+ * `aead` in the options; docs/architecture.md §5.11):
+ *
+ * - **A synchronous AES-GCM** (`src/crypto/aes_gcm.ts`; OpenSSL through
+ *   FFI): every record is sealed and opened in the call, at 2.5–3.5 GB/s
+ *   per core here, so `seal` and `open` return settled promises.
+ * - **WebCrypto** (the default where the permission set allows no FFI):
+ *   measured here (Deno 2.9), WebCrypto costs about 60 µs per call
+ *   whatever the size up to 16 KiB, and seals 64 KiB in about 90 µs when
+ *   four calls are in flight; node:crypto seals 100 bytes in 9 µs but 64
+ *   KiB in 490 µs. So records of up to {@link SMALL_RECORD} bytes use
+ *   node:crypto synchronously and larger ones WebCrypto, whose calls the
+ *   channel keeps several of in flight.
+ *
+ * REKEY is a 32-byte encryption: node:crypto, so the key chain is plain
+ * bytes and needs no promise chain.
  *
  * @module
  */
-import { createCipheriv, createDecipheriv } from "node:crypto";
 import {
   aesGcmDecrypt,
   aesGcmEncrypt,
@@ -38,6 +46,7 @@ import {
   writeNonce,
 } from "./noise/cipher_state.ts";
 import { HandshakeError } from "../errors.ts";
+import { type AesGcm, type AesGcmKey, nodeAesGcm } from "../crypto/aes_gcm.ts";
 import { REPLAY_WINDOW, ReplayWindow } from "./replay_window.ts";
 
 export { REPLAY_WINDOW };
@@ -52,13 +61,35 @@ export const DEFAULT_REKEY_INTERVAL = 65536;
 export const SMALL_RECORD = 2048;
 
 const EMPTY = new Uint8Array(0);
-/** One epoch's key: raw bytes for node:crypto, imported once for WebCrypto. */
+
+let processAead: AesGcm | null = null;
+
+/**
+ * Chooses the synchronous AES-GCM that every record cipher created after
+ * this call uses, unless its options name one (`aead`); `null` for the
+ * WebCrypto backend. An executable calls this once at start, after its
+ * configuration (`cipher`) is read.
+ */
+export function setRecordCipher(aead: AesGcm | null): void {
+  processAead = aead;
+}
+
+/** The backend new record ciphers use: `openssl` (or another synchronous AES-GCM's name), or `webcrypto`. */
+export function recordCipherName(): string {
+  return processAead?.name ?? "webcrypto";
+}
+
+/**
+ * One epoch's key: raw bytes for node:crypto, imported once for WebCrypto,
+ * keyed once in the synchronous backend.
+ */
 class EpochKey {
   readonly epoch: number;
   readonly raw: Uint8Array;
   #imported: Promise<CryptoKey> | null = null;
   /** The imported key once available, so callers can skip an await. */
   resolved: CryptoKey | null = null;
+  #aead: AesGcmKey | null = null;
 
   constructor(epoch: number, raw: Uint8Array) {
     this.epoch = epoch;
@@ -69,8 +100,20 @@ class EpochKey {
     return this.#imported ??= importAesKey(this.raw).then((key) => this.resolved = key);
   }
 
+  /** This key in `backend`, keyed on first use. */
+  keyed(backend: AesGcm): AesGcmKey {
+    return this.#aead ??= backend.key(this.raw);
+  }
+
   next(): EpochKey {
     return new EpochKey(this.epoch + 1, rekeyBytes(this.raw));
+  }
+
+  /** Wipes the key once no record of its epoch can be sealed or opened any more. */
+  dispose(): void {
+    this.#aead?.dispose();
+    this.#aead = null;
+    this.raw.fill(0);
   }
 }
 
@@ -83,6 +126,11 @@ export interface TransportCipherOptions {
    * The key given is taken as the key of that counter's epoch.
    */
   initialCounter?: number;
+  /**
+   * A synchronous AES-GCM for every record, or `null` for WebCrypto
+   * (default: the process's, {@link setRecordCipher}).
+   */
+  aead?: AesGcm | null;
 }
 
 function interval(options: TransportCipherOptions): number {
@@ -132,13 +180,20 @@ export class SendCipher {
   #interval: number;
   #n: number;
   #key: EpochKey;
-  /** Scratch nonce: both libraries copy it before returning. */
+  #aead: AesGcm | null;
+  /** Scratch nonce: every backend reads it before returning. */
   #iv = new Uint8Array(12);
 
   private constructor(raw: Uint8Array, options: TransportCipherOptions) {
     this.#interval = interval(options);
     this.#n = options.initialCounter ?? 0;
     this.#key = new EpochKey(Math.floor(this.#n / this.#interval), raw.slice());
+    this.#aead = options.aead === undefined ? processAead : options.aead;
+  }
+
+  /** The backend's name: `openssl` (say) or `webcrypto`. */
+  get backend(): string {
+    return this.#aead?.name ?? "webcrypto";
   }
 
   /** A sender for Split()'s raw key of this direction. */
@@ -151,41 +206,79 @@ export class SendCipher {
     return this.#n;
   }
 
-  /**
-   * The record for `plaintext`, preceded by `headroom` free bytes for the
-   * caller's own header (one allocation for both).
-   * @throws {HandshakeError} `nonce_exhausted` past the last counter.
-   */
-  seal(plaintext: Uint8Array, headroom = 0): Promise<Uint8Array> {
+  /** True when a record of `length` plaintext bytes is sealed in the call ({@link sealNow}). */
+  sealsNow(length: number): boolean {
+    return this.#aead !== null || length <= SMALL_RECORD;
+  }
+
+  /** Takes the next counter, moving to the next epoch's key when it starts one. */
+  #take(): { n: number; key: EpochKey } {
     const n = this.#n;
-    if (n > MAX_NONCE) {
-      return Promise.reject(new HandshakeError("nonce_exhausted", "channel nonce space exhausted"));
-    }
+    if (n > MAX_NONCE) throw new HandshakeError("nonce_exhausted", "channel nonce space exhausted");
     this.#n = n + 1;
     const epoch = Math.floor(n / this.#interval);
-    // Counters are taken in order, so epochs only move forward by one.
-    if (epoch > this.#key.epoch) this.#key = this.#key.next();
-    const key = this.#key;
-    const at = headroom + COUNTER_BYTES;
-    if (plaintext.length <= SMALL_RECORD) {
-      writeNonce(this.#iv, n);
-      const cipher = createCipheriv("aes-256-gcm", key.raw, this.#iv);
-      const record = new Uint8Array(at + plaintext.length + TAG_BYTES);
-      writeCounter(record, headroom, n);
-      record.set(cipher.update(plaintext), at);
-      cipher.final();
-      record.set(cipher.getAuthTag(), at + plaintext.length);
-      return Promise.resolve(record);
+    // Counters are taken in order, so epochs only move forward by one,
+    // and no record of the old epoch is sealed after this.
+    if (epoch > this.#key.epoch) {
+      const old = this.#key;
+      this.#key = old.next();
+      old.dispose();
     }
-    const seal = async (cryptoKey: CryptoKey) => {
-      const sealed = await aesGcmEncrypt(cryptoKey, this.#iv, n, EMPTY, plaintext);
-      const record = new Uint8Array(at + sealed.length);
-      writeCounter(record, headroom, n);
-      record.set(sealed, at);
-      return record;
-    };
-    // With the key at hand the encryption starts now, in call order.
-    return key.resolved !== null ? seal(key.resolved) : key.imported().then(seal);
+    return { n, key: this.#key };
+  }
+
+  /**
+   * The record for `prefix || plaintext`, sealed in the call, preceded by
+   * `headroom` free bytes for the caller's own header: one allocation for
+   * all, and the prefix (the caller's header inside the record) and the
+   * plaintext are read where they are, not copied together first.
+   * @throws {RangeError} unless {@link sealsNow} for this length.
+   * @throws {HandshakeError} `nonce_exhausted` past the last counter.
+   */
+  sealNow(plaintext: Uint8Array, headroom = 0, prefix: Uint8Array = EMPTY): Uint8Array {
+    const length = prefix.length + plaintext.length;
+    const sync = this.#aead ?? (length <= SMALL_RECORD ? nodeAesGcm : null);
+    if (sync === null) throw new RangeError(`a record of ${length} bytes is sealed asynchronously`);
+    const { n, key } = this.#take();
+    const at = headroom + COUNTER_BYTES;
+    const record = new Uint8Array(at + length + TAG_BYTES);
+    writeCounter(record, headroom, n);
+    writeNonce(this.#iv, n);
+    key.keyed(sync).seal(this.#iv, plaintext, record.subarray(at), prefix);
+    return record;
+  }
+
+  /**
+   * The record for `prefix || plaintext`, as {@link sealNow}, in the call
+   * when the backend allows, else by WebCrypto (several may be in flight;
+   * the counter is taken now).
+   * @throws {HandshakeError} `nonce_exhausted` past the last counter (rejected).
+   */
+  seal(plaintext: Uint8Array, headroom = 0, prefix: Uint8Array = EMPTY): Promise<Uint8Array> {
+    try {
+      if (this.sealsNow(prefix.length + plaintext.length)) {
+        return Promise.resolve(this.sealNow(plaintext, headroom, prefix));
+      }
+      if (prefix.length > 0) {
+        const whole = new Uint8Array(prefix.length + plaintext.length);
+        whole.set(prefix);
+        whole.set(plaintext, prefix.length);
+        plaintext = whole;
+      }
+      const { n, key } = this.#take();
+      const at = headroom + COUNTER_BYTES;
+      const seal = async (cryptoKey: CryptoKey) => {
+        const sealed = await aesGcmEncrypt(cryptoKey, this.#iv, n, EMPTY, plaintext);
+        const record = new Uint8Array(at + sealed.length);
+        writeCounter(record, headroom, n);
+        record.set(sealed, at);
+        return record;
+      };
+      // With the key at hand the encryption starts now, in call order.
+      return key.resolved !== null ? seal(key.resolved) : key.imported().then(seal);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 }
 
@@ -216,6 +309,7 @@ export class ReceiveCipher {
   #window = new ReplayWindow(REPLAY_WINDOW);
   /** Counters being decrypted now, and when each decryption settles. */
   #inFlight = new Map<number, Promise<unknown>>();
+  #aead: AesGcm | null;
 
   private constructor(raw: Uint8Array, options: TransportCipherOptions) {
     this.#interval = interval(options);
@@ -223,6 +317,12 @@ export class ReceiveCipher {
       Math.floor((options.initialCounter ?? 0) / this.#interval),
       raw.slice(),
     );
+    this.#aead = options.aead === undefined ? processAead : options.aead;
+  }
+
+  /** The backend's name: `openssl` (say) or `webcrypto`. */
+  get backend(): string {
+    return this.#aead?.name ?? "webcrypto";
   }
 
   /** A receiver for Split()'s raw key of this direction. */
@@ -263,18 +363,14 @@ export class ReceiveCipher {
     else return drop(epoch > current.epoch ? "too_new" : "too_old");
 
     const ciphertext = record.subarray(COUNTER_BYTES);
-    if (ciphertext.length - TAG_BYTES <= SMALL_RECORD) {
-      let plaintext: Uint8Array;
-      try {
-        writeNonce(this.#iv, n);
-        const decipher = createDecipheriv("aes-256-gcm", key.raw, this.#iv);
-        decipher.setAuthTag(ciphertext.subarray(ciphertext.length - TAG_BYTES));
-        const body = decipher.update(ciphertext.subarray(0, ciphertext.length - TAG_BYTES));
-        decipher.final();
-        plaintext = new Uint8Array(body);
-      } catch {
-        return drop("auth_failed");
-      }
+    const size = ciphertext.length - TAG_BYTES;
+    const sync = this.#aead ?? (size <= SMALL_RECORD ? nodeAesGcm : null);
+    if (sync !== null) {
+      // Opened in the call: nothing else runs between the window's check
+      // above and #accept's.
+      const plaintext = new Uint8Array(size);
+      writeNonce(this.#iv, n);
+      if (!key.keyed(sync).open(this.#iv, ciphertext, plaintext)) return drop("auth_failed");
       return Promise.resolve(this.#accept(n, key, plaintext));
     }
 
@@ -310,6 +406,9 @@ export class ReceiveCipher {
     const verdict = this.#window.check(n);
     if (verdict !== "fresh") return { ok: false, reason: verdict };
     if (key.epoch === this.#current.epoch + 1) {
+      // Records two epochs back fall outside the window (the interval is
+      // at least twice its width): that key can open nothing any more.
+      this.#previous?.dispose();
       this.#previous = this.#current;
       this.#current = key;
       this.#next = null;

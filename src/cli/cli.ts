@@ -21,7 +21,7 @@
  * @module
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { ConfigError, HsmError, NexusError, PolicyError } from "../errors.ts";
+import { CipherBackendError, ConfigError, HsmError, NexusError, PolicyError } from "../errors.ts";
 import { EXIT, type ExitCode } from "./exit_codes.ts";
 
 /** The options `node:util`'s `parseArgs` takes, by long name. */
@@ -95,6 +95,13 @@ export function describeFailure(error: unknown): { code: ExitCode; message: stri
   }
   if (error instanceof PolicyError) {
     return { code: EXIT.config, message: `${error.message} [${error.code}]` };
+  }
+  if (error instanceof CipherBackendError) {
+    return {
+      code: error.code === "no_permission" ? EXIT.permission : EXIT.config,
+      message:
+        `${error.message} [${error.code}] (cipher.backend "auto" or "webcrypto" runs without it)`,
+    };
   }
   if (error instanceof NexusError) {
     return { code: EXIT.runtime, message: `${error.message} [${error.code}]` };

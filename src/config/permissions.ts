@@ -45,3 +45,12 @@ export function permissionFlags(permissions: Permissions): string[] {
   }
   return flags;
 }
+
+/**
+ * The native libraries a `cipher` block needs: OpenSSL's libcrypto unless
+ * the backend is `webcrypto` (`auto` asks for it too, so that the flags
+ * printed for a configuration get the fast backend).
+ */
+export function cipherLibraries(cipher: { backend: string; library: string }): string[] {
+  return cipher.backend === "webcrypto" ? [] : [cipher.library];
+}

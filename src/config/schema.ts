@@ -114,3 +114,26 @@ export function identifier(): z.ZodString {
 export function object<T extends z.ZodRawShape>(shape: T): z.ZodObject<T, z.core.$strict> {
   return z.strictObject(shape, { error: "is required" });
 }
+
+/** The record cipher backends an executable may be told to use (`cipher.backend`). */
+export const CIPHER_BACKENDS = ["auto", "openssl", "webcrypto"] as const;
+
+/**
+ * The `cipher` block of the executables that carry channel records (edge,
+ * gateway, agent): which AES-GCM seals them (docs/operations.md §2.3).
+ * `auto` (the default) takes OpenSSL when the permission set allows FFI
+ * for `library`, and WebCrypto otherwise; `openssl` refuses to start
+ * without it; `webcrypto` never loads native code.
+ */
+export function cipherBlock(defaultLibrary: string): z.ZodPrefault<
+  z.ZodObject<{
+    backend: z.ZodDefault<z.ZodEnum<{ [K in (typeof CIPHER_BACKENDS)[number]]: K }>>;
+    library: z.ZodDefault<z.ZodString>;
+  }, z.core.$strict>
+> {
+  return object({
+    backend: z.enum(CIPHER_BACKENDS, { error: `must be one of ${CIPHER_BACKENDS.join(", ")}` })
+      .default("auto"),
+    library: nonEmpty().default(defaultLibrary),
+  }).prefault({});
+}

@@ -35,19 +35,28 @@ import type { Policy } from "../policy/mod.ts";
 import type { ByteReader } from "./byte_reader.ts";
 import {
   creditMessage,
-  dataMessage,
+  dataMessageInPlace,
   decodePortalMessage,
   emptyMessage,
   finMessage,
   PORTAL,
+  PORTAL_HEADER_BYTES,
   type PortalMessage,
   reasonMessage,
 } from "./portal_message.ts";
 
 /** Default credit window per session and direction. */
-export const DEFAULT_WINDOW = 256 * 1024;
+export const DEFAULT_WINDOW = 1024 * 1024;
 /** Largest DATA message. */
-export const MAX_CHUNK = 64 * 1024;
+export const MAX_CHUNK = 128 * 1024;
+/**
+ * DATA messages of one session on their way (sealed, in the connection's
+ * queue) while the next read runs: the socket is read while earlier reads
+ * are written, and several records can leave in one write.
+ */
+export const SEND_PIPELINE = 4;
+/** Read buffers a session keeps for reuse (an idle session holds one more, in its read). */
+const MAX_SPARE_CHUNKS = 2;
 
 /**
  * How long a session goes without a message from its peer before it
@@ -167,30 +176,49 @@ class Session {
     return this.#o.node.route({ onward: this.#o.remote, return: [this.#o.address], payload });
   }
 
+  /**
+   * Reads the socket and sends what it reads as DATA, within the credit.
+   * Each read lands behind room for the portal header, so the message is
+   * built in place; up to {@link SEND_PIPELINE} messages are on their way
+   * at once (sealed, queued at the connection) while the next read runs,
+   * each in its own buffer, which is read again only once its message was
+   * written.
+   */
   async #readLoop(): Promise<void> {
-    const buffer = new Uint8Array(MAX_CHUNK);
+    const spares: Uint8Array[] = [];
+    const inFlight: Promise<void>[] = [];
     try {
       while (!this.#ended) {
         while (this.#credit <= 0 && !this.#ended) {
           await new Promise<void>((resolve) => this.#creditWaiter = resolve);
         }
         if (this.#ended) return;
+        const buffer = spares.pop() ?? new Uint8Array(PORTAL_HEADER_BYTES + MAX_CHUNK);
         const n = await (this.#o.source ?? this.#o.conn).read(
-          buffer.subarray(0, Math.min(this.#credit, MAX_CHUNK)),
+          buffer.subarray(
+            PORTAL_HEADER_BYTES,
+            PORTAL_HEADER_BYTES + Math.min(this.#credit, MAX_CHUNK),
+          ),
         );
         if (this.#ended) return;
         if (n === null) {
           this.#readDone = true;
+          await Promise.all(inFlight);
+          if (this.#ended) return;
           await this.#send(finMessage);
           this.#maybeEnd();
           return;
         }
         this.#credit -= n;
         this.#o.count?.("out", n);
-        if (!await this.#send((seq) => dataMessage(seq, buffer.subarray(0, n)))) {
-          this.end("route to the peer lost", false);
-          return;
-        }
+        const sent = this.#send((seq) =>
+          dataMessageInPlace(seq, buffer.subarray(0, PORTAL_HEADER_BYTES + n))
+        ).then((routed) => {
+          if (!routed) this.end("route to the peer lost", false);
+          else if (spares.length < MAX_SPARE_CHUNKS) spares.push(buffer);
+        });
+        inFlight.push(sent);
+        if (inFlight.length >= SEND_PIPELINE) await inFlight.shift();
       }
     } catch (error) {
       this.end(`socket read failed: ${error instanceof Error ? error.message : error}`, true);
@@ -240,9 +268,10 @@ class Session {
         }
         this.#granted -= decoded.bytes.length;
         this.#o.count?.("in", decoded.bytes.length);
-        // Copied: the payload is a view the transport reuses. Bounded by
-        // the credit this side granted.
-        this.#queue.push(decoded.bytes.slice());
+        // Kept as it is, no copy: portal messages come only out of the
+        // secure channel (checked above), whose every plaintext is a buffer
+        // of its own, never reused. Bounded by the credit this side granted.
+        this.#queue.push(decoded.bytes);
         if (!this.#writing) this.#writeLoop();
         return;
       case PORTAL.credit:
@@ -292,7 +321,11 @@ class Session {
           const grant = this.#toGrant;
           this.#toGrant = 0;
           this.#granted += grant;
-          await this.#send((seq) => creditMessage(PORTAL.credit, seq, grant));
+          // Not awaited: the next chunk goes to the socket while the grant
+          // is on its way (the channel keeps messages in order).
+          this.#send((seq) => creditMessage(PORTAL.credit, seq, grant)).then((routed) => {
+            if (!routed) this.end("route to the peer lost", false);
+          });
         }
       }
     } catch (error) {

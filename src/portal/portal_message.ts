@@ -80,6 +80,15 @@ export function creditMessage(
   return out;
 }
 
+/**
+ * Makes `message` a DATA message in place: its first
+ * {@link PORTAL_HEADER_BYTES} bytes take the header, the rest is the data
+ * (read there by the caller, so nothing is copied).
+ */
+export function dataMessageInPlace(seq: number, message: Uint8Array): Uint8Array {
+  return header(message, PORTAL.data, seq);
+}
+
 /** A DATA message holding a copy of `bytes`. */
 export function dataMessage(seq: number, bytes: Uint8Array): Uint8Array {
   const out = header(new Uint8Array(PORTAL_HEADER_BYTES + bytes.length), PORTAL.data, seq);

@@ -110,12 +110,30 @@ export function encodeRoutedMessage(
   payload: Uint8Array,
   headroom = 0,
 ): Uint8Array {
+  return encodeRoutedHeader(onward, returnRoute, headroom, payload);
+}
+
+/**
+ * The header of a routed message alone (version and both routes), after
+ * `headroom` free bytes: for a caller that writes the payload beside it
+ * rather than copying it behind (a record sealed from both parts, a frame
+ * written from both). With `payload`, the whole message, as
+ * {@link encodeRoutedMessage}.
+ * @throws {RangeError} for a route of more than {@link MAX_ROUTE_LENGTH} addresses.
+ * @throws {TypeError} for an invalid address.
+ */
+export function encodeRoutedHeader(
+  onward: Route,
+  returnRoute: Route,
+  headroom = 0,
+  payload?: Uint8Array,
+): Uint8Array {
   const header = 1 + routeBytes(onward, "onward") + routeBytes(returnRoute, "return");
-  const out = new Uint8Array(headroom + header + payload.length);
+  const out = new Uint8Array(headroom + header + (payload?.length ?? 0));
   out[headroom] = MESSAGE_VERSION;
   let at = writeRoute(out, headroom + 1, onward);
   at = writeRoute(out, at, returnRoute);
-  out.set(payload, at);
+  if (payload !== undefined) out.set(payload, at);
   return out;
 }
 

@@ -124,12 +124,16 @@ export interface FramedConnection {
    * The frame is not copied up front: leave its bytes unchanged until the
    * promise settles.
    *
+   * With `tail`, the frame is `frame || tail`, written from both where
+   * they are: a small header built for this frame and a large body the
+   * sender already holds, without copying them together first.
+   *
    * Rejects with a {@link FrameError} (`empty_frame`, `oversized`) for a
    * frame of length 0 or above `maxFrameBytes` (the connection stays open),
    * and with a {@link TransportError} `closed` when the connection is or
    * becomes closed before the frame is written.
    */
-  send(frame: Uint8Array): Promise<void>;
+  send(frame: Uint8Array, tail?: Uint8Array): Promise<void>;
 
   /**
    * The frames the peer sends, in order. The next frame is read from the
@@ -221,8 +225,14 @@ function giveBackWriteBuffer(buffer: Uint8Array): void {
 /** Least length of the part of a large frame written from the caller's bytes. */
 const MIN_DIRECT_WRITE = 16 * 1024;
 
+const NO_TAIL = new Uint8Array(0);
+
 interface PendingSend {
   frame: Uint8Array;
+  /** The frame's second part, or an empty array. */
+  tail: Uint8Array;
+  /** Bytes of both parts. */
+  length: number;
   resolve: () => void;
   reject: (error: Error) => void;
 }
@@ -384,9 +394,9 @@ export class SocketConnection implements FramedConnection {
    * (`empty_frame`, `oversized`) or a {@link TransportError} `closed`; see
    * {@link FramedConnection.send}.
    */
-  send(frame: Uint8Array): Promise<void> {
+  send(frame: Uint8Array, tail: Uint8Array = NO_TAIL): Promise<void> {
     if (this.#closeInfo !== null) return Promise.reject(this.#closedError());
-    const length = frame.length;
+    const length = frame.length + tail.length;
     if (length === 0) {
       return Promise.reject(new FrameError("empty_frame", "cannot send an empty frame"));
     }
@@ -399,7 +409,7 @@ export class SocketConnection implements FramedConnection {
       );
     }
     const { promise, resolve, reject } = Promise.withResolvers<void>();
-    this.#queue.push({ frame, resolve, reject });
+    this.#queue.push({ frame, tail, length, resolve, reject });
     this.#bufferedAmount += FRAME_HEADER_BYTES + length;
     if (!this.#writing) {
       this.#writing = true;
@@ -511,7 +521,7 @@ export class SocketConnection implements FramedConnection {
         if (this.#closeInfo !== null) return;
         for (let i = this.#head; i < end; i++) {
           const pending = this.#queue[i];
-          this.#bufferedAmount -= FRAME_HEADER_BYTES + pending.frame.length;
+          this.#bufferedAmount -= FRAME_HEADER_BYTES + pending.length;
           pending.resolve();
         }
         this.#head = end;
@@ -547,13 +557,15 @@ export class SocketConnection implements FramedConnection {
     }
     let index = this.#head;
     let rest: Uint8Array | null = null;
+    let restTail: Uint8Array | null = null;
     while (index < queue.length) {
-      const frame = queue[index].frame;
+      const { frame, tail, length } = queue[index];
       const room = buffer.length - used - FRAME_HEADER_BYTES;
-      if (frame.length <= room) {
-        encodeFrameHeader(frame.length, buffer, used);
+      if (length <= room) {
+        encodeFrameHeader(length, buffer, used);
         buffer.set(frame, used + FRAME_HEADER_BYTES);
-        used += FRAME_HEADER_BYTES + frame.length;
+        if (tail.length > 0) buffer.set(tail, used + FRAME_HEADER_BYTES + frame.length);
+        used += FRAME_HEADER_BYTES + length;
         index++;
         continue;
       }
@@ -562,18 +574,28 @@ export class SocketConnection implements FramedConnection {
       // then the rest straight from the caller's bytes. The rest is kept at
       // least MIN_DIRECT_WRITE long, so a frame just over the buffer's size
       // is not followed by a write of a few bytes.
-      if (FRAME_HEADER_BYTES + frame.length <= buffer.length || room < 0) break;
+      if (FRAME_HEADER_BYTES + length <= buffer.length || room < 0) break;
       // (room >= 0 whenever the buffer is empty, so every batch progresses.)
-      const head = Math.max(0, Math.min(room, frame.length - MIN_DIRECT_WRITE));
-      encodeFrameHeader(frame.length, buffer, used);
-      buffer.set(frame.subarray(0, head), used + FRAME_HEADER_BYTES);
+      const head = Math.max(0, Math.min(room, length - MIN_DIRECT_WRITE));
+      encodeFrameHeader(length, buffer, used);
+      const fromFrame = Math.min(head, frame.length);
+      buffer.set(frame.subarray(0, fromFrame), used + FRAME_HEADER_BYTES);
+      if (head > fromFrame) {
+        buffer.set(tail.subarray(0, head - fromFrame), used + FRAME_HEADER_BYTES + fromFrame);
+      }
       used += FRAME_HEADER_BYTES + head;
-      rest = frame.subarray(head);
+      if (head < frame.length) {
+        rest = frame.subarray(head);
+        restTail = tail;
+      } else {
+        rest = tail.subarray(head - frame.length);
+      }
       index++;
       break;
     }
     await this.#writeAll(buffer.subarray(0, used));
-    if (rest !== null) await this.#writeAll(rest);
+    if (rest !== null && rest.length > 0) await this.#writeAll(rest);
+    if (restTail !== null && restTail.length > 0) await this.#writeAll(restTail);
     return index;
   }
 

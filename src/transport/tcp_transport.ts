@@ -23,7 +23,7 @@ import type { Node } from "../routing/node.ts";
 import {
   type Address,
   decodeRoutedMessage,
-  encodeRoutedMessage,
+  encodeRoutedHeader,
 } from "../routing/routed_message.ts";
 
 /** A connection attached to a node. */
@@ -128,8 +128,11 @@ export class TcpTransport {
       // any network; the close itself was logged once, not each message.
       if (connection.isClosed) return;
       try {
+        // The routes in a small header, the payload (a record, say) written
+        // from where it is: no copy of it into a frame.
         await connection.send(
-          encodeRoutedMessage(message.onward.slice(1), message.return, message.payload),
+          encodeRoutedHeader(message.onward.slice(1), message.return),
+          message.payload,
         );
       } catch (error) {
         if (connection.isClosed) return;
