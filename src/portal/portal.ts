@@ -316,8 +316,11 @@ class Session {
         let written = 0;
         while (written < chunk.length) written += await this.#o.conn.write(chunk.subarray(written));
         this.#toGrant += chunk.length;
-        // Grant in batches: half a window, or whatever is left when idle.
-        if (this.#toGrant >= this.#o.window / 2 || this.#queue.length === 0) {
+        // Grant in batches, once the peer is down to half a window or
+        // less (what it may still send is #granted): a peer that keeps
+        // more than half has credit to go on with, so a request and its
+        // answer travel without a CREDIT before them in every hop.
+        if (this.#granted <= this.#o.window / 2) {
           const grant = this.#toGrant;
           this.#toGrant = 0;
           this.#granted += grant;
