@@ -56,7 +56,7 @@ import {
   decodeRoutedMessage,
   encodeRoutedMessage,
   firstOnwardAddress,
-  forwardRoutedMessage,
+  forwardRoutedHeader,
 } from "../src/routing/routed_message.ts";
 import {
   connectionSource,
@@ -394,18 +394,28 @@ export function startRelay(options: RelayOptions): Relay {
       stats.dropped++;
       return;
     }
-    let out = forwardRoutedMessage(frame, peer.address);
-    if (out === null) {
+    const split = forwardRoutedHeader(frame, peer.address);
+    if (split === null) {
       peer.conn.close("malformed message");
       return;
     }
-    if (options.tamper) out = options.tamper(out);
+    // Written as the new header and the payload where it lies in the
+    // source's read buffer: no copy. The view stays valid because this
+    // source is not read again until the send below has settled.
+    let { header, payload } = split;
+    if (options.tamper) {
+      const whole = new Uint8Array(header.length + payload.length);
+      whole.set(header);
+      whole.set(payload, header.length);
+      header = options.tamper(whole);
+      payload = new Uint8Array(0);
+    }
     await throttle(peer.identifier, frame.length);
     // No timer per frame: the sweep closes a destination whose pending send
     // has waited longer than the slow-consumer timeout.
     if (destination.sending++ === 0) destination.sendingSince = Date.now();
     try {
-      await destination.conn.send(out);
+      await destination.conn.send(header, payload);
       stats.framesForwarded++;
       stats.bytesForwarded += frame.length;
     } catch {

@@ -205,6 +205,23 @@ export function firstOnwardAddress(bytes: Uint8Array): string | null {
  * Returns null when the header is malformed or a route would grow too long.
  */
 export function forwardRoutedMessage(bytes: Uint8Array, via: Address): Uint8Array | null {
+  const split = forwardRoutedHeader(bytes, via);
+  if (split === null) return null;
+  const out = new Uint8Array(split.header.length + split.payload.length);
+  out.set(split.header);
+  out.set(split.payload, split.header.length);
+  return out;
+}
+
+/**
+ * {@link forwardRoutedMessage} in two parts: the rewritten header, and the
+ * payload as a view into `bytes` (not copied), for a hop that writes both
+ * to the next connection while `bytes` stays valid.
+ */
+export function forwardRoutedHeader(
+  bytes: Uint8Array,
+  via: Address,
+): { header: Uint8Array; payload: Uint8Array } | null {
   if (bytes.length < 3 || bytes[0] !== MESSAGE_VERSION) return null;
   const onwardCount = bytes[1];
   if (onwardCount === 0 || onwardCount > MAX_ROUTE_LENGTH) return null;
@@ -236,16 +253,15 @@ export function forwardRoutedMessage(bytes: Uint8Array, via: Address): Uint8Arra
     if (end < 0) return null;
   }
   const viaLength = via.length;
-  const removed = firstEnd - 2;
-  const out = new Uint8Array(bytes.length - removed + 1 + viaLength);
-  out[0] = MESSAGE_VERSION;
-  out[1] = onwardCount - 1;
-  out.set(bytes.subarray(firstEnd, at), 2);
+  const header = new Uint8Array(2 + (at - firstEnd) + 2 + viaLength + (end - returnStart));
+  header[0] = MESSAGE_VERSION;
+  header[1] = onwardCount - 1;
+  header.set(bytes.subarray(firstEnd, at), 2);
   let w = 2 + (at - firstEnd);
-  out[w++] = returnCount + 1;
-  out[w++] = viaLength;
-  ascii.encodeInto(via, out.subarray(w, w + viaLength));
+  header[w++] = returnCount + 1;
+  header[w++] = viaLength;
+  ascii.encodeInto(via, header.subarray(w, w + viaLength));
   w += viaLength;
-  out.set(bytes.subarray(returnStart), w);
-  return out;
+  header.set(bytes.subarray(returnStart, end), w);
+  return { header, payload: bytes.subarray(end) };
 }
