@@ -66,6 +66,8 @@ export const DEFAULT_REORDER_WAIT_MS = 1000;
 
 /** Records of one channel decrypting at once before its reader waits. */
 export const RECEIVE_PIPELINE = 8;
+/** Delivered messages of one channel on their way onward before the next record waits. */
+export const DELIVERY_PIPELINE = 8;
 /**
  * Largest application payload one message may carry: a record with its
  * routes must fit a transport frame (256 KiB by default) with room to
@@ -170,6 +172,8 @@ export class SecureChannel {
   #receiveChain: Promise<unknown> = Promise.resolve();
   /** Records opened but not yet handled. */
   #opening = 0;
+  /** Delivered messages still on their way onward (bounded by DELIVERY_PIPELINE). */
+  #delivering: Promise<boolean>[] = [];
   /** Authenticated records, delivered in counter order (reorder_buffer.ts). */
   #order = new ReorderBuffer<Uint8Array>({ window: REPLAY_WINDOW });
   /** Set while records wait behind a gap: gives up on it after `#reorderWaitMs`. */
@@ -509,12 +513,19 @@ export class SecureChannel {
           this.stats.dropped++;
           return;
         }
-        await this.#node.route({
+        // Routing starts in the call, so messages reach their workers in
+        // order; up to DELIVERY_PIPELINE of them may still be on their way
+        // onward (a router's next channel, a connection's queue) while the
+        // next record is handled, and past that the oldest is waited for:
+        // a pipeline instead of a write per record, and still a bound.
+        const routed = this.#node.route({
           onward: inner.onward,
           return: [this.address, ...inner.return],
           payload: inner.payload,
           local: { secureChannel: this.#info },
         });
+        this.#delivering.push(routed);
+        if (this.#delivering.length >= DELIVERY_PIPELINE) await this.#delivering.shift();
         return;
       }
       case KIND.refresh:
