@@ -1,6 +1,6 @@
 /**
  * Exit statuses shared by every executable (`nexus-authority`, `nexus-relay`,
- * `nexus-gateway`, `nexus-edge`, `nexus-service`), so that a supervisor or
+ * `nexus-gateway`, `nexus-edge`, `nexus-agent`), so that a supervisor or
  * an operator's script can tell why a process ended without reading its
  * log. Documented in docs/operations.md ("Exit statuses").
  *

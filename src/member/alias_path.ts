@@ -44,13 +44,17 @@ export const MIN_RETRY_MS = 1000;
 export interface Path {
   /** The relay, as the configuration names it (`host:port`). */
   readonly relay: string;
+  /** The admitted connection to that relay. */
   readonly connection: RelayConnection;
+  /** The secure channel to the peer, through that relay. */
   readonly channel: SecureChannel;
 }
 
 /** Options of {@link AliasPath}. */
 export interface AliasPathOptions {
+  /** The member's node: the relay connection and the channel become its workers. */
   node: Node;
+  /** The TCP transport relays are reached with. */
   transport: TcpTransport;
   /** Relays (`host:port`), tried in order. */
   relays: readonly string[];
@@ -64,6 +68,7 @@ export interface AliasPathOptions {
   connectWaitMs: number;
   /** The channel's idle timeout, ms. */
   idleTimeoutMs: number;
+  /** Where path changes and failures are logged. */
   logger: Logger;
 }
 
@@ -102,6 +107,7 @@ export class AliasPath {
   #roundDone = Promise.withResolvers<boolean>();
   #loop: Promise<void> = Promise.resolve();
 
+  /** A path loop, not started yet ({@link AliasPath.start}). */
   constructor(options: AliasPathOptions) {
     this.#o = options;
     this.firstPath = this.#first.promise;

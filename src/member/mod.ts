@@ -16,3 +16,5 @@ export {
 } from "./member.ts";
 export { renewAttestations, untilTwoThirds } from "./attestation_renewal.ts";
 export { BACKOFF_BASE_MS, BACKOFF_MAX_MS, backoffMs, sleep, whenAborted } from "./backoff.ts";
+export { PING_INTERVAL_MS, RelayPresence, type RelayPresenceOptions } from "./relay_presence.ts";
+export { AliasPath, type AliasPathOptions, MIN_RETRY_MS, type Path } from "./alias_path.ts";

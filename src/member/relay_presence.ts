@@ -31,16 +31,21 @@ export const PING_INTERVAL_MS = 60_000;
 
 /** Options of {@link RelayPresence}. */
 export interface RelayPresenceOptions {
+  /** The member's node: relay connections become its workers. */
   node: Node;
+  /** The TCP transport the relay connections are made with. */
   transport: TcpTransport;
   /** Relays as `host:port`, each one the address its credential must name. */
   relays: readonly string[];
   /** The alias to hold at each relay (the credential's `relay` attribute must allow it). */
   alias: string;
+  /** The member's identity, which signs each admission. */
   identity: Identity;
+  /** Trust anchors: whom a relay's credential must come from. */
   trust: TrustStore;
   /** The member runtime: its credential admits, its revocations judge the relays. */
   member: Member;
+  /** Where registrations, losses and refusals are logged. */
   logger: Logger;
 }
 
@@ -66,6 +71,7 @@ export class RelayPresence {
   #loops: Promise<void>[];
   #o: RelayPresenceOptions;
 
+  /** Starts holding the alias at every relay at once. */
   constructor(options: RelayPresenceOptions) {
     this.#o = options;
     this.registered = this.#registered;
