@@ -2,7 +2,8 @@
  * End-to-end benchmark: what routing-only costs against terminating at the
  * gateway, in the same run, with the real executables.
  *
- * Deployment (as tests/e2e_test.ts sets it up), each piece its own process
+ * Deployment (as tests/e2e_test.ts sets it up; scripts/support/deployment.ts),
+ * each piece its own process
  * under its own permission set: the authority (`authority/main.ts serve`,
  * a fresh SoftHSM2 token: tests/support/authority_process.ts), a relay
  * (`relay/main.ts`, enrolled with a ticket, its per-identity rate raised so
@@ -58,34 +59,19 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { checkEdgeConfig, type EdgeConfig, edgePermissionFlags } from "../edge/config.ts";
-import type { GatewayConfig } from "../gateway/gateway.ts";
-import type { AgentConfig } from "../agent/config.ts";
-import { type AuthorityFixture, authorityFixture } from "../tests/support/authority_process.ts";
-import { parseBanner } from "./support/banner.ts";
+import { authorityFixture } from "./support/authority_process.ts";
 import { deadline } from "./support/deadline.ts";
-import { freePort } from "./support/free_port.ts";
+import { checkHealth, type Cleanup, deploy, metric, PORTAL_MODES } from "./support/deployment.ts";
 import { cpuSeconds } from "./support/process_usage.ts";
-import { ROOT, type ServiceProcess, spawnDeno } from "./support/service_process.ts";
+import { ROOT } from "./support/service_process.ts";
 
 const MiB = 1024 * 1024;
 const WRITE_BYTES = 256 * 1024;
 const REQUEST_BYTES = 64;
 const SESSIONS = 8;
-const CUSTOMER = "cust_bench";
-const GATEWAY_ALIAS = "gw-bench";
-const AGENT_ALIAS = "svc-bench";
-const SERVICE = "bench";
-const POLICY = 'subject.role == "edge"';
-/** Lines of a child's stderr kept for error messages. */
-const STDERR_KEPT = 60;
-/** How long a child has to print its ready line. */
-const START_MS = 30_000;
-/** How long a child has to exit once asked to, before it is killed. */
-const GRACE_MS = 5000;
 
 type Mode = "direct" | "phase2" | "e2e";
-const PORTALS = ["phase2", "e2e"] as const;
+const PORTALS = PORTAL_MODES;
 const MODES: readonly Mode[] = ["direct", ...PORTALS];
 const LABEL: Record<Mode, string> = {
   direct: "Direct TCP",
@@ -220,20 +206,6 @@ async function connectTrips(port: number, count: number, times: number[] = []) {
   return times;
 }
 
-/** One echo round trip to `port`, retried until it works or `ms` pass (the path coming up). */
-async function untilEchoes(port: number, what: string, ms = 30_000): Promise<void> {
-  const until = Date.now() + ms;
-  for (;;) {
-    try {
-      await deadline(connectTrips(port, 1), 10_000, what);
-      return;
-    } catch (error) {
-      if (Date.now() > until) throw new Error(`${what}: no answer`, { cause: error });
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-  }
-}
-
 /** The value below which `q` of `values` lie (nearest rank). */
 function quantile(values: number[], q: number): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -241,229 +213,6 @@ function quantile(values: number[], q: number): number {
 }
 
 const median = (values: number[]) => quantile(values, 0.5);
-
-/** The sum of a metric's samples (every label set) at an ops endpoint; 0 when absent. */
-async function metric(at: string, name: string, labels = ""): Promise<number> {
-  const text = await (await fetch(`http://${at}/metrics`)).text();
-  return text.split("\n")
-    .filter((line) => line.startsWith(`${name} `) || line.startsWith(`${name}{`))
-    .filter((line) => line.includes(labels))
-    .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(" ") + 1)), 0);
-}
-
-/** A one-time ticket from the authority with these attributes. */
-async function ticket(fixture: AuthorityFixture, ...attrs: string[]): Promise<string> {
-  const out = await fixture.run([
-    "ticket",
-    "create",
-    "--json",
-    ...attrs.flatMap((a) => ["--attr", a]),
-  ]);
-  if (out.code !== 0) throw new Error(`ticket create failed: ${out.stderr}`);
-  return JSON.parse(out.stdout).ticket as string;
-}
-
-/** Writes `config` to `file` (relative to the root), 0600: it may hold a ticket. */
-async function writeConfig(file: string, config: unknown): Promise<void> {
-  await Deno.writeTextFile(`${ROOT}${file}`, JSON.stringify(config), { mode: 0o600 });
-}
-
-/** Waits for `service`'s `READY <identifier> [metrics=HOST:PORT]`. */
-async function ready(service: ServiceProcess): Promise<{ identifier: string; metrics: string }> {
-  const line = await service.waitFor(/^READY/, START_MS);
-  const metrics = /metrics=(\S+)/.exec(line)?.[1];
-  if (metrics === undefined) throw new Error(`${service.name}: no metrics in ${line}`);
-  return { identifier: line.split(" ")[1], metrics };
-}
-
-/** The running deployment. */
-interface Deployment {
-  pids: Record<ProcessName, number>;
-  relayMetrics: string;
-  gatewayMetrics: string;
-  agentMetrics: string;
-  /** Inlet ports, by mode and backend. */
-  inlets: Record<"phase2" | "e2e", { sink: number; echo: number }>;
-}
-
-/** Starts the authority, relay, agent, gateway and edge; registers their stops in `cleanup`. */
-async function deploy(
-  fixture: AuthorityFixture,
-  dir: string,
-  backends: { sink: number; echo: number },
-  cleanup: (() => Promise<unknown> | unknown)[],
-  profile: string | undefined,
-): Promise<Deployment> {
-  progress("authority: init and serve (SoftHSM2 token)");
-  const init = await fixture.run(["init"]);
-  if (init.code !== 0) throw new Error(`authority init failed: ${init.stderr}`);
-  const authority = await fixture.serve();
-  cleanup.push(() => authority.stop());
-  const trustFile = `${fixture.state}/authority.identity.json`;
-  const authorityAddress = `127.0.0.1:${authority.port}`;
-  const started: ServiceProcess[] = [];
-  const start = (name: string, args: string[]) => {
-    const profiling = profile === undefined
-      ? []
-      : [`--cpu-prof-dir=${profile}`, `--cpu-prof-name=${name}.cpuprofile`, "--cpu-prof-md"];
-    const service = spawnDeno(name, [...profiling, ...args], { stderr: { keep: STDERR_KEPT } });
-    started.push(service);
-    cleanup.push(() => service.stop(GRACE_MS));
-    return service;
-  };
-
-  progress("relay");
-  const relayPort = freePort();
-  const relay = start("relay", [
-    "-P=relay",
-    "relay/main.ts",
-    ...await fixture.relayArgs(relayPort, authority.port),
-    "--metrics",
-    "127.0.0.1:0",
-    "--rate",
-    String(2 ** 40),
-  ]);
-  const relayBanner = parseBanner(await relay.waitFor(/^LISTENING/, START_MS));
-  if (relayBanner.metrics === undefined) throw new Error("the relay printed no metrics address");
-  const relays = [`127.0.0.1:${relayPort}`];
-
-  progress("service agent");
-  const backendOutlets = [
-    { name: "sink", backend: `127.0.0.1:${backends.sink}`, policy: POLICY },
-    { name: "echo", backend: `127.0.0.1:${backends.echo}`, policy: POLICY },
-  ];
-  const agentConfig: AgentConfig = {
-    stateDir: `${dir}/agent`,
-    authority: { identityFile: trustFile, address: authorityAddress },
-    relays,
-    alias: AGENT_ALIAS,
-    customerId: CUSTOMER,
-    service: SERVICE,
-    ticket: await ticket(
-      fixture,
-      "role=service",
-      `customer_id=${CUSTOMER}`,
-      `service=${SERVICE}`,
-      `relay=${AGENT_ALIAS}`,
-    ),
-    outlets: backendOutlets,
-    ops: `127.0.0.1:${freePort()}`,
-    shutdownGraceMs: 1000,
-  };
-  await writeConfig(`${dir}/agent.json`, agentConfig);
-  const agent = start("agent", [
-    "-P=agent",
-    "agent/main.ts",
-    "run",
-    "--config",
-    `${dir}/agent.json`,
-  ]);
-  const agentReady = await ready(agent);
-
-  progress("gateway");
-  const gatewayConfig: GatewayConfig = {
-    stateDir: `${dir}/gateway`,
-    authority: { identityFile: trustFile, address: authorityAddress },
-    relays,
-    alias: GATEWAY_ALIAS,
-    customerId: CUSTOMER,
-    ticket: await ticket(
-      fixture,
-      "role=gateway",
-      `customer_id=${CUSTOMER}`,
-      `relay=${GATEWAY_ALIAS}`,
-    ),
-    services: [{
-      name: SERVICE,
-      alias: AGENT_ALIAS,
-      policy: POLICY,
-      identifier: agentReady.identifier,
-    }],
-    outlets: backendOutlets,
-    ops: `127.0.0.1:${freePort()}`,
-    shutdownGraceMs: 1000,
-  };
-  await writeConfig(`${dir}/gateway.json`, gatewayConfig);
-  const gateway = start("gateway", [
-    "-P=gateway",
-    "gateway/main.ts",
-    "run",
-    "--config",
-    `${dir}/gateway.json`,
-  ]);
-  const gatewayReady = await ready(gateway);
-
-  progress("edge");
-  const license = await fixture.run([
-    "license",
-    "create",
-    "--json",
-    "--customer",
-    CUSTOMER,
-    "--tier",
-    "professional",
-  ]);
-  if (license.code !== 0) throw new Error(`license create failed: ${license.stderr}`);
-  await Deno.writeTextFile(
-    `${ROOT}${dir}/edge.license`,
-    `${JSON.parse(license.stdout).license}\n`,
-    { mode: 0o600 },
-  );
-  const inlets = {
-    phase2: { sink: freePort(), echo: freePort() },
-    e2e: { sink: freePort(), echo: freePort() },
-  };
-  const edgeConfig: EdgeConfig = {
-    stateDir: `${dir}/edge`,
-    authority: { identityFile: trustFile, address: authorityAddress },
-    relays,
-    gateway: {
-      alias: GATEWAY_ALIAS,
-      customerId: CUSTOMER,
-      identifier: gatewayReady.identifier,
-    },
-    licenseFile: `${dir}/edge.license`,
-    inlets: [
-      { listen: `127.0.0.1:${inlets.phase2.sink}`, outlet: "sink" },
-      { listen: `127.0.0.1:${inlets.phase2.echo}`, outlet: "echo" },
-      { listen: `127.0.0.1:${inlets.e2e.sink}`, service: SERVICE, outlet: "sink" },
-      { listen: `127.0.0.1:${inlets.e2e.echo}`, service: SERVICE, outlet: "echo" },
-    ],
-    ops: `127.0.0.1:${freePort()}`,
-  };
-  const edgeFile = `${dir}/edge.json`;
-  await writeConfig(edgeFile, edgeConfig);
-  const edge = start("edge", [
-    "-P=edge",
-    ...edgePermissionFlags(checkEdgeConfig(edgeConfig), edgeFile),
-    "edge/main.ts",
-    "run",
-    "--config",
-    edgeFile,
-  ]);
-  await edge.waitFor(/^READY/, START_MS);
-
-  // The paths: the edge's channel to the gateway, the gateway's to the
-  // agent, and the edge's inner channel to the agent (opened on first use).
-  progress("paths: Phase 2 and end to end");
-  for (const mode of PORTALS) await untilEchoes(inlets[mode].echo, `${LABEL[mode]} echo`);
-  for (const service of started) {
-    if (service.exited !== null) throw new Error(`${service.name} exited: ${service.exited.code}`);
-  }
-  return {
-    pids: {
-      edge: edge.pid,
-      relay: relay.pid,
-      gateway: gateway.pid,
-      agent: agent.pid,
-      bench: Deno.pid,
-    },
-    relayMetrics: relayBanner.metrics,
-    gatewayMetrics: gatewayReady.metrics,
-    agentMetrics: agentReady.metrics,
-    inlets,
-  };
-}
 
 /** CPU seconds of each process now. */
 async function cpuNow(pids: Record<ProcessName, number>): Promise<Record<ProcessName, number>> {
@@ -500,16 +249,19 @@ async function main(): Promise<void> {
   const fixture = await authorityFixture();
   const dir = `.state/bench-e2e-${crypto.randomUUID()}`;
   await Deno.mkdir(`${ROOT}${dir}`, { recursive: true, mode: 0o700 });
-  const cleanup: (() => Promise<unknown> | unknown)[] = [];
+  const cleanup: Cleanup[] = [];
   try {
-    const deployment = await deploy(
+    const deployment = await deploy({
       fixture,
       dir,
-      { sink: sink.port, echo: echo.port },
+      backends: { sink: sink.port, echo: echo.port },
+      probe: { outlet: "echo", check: (port) => connectTrips(port, 1) },
       cleanup,
-      values.profile === undefined ? undefined : Deno.realPathSync(values.profile),
-    );
-    const { pids, inlets } = deployment;
+      progress,
+      profile: values.profile === undefined ? undefined : Deno.realPathSync(values.profile),
+    });
+    const { inlets } = deployment;
+    const pids: Record<ProcessName, number> = { ...deployment.pids, bench: Deno.pid };
     const sinkPort: Record<Mode, number> = {
       direct: sink.port,
       phase2: inlets.phase2.sink,
@@ -604,18 +356,7 @@ async function main(): Promise<void> {
     }
 
     // Nothing dropped or refused on the way.
-    const dropped = await metric(deployment.relayMetrics, "nexus_relay_frames_dropped_total");
-    const refused = await metric(deployment.gatewayMetrics, "nexus_gateway_service_refused_total");
-    const routed = await metric(deployment.gatewayMetrics, "nexus_gateway_service_bytes_total");
-    const agentSessions = await metric(deployment.agentMetrics, "nexus_agent_sessions_total");
-    const failed = await metric(deployment.gatewayMetrics, "nexus_gateway_session_failures_total") +
-      await metric(deployment.agentMetrics, "nexus_agent_session_failures_total");
-    if (dropped || refused || failed) {
-      throw new Error(
-        `relay dropped ${dropped} frames; the gateway refused ${refused} inner messages; ` +
-          `${failed} sessions failed at the gateway and agent`,
-      );
-    }
+    const { routed, agentSessions } = await checkHealth(deployment);
 
     // The tables.
     const cells = (values: Record<Mode, number>, unit: string) =>

@@ -10,9 +10,10 @@
 # Needs only Node, npm and apt on the machine. It installs, when missing:
 #   - Debian packages: softhsm2 (PKCS#11 token for tests and the local stack), opensc
 #     (pkcs11-tool, for operator-made keys), and curl, redis-server and
-#     redis-tools (real clients and backends for the portal tests), and postgresql
+#     redis-tools (real clients and backends for the portal tests), postgresql
 #     and postgresql-client (a throwaway PostgreSQL server per test run,
-#     tests/support/postgres.ts);
+#     tests/support/postgres.ts), and stunnel4, socat and iperf3 (the TLS tunnel
+#     and the throughput client and server of bench:compare and its test);
 #   - npm dependencies with `npm ci` from the committed package-lock.json, which
 #     also builds the pkcs11js native addon;
 #   - the pinned Deno, from the npm registry into .tools/deno (manifest and lock
@@ -36,6 +37,11 @@ command -v pkcs11-tool >/dev/null 2>&1 || apt_needed+=(opensc)
 command -v curl >/dev/null 2>&1 || apt_needed+=(curl)
 command -v redis-server >/dev/null 2>&1 || apt_needed+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || apt_needed+=(redis-tools)
+# The other ends of `deno task bench:compare` (tests/bench_compare_test.ts): a TLS tunnel
+# (stunnel4, socat in its middle) and a throughput client and server (iperf3).
+command -v stunnel4 >/dev/null 2>&1 || apt_needed+=(stunnel4)
+command -v socat >/dev/null 2>&1 || apt_needed+=(socat)
+command -v iperf3 >/dev/null 2>&1 || apt_needed+=(iperf3)
 # PostgreSQL (Debian's, 15 on bookworm): tests/support/postgres.ts makes a fresh cluster
 # per test run with initdb/pg_ctl from /usr/lib/postgresql/<major>/bin, for the portal
 # end-to-end test (the real psql client through a tunnel to it) and for the credential

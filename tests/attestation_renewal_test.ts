@@ -26,7 +26,7 @@ import { Node } from "../src/routing/node.ts";
 import { TcpTransport } from "../src/transport/tcp_transport.ts";
 import { freePort } from "../scripts/support/free_port.ts";
 import { spawnDeno } from "../scripts/support/service_process.ts";
-import { authorityFixture } from "./support/authority_process.ts";
+import { authorityFixture } from "../scripts/support/authority_process.ts";
 import { startTestEdge } from "./support/test_edge.ts";
 
 const root = new URL("..", import.meta.url).pathname;

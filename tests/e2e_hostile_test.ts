@@ -40,7 +40,7 @@ import type { RoutedMessage } from "../src/routing/routed_message.ts";
 import { TcpTransport } from "../src/transport/tcp_transport.ts";
 import { freePort } from "../scripts/support/free_port.ts";
 import { spawnDeno } from "../scripts/support/service_process.ts";
-import { authorityFixture } from "./support/authority_process.ts";
+import { authorityFixture } from "../scripts/support/authority_process.ts";
 import { randomBytes } from "./support/backends.ts";
 
 const root = new URL("..", import.meta.url).pathname;

@@ -24,7 +24,7 @@ import type { AgentConfig } from "../agent/config.ts";
 import { freePort } from "../scripts/support/free_port.ts";
 import { memoryOf } from "../scripts/support/process_usage.ts";
 import { type ServiceProcess, spawnDeno } from "../scripts/support/service_process.ts";
-import { authorityFixture } from "./support/authority_process.ts";
+import { authorityFixture } from "../scripts/support/authority_process.ts";
 import {
   concat,
   exchange,

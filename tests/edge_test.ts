@@ -18,7 +18,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { checkEdgeConfig, type EdgeConfig, edgePermissionFlags } from "../edge/config.ts";
 import { type GatewayConfig } from "../gateway/gateway.ts";
-import { authorityFixture } from "./support/authority_process.ts";
+import { authorityFixture } from "../scripts/support/authority_process.ts";
 import { cpuSeconds, memoryOf } from "../scripts/support/process_usage.ts";
 import { freePort } from "../scripts/support/free_port.ts";
 import { type ServiceProcess, spawnDeno } from "../scripts/support/service_process.ts";

@@ -42,7 +42,7 @@ import { eventually } from "../src/testdata/channel_fixtures.ts";
 import { freePort } from "../scripts/support/free_port.ts";
 import { cpuSeconds, memoryOf } from "../scripts/support/process_usage.ts";
 import { spawnDeno } from "../scripts/support/service_process.ts";
-import { authorityFixture } from "./support/authority_process.ts";
+import { authorityFixture } from "../scripts/support/authority_process.ts";
 import { type Flood, flood } from "./support/flood.ts";
 import { startTestEdge, type TestEdge } from "./support/test_edge.ts";
 

@@ -22,7 +22,7 @@ import { createLogger } from "../src/log.ts";
 import { parsePolicy } from "../src/policy/mod.ts";
 import { eventually } from "../src/testdata/channel_fixtures.ts";
 import { type GatewayConfig, startGateway } from "../gateway/gateway.ts";
-import { type AuthorityFixture, authorityFixture } from "./support/authority_process.ts";
+import { type AuthorityFixture, authorityFixture } from "../scripts/support/authority_process.ts";
 import { freePort } from "../scripts/support/free_port.ts";
 import { spawnDeno } from "../scripts/support/service_process.ts";
 import { curl } from "./support/curl.ts";

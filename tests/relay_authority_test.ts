@@ -16,7 +16,7 @@ import { connectRelay } from "../src/relay_client/relay_client.ts";
 import { Node } from "../src/routing/node.ts";
 import { TcpTransport } from "../src/transport/tcp_transport.ts";
 import { eventually } from "../src/testdata/channel_fixtures.ts";
-import { authorityFixture, statePath } from "./support/authority_process.ts";
+import { authorityFixture, statePath } from "../scripts/support/authority_process.ts";
 import { readBanner } from "../scripts/support/banner.ts";
 import { freePort } from "../scripts/support/free_port.ts";
 

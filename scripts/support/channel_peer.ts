@@ -9,7 +9,9 @@
  *
  * Usage: channel_peer.ts <authority identity file> <authority key seed hex file>
  *
- * Permissions: read the two files, net 127.0.0.1.
+ * Permissions: read the two files, net 127.0.0.1; with ffi for OpenSSL's
+ * libcrypto, records and handshakes use it, as in the gateway
+ * (`cipher.backend` "auto"), else the portable primitives.
  *
  * @module
  */
@@ -20,11 +22,16 @@ import { Identity } from "../../src/identity/identity.ts";
 import { readIdentityFile } from "../../src/identity/identity_file.ts";
 import { SoftwareSigner } from "../../src/identity/software_signer.ts";
 import { createChannelIdentity } from "../../src/channel/channel_identity.ts";
+import { chooseRecordCipher } from "../../src/channel/cipher_choice.ts";
+import { DEFAULT_LIBCRYPTO } from "../../src/crypto/aes_gcm.ts";
+import { silentLogger } from "../../src/log.ts";
 import { listenSecureChannels } from "../../src/channel/handshake.ts";
 import { Node } from "../../src/routing/node.ts";
 import { TcpTransport } from "../../src/transport/tcp_transport.ts";
 
 const [identityPath, seedPath] = Deno.args;
+// As the gateway chooses with cipher.backend "auto".
+chooseRecordCipher({ backend: "auto", library: DEFAULT_LIBCRYPTO }, silentLogger);
 const anchor = await readIdentityFile(identityPath);
 const authority = await Identity.fromHistory(
   anchor.history,

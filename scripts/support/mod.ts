@@ -1,8 +1,9 @@
 /**
  * Support code shared by the scripts (the local stack, the benchmarks) and
  * the tests: starting `deno run` children and reading their output, the
- * services' banner line, free ports, a process's memory and CPU time, and
- * a portal deployment in processes.
+ * services' banner line, free ports, a process's memory and CPU time, a
+ * portal deployment in processes, and the whole system deployed for the
+ * benchmarks.
  *
  * - {@link ./service_process.ts}: {@link spawnDeno}, {@link ServiceProcess}
  *   (stop, end, kill, freeze, waitFor).
@@ -13,6 +14,8 @@
  * - {@link ./portal_harness.ts}: {@link writeDeploymentFiles},
  *   {@link startRelay}, {@link startPeer}.
  * - {@link ./deadline.ts}: {@link deadline}, {@link settlesWithin}.
+ * - {@link ./deployment.ts}: {@link deploy} (authority, relay, service
+ *   agent, gateway and edge, each its own process), {@link checkHealth}.
  *
  * Child scripts, run as their own processes (not exported here):
  * ./channel_peer.ts (a secure channel responder) and ./portal_peer.ts (a
@@ -25,6 +28,7 @@
  */
 export * from "./banner.ts";
 export * from "./deadline.ts";
+export * from "./deployment.ts";
 export * from "./free_port.ts";
 export * from "./lines.ts";
 export * from "./portal_harness.ts";

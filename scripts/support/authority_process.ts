@@ -3,7 +3,7 @@
  * permission set, against a fresh SoftHSM2 token, for cross-process tests.
  */
 import { createSoftHsmToken, type SoftHsmToken } from "../../hsm/testing/softhsm.ts";
-import { readBanner } from "../../scripts/support/banner.ts";
+import { readBanner } from "./banner.ts";
 
 const root = new URL("../../", import.meta.url).pathname;
 
