@@ -135,8 +135,19 @@ export const MUTANTS: readonly Mutant[] = [
     threat: "man in the middle",
     check: "the attestation is signed by the identity's current key",
     file: "src/identity/attestation.ts",
-    find: "  if (!await verifyEd25519(identity.primaryKey, message, attestation.signature)) {\n",
-    replace: "  if (false) {\n",
+    find: "    if (!await verifyEd25519(identity.primaryKey, message, attestation.signature)) {\n",
+    replace: "    if (false) {\n",
+    tests: ["src/identity/attestation_test.ts"],
+  },
+  {
+    id: "attestation-signature-cache-key",
+    threat: "man in the middle",
+    check:
+      "an attestation's signature is taken from the cache only under the key it verified under",
+    file: "src/identity/attestation.ts",
+    find:
+      "  const verifiedBefore = cached !== undefined && bytesEqual(cached.key, identity.primaryKey);\n",
+    replace: "  const verifiedBefore = cached !== undefined;\n",
     tests: ["src/identity/attestation_test.ts"],
   },
   {
@@ -174,9 +185,51 @@ export const MUTANTS: readonly Mutant[] = [
     threat: "identity spoofing",
     check: "a credential is signed by a trusted authority's current key",
     file: "src/credential/credential.ts",
-    find: "  if (!await verifyEd25519(issuer.primaryKey, message, credential.signature)) {\n",
-    replace: "  if (false) {\n",
+    find: "    if (!await verifyEd25519(issuer.primaryKey, message, credential.signature)) {\n",
+    replace: "    if (false) {\n",
     tests: ["src/credential/credential_test.ts"],
+  },
+  {
+    id: "credential-signature-cache-key",
+    threat: "identity spoofing",
+    check:
+      "a credential's signature is taken from the cache only under the issuer key it verified under",
+    file: "src/credential/credential.ts",
+    find:
+      "  const verifiedBefore = cached !== undefined && bytesEqual(cached.key, issuer.primaryKey);\n",
+    replace: "  const verifiedBefore = cached !== undefined;\n",
+    tests: ["src/credential/credential_test.ts"],
+  },
+  {
+    id: "history-cache-exact-bytes",
+    threat: "identity spoofing",
+    check: "a verified history's cache entry is found only by every byte of that history",
+    file: "src/identity/history_cache.ts",
+    find: '"=" + keyOf(history) :',
+    replace: '"=" + keyOf(history.subarray(0, 64)) :',
+    tests: ["src/identity/history_cache_test.ts"],
+  },
+  {
+    id: "history-cache-long-key",
+    threat: "identity spoofing",
+    check: "a long verified history's cache entry is found only by the SHA-256 of all its bytes",
+    file: "src/identity/history_cache.ts",
+    find: '"#" + toHex(sha256(history));',
+    replace: '"#" + toHex(sha256(history.subarray(0, 64)));',
+    tests: ["src/identity/history_cache_test.ts"],
+  },
+  {
+    id: "signature-cache-exact-bytes",
+    threat: "identity spoofing",
+    check: "the signature cache is keyed by every byte of the encoding that verified",
+    file: "src/identity/verified_cache.ts",
+    find: "bytes.subarray(at, at + 8192) as unknown as number[]",
+    replace: "bytes.subarray(at, at + 64) as unknown as number[]",
+    tests: [
+      "src/identity/verified_cache_test.ts",
+      "src/credential/credential_test.ts",
+      "src/identity/attestation_test.ts",
+    ],
   },
   {
     id: "credential-subject",
@@ -213,7 +266,8 @@ export const MUTANTS: readonly Mutant[] = [
     threat: "identity spoofing",
     check: "enrolling again (a reusable license) is refused to a rotated-away prefix too",
     file: "authority/service.ts",
-    find: '        checkKey(presented);\n        const ticket = request.body.get("ticket");\n',
+    find:
+      '        checkKey(presented, known);\n        const ticket = request.body.get("ticket");\n',
     replace: '        const ticket = request.body.get("ticket");\n',
     tests: ["tests/authority_test.ts"],
   },
@@ -471,8 +525,8 @@ export const MUTANTS: readonly Mutant[] = [
     threat: "hostile relay",
     check: "a credential refresh at a relay is signed by the member for that connection",
     file: "relay/relay.ts",
-    find: "        await verifyEd25519(\n          peer.identity.primaryKey,\n" +
-      "          refreshMessage(options.identity.identifier, peer.relayNonce, encoded),\n" +
+    find: "        await verifyEd25519(\n          peer.primaryKey,\n" +
+      "          refreshMessage(options.identity.identifier, fromHex(peer.relayNonce), encoded),\n" +
       "          signature,\n        )\n",
     replace: "        signature.length >= 0\n",
     tests: ["tests/relay_test.ts"],

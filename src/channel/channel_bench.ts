@@ -7,6 +7,14 @@
  *   against the six X25519 operations the two sides cannot avoid. The
  *   responder's rate on its own core comes from the two-process run
  *   (`scripts/bench_channel.ts`, `deno task bench:channel`).
+ * - `responder`: the responder's own work only (message 1 read, message 2
+ *   written, message 3 read, Split(), the initiator verified), for a peer
+ *   seen before (its signatures verified once) and for a new peer each
+ *   time, against the four X25519 operations of a responder.
+ *
+ * The handshake runs on OpenSSL's libcrypto when ffi allows it
+ * (src/channel/noise/openssl.ts), else on the portable primitives, as
+ * under `deno task bench`'s permission set.
  * - `seal 16 KiB`, `seal 64 KiB`, `100-byte messages`: a record sealed
  *   (and opened) by SendCipher / ReceiveCipher against a bare WebCrypto
  *   AES-256-GCM encryption of the same plaintext. MB/s = size / time.
@@ -21,7 +29,7 @@ import { encodeIdentityPayload } from "./identity_payload.ts";
 import { XXHandshake } from "./noise/handshake_state.ts";
 import { dh, generateDhKeyPair } from "./noise/x25519.ts";
 import { PROLOGUE } from "./secure_channel.ts";
-import { createChannelIdentity } from "./channel_identity.ts";
+import { type ChannelIdentity, createChannelIdentity } from "./channel_identity.ts";
 import { ReceiveCipher, SendCipher } from "./transport_cipher.ts";
 import { verifyPeer } from "./trust_policy.ts";
 
@@ -73,6 +81,70 @@ Deno.bench("XX handshake + identity verification, both sides", { group: "handsha
   initiator.split();
   responder.split();
 });
+
+const initiatorKeys = [generateDhKeyPair(), generateDhKeyPair()];
+Deno.bench("4 × X25519 (a responder's DH)", { group: "responder", baseline: true }, () => {
+  const [re, rs] = initiatorKeys;
+  const e = generateDhKeyPair();
+  dh(e, re.publicKey); // ee
+  dh(gateway.local.staticKeyPair, re.publicKey); // es
+  dh(e, rs.publicKey); // se
+  e.privateKey.dispose();
+});
+
+/**
+ * One handshake with `initiator` up to message 3; only the responder's part
+ * of the half named is timed (a bench times one span): `"first"` reads
+ * message 1 and writes message 2, `"last"` reads message 3, splits and
+ * verifies the initiator. The responder's work is the sum of the two.
+ */
+async function respond(
+  b: Deno.BenchContext,
+  initiator: { local: ChannelIdentity; payload: Uint8Array },
+  half: "first" | "last",
+) {
+  const i = new XXHandshake({
+    initiator: true,
+    prologue: PROLOGUE,
+    staticKeyPair: initiator.local.staticKeyPair,
+  });
+  const m1 = await i.writeMessage(empty);
+  if (half === "first") b.start();
+  const r = new XXHandshake({
+    initiator: false,
+    prologue: PROLOGUE,
+    staticKeyPair: gateway.local.staticKeyPair,
+  });
+  await r.readMessage(m1);
+  const m2 = await r.writeMessage(gateway.payload);
+  if (half === "first") b.end();
+  await i.readMessage(m2);
+  const m3 = await i.writeMessage(initiator.payload);
+  if (half === "last") b.start();
+  const p3 = await r.readMessage(m3);
+  r.split();
+  await verifyPeer(p3, r.remoteStaticKey!, policy);
+  if (half === "last") b.end();
+}
+
+Deno.bench(
+  "responder: messages 1 and 2",
+  { group: "responder" },
+  async (b) => await respond(b, edge, "first"),
+);
+Deno.bench(
+  "responder: message 3 and verifyPeer, a peer seen before",
+  { group: "responder" },
+  async (b) => await respond(b, edge, "last"),
+);
+
+/** New members, one per iteration of the next bench. */
+const newcomers = await Promise.all(Array.from({ length: 300 }, () => party("edge")));
+Deno.bench(
+  "responder: message 3 and verifyPeer, a new peer (every signature)",
+  { group: "responder", n: 250, warmup: 20 },
+  async (b) => await respond(b, newcomers.pop()!, "last"),
+);
 
 const key = crypto.getRandomValues(new Uint8Array(32));
 const rawKey = await crypto.subtle.importKey("raw", key, "AES-GCM", false, ["encrypt"]);

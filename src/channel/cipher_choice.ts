@@ -1,12 +1,14 @@
 /**
- * The one place a process picks the AES-GCM of its channel records, from
- * its configuration's `cipher` block (docs/architecture.md §5.11).
+ * The one place a process picks the AES-GCM of its channel records, and
+ * the handshake's primitives with it, from its configuration's `cipher`
+ * block (docs/architecture.md §5.11).
  *
  * @module
  */
 import { type AesGcm, CipherBackendError, openSslAesGcm } from "../crypto/aes_gcm.ts";
 import type { Logger } from "../log.ts";
 import { setRecordCipher } from "./transport_cipher.ts";
+import { setNoiseBackend } from "./noise/openssl.ts";
 
 /** What the configuration asks for. */
 export interface CipherChoice {
@@ -41,6 +43,9 @@ export function chooseRecordCipher(choice: CipherChoice, logger: Logger): string
     }
   }
   setRecordCipher(aead);
+  // The handshake's primitives (X25519, SHA-256, HKDF) from the same
+  // library, or the portable ones where the records use WebCrypto.
+  setNoiseBackend(aead === null ? "portable" : "openssl", choice.library);
   const name = aead?.name ?? "webcrypto";
   logger.info("record cipher", { backend: name, ...(why === undefined ? {} : { fallback: why }) });
   return name;

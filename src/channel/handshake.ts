@@ -28,6 +28,7 @@ import type { Address, Route, RoutedMessage } from "../routing/routed_message.ts
 import { encodeIdentityPayload } from "./identity_payload.ts";
 import { XXHandshake } from "./noise/handshake_state.ts";
 import type { SplitKeys } from "./noise/symmetric_state.ts";
+import type { ChannelIdentity } from "./channel_identity.ts";
 import {
   type ChannelOptions,
   frame,
@@ -40,26 +41,109 @@ import {
 import { ReceiveCipher, SendCipher } from "./transport_cipher.ts";
 import { type VerifiedPeer, verifyPeer } from "./trust_policy.ts";
 
+/** A deadline waiting in a {@link DeadlineQueue}. */
+interface Pending {
+  /** When it expires, `performance.now()` milliseconds. */
+  readonly at: number;
+  /** Expired or cancelled. */
+  done: boolean;
+  readonly expire: () => void;
+}
+
+/**
+ * The deadlines of one duration. They expire in the order they were set,
+ * so one timer, armed for the oldest, serves them all: a listener's
+ * handshakes each cost an array slot instead of a timer set and cleared
+ * (tens of microseconds each under load). A cancelled deadline leaves the
+ * front at once; the timer stops when none is left, so nothing keeps the
+ * process alive.
+ */
+class DeadlineQueue {
+  readonly #ms: number;
+  #items: Pending[] = [];
+  #head = 0;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(ms: number) {
+    this.#ms = ms;
+  }
+
+  add(expire: () => void): Pending {
+    const pending: Pending = { at: performance.now() + this.#ms, done: false, expire };
+    this.#items.push(pending);
+    if (this.#timer === undefined) this.#arm();
+    return pending;
+  }
+
+  cancel(pending: Pending): void {
+    pending.done = true;
+    this.#drop();
+  }
+
+  #arm(): void {
+    const first = this.#items[this.#head];
+    this.#timer = setTimeout(() => this.#fire(), Math.max(0, first.at - performance.now()));
+  }
+
+  #fire(): void {
+    this.#timer = undefined;
+    const now = performance.now();
+    const due: Pending[] = [];
+    for (; this.#head < this.#items.length; this.#head++) {
+      const pending = this.#items[this.#head];
+      if (pending.done) continue;
+      if (pending.at > now) break;
+      pending.done = true;
+      due.push(pending);
+    }
+    this.#drop();
+    for (const pending of due) pending.expire();
+  }
+
+  /** Drops finished deadlines from the front; stops the timer when none is left. */
+  #drop(): void {
+    while (this.#head < this.#items.length && this.#items[this.#head].done) this.#head++;
+    if (this.#head === this.#items.length) {
+      this.#items = [];
+      this.#head = 0;
+      if (this.#timer !== undefined) clearTimeout(this.#timer);
+      this.#timer = undefined;
+      return;
+    }
+    if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
+      this.#items = this.#items.slice(this.#head);
+      this.#head = 0;
+    }
+    if (this.#timer === undefined) this.#arm();
+  }
+}
+
+/** One queue per handshake duration in use. */
+const deadlineQueues = new Map<number, DeadlineQueue>();
+
 /**
  * A handshake deadline. `check()` lets the handshake's own steps stop after
  * an await once the deadline has passed, so no state is built after the
  * caller was told `timeout`.
  */
 function deadline(ms: number): { promise: Promise<never>; cancel(): void; check(): void } {
-  let timer: ReturnType<typeof setTimeout> | undefined;
+  let queue = deadlineQueues.get(ms);
+  if (queue === undefined) {
+    queue = new DeadlineQueue(ms);
+    deadlineQueues.set(ms, queue);
+  }
   let expired = false;
   const error = () =>
     new HandshakeError("timeout", `secure channel handshake timed out after ${ms} ms`);
-  const promise = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      expired = true;
-      reject(error());
-    }, ms);
-  });
+  const { promise, reject } = Promise.withResolvers<never>();
   promise.catch(() => {});
+  const pending = queue.add(() => {
+    expired = true;
+    reject(error());
+  });
   return {
     promise,
-    cancel: () => clearTimeout(timer),
+    cancel: () => queue.cancel(pending),
     check() {
       if (expired) throw error();
     },
@@ -69,6 +153,45 @@ function deadline(ms: number): { promise: Promise<never>; cancel(): void; check(
 /** A message whose payload outlives the handler call (transports lend views). */
 function copyOf(message: RoutedMessage): RoutedMessage {
   return { onward: message.onward, return: message.return, payload: message.payload.slice() };
+}
+
+/** The last IdentityPayload a channel identity presented, and copies of what it holds. */
+interface PresentedPayload {
+  readonly fields: readonly Uint8Array[];
+  readonly encoded: Uint8Array;
+}
+
+const presented = new WeakMap<ChannelIdentity, PresentedPayload>();
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/**
+ * The encoded IdentityPayload of these fields: encoded again only when one
+ * of them differs, byte for byte, from the last handshake's (a renewal, new
+ * credentials), so a listener does not re-encode the same bytes for every
+ * peer.
+ */
+function identityPayloadOf(
+  local: ChannelIdentity,
+  history: Uint8Array,
+  attestation: Uint8Array,
+  credentials: readonly Uint8Array[],
+): Uint8Array {
+  const fields = [history, attestation, ...credentials];
+  const last = presented.get(local);
+  if (
+    last !== undefined && last.fields.length === fields.length &&
+    fields.every((field, i) => sameBytes(field, last.fields[i]))
+  ) {
+    return last.encoded;
+  }
+  const encoded = encodeIdentityPayload({ history, attestation, credentials });
+  presented.set(local, { fields: fields.map((field) => field.slice()), encoded });
+  return encoded;
 }
 
 /** One handshake in progress, as both drivers use it. */
@@ -119,11 +242,7 @@ function beginHandshake(options: ChannelOptions, initiator: boolean): HandshakeR
     reply: reply.promise,
     limit,
     identityPayload: () =>
-      encodeIdentityPayload({
-        history: local.identity.history.encoded,
-        attestation,
-        credentials: local.credentials(),
-      }),
+      identityPayloadOf(local, local.identity.history.encoded, attestation, local.credentials()),
     establish({ keys, peer, remote, send }) {
       const [out, incoming] = initiator
         ? [keys.initiatorToResponder, keys.responderToInitiator]

@@ -7,6 +7,7 @@ export { CipherState, MAX_NONCE } from "./noise/cipher_state.ts";
 export { PROTOCOL_NAME, XXHandshake, type XXHandshakeOptions } from "./noise/handshake_state.ts";
 export type { SplitKeys } from "./noise/symmetric_state.ts";
 export { type DhKeyPair, dhKeyPairFromPrivate, generateDhKeyPair } from "./noise/x25519.ts";
+export { type DhPrivateKey, setNoiseBackend } from "./noise/openssl.ts";
 export {
   type ChannelIdentity,
   type ChannelIdentityOptions,

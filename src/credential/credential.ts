@@ -43,6 +43,7 @@ import {
   identifierToBytes,
 } from "../identity/change_history.ts";
 import type { Identity } from "../identity/identity.ts";
+import { VerifiedCache } from "../identity/verified_cache.ts";
 import { type Attributes, attributesToMap, normalizeAttributes } from "./attributes.ts";
 import type { RevocationRegistry } from "./revocation.ts";
 import type { TrustStore } from "./trust_store.ts";
@@ -186,6 +187,18 @@ export function decodeCredential(encoded: Uint8Array): Credential {
   };
 }
 
+/** Credentials whose signature verified: most kept (least recently used first out). */
+export const CREDENTIAL_CACHE_LIMIT = 4096;
+
+/**
+ * Encoded credentials whose signature verified, with the issuer key it
+ * verified under: a peer presents the same credential at every handshake
+ * of its lifetime (an hour by default). Only the signature is skipped,
+ * and only for the same bytes under the same issuer key; every other
+ * check runs each time.
+ */
+const verifiedCredentials = new VerifiedCache<Credential>(CREDENTIAL_CACHE_LIMIT);
+
 /** Options for {@link verifyCredential}. */
 export interface VerifyCredentialOptions extends ClockOptions {
   /** Authorities whose credentials are accepted. */
@@ -207,6 +220,11 @@ export interface VerifyCredentialOptions extends ClockOptions {
  * Verifies a credential: issuer trusted, signature valid under the issuer's
  * current key, subject as expected, within its validity window (± skew),
  * and not revoked. Returns the decoded credential.
+ *
+ * The signature check of encoded input is made once per distinct encoding
+ * and issuer key (bounded, least recently used first out); trust, subject,
+ * key, validity and revocation are checked at every call. A credential
+ * given decoded is always verified in full.
  *
  * @throws {CredentialError} `untrusted_issuer`, `bad_signature`,
  *   `subject_mismatch`, `key_mismatch`, `expired`, `not_yet_valid`, `revoked`.
@@ -247,7 +265,10 @@ export async function verifyCredential(
   input: Uint8Array | Credential,
   options: VerifyCredentialOptions,
 ): Promise<Credential> {
-  const credential = input instanceof Uint8Array ? decodeCredential(input) : input;
+  const encoded = input instanceof Uint8Array ? input : null;
+  const cached = encoded === null ? undefined : verifiedCredentials.get(encoded);
+  const credential = cached?.value ??
+    (encoded === null ? input as Credential : decodeCredential(encoded));
   const issuer = options.trust.get(credential.issuer);
   if (issuer === undefined) {
     throw new CredentialError(
@@ -255,9 +276,14 @@ export async function verifyCredential(
       `credential ${credential.id} is issued by ${credential.issuer}, which is not trusted`,
     );
   }
-  const message = signedMessage(DOMAIN.credential, credential.data);
-  if (!await verifyEd25519(issuer.primaryKey, message, credential.signature)) {
-    throw new CredentialError("bad_signature", `credential ${credential.id}: invalid signature`);
+  // Verified before: these exact bytes, under the key the issuer holds now.
+  const verifiedBefore = cached !== undefined && bytesEqual(cached.key, issuer.primaryKey);
+  if (!verifiedBefore) {
+    const message = signedMessage(DOMAIN.credential, credential.data);
+    if (!await verifyEd25519(issuer.primaryKey, message, credential.signature)) {
+      throw new CredentialError("bad_signature", `credential ${credential.id}: invalid signature`);
+    }
+    if (encoded !== null) verifiedCredentials.set(encoded, credential, issuer.primaryKey);
   }
   if (options.subject !== undefined && credential.subject !== options.subject) {
     throw new CredentialError(

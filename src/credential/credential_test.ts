@@ -34,6 +34,7 @@ import {
   MAX_CREDENTIAL_BYTES,
   verifyCredential,
 } from "./credential.ts";
+import { createRevocationList, RevocationRegistry } from "./revocation.ts";
 import { TrustStore } from "./trust_store.ts";
 
 const HOUR = 3600;
@@ -325,6 +326,12 @@ Deno.test("verifyCredential: the trusted issuer's name, signed by someone else",
 
 Deno.test("verifyCredential: a flipped bit in the signature is bad_signature", async () => {
   await assertSignatureBitFlipsRejected(credential, verify, CredentialError, "bad_signature");
+});
+
+Deno.test("verifyCredential: once the credential verified, no other bytes share its cache entry", async () => {
+  await verify(credential.encoded);
+  await assertSignatureBitFlipsRejected(credential, verify, CredentialError, "bad_signature");
+  await verify(credential.encoded);
 });
 
 Deno.test("verifyCredential: a flipped bit in the data", async () => {
@@ -641,5 +648,82 @@ Deno.test("verifyCredential: a credential bound to another key of the subject is
       attributes: {},
     }),
     RangeError,
+  );
+});
+
+Deno.test("verifyCredential: from the signature cache, every check but the signature still runs", async () => {
+  const fresh = await issueCredential(authority, {
+    subject: member.identifier,
+    subjectKey: member.primaryKey,
+    attributes: ATTRIBUTES,
+    ttlSeconds: HOUR,
+    now: NOW,
+  });
+  const store = new TrustStore([anchor]);
+  const at = { trust: store, subject: member.identifier, subjectKey: member.primaryKey, now: NOW };
+  const first = await verifyCredential(fresh.encoded, at);
+  // The same bytes under the same key: the credential verified before.
+  assert.equal(await verifyCredential(fresh.encoded, at), first);
+  await assertRejectsWithCode(
+    verifyCredential(fresh.encoded, { ...at, now: NOW + HOUR + 61 }),
+    CredentialError,
+    "expired",
+  );
+  await assertRejectsWithCode(
+    verifyCredential(fresh.encoded, { ...at, now: NOW - 61 }),
+    CredentialError,
+    "not_yet_valid",
+  );
+  await assertRejectsWithCode(
+    verifyCredential(fresh.encoded, { ...at, subject: stranger.identifier }),
+    CredentialError,
+    "subject_mismatch",
+  );
+  await assertRejectsWithCode(
+    verifyCredential(fresh.encoded, { ...at, subjectKey: stranger.primaryKey }),
+    CredentialError,
+    "key_mismatch",
+  );
+  await assertRejectsWithCode(
+    verifyCredential(fresh.encoded, { ...at, trust: new TrustStore() }),
+    CredentialError,
+    "untrusted_issuer",
+  );
+  const revocations = new RevocationRegistry();
+  await revocations.apply(
+    await createRevocationList(authority, { serial: 1, credentialIds: [fresh.id], now: NOW }),
+    store,
+  );
+  await assertRejectsWithCode(
+    verifyCredential(fresh.encoded, { ...at, revocations }),
+    CredentialError,
+    "revoked",
+  );
+  await verifyCredential(fresh.encoded, at);
+});
+
+Deno.test("verifyCredential: a credential verified under the issuer's old key is refused once the verifier takes the rotation (the signature cache holds the key)", async () => {
+  const fresh = await issueCredential(authority, {
+    subject: member.identifier,
+    subjectKey: member.primaryKey,
+    attributes: ATTRIBUTES,
+    ttlSeconds: HOUR,
+    now: NOW,
+  });
+  const store = new TrustStore([anchor]);
+  const at = { trust: store, subject: member.identifier, now: NOW };
+  await verifyCredential(fresh.encoded, at);
+  await verifyCredential(fresh.encoded, at);
+  assert.equal(await store.update(rotatedAuthority.history.encoded), true);
+  await assertRejectsWithCode(
+    verifyCredential(fresh.encoded, at),
+    CredentialError,
+    "bad_signature",
+  );
+  // And a credential that failed is not remembered as verified.
+  await assertRejectsWithCode(
+    verifyCredential(fresh.encoded, at),
+    CredentialError,
+    "bad_signature",
   );
 });

@@ -29,6 +29,7 @@ import {
   type VerifiedIdentity,
 } from "./change_history.ts";
 import type { Identity } from "./identity.ts";
+import { VerifiedCache } from "./verified_cache.ts";
 
 /** Purposes a key can be attested for. */
 export const PURPOSE = { secureChannel: 1 } as const;
@@ -133,6 +134,17 @@ export function decodeAttestation(encoded: Uint8Array): Attestation {
   };
 }
 
+/** Attestations whose signature verified: most kept (least recently used first out). */
+export const ATTESTATION_CACHE_LIMIT = 4096;
+
+/**
+ * Encoded attestations whose signature verified, with the primary key it
+ * verified under: a peer presents the same one at every handshake until
+ * it renews its static key. Only the signature is skipped, and only for
+ * the same bytes under the same key; every other check runs each time.
+ */
+const verifiedAttestations = new VerifiedCache<Attestation>(ATTESTATION_CACHE_LIMIT);
+
 /** Options for {@link verifyAttestation}. */
 export interface VerifyAttestationOptions extends ClockOptions {
   /** Default: secure channel. */
@@ -146,6 +158,11 @@ export interface VerifyAttestationOptions extends ClockOptions {
 /**
  * Verifies that `identity`'s current primary key attested a key for the
  * purpose, now. Returns the decoded attestation.
+ *
+ * The signature check of encoded input is made once per distinct encoding
+ * and primary key (bounded, least recently used first out); subject,
+ * purpose, validity and key are checked at every call. An attestation
+ * given decoded is always verified in full.
  * @throws {IdentityError} `bad_signature`, `subject_mismatch`, `wrong_purpose`,
  *   `expired`, `not_yet_valid`; `key_mismatch` when the attested key is not
  *   `expectedKey`.
@@ -156,11 +173,19 @@ export async function verifyAttestation(
   identity: VerifiedIdentity,
   options: VerifyAttestationOptions = {},
 ): Promise<Attestation> {
-  const attestation = input instanceof Uint8Array ? decodeAttestation(input) : input;
+  const encoded = input instanceof Uint8Array ? input : null;
+  const cached = encoded === null ? undefined : verifiedAttestations.get(encoded);
+  const attestation = cached?.value ??
+    (encoded === null ? input as Attestation : decodeAttestation(encoded));
   // Signature first: nothing else in the attestation means anything before it.
-  const message = signedMessage(DOMAIN.attestation, attestation.data);
-  if (!await verifyEd25519(identity.primaryKey, message, attestation.signature)) {
-    throw new IdentityError("bad_signature", "attestation signature is invalid");
+  // Verified before: these exact bytes, under this identity's current key.
+  const verifiedBefore = cached !== undefined && bytesEqual(cached.key, identity.primaryKey);
+  if (!verifiedBefore) {
+    const message = signedMessage(DOMAIN.attestation, attestation.data);
+    if (!await verifyEd25519(identity.primaryKey, message, attestation.signature)) {
+      throw new IdentityError("bad_signature", "attestation signature is invalid");
+    }
+    if (encoded !== null) verifiedAttestations.set(encoded, attestation, identity.primaryKey);
   }
   if (attestation.subject !== identity.identifier) {
     throw new IdentityError("subject_mismatch", "the attestation names another identity");

@@ -191,6 +191,12 @@ Deno.test("verifyAttestation: a flipped bit in the signature is bad_signature", 
   await assertSignatureBitFlipsRejected(attestation, verify, IdentityError, "bad_signature");
 });
 
+Deno.test("verifyAttestation: once the attestation verified, no other bytes share its cache entry", async () => {
+  await verify(attestation.encoded);
+  await assertSignatureBitFlipsRejected(attestation, verify, IdentityError, "bad_signature");
+  await verify(attestation.encoded);
+});
+
 Deno.test("verifyAttestation: a flipped bit in the data", async () => {
   const encoded = attestation.encoded;
   // In the attested key: the signature no longer covers it.
@@ -309,4 +315,55 @@ Deno.test("decodeAttestation: an unknown version is refused, even if signed", as
 Deno.test("verifyAttestation: returns the attestation it checked", async () => {
   const result: Attestation = await verifyAttestation(attestation, member, { now: NOW });
   assert.equal(result, attestation);
+});
+
+Deno.test("verifyAttestation: from the signature cache, every check but the signature still runs", async () => {
+  const fresh = await createAttestation(member, X25519_KEY, { now: NOW, ttlSeconds: DAY });
+  const first = await verifyAttestation(fresh.encoded, member, {
+    now: NOW,
+    expectedKey: X25519_KEY,
+  });
+  // The same bytes under the same key: the attestation verified before.
+  assert.equal(
+    await verifyAttestation(fresh.encoded, member, { now: NOW, expectedKey: X25519_KEY }),
+    first,
+  );
+  await assertRejectsWithCode(
+    verifyAttestation(fresh.encoded, member, { now: NOW, expectedKey: OTHER_KEY }),
+    IdentityError,
+    "key_mismatch",
+  );
+  await assertRejectsWithCode(
+    verifyAttestation(fresh.encoded, member, { now: NOW + DAY + DEFAULT_SKEW_SECONDS + 1 }),
+    IdentityError,
+    "expired",
+  );
+  await assertRejectsWithCode(
+    verifyAttestation(fresh.encoded, member, { now: NOW - DEFAULT_SKEW_SECONDS - 1 }),
+    IdentityError,
+    "not_yet_valid",
+  );
+  await assertRejectsWithCode(
+    verifyAttestation(fresh.encoded, member, { now: NOW, purpose: PURPOSE.secureChannel + 1 }),
+    IdentityError,
+    "wrong_purpose",
+  );
+});
+
+Deno.test("verifyAttestation: one verified under the identity's old key is refused under its rotated history (the signature cache holds the key)", async () => {
+  const fresh = await createAttestation(member, X25519_KEY, { now: NOW, ttlSeconds: DAY });
+  await verifyAttestation(fresh.encoded, member, { now: NOW });
+  await verifyAttestation(fresh.encoded, member, { now: NOW });
+  const rotated = await member.rotate(await signerFromByte(6), { now: NOW + 10 });
+  await assertRejectsWithCode(
+    verifyAttestation(fresh.encoded, rotated, { now: NOW }),
+    IdentityError,
+    "bad_signature",
+  );
+  // Another identity whose key differs, presenting the same bytes.
+  await assertRejectsWithCode(
+    verifyAttestation(fresh.encoded, authority, { now: NOW }),
+    IdentityError,
+    "bad_signature",
+  );
 });

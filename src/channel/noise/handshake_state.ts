@@ -84,6 +84,8 @@ export class XXHandshake {
   #symmetric = new SymmetricState(PROTOCOL_NAME);
   #s: DhKeyPair;
   #e: DhKeyPair | null;
+  /** True when `#e` was generated here, so this handshake frees it when it ends. */
+  #ownsE = false;
   #rs: Uint8Array | null = null;
   #re: Uint8Array | null = null;
   /** Messages processed so far: 0, 1, 2 or 3. */
@@ -156,7 +158,7 @@ export class XXHandshake {
     }
   }
 
-  // The work is synchronous (node:crypto); the promise-returning surface
+  // The work is synchronous (OpenSSL or node:crypto); the promise-returning surface
   // leaves room for an asynchronous DH (an HSM-held static key).
   #write(payload: Uint8Array): Uint8Array {
     this.#begin(true);
@@ -169,13 +171,13 @@ export class XXHandshake {
       } else if (this.#step === 1) {
         // <- e, ee, s, es (responder)
         parts.push(this.#writeE());
-        sym.mixKey(dh(this.#e!, this.#re!)); // ee
+        this.#mixDh(this.#e!, this.#re!); // ee
         parts.push(sym.encryptAndHash(this.#s.publicKey)); // s
-        sym.mixKey(dh(this.#s, this.#re!)); // es: DH(s, re) on the responder
+        this.#mixDh(this.#s, this.#re!); // es: DH(s, re) on the responder
       } else {
         // -> s, se (initiator)
         parts.push(sym.encryptAndHash(this.#s.publicKey)); // s
-        sym.mixKey(dh(this.#s, this.#re!)); // se: DH(s, re) on the initiator
+        this.#mixDh(this.#s, this.#re!); // se: DH(s, re) on the initiator
       }
       parts.push(sym.encryptAndHash(payload));
       this.#step++;
@@ -183,9 +185,11 @@ export class XXHandshake {
       if (message.length > MAX_MESSAGE) {
         throw new HandshakeError("malformed_message", "handshake message over 65535 bytes");
       }
+      if (this.#step === 3) this.#forgetEphemeral();
       return message;
     } catch (error) {
       this.#failed = true;
+      this.#forgetEphemeral();
       throw error;
     }
   }
@@ -215,13 +219,13 @@ export class XXHandshake {
       } else if (this.#step === 1) {
         // <- e, ee, s, es (initiator reads)
         this.#readE(take(DHLEN));
-        sym.mixKey(dh(this.#e!, this.#re!)); // ee
+        this.#mixDh(this.#e!, this.#re!); // ee
         this.#rs = sym.decryptAndHash(take(DHLEN + TAGLEN)); // s
-        sym.mixKey(dh(this.#e!, this.#rs)); // es: DH(e, rs) on the initiator
+        this.#mixDh(this.#e!, this.#rs); // es: DH(e, rs) on the initiator
       } else {
         // -> s, se (responder reads)
         this.#rs = sym.decryptAndHash(take(DHLEN + TAGLEN)); // s
-        sym.mixKey(dh(this.#e!, this.#rs)); // se: DH(e, rs) on the responder
+        this.#mixDh(this.#e!, this.#rs); // se: DH(e, rs) on the responder
       }
       const rest = message.subarray(at);
       if (sym.hasKey() && rest.length < TAGLEN) {
@@ -232,9 +236,11 @@ export class XXHandshake {
       }
       const payload = sym.decryptAndHash(rest);
       this.#step++;
+      if (this.#step === 3) this.#forgetEphemeral();
       return payload;
     } catch (error) {
       this.#failed = true;
+      this.#forgetEphemeral();
       throw error;
     }
   }
@@ -245,8 +251,24 @@ export class XXHandshake {
     return this.#symmetric.split();
   }
 
+  /** MixKey(DH(pair, publicKey)); the shared secret is wiped once mixed. */
+  #mixDh(pair: DhKeyPair, publicKey: Uint8Array): void {
+    const secret = dh(pair, publicKey);
+    this.#symmetric.mixKey(secret);
+    secret.fill(0);
+  }
+
+  /** Frees the ephemeral key this handshake generated: after message 3 or a failure. */
+  #forgetEphemeral(): void {
+    if (this.#ownsE && this.#e !== null) this.#e.privateKey.dispose();
+    this.#ownsE = false;
+  }
+
   #writeE(): Uint8Array {
-    this.#e ??= generateDhKeyPair();
+    if (this.#e === null) {
+      this.#e = generateDhKeyPair();
+      this.#ownsE = true;
+    }
     this.#symmetric.mixHash(this.#e.publicKey);
     return this.#e.publicKey;
   }

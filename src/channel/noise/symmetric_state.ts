@@ -1,7 +1,8 @@
 /**
  * SymmetricState (Noise specification rev. 34, §5.2) with SHA-256 (§12.5).
- * Handshake-only: HMAC-SHA256 runs synchronously through @noble/hashes,
- * whose cost is small next to the three DH operations of a handshake.
+ * Handshake-only, synchronous: SHA-256 and HMAC-SHA256 by OpenSSL's
+ * libcrypto when the process may load it (./openssl.ts: 1–2 µs a call),
+ * else by @noble/hashes (5–12 µs); a handshake makes about forty.
  *
  * @module
  */
@@ -9,6 +10,19 @@ import { hmac } from "@noble/hashes/hmac.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { HandshakeError } from "../../errors.ts";
 import { CipherState } from "./cipher_state.ts";
+import { noiseNative } from "./openssl.ts";
+
+/** HMAC-SHA256(key, data). */
+function hmacSha256(key: Uint8Array, data: Uint8Array): Uint8Array {
+  const native = noiseNative();
+  return native !== null ? native.hmacSha256(key, data) : hmac(sha256, key, data);
+}
+
+/** SHA-256(a || b). */
+function sha256Of(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const native = noiseNative();
+  return native !== null ? native.sha256(a, b) : sha256.create().update(a).update(b).digest();
+}
 
 /** HASHLEN for SHA-256. */
 export const HASHLEN = 32;
@@ -18,12 +32,22 @@ export const HASHLEN = 32;
  * three outputs.
  */
 export function hkdf(chainingKey: Uint8Array, ikm: Uint8Array, outputs: 2 | 3): Uint8Array[] {
-  const tempKey = hmac(sha256, chainingKey, ikm);
-  const output1 = hmac(sha256, tempKey, Uint8Array.of(0x01));
+  const native = noiseNative();
+  if (native !== null && ikm.length > 0 && chainingKey.length === HASHLEN) {
+    // RFC 5869 HKDF with salt = ck and no info is this construction; OpenSSL
+    // refuses an empty ikm (Split()), which takes the HMACs below.
+    const okm = native.hkdf(chainingKey, ikm, outputs * HASHLEN);
+    const out = [okm.slice(0, HASHLEN), okm.slice(HASHLEN, 2 * HASHLEN)];
+    if (outputs === 3) out.push(okm.slice(2 * HASHLEN));
+    okm.fill(0);
+    return out;
+  }
+  const tempKey = hmacSha256(chainingKey, ikm);
+  const output1 = hmacSha256(tempKey, Uint8Array.of(0x01));
   const input2 = new Uint8Array(HASHLEN + 1);
   input2.set(output1, 0);
   input2[HASHLEN] = 0x02;
-  const output2 = hmac(sha256, tempKey, input2);
+  const output2 = hmacSha256(tempKey, input2);
   if (outputs === 2) {
     tempKey.fill(0);
     return [output1, output2];
@@ -31,7 +55,7 @@ export function hkdf(chainingKey: Uint8Array, ikm: Uint8Array, outputs: 2 | 3): 
   const input3 = new Uint8Array(HASHLEN + 1);
   input3.set(output2, 0);
   input3[HASHLEN] = 0x03;
-  const output3 = hmac(sha256, tempKey, input3);
+  const output3 = hmacSha256(tempKey, input3);
   tempKey.fill(0);
   return [output1, output2, output3];
 }
@@ -46,6 +70,9 @@ export interface SplitKeys {
   readonly handshakeHash: Uint8Array;
 }
 
+/** The initial h of a protocol name (a few names at most are ever used). */
+const initialHashes = new Map<string, Uint8Array>();
+
 /** SymmetricState: ck, h and a CipherState. */
 export class SymmetricState {
   #ck: Uint8Array;
@@ -58,14 +85,19 @@ export class SymmetricState {
    * when it fits, else its hash; ck = h; no key.
    */
   constructor(protocolName: string) {
-    const name = new TextEncoder().encode(protocolName);
-    if (name.length <= HASHLEN) {
-      this.#h = new Uint8Array(HASHLEN);
-      this.#h.set(name, 0);
-    } else {
-      this.#h = sha256(name);
+    let initial = initialHashes.get(protocolName);
+    if (initial === undefined) {
+      const name = new TextEncoder().encode(protocolName);
+      if (name.length <= HASHLEN) {
+        initial = new Uint8Array(HASHLEN);
+        initial.set(name, 0);
+      } else {
+        initial = sha256(name);
+      }
+      if (initialHashes.size < 8) initialHashes.set(protocolName, initial);
     }
-    this.#ck = this.#h.slice();
+    this.#h = initial.slice();
+    this.#ck = initial.slice();
   }
 
   /** MixKey(input_key_material) */
@@ -80,7 +112,7 @@ export class SymmetricState {
 
   /** MixHash(data): h = HASH(h || data) */
   mixHash(data: Uint8Array): void {
-    this.#h = sha256.create().update(this.#h).update(data).digest();
+    this.#h = sha256Of(this.#h, data);
   }
 
   /** GetHandshakeHash() */
