@@ -114,6 +114,22 @@ Deno.test("auditHash: matches an independent computation of the documented encod
   for (const row of chain(3)) assert.equal(row.hash, referenceHash(row));
 });
 
+Deno.test("auditHash: non-ASCII text and 64-bit fields are encoded as documented", () => {
+  // The hash writes ASCII byte by byte and other text through the encoder,
+  // and 64-bit integers as two halves: each path against the reference.
+  const cases: [number, number, string, string][] = [
+    [1, NOW, "test.entry", '{"note":"caf\u00e9 \u2603 \u{1f600}"}'],
+    [2 ** 32 + 5, 2 ** 40 + 1, "test.entry", '{"lone":"\ud800x"}'],
+    [Number.MAX_SAFE_INTEGER, 0, "k\u00e9nd", "{}"],
+    [7, NOW, "", ""],
+  ];
+  for (const [seq, time, kind, data] of cases) {
+    const prevHash = "9f".repeat(32);
+    const hash = auditHash(prevHash, seq, time, kind, data);
+    assert.equal(hash, referenceHash({ seq, time, kind, data, prevHash, hash }), `${seq} ${kind}`);
+  }
+});
+
 Deno.test("auditHash: every field counts, and moving bytes between fields changes it", () => {
   const base = auditHash(GENESIS_HASH, 1, NOW, "ab", '{"c":1}');
   const variants = [

@@ -45,7 +45,7 @@ import { startOpsServer } from "../src/ops/ops_server.ts";
 import { renewAttestations } from "../src/member/attestation_renewal.ts";
 import type { HsmOptions } from "../hsm/pkcs11_signer.ts";
 import { loadAuthority, statePaths } from "./ceremony.ts";
-import { AuthorityStore } from "./store.ts";
+import { AuthorityStore, type Member, StoreBatchError } from "./store.ts";
 import { Subscriber } from "./subscriber.ts";
 import {
   ConnectionGuard,
@@ -137,6 +137,13 @@ export async function startAuthority(options: AuthorityServiceOptions): Promise<
     logger: logger.child("channel"),
   });
 
+  // The issuer of every credential: the authority's identity with its
+  // identifier computed once (the identity's own getter hashes the first
+  // change of its history at each call, one SHA-256 per credential).
+  const issuer: Identity = Object.create(identity, {
+    identifier: { value: identity.identifier, enumerable: true },
+  });
+
   /** Subscribers: members only, each with its own one-list queue (`subscriber.ts`). */
   const subscribers = new Set<Subscriber>();
 
@@ -146,8 +153,10 @@ export async function startAuthority(options: AuthorityServiceOptions): Promise<
    * an older prefix (a key rotated away from) is refused, so an old key
    * cannot fetch credentials.
    */
-  const checkKey = (presented: VerifiedIdentity) => {
-    const known = store.memberKey(presented.identifier);
+  const checkKey = (
+    presented: VerifiedIdentity,
+    known: Uint8Array | null = store.memberKey(presented.identifier),
+  ) => {
     if (known === null || bytesEqual(known, presented.primaryKey)) return;
     if (presented.history.changes.some((change) => bytesEqual(change.primaryKey, known))) return;
     throw new AuthorityError(
@@ -156,21 +165,34 @@ export async function startAuthority(options: AuthorityServiceOptions): Promise<
     );
   };
 
+  /**
+   * Signs a credential for `presented` (one HSM signature) and records it.
+   * `known` is the member's key as read before signing: a new key (the
+   * first, or a rotation) is recorded first, with full durability, in its
+   * own audited write; the same key again costs no write. The record goes
+   * with the other records of this turn in one transaction (group commit,
+   * `AuthorityStore.submitCredential`), which checks once more that the
+   * member is active: a revocation that lands while the credential is
+   * signed still stops it, and the credential is not handed out.
+   */
   const issueFor = async (
     presented: VerifiedIdentity,
     attributes: Record<string, AttributeValue>,
     refresh: boolean,
+    known: Uint8Array | null,
   ) => {
     const subject = presented.identifier;
     const role = typeof attributes.role === "string" ? attributes.role : "default";
-    const credential = await issueCredential(identity, {
+    const credential = await issueCredential(issuer, {
       subject,
       subjectKey: presented.primaryKey,
       attributes,
       ttlSeconds: ttl[role] ?? ttl.default,
     });
-    store.setMemberKey(subject, presented.primaryKey);
-    store.recordCredential({
+    if (known === null || !bytesEqual(known, presented.primaryKey)) {
+      store.setMemberKey(subject, presented.primaryKey);
+    }
+    await store.submitCredential({
       id: credential.id,
       subject,
       issuedAt: credential.createdAt,
@@ -195,7 +217,8 @@ export async function startAuthority(options: AuthorityServiceOptions): Promise<
         // A member enrolling again (a license is reusable) does so with its
         // current key: a rotated-away prefix must not win a credential, nor
         // move the recorded key back, this way either.
-        checkKey(presented);
+        const known = store.memberKey(peer);
+        checkKey(presented, known);
         const ticket = request.body.get("ticket");
         const license = request.body.get("license");
         let attributes;
@@ -207,13 +230,16 @@ export async function startAuthority(options: AuthorityServiceOptions): Promise<
           member: peer,
           via: ticket !== undefined ? "ticket" : "license",
         });
-        const credential = await issueFor(presented, { ...attributes }, false);
+        const credential = await issueFor(presented, { ...attributes }, false, known);
         return { credential: credential.encoded, history: identity.history.encoded };
       }
       case "credential": {
-        const member = activeMember(peer);
-        checkKey(presented);
-        const credential = await issueFor(presented, { ...member.attributes }, true);
+        // One read for the membership and the key, both checked before signing.
+        const found = store.memberWithKey(peer);
+        const member = checkActive(found?.member ?? null);
+        const known = found?.key ?? null;
+        checkKey(presented, known);
+        const credential = await issueFor(presented, { ...member.attributes }, true, known);
         return { credential: credential.encoded, history: identity.history.encoded };
       }
       case "revocations":
@@ -239,9 +265,8 @@ export async function startAuthority(options: AuthorityServiceOptions): Promise<
     }
   };
 
-  /** The active member `peer`, or the refusal a non-member or revoked member gets. */
-  const activeMember = (peer: string) => {
-    const member = store.getMember(peer);
+  /** `member` when active, or the refusal a non-member (null) or revoked member gets. */
+  const checkActive = (member: Member | null) => {
     if (member === null) {
       throw new AuthorityError("not_member", "this identity is not a member");
     }
@@ -250,6 +275,9 @@ export async function startAuthority(options: AuthorityServiceOptions): Promise<
     }
     return member;
   };
+
+  /** The active member `peer`, or the refusal a non-member or revoked member gets. */
+  const activeMember = (peer: string) => checkActive(store.getMember(peer));
 
   node.register(AUTHORITY_API, async (message) => {
     const info = message.local?.secureChannel;
@@ -282,7 +310,15 @@ export async function startAuthority(options: AuthorityServiceOptions): Promise<
       // not_member; it then enrolls. That is the normal path, not a warning.
       if (code === "not_member" && request.op === "credential") {
         logger.debug("credential asked before enrollment", { member: info.peer });
-      } else logger.warn("request refused", { op: request.op, member: info.peer, code });
+      } else {
+        logger.warn("request refused", {
+          op: request.op,
+          member: info.peer,
+          code,
+          // A failed batch: what the database (or the log) said, for the operator.
+          ...(error instanceof StoreBatchError ? { cause: String(error.cause) } : {}),
+        });
+      }
       payload = encodeError(
         request.id,
         code,

@@ -29,12 +29,21 @@
  * module per aggregate under `store/` (members, tickets, licenses, issued
  * credentials, revocations, audit log, meta) works through it.
  *
+ * Group commit: the service records the credentials it issues through
+ * {@link AuthorityStore.submitCredential}, which writes the records
+ * submitted in one event-loop turn in one transaction (`store/group_commit.ts`,
+ * engine-neutral like the aggregates, so another core behind `store_core.ts`
+ * batches the same way). Each record is checked in that transaction and
+ * refused alone when its member is not active; a transaction that fails
+ * fails every record of its batch and writes nothing.
+ *
  * @module
  */
 import type { Attributes } from "../src/credential/attributes.ts";
 import type { AuditEntry, AuditHead, AuditVerification } from "./audit.ts";
 import { AuditLog } from "./store/audit_log.ts";
-import { IssuedCredentials } from "./store/issued_credentials.ts";
+import { type GroupCommitStats } from "./store/group_commit.ts";
+import { type CredentialRecord, IssuedCredentials } from "./store/issued_credentials.ts";
 import { Licenses } from "./store/licenses.ts";
 import { type Member, Members } from "./store/members.ts";
 import { Meta } from "./store/meta.ts";
@@ -44,6 +53,8 @@ import { type TicketRecord, Tickets } from "./store/tickets.ts";
 
 export type { AuditEntry, AuditHead, AuditVerification } from "./audit.ts";
 export type { Member } from "./store/members.ts";
+export type { CredentialRecord } from "./store/issued_credentials.ts";
+export { type GroupCommitStats, StoreBatchError } from "./store/group_commit.ts";
 export type { RevocationState } from "./store/revocations.ts";
 export { TICKET_PREFIX, type TicketRecord } from "./store/tickets.ts";
 export { LICENSE_PREFIX } from "./store/licenses.ts";
@@ -209,6 +220,15 @@ export class AuthorityStore {
     return this.#members.key(identifier);
   }
 
+  /**
+   * The member (active or revoked) and its current primary key as last
+   * seen, read together (what the service checks before each credential);
+   * null when the identifier is not a member.
+   */
+  memberWithKey(identifier: string): { member: Member; key: Uint8Array | null } | null {
+    return this.#members.withKey(identifier);
+  }
+
   /** Records the member's current primary key (it presented a verified history with it). */
   setMemberKey(identifier: string, key: Uint8Array): void {
     this.#members.setKey(identifier, key);
@@ -232,10 +252,32 @@ export class AuthorityStore {
    *   (id already recorded).
    * @throws {TypeError | RangeError} on a malformed id, subject or time.
    */
-  recordCredential(
-    o: { id: string; subject: string; issuedAt: number; expiresAt: number; refresh: boolean },
-  ): void {
+  recordCredential(o: CredentialRecord): void {
     this.#credentials.record(o);
+  }
+
+  /**
+   * Records an issued credential as {@link recordCredential} does, together
+   * with the other records submitted in the same event-loop turn: one write
+   * transaction for all of them (group commit), written once the code that
+   * submitted them yields, with no timer, so a lone record is written at
+   * once. Each record is checked in turn inside that transaction and keeps
+   * its own outcome; their audit entries follow each other in the chain.
+   * Resolves once the record is committed.
+   * @throws {AuthorityError} (rejects) `not_member`, `member_revoked`,
+   *   `bad_request` (id already recorded): this record alone is refused.
+   * @throws {StoreBatchError} (rejects) when the transaction failed (the
+   *   database, or an audit log that does not end at its head): every
+   *   record of the batch is refused and nothing of it was written.
+   * @throws {TypeError | RangeError} (rejects) on a malformed id, subject or time.
+   */
+  submitCredential(o: CredentialRecord): Promise<void> {
+    return this.#credentials.submit(o);
+  }
+
+  /** The batches {@link submitCredential} has written: counters, a live view. */
+  get credentialBatches(): Readonly<GroupCommitStats> {
+    return this.#credentials.batches;
   }
 
   /** The subject of a recorded credential, or null. */

@@ -190,6 +190,47 @@ Deno.test("open: reopening keeps every kind of data", async () => {
   });
 });
 
+Deno.test("open: an earlier file's unused index by subject is dropped, its data and version kept", async () => {
+  await withTempDir((dir) => {
+    const path = `${dir}/authority.db`;
+    let store = AuthorityStore.open(path);
+    seedMember(store);
+    store.close();
+    const indexes = () => {
+      const db = new DatabaseSync(path);
+      try {
+        return db.prepare("SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = ?")
+          .all("credentials").map((row) => row.name);
+      } finally {
+        db.close();
+      }
+    };
+    // A new file never has it.
+    assert.ok(!indexes().includes("credentials_by_subject"));
+    const db = new DatabaseSync(path);
+    db.exec("CREATE INDEX credentials_by_subject ON credentials (subject)");
+    db.close();
+    assert.ok(indexes().includes("credentials_by_subject"));
+
+    store = AuthorityStore.open(path);
+    try {
+      assert.equal(store.credentialSubject(credentialId(1)), ALICE);
+      assert.ok(store.verifyAudit().ok);
+    } finally {
+      store.close();
+    }
+    assert.ok(!indexes().includes("credentials_by_subject"));
+    const check = new DatabaseSync(path);
+    try {
+      assertPlain(check.prepare("SELECT version FROM schema_version").get(), {
+        version: SCHEMA_VERSION,
+      });
+    } finally {
+      check.close();
+    }
+  });
+});
+
 // ---------------------------------------------------------------------------
 // Tickets
 

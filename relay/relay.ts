@@ -26,9 +26,9 @@ import { RevocationRegistry } from "../src/credential/revocation.ts";
 import { TrustStore } from "../src/credential/trust_store.ts";
 import { verifyEd25519 } from "../src/crypto/ed25519.ts";
 import { decodeCbor, encodeCbor } from "../src/encoding/cbor.ts";
-import { toHex } from "../src/encoding/hex.ts";
+import { fromHex } from "../src/encoding/hex.ts";
+import type { Attributes } from "../src/credential/attributes.ts";
 import { ConfigError, CredentialError } from "../src/errors.ts";
-import type { VerifiedIdentity } from "../src/identity/change_history.ts";
 import { formatHostPort, parseHostPort } from "../src/config/host_port.ts";
 import { importIdentity } from "../src/identity/identity_file.ts";
 import type { Identity } from "../src/identity/identity.ts";
@@ -100,8 +100,14 @@ export interface RelayOptions {
   slowConsumerTimeoutMs?: number;
   /** Time allowed for admission, ms (default 5,000). */
   admissionTimeoutMs?: number;
-  /** Read buffer per connection, bytes (default 4 KiB: idle connections stay small). */
+  /**
+   * Read buffer of a connection while frames flow, bytes (default 4 KiB),
+   * taken from a pool shared by all connections and given back when the
+   * connection goes quiet.
+   */
   readBufferBytes?: number;
+  /** Read buffer of a quiet connection, bytes (default 512: what each idle connection keeps). */
+  idleReadBufferBytes?: number;
   /** Where to serve /metrics, /healthz, /readyz. */
   ops?: { hostname: string; port: number };
   logger?: Logger;
@@ -124,19 +130,43 @@ export interface RelayStats {
   aliasRefused: number;
 }
 
+/**
+ * What the relay keeps of a credential it has verified: what its checks
+ * read afterwards, and nothing else (not its bytes, signature or keys):
+ * the subject, issuer and id, which revocation is judged by; the expiry,
+ * which the sweep checks; and the attributes alias rights are decided by.
+ * A relay holds one per connection, or two after a refresh, for thousands
+ * of connections, so the strings are shared where they can be.
+ */
+interface HeldCredential {
+  /** The member's identifier: the peer's own string. */
+  readonly subject: string;
+  /** The authority's identifier: one string for all it issued (see `issuers`). */
+  readonly issuer: string;
+  readonly id: string;
+  readonly expiresAt: number;
+  /**
+   * The attributes {@link allows} decides by: `relay` alone, the one the
+   * alias rule reads (src/policy/rules.ts, `aliasRule`), shared between
+   * credentials with the same value.
+   */
+  readonly attributes: Attributes;
+}
+
 interface Peer {
   readonly address: string;
   readonly conn: FramedConnection;
   readonly identifier: string;
-  /** The member's verified identity: refreshes are checked against its key. */
-  readonly identity: VerifiedIdentity;
+  /** The member's current key when admitted: refreshes are checked against it. */
+  readonly primaryKey: Uint8Array;
   /** The credential it was admitted with: alias rights are decided by it alone. */
-  readonly admittedWith: Credential;
+  readonly admittedWith: HeldCredential;
   /** The newest credential it presented (expiry and revocation follow it). */
-  credential: Credential;
-  /** This connection's relay nonce, which the member's refreshes sign. */
-  readonly relayNonce: Uint8Array;
-  readonly aliases: Set<string>;
+  credential: HeldCredential;
+  /** This connection's relay nonce, in hex: what the member's refreshes sign. */
+  readonly relayNonce: string;
+  /** The aliases it registered; null before the first. */
+  aliases: Set<string> | null;
   lastActive: number;
   /** When the send now pending to this connection began (0: none pending). */
   sendingSince: number;
@@ -168,13 +198,62 @@ const MAX_ALIAS_RULES = 4096;
  * (src/policy/rules.ts), decided by the policy engine like every other
  * authorization, so `nexus-gateway policy check --alias` explains it.
  */
-function allows(credential: Credential, alias: string): boolean {
+function allows(credential: Pick<Credential, "subject" | "attributes">, alias: string): boolean {
   let rule = aliasRules.get(alias);
   if (rule === undefined) {
     if (aliasRules.size >= MAX_ALIAS_RULES) aliasRules.delete(aliasRules.keys().next().value!);
     aliasRules.set(alias, rule = aliasRule(alias));
   }
   return rule.allows({ identifier: credential.subject, attributes: credential.attributes });
+}
+
+/** Attributes without `relay`: no alias rights (shared by every such credential). */
+const NO_ALIAS_RIGHTS: Attributes = Object.freeze(Object.create(null));
+/** Attributes holding only `relay`, by its value (as JSON), shared; bounded like the rules. */
+const aliasRights = new Map<string, Attributes>();
+
+/**
+ * The part of `attributes` that alias rights are decided by: `relay`, the
+ * only attribute `aliasRule` reads (a rule that read another would find
+ * it missing, and refuse). Null-prototype and frozen, as credentials'
+ * attributes are.
+ */
+function aliasAttributes(attributes: Attributes): Attributes {
+  const relay = Object.hasOwn(attributes, "relay") ? attributes.relay : undefined;
+  if (relay === undefined) return NO_ALIAS_RIGHTS;
+  const key = JSON.stringify(relay);
+  let held = aliasRights.get(key);
+  if (held === undefined) {
+    if (aliasRights.size >= MAX_ALIAS_RULES) aliasRights.delete(aliasRights.keys().next().value!);
+    const only: Record<string, Attributes[string]> = Object.create(null);
+    only.relay = relay;
+    aliasRights.set(key, held = Object.freeze(only));
+  }
+  return held;
+}
+
+const HEX_DIGITS = "0123456789abcdef";
+
+/**
+ * `prefix` and the hex of `bytes` as one flat string. Strings built with
+ * `+=` stay chains of pieces (toHex's are), which every connection would
+ * keep for its life; `String.fromCharCode` makes one.
+ */
+function flatHex(prefix: string, bytes: Uint8Array): string {
+  const codes = new Array<number>(prefix.length + 2 * bytes.length);
+  for (let i = 0; i < prefix.length; i++) codes[i] = prefix.charCodeAt(i);
+  for (let i = 0, at = prefix.length; i < bytes.length; i++, at += 2) {
+    codes[at] = HEX_DIGITS.charCodeAt(bytes[i] >> 4);
+    codes[at + 1] = HEX_DIGITS.charCodeAt(bytes[i] & 15);
+  }
+  return String.fromCharCode(...codes);
+}
+
+/** `text` as one flat string (see {@link flatHex}). */
+function flat(text: string): string {
+  const codes = new Array<number>(text.length);
+  for (let i = 0; i < text.length; i++) codes[i] = text.charCodeAt(i);
+  return String.fromCharCode(...codes);
 }
 
 const ALIAS = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
@@ -187,7 +266,16 @@ export function startRelay(options: RelayOptions): Relay {
   const trust = options.trust;
   const revocations = new RevocationRegistry();
   const peers = new Map<string, Peer>();
-  const byIdentity = new Map<string, Set<Peer>>();
+  /**
+   * Per identifier: its admitted connections (for maxConnectionsPerIdentity),
+   * and the identifier as one flat string that its peers share.
+   */
+  const perIdentity = new Map<string, { readonly identifier: string; connections: number }>();
+  /**
+   * Issuers of credentials held, as one flat string each: the trusted
+   * authorities, a handful (bounded all the same).
+   */
+  const issuers = new Map<string, string>();
   /** alias → registrations in order: the first is active, the rest standby. */
   const aliases = new Map<string, Peer[]>();
   const stats: RelayStats = {
@@ -202,6 +290,22 @@ export function startRelay(options: RelayOptions): Relay {
   const slowConsumerMs = options.slowConsumerTimeoutMs ?? 10_000;
   const rate = options.bytesPerSecondPerIdentity ?? 256 * 1024 * 1024;
   const buckets = new Map<string, { tokens: number; at: number }>();
+
+  /** What is kept of `credential`, verified for `identifier` (its subject). */
+  const hold = (credential: Credential, identifier: string): HeldCredential => {
+    let issuer = issuers.get(credential.issuer);
+    if (issuer === undefined) {
+      if (issuers.size >= MAX_ALIAS_RULES) issuers.clear();
+      issuers.set(credential.issuer, issuer = flat(credential.issuer));
+    }
+    return {
+      subject: credential.subject === identifier ? identifier : flat(credential.subject),
+      issuer,
+      id: flat(credential.id),
+      expiresAt: credential.expiresAt,
+      attributes: aliasAttributes(credential.attributes),
+    };
+  };
 
   const refuse = (reason: AdmissionRefusal) => {
     stats.refused.set(reason, (stats.refused.get(reason) ?? 0) + 1);
@@ -262,30 +366,35 @@ export function startRelay(options: RelayOptions): Relay {
     }
     if (typeof outcome === "string") return fail(outcome);
     const { identity, credential, relayNonce } = outcome;
-    const mine = byIdentity.get(identity.identifier) ?? new Set<Peer>();
-    if (mine.size >= (options.maxConnectionsPerIdentity ?? 64)) {
+    const mine = perIdentity.get(identity.identifier);
+    if ((mine?.connections ?? 0) >= (options.maxConnectionsPerIdentity ?? 64)) {
       await sendRefused(conn, "too_many_connections");
       return fail("too_many_connections");
     }
+    const counted = mine ?? { identifier: flat(identity.identifier), connections: 0 };
+    counted.connections++;
+    perIdentity.set(counted.identifier, counted);
+    const identifier = counted.identifier;
+    const held = hold(credential, identifier);
     const peer: Peer = {
-      address: `c.${toHex(crypto.getRandomValues(new Uint8Array(8)))}`,
+      address: flatHex("c.", crypto.getRandomValues(new Uint8Array(8))),
       conn,
-      identifier: identity.identifier,
-      identity,
-      admittedWith: credential,
-      credential,
-      relayNonce,
-      aliases: new Set(),
+      identifier,
+      primaryKey: identity.primaryKey,
+      admittedWith: held,
+      credential: held,
+      relayNonce: flatHex("", relayNonce),
+      aliases: null,
       lastActive: Date.now(),
       sendingSince: 0,
       sending: 0,
     };
     peers.set(peer.address, peer);
-    mine.add(peer);
-    byIdentity.set(identity.identifier, mine);
     stats.admitted++;
     conn.setMaxReceiveFrameBytes(conn.maxFrameBytes);
-    await sendAdmitted(conn, identity.identifier);
+    // A member gone by now is seen by the frames loop, which removes it:
+    // throwing here would leave it in the tables for good.
+    await sendAdmitted(conn, identifier).catch(() => {});
     logger.info("connection admitted", { member: identity.identifier, address: peer.address });
     return peer;
   };
@@ -326,18 +435,19 @@ export function startRelay(options: RelayOptions): Relay {
       if (
         encoded instanceof Uint8Array && signature instanceof Uint8Array &&
         await verifyEd25519(
-          peer.identity.primaryKey,
-          refreshMessage(options.identity.identifier, peer.relayNonce, encoded),
+          peer.primaryKey,
+          refreshMessage(options.identity.identifier, fromHex(peer.relayNonce), encoded),
           signature,
         )
       ) {
         try {
-          peer.credential = await verifyCredential(encoded, {
+          const fresh = await verifyCredential(encoded, {
             trust,
             subject: peer.identifier,
-            subjectKey: peer.identity.primaryKey,
+            subjectKey: peer.primaryKey,
             revocations,
           });
+          peer.credential = hold(fresh, peer.identifier);
           await reply(peer, message.return, ["refreshed", peer.credential.expiresAt]);
           return;
         } catch (error) {
@@ -372,7 +482,7 @@ export function startRelay(options: RelayOptions): Relay {
     const list = aliases.get(alias) ?? [];
     if (!list.includes(peer)) list.push(peer);
     aliases.set(alias, list);
-    peer.aliases.add(alias);
+    (peer.aliases ??= new Set()).add(alias);
     const role = list[0] === peer ? "active" : "standby";
     logger.info("alias registered", { alias, member: peer.identifier, role });
     await reply(peer, message.return, ["registered", alias, role]);
@@ -428,9 +538,9 @@ export function startRelay(options: RelayOptions): Relay {
 
   const remove = (peer: Peer) => {
     peers.delete(peer.address);
-    byIdentity.get(peer.identifier)?.delete(peer);
-    if (byIdentity.get(peer.identifier)?.size === 0) byIdentity.delete(peer.identifier);
-    for (const alias of peer.aliases) {
+    const counted = perIdentity.get(peer.identifier);
+    if (counted !== undefined && --counted.connections === 0) perIdentity.delete(peer.identifier);
+    for (const alias of peer.aliases ?? []) {
       const list = aliases.get(alias)?.filter((p) => p !== peer) ?? [];
       if (list.length === 0) aliases.delete(alias);
       else {
@@ -440,23 +550,57 @@ export function startRelay(options: RelayOptions): Relay {
     }
   };
 
+  const ended = (error: unknown) => {
+    logger.debug("connection ended", {
+      error: error instanceof Error ? error.message : String(error),
+    });
+  };
+
+  /**
+   * Forwards `peer`'s frames, one at a time, until its connection ends,
+   * then removes it. Callbacks on the one pending `next()` rather than an
+   * async loop: most of a relay's connections are waiting for bytes, and a
+   * suspended async function would cost each of them some 600 bytes more
+   * than these two callbacks. Neither throws (a throw would be an
+   * unhandled rejection).
+   */
+  const relayFrames = (peer: Peer): void => {
+    const frames = peer.conn.frames();
+    const end = (error?: unknown) => {
+      try {
+        if (error !== undefined) ended(error);
+        remove(peer);
+      } catch (error) {
+        ended(error);
+      } finally {
+        peer.conn.close("closed");
+      }
+    };
+    // Called with nothing: ask for the next frame; with a result: forward it.
+    const step = (result: IteratorResult<Uint8Array> | void): void => {
+      try {
+        if (result === undefined) frames.next().then(step, end);
+        else if (result.done) end();
+        else {
+          peer.lastActive = Date.now();
+          forward(peer, result.value).then(step, end);
+        }
+      } catch (error) {
+        end(error);
+      }
+    };
+    step();
+  };
+
   const serve = async (conn: FramedConnection) => {
     let peer: Peer | null = null;
     try {
       peer = await admitPeer(conn);
-      if (peer === null) return;
-      for await (const frame of conn.frames()) {
-        peer.lastActive = Date.now();
-        await forward(peer, frame);
-      }
     } catch (error) {
-      logger.debug("connection ended", {
-        error: error instanceof Error ? error.message : String(error),
-      });
-    } finally {
-      if (peer !== null) remove(peer);
-      conn.close("closed");
+      ended(error);
     }
+    if (peer === null) conn.close("closed");
+    else relayFrames(peer);
   };
 
   const listener: FramedListener = listenTcp({
@@ -470,6 +614,10 @@ export function startRelay(options: RelayOptions): Relay {
     // instead of making the relay reserve for it (raised on admission).
     maxReceiveFrameBytes: Math.min(MAX_ADMISSION_BYTES, options.maxFrameBytes ?? Infinity),
     readBufferBytes: options.readBufferBytes ?? 4096,
+    idleReadBufferBytes: Math.min(
+      options.idleReadBufferBytes ?? 512,
+      options.readBufferBytes ?? 4096,
+    ),
     writeBufferBytes: 16 * 1024,
     onConnection: (conn) => void serve(conn),
   });

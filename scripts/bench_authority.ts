@@ -5,11 +5,18 @@
  * - HSM signatures per second alone (CKM_EDDSA through graphene-pk11), with
  *   a software Ed25519 signer measured in the same run as the baseline;
  * - credentials issued per second end to end: the authority service runs as
- *   its own process (`authority serve`); this process enrolls 16 members and
- *   has each request fresh credentials over its secure channel, as fast as
- *   the authority answers.
+ *   its own process (`authority serve`); this process enrolls 16 members,
+ *   each over its own TCP connection, and has each request fresh credentials
+ *   over its secure channel, as fast as the authority answers; and the CPU
+ *   time (user + system, from /proc) each credential cost the authority
+ *   process and this one, which other load on the machine moves far less
+ *   than the rates.
  *
- * Usage: deno task bench:authority [--seconds N]
+ * Usage: deno task bench:authority [--seconds N] [--members N] [--cpu-prof DIR]
+ *
+ * `--cpu-prof DIR` runs `authority serve` under `deno run --cpu-prof`, so
+ * its V8 CPU profile (the whole run: start, enrollments, refreshes) lands in
+ * DIR as a `.cpuprofile` file when the service stops.
  *
  * @module
  */
@@ -25,15 +32,26 @@ import { SoftwareSigner } from "../src/identity/software_signer.ts";
 import { Node } from "../src/routing/node.ts";
 import { TcpTransport } from "../src/transport/tcp_transport.ts";
 import { readBanner } from "./support/banner.ts";
+import { cpuSeconds } from "./support/process_usage.ts";
 
 const { values } = parseArgs({
-  options: { seconds: { type: "string", default: "5" }, help: { type: "boolean", short: "h" } },
+  options: {
+    seconds: { type: "string", default: "5" },
+    members: { type: "string", default: "16" },
+    "cpu-prof": { type: "string" },
+    help: { type: "boolean", short: "h" },
+  },
 });
 if (values.help) {
-  console.log("Usage: deno task bench:authority [--seconds N]");
+  console.log("Usage: deno task bench:authority [--seconds N] [--members N] [--cpu-prof DIR]");
   Deno.exit(0);
 }
 const seconds = Number(values.seconds);
+const members = Number(values.members);
+if (!(seconds > 0) || !Number.isSafeInteger(members) || members < 1) {
+  throw new RangeError("--seconds must be positive and --members a positive integer");
+}
+const profile = values["cpu-prof"];
 const progress = (line: string) => console.error(`[bench] ${line}`);
 const root = new URL("../", import.meta.url).pathname;
 
@@ -61,13 +79,14 @@ try {
   session.close();
 
   // 2. Credentials end to end.
-  const cli = (args: string[]) =>
+  const cli = (args: string[], runFlags: string[] = []) =>
     new Deno.Command(Deno.execPath(), {
       args: [
         "run",
         "-q",
         "--no-prompt",
         "-P=authority",
+        ...runFlags,
         "authority/main.ts",
         ...args,
         "--state",
@@ -86,13 +105,15 @@ try {
     });
   progress("authority init and serve");
   if ((await cli(["init"]).output()).code !== 0) throw new Error("init failed");
-  const server = cli(["serve", "--listen", "127.0.0.1:0"]).spawn();
+  // No ops endpoint: its fixed default port may be taken by another run.
+  const server = cli(
+    ["serve", "--listen", "127.0.0.1:0", "--metrics", "off"],
+    profile === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${profile}`],
+  ).spawn();
   const port = (await readBanner(server)).port;
   const trust = new TrustStore([await readIdentityFile(`${root}${state}/authority.identity.json`)]);
   const node = new Node();
   const transport = new TcpTransport(node);
-  const conn = await transport.connect({ hostname: "127.0.0.1", port });
-  const members = 16;
   progress(`enrolling ${members} members`);
   const clients = await Promise.all(Array.from({ length: members }, async () => {
     const ticket = JSON.parse(
@@ -101,6 +122,9 @@ try {
       ),
     ).ticket as string;
     const identity = await Identity.create(await SoftwareSigner.generate());
+    // A connection per member, as members connect: the authority closes a
+    // connection that carries more than a few channels (connection_guard.ts).
+    const conn = await transport.connect({ hostname: "127.0.0.1", port });
     const client = await AuthorityClient.connect({
       node,
       route: [conn.address],
@@ -112,6 +136,7 @@ try {
   }));
   progress(`credential refreshes for ${seconds} s, ${members} members at once`);
   let issued = 0;
+  const cpuBefore = await Promise.all([cpuSeconds(server.pid), cpuSeconds(Deno.pid)]);
   const until = performance.now() + seconds * 1000;
   await Promise.all(clients.map(async (client) => {
     while (performance.now() < until) {
@@ -119,7 +144,13 @@ try {
       issued++;
     }
   }));
+  const cpuAfter = await Promise.all([cpuSeconds(server.pid), cpuSeconds(Deno.pid)]);
   const endToEnd = issued / seconds;
+  // CPU per credential: steadier than the rate on a shared machine, which
+  // other processes' load moves a lot.
+  const [serverCpu, clientCpu] = cpuAfter.map((after, i) =>
+    (after - cpuBefore[i]) * 1e6 / Math.max(issued, 1)
+  );
   for (const client of clients) await client.close();
   await transport.close();
   server.kill("SIGTERM");
@@ -139,6 +170,11 @@ try {
     `| credentials issued end to end over secure channels | ${
       endToEnd.toFixed(0)
     } | HSM signatures alone: ${hsmRate.toFixed(0)} (${(endToEnd / hsmRate).toFixed(2)}×) |`,
+  );
+  console.log(
+    `\nCPU per credential (user + system, over the refreshes): authority process ${
+      serverCpu.toFixed(0)
+    } µs, this process (the ${members} members) ${clientCpu.toFixed(0)} µs`,
   );
 } finally {
   await Deno.remove(`${root}${state}`, { recursive: true }).catch(() => {});

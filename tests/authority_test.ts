@@ -18,7 +18,11 @@ import { SoftwareSigner } from "../src/identity/software_signer.ts";
 import { Node } from "../src/routing/node.ts";
 import { TcpTransport } from "../src/transport/tcp_transport.ts";
 import { eventually } from "../src/testdata/channel_fixtures.ts";
-import { type AuthorityFixture, authorityFixture, statePath } from "../scripts/support/authority_process.ts";
+import {
+  type AuthorityFixture,
+  authorityFixture,
+  statePath,
+} from "../scripts/support/authority_process.ts";
 
 async function withAuthority(fn: (fixture: AuthorityFixture) => Promise<void>): Promise<void> {
   const fixture = await authorityFixture();

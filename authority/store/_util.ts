@@ -76,15 +76,35 @@ export function attributesText(attributes: Attributes): string {
 }
 
 /**
+ * Attributes read back, by the text they were read from: members share a
+ * few texts (one per role and customer) and every request reads its
+ * member's, so the last ones read are kept (frozen, so sharing them is
+ * safe) rather than parsed and checked again each time.
+ */
+const readCache = new Map<string, Attributes>();
+const READ_CACHE_SIZE = 256;
+/** Longer texts are parsed each time, so the texts kept take at most 1 MiB. */
+const READ_CACHE_TEXT = 2048;
+
+/**
  * Attributes read back from their stored text.
  * @throws {AuthorityError} `store_corrupt` when the text is not valid attributes.
  */
 export function readAttributes(text: unknown, where: string): Attributes {
+  const key = String(text);
+  const cached = readCache.get(key);
+  if (cached !== undefined) return cached;
+  let attributes: Attributes;
   try {
-    return normalizeAttributes(JSON.parse(String(text)));
+    attributes = normalizeAttributes(JSON.parse(key));
   } catch (cause) {
     throw corrupt(`${where}: stored attributes are invalid`, cause);
   }
+  if (key.length <= READ_CACHE_TEXT) {
+    if (readCache.size >= READ_CACHE_SIZE) readCache.delete(readCache.keys().next().value!);
+    readCache.set(key, attributes);
+  }
+  return attributes;
 }
 
 /** Whether two sets of attributes are equal (compared in their stored form). */

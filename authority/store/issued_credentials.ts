@@ -3,24 +3,63 @@
  * validity of each, so that a credential can be revoked by id and its
  * issuance appears in the audit log.
  *
+ * Records are written in batches (`group_commit.ts`): the records of the
+ * credentials issued in one event-loop turn share one write transaction,
+ * each checked and audited in turn. A single record is a batch of one.
+ *
  * @module
  */
 import { AuthorityError } from "../../src/errors.ts";
 import { checkIdentifier, nowOr } from "./_util.ts";
+import {
+  GroupCommit,
+  type GroupCommitStats,
+  type Outcome,
+  StoreBatchError,
+  writeBatch,
+} from "./group_commit.ts";
 import type { Members } from "./members.ts";
-import type { Sql, StoreCore } from "./store_core.ts";
+import type { Sql, StoreCore, WriteTx } from "./store_core.ts";
 
 const CREDENTIAL_ID = /^[0-9a-f]{32}$/;
+
+/** The record of one issued credential. */
+export interface CredentialRecord {
+  /** 32 lowercase hex digits. */
+  id: string;
+  subject: string;
+  issuedAt: number;
+  expiresAt: number;
+  /** A refresh (`credential.refresh`) rather than the credential of an enrollment (`credential.issue`). */
+  refresh: boolean;
+}
+
+/**
+ * A record's fields checked; the same fields.
+ * @throws {TypeError | RangeError} on a malformed id, subject or time.
+ */
+function checkRecord(o: CredentialRecord): CredentialRecord {
+  if (typeof o.id !== "string" || !CREDENTIAL_ID.test(o.id)) {
+    throw new TypeError("a credential id is 32 lowercase hex digits");
+  }
+  checkIdentifier(o.subject);
+  const issuedAt = nowOr(o.issuedAt ?? Number.NaN, "issuedAt");
+  const expiresAt = nowOr(o.expiresAt ?? Number.NaN, "expiresAt");
+  if (expiresAt < issuedAt) throw new RangeError("expiresAt is before issuedAt");
+  return { id: o.id, subject: o.subject, issuedAt, expiresAt, refresh: Boolean(o.refresh) };
+}
 
 /** The credentials table, through a {@link StoreCore}; subjects are checked in {@link Members}. */
 export class IssuedCredentials {
   #core: StoreCore;
   #members: Members;
+  #queue: GroupCommit<CredentialRecord, void>;
 
   /** Issued credentials kept through `core`, for subjects in `members`. */
   constructor(core: StoreCore, members: Members) {
     this.#core = core;
     this.#members = members;
+    this.#queue = new GroupCommit({ write: (records) => this.recordBatch(records) });
   }
 
   /**
@@ -32,39 +71,87 @@ export class IssuedCredentials {
    *   (id already recorded).
    * @throws {TypeError | RangeError} on a malformed id, subject or time.
    */
-  record(
-    o: { id: string; subject: string; issuedAt: number; expiresAt: number; refresh: boolean },
-  ): void {
-    if (typeof o.id !== "string" || !CREDENTIAL_ID.test(o.id)) {
-      throw new TypeError("a credential id is 32 lowercase hex digits");
+  record(o: CredentialRecord): void {
+    let outcome: Outcome<void>;
+    try {
+      [outcome] = this.recordBatch([o]);
+    } catch (error) {
+      // A batch of one: its own failure, as the database or the log reported it.
+      throw error instanceof StoreBatchError ? error.cause : error;
     }
-    checkIdentifier(o.subject);
-    const issuedAt = nowOr(o.issuedAt ?? Number.NaN, "issuedAt");
-    const expiresAt = nowOr(o.expiresAt ?? Number.NaN, "expiresAt");
-    if (expiresAt < issuedAt) throw new RangeError("expiresAt is before issuedAt");
-    // Routine durability: the one write on the hot path (see SqliteCore.write).
-    this.#core.write((tx) => {
-      if (this.#members.active(tx, o.subject) === null) {
-        throw new AuthorityError("not_member", `${o.subject} is not a member`);
+    if (!outcome.ok) throw outcome.error;
+  }
+
+  /**
+   * Records `o` with the other records submitted in this event-loop turn,
+   * in one transaction (see `AuthorityStore.submitCredential`). Resolves once
+   * the record is committed.
+   * @throws {AuthorityError} (rejects) `not_member`, `member_revoked`,
+   *   `bad_request` (id already recorded) for this record alone;
+   *   {StoreBatchError} when the whole batch failed and nothing of it was written.
+   * @throws {TypeError | RangeError} (rejects) on a malformed id, subject or time.
+   */
+  submit(o: CredentialRecord): Promise<void> {
+    return this.#queue.submit(o);
+  }
+
+  /** Batches written by {@link submit} (a live view). */
+  get batches(): Readonly<GroupCommitStats> {
+    return this.#queue.stats;
+  }
+
+  /**
+   * Records several credentials in one write transaction, with routine
+   * durability (the one write on the hot path, see SqliteCore.write): one
+   * outcome per record, in order. A malformed record, a subject that is not
+   * an active member and an id already recorded (also earlier in the same
+   * batch) refuse that record alone; it writes nothing.
+   * @throws {StoreBatchError} when the transaction failed: nothing was written.
+   */
+  recordBatch(records: readonly CredentialRecord[]): Outcome<void>[] {
+    const outcomes: Outcome<void>[] = new Array(records.length);
+    const checked: CredentialRecord[] = [];
+    const at: number[] = [];
+    records.forEach((o, i) => {
+      try {
+        checked.push(checkRecord(o));
+        at.push(i);
+      } catch (error) {
+        outcomes[i] = { ok: false, error: error as Error };
       }
-      if (this.exists(tx, o.id)) {
-        throw new AuthorityError("bad_request", `credential ${o.id} is already recorded`);
-      }
-      tx.run(
-        "INSERT INTO credentials (id, subject, issued_at, expires_at, refresh) VALUES (?, ?, ?, ?, ?)",
-        o.id,
-        o.subject,
-        issuedAt,
-        expiresAt,
-        o.refresh ? 1 : 0,
-      );
-      tx.audit(issuedAt, o.refresh ? "credential.refresh" : "credential.issue", {
-        id: o.id,
-        subject: o.subject,
-        issued_at: issuedAt,
-        expires_at: expiresAt,
-      });
-    }, "routine");
+    });
+    if (checked.length > 0) {
+      const written = writeBatch(this.#core, checked, {
+        check: (sql, o) => {
+          // Recording is the last step before a credential is handed out, so
+          // a revocation that landed since the service's check still stops it.
+          this.#members.checkActive(sql, o.subject);
+          if (this.exists(sql, o.id)) {
+            throw new AuthorityError("bad_request", `credential ${o.id} is already recorded`);
+          }
+        },
+        apply: (tx, o) => this.#insert(tx, o),
+      }, "routine");
+      written.forEach((outcome, j) => outcomes[at[j]] = outcome);
+    }
+    return outcomes;
+  }
+
+  #insert(tx: WriteTx, o: CredentialRecord): void {
+    tx.run(
+      "INSERT INTO credentials (id, subject, issued_at, expires_at, refresh) VALUES (?, ?, ?, ?, ?)",
+      o.id,
+      o.subject,
+      o.issuedAt,
+      o.expiresAt,
+      o.refresh ? 1 : 0,
+    );
+    tx.audit(o.issuedAt, o.refresh ? "credential.refresh" : "credential.issue", {
+      id: o.id,
+      subject: o.subject,
+      issued_at: o.issuedAt,
+      expires_at: o.expiresAt,
+    });
   }
 
   /** The subject of a recorded credential, or null. */
@@ -74,7 +161,7 @@ export class IssuedCredentials {
   }
 
   /** Whether a credential with this id (32 lowercase hex) is recorded. */
-  exists(sql: Sql, id: string): boolean {
+  exists(sql: Pick<Sql, "get">, id: string): boolean {
     return sql.get("SELECT 1 FROM credentials WHERE id = ?", id) !== undefined;
   }
 }

@@ -24,6 +24,12 @@ export interface Member {
 
 const VIAS: readonly Member["via"][] = ["ticket", "license", "operator"];
 
+/** A row's recorded key, as a copy; null when none is recorded. */
+function keyOf(row: Row | undefined): Uint8Array | null {
+  const key = row?.key;
+  return key instanceof Uint8Array ? new Uint8Array(key) : null;
+}
+
 function toMember(row: Row): Member {
   const via = row.via as Member["via"];
   if (!VIAS.includes(via)) throw corrupt(`member ${row.identifier}: unknown via`);
@@ -76,8 +82,16 @@ export class Members {
   /** The member's current primary key as last seen, or null (unknown, or no member). */
   key(identifier: string): Uint8Array | null {
     const row = this.#core.sql.get("SELECT key FROM members WHERE identifier = ?", identifier);
-    const key = row?.key;
-    return key instanceof Uint8Array ? new Uint8Array(key) : null;
+    return keyOf(row);
+  }
+
+  /** The member (active or revoked) and its current primary key as last seen, in one read; or null. */
+  withKey(identifier: string): { member: Member; key: Uint8Array | null } | null {
+    const row = this.#core.sql.get(
+      "SELECT * FROM members WHERE identifier = ?",
+      String(identifier),
+    );
+    return row === undefined ? null : { member: toMember(row), key: keyOf(row) };
   }
 
   /**
@@ -113,6 +127,19 @@ export class Members {
   /** Whether `identifier` (already normalized) is a member, active or revoked. */
   exists(sql: Sql, identifier: string): boolean {
     return sql.get("SELECT 1 FROM members WHERE identifier = ?", identifier) !== undefined;
+  }
+
+  /**
+   * Whether `identifier` is an active member, as `sql` sees it, reading only
+   * its revocation time (the check of every credential record).
+   * @throws {AuthorityError} `not_member`, `member_revoked`
+   */
+  checkActive(sql: Pick<Sql, "get">, identifier: string): void {
+    const row = sql.get("SELECT revoked_at FROM members WHERE identifier = ?", identifier);
+    if (row === undefined) throw new AuthorityError("not_member", `${identifier} is not a member`);
+    if (row.revoked_at !== null) {
+      throw new AuthorityError("member_revoked", `${identifier} is revoked`);
+    }
   }
 
   /**

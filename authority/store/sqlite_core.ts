@@ -19,7 +19,13 @@
  */
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { AuthorityError } from "../../src/errors.ts";
-import { type AuditEntry, decodeAuditRow, GENESIS_HASH, nextAuditRow } from "../audit.ts";
+import {
+  type AuditEntry,
+  type AuditHead,
+  decodeAuditRow,
+  GENESIS_HASH,
+  nextAuditRow,
+} from "../audit.ts";
 import { corrupt } from "./_util.ts";
 import type { Durability, Row, Sql, StoreCore, WriteTx } from "./store_core.ts";
 
@@ -36,6 +42,12 @@ const MIGRATIONS: Readonly<Record<number, string>> = {
   // history is refused after a rotation (null until its next request).
   1: "ALTER TABLE members ADD COLUMN key BLOB",
 };
+
+const UNUSED_INDEX =
+  "SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = 'credentials_by_subject'";
+const INSERT_AUDIT =
+  "INSERT INTO audit (seq, time, kind, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?)";
+const SET_HEAD = "UPDATE audit_head SET seq = ?, hash = ? WHERE one = 1";
 
 /** Anything that looks like a ticket secret or license key, anywhere in a text. */
 const SECRET_LIKE = /nx[tl]_[A-Za-z0-9_-]{32}/;
@@ -74,7 +86,6 @@ CREATE TABLE credentials (
   expires_at INTEGER NOT NULL,
   refresh INTEGER NOT NULL CHECK (refresh IN (0, 1))
 ) STRICT;
-CREATE INDEX credentials_by_subject ON credentials (subject);
 CREATE TABLE revocations (
   target TEXT PRIMARY KEY,
   kind TEXT NOT NULL CHECK (kind IN ('identifier', 'credential')),
@@ -137,6 +148,8 @@ export class SqliteCore implements StoreCore {
   #statements = new Map<string, StatementSync>();
   #closed = false;
   #tx: WriteTx;
+  /** The audit chain's head as this transaction left it, once it appended (else null). */
+  #head: AuditHead | null = null;
   /** Single statements outside any transaction (each its own implicit transaction). */
   readonly sql: Sql;
 
@@ -227,6 +240,13 @@ export class SqliteCore implements StoreCore {
       if (version !== SCHEMA_VERSION) {
         tx.run("UPDATE schema_version SET version = ?", SCHEMA_VERSION);
       }
+      // Earlier files index credentials by subject, which no query uses and
+      // which cost every credential record a page write. Dropping an index
+      // changes no table, so the version stays and older code still opens
+      // the file.
+      if (tx.get(UNUSED_INDEX) !== undefined) {
+        this.#db.exec("DROP INDEX credentials_by_subject");
+      }
     });
   }
 
@@ -283,41 +303,54 @@ export class SqliteCore implements StoreCore {
     this.#db.exec(begin);
     try {
       const result = fn();
+      const head = this.#head;
+      if (head !== null) {
+        this.#statement(SET_HEAD).run(head.seq, head.hash);
+      }
       this.#db.exec("COMMIT");
       return result;
     } catch (error) {
       if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
       throw error;
+    } finally {
+      this.#head = null;
     }
   }
 
   /**
    * The audit append, inside the caller's write transaction. The head row
-   * (`audit_head`) is kept beside the log and moves with every entry, so a
-   * log cut short (a consistent but shorter chain) is detected: nothing is
-   * appended to a log that does not end at its recorded head.
+   * (`audit_head`) is kept beside the log and moves with it, so a log cut
+   * short (a consistent but shorter chain) is detected: nothing is appended
+   * to a log that does not end at its recorded head.
+   *
+   * The first append of a transaction reads the head row and the last
+   * entry and checks that they agree; later appends of the same transaction
+   * (a batch, `group_commit.ts`) chain from the entry just written, which
+   * the write lock keeps current, and the head row is written once, just
+   * before the commit. Each entry is still linked to the one before it.
    */
   #audit(time: number, kind: string, data: Record<string, unknown>): AuditEntry {
-    const sql = this.sql;
-    const head = sql.get("SELECT seq, hash FROM audit_head WHERE one = 1");
-    const last = sql.get("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1") ??
-      { seq: 0, hash: GENESIS_HASH };
-    if (head === undefined || head.seq !== last.seq || head.hash !== last.hash) {
-      throw corrupt("the audit log does not end at its recorded head; run verifyAudit");
+    if (!this.#db.isTransaction) {
+      throw new Error("an audit entry is appended inside a write transaction only");
     }
-    const row = nextAuditRow(
-      { seq: last.seq as number, hash: last.hash as string },
-      time,
-      kind,
-      data,
-    );
+    let head = this.#head;
+    if (head === null) {
+      const sql = this.sql;
+      const recorded = sql.get("SELECT seq, hash FROM audit_head WHERE one = 1");
+      const last = sql.get("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1") ??
+        { seq: 0, hash: GENESIS_HASH };
+      if (recorded === undefined || recorded.seq !== last.seq || recorded.hash !== last.hash) {
+        throw corrupt("the audit log does not end at its recorded head; run verifyAudit");
+      }
+      head = { seq: last.seq as number, hash: last.hash as string };
+    }
+    const row = nextAuditRow(head, time, kind, data);
     // Secrets are returned once and stored only as their SHA-256: the log
     // must not keep a copy either.
     if (SECRET_LIKE.test(row.data)) {
       throw new TypeError("audit data must not contain a ticket secret or a license key");
     }
-    sql.run(
-      "INSERT INTO audit (seq, time, kind, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?)",
+    this.#statement(INSERT_AUDIT).run(
       row.seq,
       row.time,
       row.kind,
@@ -325,7 +358,7 @@ export class SqliteCore implements StoreCore {
       row.prevHash,
       row.hash,
     );
-    sql.run("UPDATE audit_head SET seq = ?, hash = ? WHERE one = 1", row.seq, row.hash);
+    this.#head = { seq: row.seq, hash: row.hash };
     return decodeAuditRow(row);
   }
 }

@@ -13,6 +13,17 @@
  * A PostgreSQL core over `pg` would be asynchronous: the same shapes, with
  * each result wrapped in a Promise.
  *
+ * Batches: the service's credential records go through `group_commit.ts`,
+ * which is written against this interface only: the records submitted in
+ * one event-loop turn share one `write` transaction, each checked and
+ * appended to the audit log in turn, and a transaction that fails fails
+ * them all. A PostgreSQL core gets the same batching, and its commits in
+ * flight let the next batch gather (the queue accepts an asynchronous
+ * write). What a core may do for a batch is its own: the SQLite core reads
+ * the audit head once per transaction and writes it back once, at commit;
+ * a PostgreSQL core would lock the head row (`SELECT ... FOR UPDATE`) once
+ * per transaction the same way.
+ *
  * @module
  */
 import type { AuditEntry } from "../audit.ts";
@@ -39,7 +50,9 @@ export interface Sql {
 export interface WriteTx extends Sql {
   /**
    * Appends an entry to the hash-chained audit log in this transaction, so
-   * a change and its entry commit together or not at all.
+   * a change and its entry commit together or not at all. Entries appended
+   * in one transaction follow each other in the chain, each linked to the
+   * one before. Refused once the transaction is over.
    * @throws {TypeError | RangeError} on a bad kind, data or time, or data
    *   shaped like a ticket secret or license key.
    * @throws {AuthorityError} `store_corrupt` when the log does not end at

@@ -29,7 +29,6 @@
  * @module
  */
 import { TransportError } from "../errors.ts";
-import { toHex } from "../encoding/hex.ts";
 import {
   checkMaxFrameBytes,
   encodeFrameHeader,
@@ -196,6 +195,19 @@ export interface SocketConnectionOptions {
   maxReceiveFrameBytes?: number;
   /** Size of the one read buffer; default 64 KiB. */
   readBufferBytes?: number;
+  /**
+   * A smaller read buffer for a connection with nothing to read, from 64
+   * bytes to `readBufferBytes`; default none (the one read buffer is kept).
+   * With it, the connection waits for bytes with a read into a buffer this
+   * small; while reads come back full (more was waiting) it reads into a
+   * `readBufferBytes` one taken from a pool that all connections share, and
+   * gives that back, with its frame decoder's buffer between frames, as
+   * soon as a read comes back short. So a connection that has gone quiet
+   * holds this buffer only, not `readBufferBytes`: for listeners whose
+   * connections are mostly idle (a relay). Frames are views valid until
+   * the next one is asked for, as without it.
+   */
+  idleReadBufferBytes?: number;
   /** Size of the one write buffer, where small frames are coalesced; default 64 KiB. */
   writeBufferBytes?: number;
 }
@@ -212,6 +224,14 @@ const spareWriteBuffers = new Map<number, Uint8Array[]>();
 /** Most spare write buffers kept per size. */
 const MAX_SPARE_WRITE_BUFFERS = 16;
 
+/**
+ * The write buffer of a batch that fits it (at most this many bytes queued,
+ * headers included): most writes are one small frame (admission messages,
+ * control messages, a keepalive), and a burst of them from many
+ * connections at once should not take a full-size buffer each.
+ */
+const SMALL_WRITE_BUFFER_BYTES = 2048;
+
 function takeWriteBuffer(size: number): Uint8Array {
   return spareWriteBuffers.get(size)?.pop() ?? new Uint8Array(size);
 }
@@ -220,6 +240,26 @@ function giveBackWriteBuffer(buffer: Uint8Array): void {
   let spares = spareWriteBuffers.get(buffer.length);
   if (spares === undefined) spareWriteBuffers.set(buffer.length, spares = []);
   if (spares.length < MAX_SPARE_WRITE_BUFFERS) spares.push(buffer);
+}
+
+/**
+ * Read buffers of `readBufferBytes` not in use, by size, for connections
+ * with an idle read buffer: one is taken for a read that follows a full
+ * one, and given back at the first read that needs none (the consumer
+ * has then asked for the next frame, so no frame still points into it).
+ */
+const spareReadBuffers = new Map<number, Uint8Array[]>();
+/** Bytes of spare read buffers kept per size (at least four buffers). */
+const SPARE_READ_BYTES = 1024 * 1024;
+
+function takeReadBuffer(size: number): Uint8Array {
+  return spareReadBuffers.get(size)?.pop() ?? new Uint8Array(size);
+}
+
+function giveBackReadBuffer(buffer: Uint8Array): void {
+  let spares = spareReadBuffers.get(buffer.length);
+  if (spares === undefined) spareReadBuffers.set(buffer.length, spares = []);
+  if (spares.length < Math.max(4, SPARE_READ_BYTES / buffer.length)) spares.push(buffer);
 }
 
 /** Least length of the part of a large frame written from the caller's bytes. */
@@ -237,8 +277,20 @@ interface PendingSend {
   reject: (error: Error) => void;
 }
 
+const HEX_DIGITS = "0123456789abcdef";
+
+/**
+ * A random 64-bit id in hex, as one flat string: built with `+=`, a string
+ * stays a chain of pieces that the connection would keep for its life.
+ */
 function newId(): string {
-  return toHex(crypto.getRandomValues(new Uint8Array(8)));
+  const bytes = crypto.getRandomValues(new Uint8Array(8));
+  const codes = new Array<number>(16);
+  for (let i = 0; i < 8; i++) {
+    codes[2 * i] = HEX_DIGITS.charCodeAt(bytes[i] >> 4);
+    codes[2 * i + 1] = HEX_DIGITS.charCodeAt(bytes[i] & 15);
+  }
+  return String.fromCharCode(...codes);
 }
 
 /**
@@ -266,28 +318,42 @@ export function checkBufferBytes(name: string, value: number): number {
   return value;
 }
 
+const DONE: IteratorReturnResult<undefined> = Object.freeze({ value: undefined, done: true });
+
+// Set by SocketConnection's static block: its reading, for FrameIterator.
+let startIteration: (connection: SocketConnection, iterator: FrameIterator) => boolean;
+let nextFrame: (
+  connection: SocketConnection,
+  iterator: FrameIterator,
+) => Promise<IteratorResult<Uint8Array>>;
+let endIteration: (connection: SocketConnection, iterator: FrameIterator) => void;
+
 /**
  * {@link FramedConnection} over a `Deno.Conn`. It owns the conn: closing the
  * connection closes it.
  *
  * Per connection: one read buffer, one write buffer (each allocated on
- * first use) and one {@link FrameDecoder}. Frames whole inside a read are
- * handed out as views of the read buffer; of a frame larger than the read
- * buffer, the rest is read straight into the decoder's buffer as soon as
- * that buffer may grow by a read buffer's worth (it grows with the bytes
- * received, so after the first read or two of a large frame). On the way
- * out, frames are copied into the write buffer behind their header, and
- * frames queued together go out in one write: small frames cost one system
- * call per batch, not two per frame. A frame that does not fit the buffer goes out
- * as its header and first part, then the rest straight from the caller's
- * bytes.
+ * first use; the write buffer comes from a pool and goes back when nothing
+ * is left to write) and one {@link FrameDecoder}. Frames whole inside a
+ * read are handed out as views of the read buffer; of a frame larger than
+ * the read buffer, the rest is read straight into the decoder's buffer as
+ * soon as that buffer may grow by a read buffer's worth (it grows with the
+ * bytes received, so after the first read or two of a large frame). With
+ * `idleReadBufferBytes`, the read buffer too is pooled and held only while
+ * reads come back full (see the option). On the way out, frames are copied
+ * into the write buffer behind their header, and frames queued together go
+ * out in one write: small frames cost one system call per batch, not two
+ * per frame. A frame that does not fit the buffer goes out as its header
+ * and first part, then the rest straight from the caller's bytes.
+ *
+ * What a connection waiting for bytes keeps is small on purpose (a relay
+ * holds thousands): one pending read, with one promise reaction, into the
+ * buffer above; `id`, `closed` and `events` are made when first asked for.
  *
  * Errors never escape as unhandled rejections: the read and write paths
  * catch everything and turn it into a close with a reason.
  */
 export class SocketConnection implements FramedConnection {
-  /** A random 64-bit id in hex, for logs and routing tables. */
-  readonly id: string = newId();
   /** This end's address (the conn's `localAddr`). */
   readonly localAddr: Deno.NetAddr;
   /** The peer's address (the conn's `remoteAddr`). */
@@ -296,18 +362,34 @@ export class SocketConnection implements FramedConnection {
   readonly transport: "tcp" | "tls";
   /** The hard maximum frame length, in both directions. */
   readonly maxFrameBytes: number;
-  /** Dispatches one {@link ConnectionCloseEvent} (`"close"`) when the connection closes. */
-  readonly events: EventTarget = new EventTarget();
-  /** Resolves (never rejects) when the connection has closed, with why. */
-  readonly closed: Promise<CloseInfo>;
+
+  #id: string | null = null;
+  #events: EventTarget | null = null;
+  #closed: Promise<CloseInfo> | null = null;
+  #resolveClosed: ((info: CloseInfo) => void) | null = null;
+  #onClose: ((connection: SocketConnection) => void) | null;
 
   #conn: Deno.Conn;
   #decoder: FrameDecoder;
   #readBufferBytes: number;
+  /** 0: none (the read buffer is the connection's own, and kept). */
+  #idleReadBufferBytes: number;
   #writeBufferBytes: number;
+  /** The read buffer of `readBufferBytes`: own, or from the pool while reads come back full. */
   #readBuffer: Uint8Array | null = null;
+  /** The idle read buffer (with `idleReadBufferBytes`). */
+  #idleBuffer: Uint8Array | null = null;
   #writeBuffer: Uint8Array | null = null;
+  /** Whether the last read filled what it read into: more was likely waiting. */
+  #full = false;
+  /** What the read in flight reads into, and whether that is the decoder's buffer. */
+  #target: Uint8Array = NO_TAIL;
+  #direct = false;
   #ended = false;
+  /** The iteration of `frames()` that owns the reading, if any. */
+  #iterator: FrameIterator | null = null;
+  /** The step of that iteration that is reading now; later `next()` calls wait for it. */
+  #inFlight: Promise<IteratorResult<Uint8Array>> | null = null;
 
   /** Sends in call order; `#head` is the first not yet written. */
   #queue: PendingSend[] = [];
@@ -317,28 +399,29 @@ export class SocketConnection implements FramedConnection {
   #versionSent = false;
 
   #closeInfo: CloseInfo | null = null;
-  #resolveClosed!: (info: CloseInfo) => void;
-
-  /** What a {@link FrameIterator} needs: the single-reader flag and a step. */
-  #reader: FrameSource = {
-    busy: false,
-    ready: () => this.#ready(),
-    step: () => this.#step(),
-  };
 
   /**
    * Wraps `conn`, which the connection then owns. Buffers are allocated on
-   * first use, not here.
+   * first use, not here. `onClose` (for a listener's own accounting) is
+   * called once, synchronously, as the connection closes; it must not throw.
    * @throws {RangeError} for an invalid `maxFrameBytes` or buffer size.
    */
-  constructor(conn: Deno.Conn, options: SocketConnectionOptions) {
+  constructor(
+    conn: Deno.Conn,
+    options: SocketConnectionOptions,
+    onClose?: (connection: SocketConnection) => void,
+  ) {
     this.#conn = conn;
+    this.#onClose = onClose ?? null;
     this.transport = options.transport;
     this.maxFrameBytes = checkMaxFrameBytes(options.maxFrameBytes ?? MAX_FRAME_BYTES);
     this.#readBufferBytes = checkBufferBytes(
       "readBufferBytes",
       options.readBufferBytes ?? IO_BUFFER_BYTES,
     );
+    this.#idleReadBufferBytes = options.idleReadBufferBytes === undefined
+      ? 0
+      : checkIdleReadBufferBytes(options.idleReadBufferBytes, this.#readBufferBytes);
     this.#writeBufferBytes = checkBufferBytes(
       "writeBufferBytes",
       options.writeBufferBytes ?? IO_BUFFER_BYTES,
@@ -350,7 +433,29 @@ export class SocketConnection implements FramedConnection {
     this.#decoder = new FrameDecoder({ maxFrameBytes: receive });
     this.localAddr = conn.localAddr as Deno.NetAddr;
     this.remoteAddr = conn.remoteAddr as Deno.NetAddr;
-    this.closed = new Promise((resolve) => this.#resolveClosed = resolve);
+  }
+
+  /** A random 64-bit id in hex, for logs and routing tables (made when first asked for). */
+  get id(): string {
+    return this.#id ??= newId();
+  }
+
+  /** Dispatches one {@link ConnectionCloseEvent} (`"close"`) when the connection closes. */
+  get events(): EventTarget {
+    return this.#events ??= new EventTarget();
+  }
+
+  /** Resolves (never rejects) when the connection has closed, with why. */
+  get closed(): Promise<CloseInfo> {
+    if (this.#closed === null) {
+      if (this.#closeInfo !== null) this.#closed = Promise.resolve(this.#closeInfo);
+      else {
+        const { promise, resolve } = Promise.withResolvers<CloseInfo>();
+        this.#closed = promise;
+        this.#resolveClosed = resolve;
+      }
+    }
+    return this.#closed;
   }
 
   /** Bytes accepted by `send()` and not yet written to the socket (headers included). */
@@ -364,12 +469,14 @@ export class SocketConnection implements FramedConnection {
   }
 
   /**
-   * Memory this connection holds for reading, in bytes: its read buffer
-   * (once allocated) and its decoder's buffer ({@link FrameDecoder.reservedBytes}),
-   * filled or not. Frames already handed out are the consumer's.
+   * Memory this connection holds for reading, in bytes: its read buffers
+   * (those allocated or taken from the pool now) and its decoder's buffer
+   * ({@link FrameDecoder.reservedBytes}), filled or not. Frames already
+   * handed out are the consumer's.
    */
   get readBufferedBytes(): number {
-    return (this.#readBuffer?.length ?? 0) + this.#decoder.reservedBytes;
+    return (this.#readBuffer?.length ?? 0) + (this.#idleBuffer?.length ?? 0) +
+      this.#decoder.reservedBytes;
   }
 
   /**
@@ -424,7 +531,7 @@ export class SocketConnection implements FramedConnection {
    * {@link FramedConnection.frames}.
    */
   frames(): AsyncIterableIterator<Uint8Array> {
-    return new FrameIterator(this.#reader);
+    return new FrameIterator(this);
   }
 
   /**
@@ -435,58 +542,153 @@ export class SocketConnection implements FramedConnection {
     this.#finish({ reason });
   }
 
-  /**
-   * The next frame, reading from the socket as needed; null once the
-   * connection has closed. Only one step runs at a time (FrameIterator
-   * chains them).
-   */
-  async #step(): Promise<Uint8Array | null> {
-    while (this.#closeInfo === null) {
-      let frame: Uint8Array | null;
-      try {
-        frame = this.#decoder.next();
-      } catch (error) {
-        this.#failFraming(error);
-        return null;
+  // The reading side, as FrameIterator drives it (through the accessors
+  // set in the static block below: these are private to the module).
+
+  static {
+    startIteration = (connection, iterator) => {
+      if (connection.#iterator !== null) return false;
+      connection.#iterator = iterator;
+      return true;
+    };
+    nextFrame = (connection, iterator) => connection.#next(iterator);
+    endIteration = (connection, iterator) => {
+      // A read in flight finishes first: it clears the owner when it does.
+      if (connection.#iterator === iterator && connection.#inFlight === null) {
+        connection.#iterator = null;
       }
-      if (frame !== null) return frame;
-      if (this.#ended || !await this.#fill()) return null;
-    }
-    return null;
+    };
   }
 
-  /** The next frame without waiting, when the decoder has one; undefined otherwise. */
-  #ready(): Uint8Array | null | undefined {
+  /**
+   * The next frame for `iterator` (the owner of the reading): one the
+   * decoder already holds, or one read for it. Never rejects.
+   */
+  #next(iterator: FrameIterator): Promise<IteratorResult<Uint8Array>> {
+    if (this.#inFlight !== null) {
+      // An earlier next() is still reading: this one waits its turn, so
+      // that two reads never run at once.
+      return this.#inFlight.then(() => iterator.active ? this.#next(iterator) : DONE);
+    }
+    const frame = this.#decoded();
+    if (frame !== undefined) return Promise.resolve(this.#result(frame));
+    const step = this.#read().then(this.#onRead, this.#onReadFailed);
+    this.#inFlight = step;
+    return step;
+  }
+
+  /** A read completed: the frame it completed, or the end, or (a frame still cut) more reads. */
+  #onRead = (
+    n: number | null,
+  ): IteratorResult<Uint8Array> | Promise<IteratorResult<Uint8Array>> => {
+    const frame = this.#consume(n);
+    return frame === undefined ? this.#readOn() : this.#result(frame);
+  };
+
+  #onReadFailed = (error: unknown): IteratorResult<Uint8Array> => {
+    if (this.#closeInfo === null) this.#finishOnError(error);
+    return this.#result(null);
+  };
+
+  /**
+   * Reads until a frame is complete, for a frame that one read did not
+   * complete: a loop, so that a peer sending a frame a byte at a time
+   * costs one pending read at a time, not a promise per byte.
+   */
+  async #readOn(): Promise<IteratorResult<Uint8Array>> {
+    for (;;) {
+      let n: number | null;
+      try {
+        n = await this.#read();
+      } catch (error) {
+        return this.#onReadFailed(error);
+      }
+      const frame = this.#consume(n);
+      if (frame !== undefined) return this.#result(frame);
+    }
+  }
+
+  /**
+   * What an iteration's step resolves with; the step in flight, if any, is
+   * over. The end of the frames ends the owner's iteration; an iteration
+   * ended (returned) while this step was reading lets go of the reading.
+   */
+  #result(frame: Uint8Array | null): IteratorResult<Uint8Array> {
+    this.#inFlight = null;
+    const iterator = this.#iterator;
+    if (frame === null) {
+      iterator?.finish();
+      this.#iterator = null;
+      return DONE;
+    }
+    if (iterator !== null && !iterator.active) this.#iterator = null;
+    return { value: frame, done: false };
+  }
+
+  /**
+   * A frame already decoded (no I/O), or null when the connection has
+   * closed (or its framing failed, which closes it), or undefined when a
+   * read is needed.
+   */
+  #decoded(): Uint8Array | null | undefined {
     if (this.#closeInfo !== null) return null;
+    let frame: Uint8Array | null;
     try {
-      return this.#decoder.next() ?? undefined;
+      frame = this.#decoder.next();
     } catch (error) {
       this.#failFraming(error);
       return null;
     }
+    if (frame !== null) return frame;
+    return this.#ended ? null : undefined;
   }
 
   /**
-   * Reads once from the socket into the decoder. False when the connection
-   * closed instead (end of stream, error, or a local close).
+   * Starts one read from the socket. Into the decoder's buffer when what is
+   * still missing of a frame fills a whole read buffer or more: reading into
+   * ours and copying would be pure overhead. The decoder offers that room
+   * only as far as the bytes already received let its buffer grow, so a
+   * header that claims a large frame reserves nothing ahead of its bytes.
+   * Otherwise into the read buffer; with an idle read buffer, the pooled
+   * one after a full read and the small one after a short one.
    */
-  async #fill(): Promise<boolean> {
-    const buffer = this.#readBuffer ??= new Uint8Array(this.#readBufferBytes);
-    // When what is still missing of a frame fills a whole read buffer or
-    // more, read straight into the decoder's buffer: reading into ours and
-    // copying would be pure overhead. The decoder offers that room only as
-    // far as the bytes already received let its buffer grow, so a header
-    // that claims a large frame reserves nothing ahead of its bytes.
-    const spare = this.#decoder.spareAtLeast(buffer.length);
-    const direct = spare !== null;
-    let n: number | null;
-    try {
-      n = await this.#conn.read(direct ? spare : buffer);
-    } catch (error) {
-      if (this.#closeInfo === null) this.#finishOnError(error);
-      return false;
+  #read(): Promise<number | null> {
+    const size = this.#readBufferBytes;
+    const spare = this.#decoder.spareAtLeast(size);
+    let target: Uint8Array;
+    if (this.#idleReadBufferBytes === 0) {
+      target = spare ?? (this.#readBuffer ??= new Uint8Array(size));
+    } else if (spare === null && this.#full) {
+      target = this.#readBuffer ??= takeReadBuffer(size);
+    } else {
+      // The pooled buffer is needed by no read now, and no frame points
+      // into it any more (the consumer asked for the next one): back it goes.
+      if (this.#readBuffer !== null) {
+        giveBackReadBuffer(this.#readBuffer);
+        this.#readBuffer = null;
+      }
+      if (spare !== null) target = spare;
+      else {
+        // Quiet: wait with the small buffer, and without the decoder's
+        // between frames (the next cut frame starts a new one).
+        this.#decoder.release();
+        target = this.#idleBuffer ??= new Uint8Array(this.#idleReadBufferBytes);
+      }
     }
-    if (this.#closeInfo !== null) return false;
+    this.#target = target;
+    this.#direct = target === spare;
+    return this.#conn.read(target);
+  }
+
+  /**
+   * Hands what a read brought to the decoder: then the next frame, null when
+   * the connection closed instead (end of stream, a framing error, a local
+   * close), or undefined when more bytes are needed.
+   */
+  #consume(n: number | null): Uint8Array | null | undefined {
+    const target = this.#target;
+    this.#target = NO_TAIL;
+    if (this.#closeInfo !== null) return null;
     if (n === null) {
       this.#ended = true;
       try {
@@ -495,16 +697,17 @@ export class SocketConnection implements FramedConnection {
       } catch (error) {
         this.#failFraming(error);
       }
-      return false;
+      return null;
     }
+    this.#full = n === target.length;
     try {
-      if (direct) this.#decoder.advance(n);
-      else this.#decoder.push(buffer.subarray(0, n));
+      if (this.#direct) this.#decoder.advance(n);
+      else this.#decoder.push(target.subarray(0, n));
     } catch (error) {
       this.#failFraming(error);
-      return false;
+      return null;
     }
-    return true;
+    return this.#decoded();
   }
 
   /**
@@ -548,7 +751,17 @@ export class SocketConnection implements FramedConnection {
    * them; returns the index after the last frame written.
    */
   async #writeBatch(): Promise<number> {
-    const buffer = this.#writeBuffer ??= takeWriteBuffer(this.#writeBufferBytes);
+    // A small buffer when what is queued fits one, else the full one; a
+    // batch that finds more queued than its small buffer takes the full one.
+    const pending = this.#bufferedAmount + (this.#versionSent ? 0 : 1);
+    const size = pending <= SMALL_WRITE_BUFFER_BYTES
+      ? Math.min(SMALL_WRITE_BUFFER_BYTES, this.#writeBufferBytes)
+      : this.#writeBufferBytes;
+    if (this.#writeBuffer !== null && this.#writeBuffer.length < size) {
+      giveBackWriteBuffer(this.#writeBuffer);
+      this.#writeBuffer = null;
+    }
+    const buffer = this.#writeBuffer ??= takeWriteBuffer(size);
     const queue = this.#queue;
     let used = 0;
     if (!this.#versionSent) {
@@ -648,40 +861,60 @@ export class SocketConnection implements FramedConnection {
     this.#queue = [];
     this.#head = 0;
     this.#bufferedAmount = 0;
+    // Dropped, not pooled: a read may still be in flight into one, or a
+    // frame the consumer holds point into it.
     this.#readBuffer = null;
+    this.#idleBuffer = null;
     this.#writeBuffer = null;
-    this.#resolveClosed(info);
-    this.events.dispatchEvent(new ConnectionCloseEvent(info));
+    if (this.#onClose !== null) {
+      const onClose = this.#onClose;
+      this.#onClose = null;
+      try {
+        onClose(this);
+      } catch {
+        // It must not throw; the close goes on regardless.
+      }
+    }
+    this.#resolveClosed?.(info);
+    this.#resolveClosed = null;
+    this.#events?.dispatchEvent(new ConnectionCloseEvent(info));
   }
 }
 
-/** The reading side of a connection, as {@link FrameIterator} drives it. */
-interface FrameSource {
-  /** True while an iteration is running. */
-  busy: boolean;
-  /** A frame already decoded (no I/O); null when closed; undefined when a read is needed. */
-  ready(): Uint8Array | null | undefined;
-  /** The next frame, reading as needed; null when closed. */
-  step(): Promise<Uint8Array | null>;
+/**
+ * Checks an `idleReadBufferBytes` given by a caller.
+ * @throws {RangeError} unless it is an integer from 64 bytes to `readBufferBytes`.
+ */
+export function checkIdleReadBufferBytes(value: number, readBufferBytes: number): number {
+  if (!Number.isInteger(value) || value < 64 || value > readBufferBytes) {
+    throw new RangeError(
+      `idleReadBufferBytes must be an integer from 64 to readBufferBytes (${readBufferBytes}), got ${value}`,
+    );
+  }
+  return value;
 }
-
-const DONE: IteratorReturnResult<undefined> = Object.freeze({ value: undefined, done: true });
 
 /**
  * The iterator `frames()` returns. Hand-written rather than an async
  * generator: when the decoder already holds the next frame (several frames
  * arrived in one read), `next()` hands it over without the generator's
  * suspend and resume, which is most of the per-frame cost for small
- * frames. Overlapping `next()` calls are chained, so they never run two
- * reads at once.
+ * frames; and a connection waiting for bytes holds no suspended generator.
+ * The connection keeps the reading's state (which iteration owns it, the
+ * step in flight); overlapping `next()` calls are chained there, so they
+ * never run two reads at once.
  */
 class FrameIterator implements AsyncIterableIterator<Uint8Array> {
-  #source: FrameSource;
+  #connection: SocketConnection;
   #state: "new" | "active" | "done" = "new";
-  #pending: Promise<unknown> | null = null;
 
-  constructor(source: FrameSource) {
-    this.#source = source;
+  constructor(connection: SocketConnection) {
+    this.#connection = connection;
+  }
+
+  /** True while this iteration runs (started, not ended). */
+  get active(): boolean {
+    return this.#state === "active";
   }
 
   [Symbol.asyncIterator](): this {
@@ -691,26 +924,15 @@ class FrameIterator implements AsyncIterableIterator<Uint8Array> {
   next(): Promise<IteratorResult<Uint8Array>> {
     if (this.#state === "done") return Promise.resolve(DONE);
     if (this.#state === "new") {
-      if (this.#source.busy) {
+      if (!startIteration(this.#connection, this)) {
         this.#state = "done";
         return Promise.reject(
           new TransportError("reader_busy", "another iteration of frames() is running"),
         );
       }
-      this.#source.busy = true;
       this.#state = "active";
     }
-    if (this.#pending === null) {
-      const frame = this.#source.ready();
-      if (frame !== undefined) return Promise.resolve(this.#result(frame));
-      return this.#track(this.#source.step().then((next) => this.#result(next)));
-    }
-    return this.#track(
-      this.#pending.then(() => {
-        if (this.#state !== "active") return DONE;
-        return this.#source.step().then((next) => this.#result(next));
-      }),
-    );
+    return nextFrame(this.#connection, this);
   }
 
   /**
@@ -719,36 +941,14 @@ class FrameIterator implements AsyncIterableIterator<Uint8Array> {
    * then may another iteration start.
    */
   return(): Promise<IteratorResult<Uint8Array>> {
-    if (this.#state === "active" && this.#pending !== null) {
-      this.#state = "done";
-      const release = () => this.#source.busy = false;
-      this.#pending.then(release, release);
-    } else {
-      this.#finish();
-    }
+    const wasActive = this.#state === "active";
+    this.#state = "done";
+    if (wasActive) endIteration(this.#connection, this);
     return Promise.resolve(DONE);
   }
 
-  #track(
-    promise: Promise<IteratorResult<Uint8Array>>,
-  ): Promise<IteratorResult<Uint8Array>> {
-    const tracked = promise.finally(() => {
-      if (this.#pending === tracked) this.#pending = null;
-    });
-    this.#pending = tracked;
-    return tracked;
-  }
-
-  #result(frame: Uint8Array | null): IteratorResult<Uint8Array> {
-    if (frame === null) {
-      this.#finish();
-      return DONE;
-    }
-    return { value: frame, done: false };
-  }
-
-  #finish(): void {
-    if (this.#state === "active") this.#source.busy = false;
+  /** The frames have ended (the connection closed). */
+  finish(): void {
     this.#state = "done";
   }
 }

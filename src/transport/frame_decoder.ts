@@ -366,6 +366,19 @@ export class FrameDecoder {
   }
 
   /**
+   * Gives up the decoder's own buffer when no frame is in progress (between
+   * frames), so that a connection gone quiet holds none; the next cut frame
+   * starts a new one at {@link MIN_PARTIAL_BYTES}. A frame returned before
+   * stays valid (the caller holds its view, and so the memory). Returns
+   * whether a buffer was given up; a frame in progress keeps its buffer.
+   */
+  release(): boolean {
+    if (this.#partialLength > 0 || this.#partial.length === 0) return false;
+    this.#partial = EMPTY;
+    return true;
+  }
+
+  /**
    * Declares the end of the stream.
    * @throws {FrameError} `truncated` when it ended inside a frame (a
    * stream that ends right after the version byte, or before it, is a clean

@@ -52,6 +52,7 @@
 import { NexusError, TransportError } from "../errors.ts";
 import {
   checkBufferBytes,
+  checkIdleReadBufferBytes,
   checkMaxReceiveFrameBytes,
   type FramedConnection,
   IO_BUFFER_BYTES,
@@ -222,6 +223,15 @@ export interface ListenTcpOptions {
   maxConnectionsPerSource?: number;
   /** Size of each connection's read buffer; default 64 KiB. */
   readBufferBytes?: number;
+  /**
+   * A smaller read buffer for each connection while it has nothing to
+   * read, from 64 bytes to `readBufferBytes`; default none. The
+   * `readBufferBytes` one is then taken from a shared pool while reads come
+   * back full, and given back when one comes back short, so idle
+   * connections hold only this one (see
+   * {@link SocketConnectionOptions.idleReadBufferBytes}).
+   */
+  idleReadBufferBytes?: number;
   /** Size of each connection's write buffer; default 64 KiB. */
   writeBufferBytes?: number;
 }
@@ -413,13 +423,11 @@ class Listener implements FramedListener {
         this.#refused.maxConnections++;
         continue;
       }
-      const release = this.#admitSource(conn);
-      if (release === null) continue;
-      // The source's count drops when the connection closes, or at once
-      // when none was made; the task itself ends with the set-up.
+      if (!this.#admitSource(conn)) continue;
+      // The source's count drops when the connection closes (#onClose), or
+      // at once when none was made; the task itself ends with the set-up.
       const task = this.#setUp(conn).then((connection) => {
-        if (connection === null) release();
-        else connection.closed.then(release);
+        if (connection === null) this.#releaseSource(conn.remoteAddr as Deno.NetAddr);
       });
       this.#tasks.add(task);
       task.finally(() => this.#tasks.delete(task));
@@ -427,12 +435,13 @@ class Listener implements FramedListener {
   }
 
   /**
-   * Counts `conn` against its source's limit; returns what uncounts it
-   * (to call once, when it closes), or null when the limit refused it, in
-   * which case `conn` is closed, counted and reported.
+   * Counts `conn` against its source's limit; true when counted (then
+   * {@link #releaseSource} uncounts it, once, when it closes), false when
+   * the limit refused it, in which case `conn` is closed, counted and
+   * reported.
    */
-  #admitSource(conn: Deno.Conn): (() => void) | null {
-    if (this.#maxPerSource === Infinity) return () => {};
+  #admitSource(conn: Deno.Conn): boolean {
+    if (this.#maxPerSource === Infinity) return true;
     const remote = conn.remoteAddr as Deno.NetAddr;
     const source = connectionSource(remote.hostname);
     const open = this.#perSource.get(source) ?? 0;
@@ -440,15 +449,31 @@ class Listener implements FramedListener {
       closeQuietly(conn);
       this.#refused.maxConnectionsPerSource++;
       this.#report(new ConnectionLimitError(remote, source, this.#maxPerSource));
-      return null;
+      return false;
     }
     this.#perSource.set(source, open + 1);
-    return () => {
-      const left = (this.#perSource.get(source) ?? 1) - 1;
-      if (left > 0) this.#perSource.set(source, left);
-      else this.#perSource.delete(source);
-    };
+    return true;
   }
+
+  /**
+   * Uncounts a connection from `remote` that {@link #admitSource} counted.
+   * The source is worked out again from the same address: one function of
+   * it, so the count it drops is the one that was raised (no closure per
+   * connection to remember it).
+   */
+  #releaseSource(remote: Deno.NetAddr): void {
+    if (this.#maxPerSource === Infinity) return;
+    const source = connectionSource(remote.hostname);
+    const left = (this.#perSource.get(source) ?? 1) - 1;
+    if (left > 0) this.#perSource.set(source, left);
+    else this.#perSource.delete(source);
+  }
+
+  /** What a connection accepted here does as it closes (one function for all of them). */
+  #onClose = (connection: SocketConnection): void => {
+    this.#open.delete(connection);
+    this.#releaseSource(connection.remoteAddr);
+  };
 
   /**
    * Handshakes (TLS), wraps and hands over one accepted conn; never
@@ -490,14 +515,13 @@ class Listener implements FramedListener {
     }
     let connection: SocketConnection;
     try {
-      connection = new SocketConnection(conn, this.#connectionOptions);
+      connection = new SocketConnection(conn, this.#connectionOptions, this.#onClose);
     } catch (error) {
       closeQuietly(conn);
       this.#report(error);
       return null;
     }
     this.#open.add(connection);
-    connection.closed.then(() => this.#open.delete(connection));
     // The handler may run as long as the connection does; `close()` does
     // not wait for it, only watches it for errors.
     const fail = (error: unknown) => {
@@ -529,10 +553,15 @@ function checkOptions(
     maxFrameBytes?: number;
     maxReceiveFrameBytes?: number;
     readBufferBytes?: number;
+    idleReadBufferBytes?: number;
     writeBufferBytes?: number;
   },
 ): SocketConnectionOptions {
   const maxFrameBytes = checkMaxFrameBytes(options.maxFrameBytes ?? MAX_FRAME_BYTES);
+  const readBufferBytes = checkBufferBytes(
+    "readBufferBytes",
+    options.readBufferBytes ?? IO_BUFFER_BYTES,
+  );
   return {
     transport,
     maxFrameBytes,
@@ -540,10 +569,10 @@ function checkOptions(
       options.maxReceiveFrameBytes ?? maxFrameBytes,
       maxFrameBytes,
     ),
-    readBufferBytes: checkBufferBytes(
-      "readBufferBytes",
-      options.readBufferBytes ?? IO_BUFFER_BYTES,
-    ),
+    readBufferBytes,
+    idleReadBufferBytes: options.idleReadBufferBytes === undefined
+      ? undefined
+      : checkIdleReadBufferBytes(options.idleReadBufferBytes, readBufferBytes),
     writeBufferBytes: checkBufferBytes(
       "writeBufferBytes",
       options.writeBufferBytes ?? IO_BUFFER_BYTES,

@@ -32,6 +32,24 @@ const tcp: TransportFixture = {
 
 transportConformance("tcp", () => Promise.resolve(tcp));
 
+/**
+ * The suite again with the relay's way of reading on the listener's side:
+ * a small read buffer while a connection is quiet, pooled read buffers
+ * while reads come back full.
+ */
+transportConformance("tcp, idle read buffers", () =>
+  Promise.resolve({
+    ...tcp,
+    listen: (options) =>
+      listenTcp({
+        hostname: HOST,
+        port: 0,
+        readBufferBytes: 1024,
+        idleReadBufferBytes: 64,
+        ...options,
+      }),
+  }));
+
 Deno.test("tcp: a refused connect is connect_failed, with Deno's error as cause", async () => {
   const listener = Deno.listen({ hostname: HOST, port: 0 });
   const port = listener.addr.port;
@@ -155,6 +173,78 @@ Deno.test("tcp: tiny read and write buffers still carry frames of every size int
     client.close();
     await listener.close();
     await Promise.all(loops);
+  }
+});
+
+Deno.test("tcp: with an idle read buffer, frames of every size arrive intact and quiet connections hold only it", async () => {
+  const IDLE = 512;
+  const READ = 4096;
+  const server = echoListener({ readBufferBytes: READ, idleReadBufferBytes: IDLE });
+  const clients: FramedConnection[] = [];
+  try {
+    for (let i = 0; i < 8; i++) {
+      clients.push(await connectTcp({ hostname: HOST, port: server.listener.addr.port }));
+    }
+    // One at a time (each read after a quiet spell starts small), then
+    // many at once (reads come back full: pooled buffers, direct reads).
+    const sizes = [
+      1,
+      100,
+      IDLE - 5,
+      IDLE - 4,
+      IDLE,
+      IDLE + 1,
+      READ,
+      READ + 1,
+      70_000,
+      MAX_FRAME_BYTES,
+    ];
+    for (const [i, client] of clients.entries()) {
+      for (const size of sizes) await assertEchoes(client, size, `client ${i}, ${size} bytes`);
+    }
+    const burst = Array.from(
+      { length: 300 },
+      (_, i) => Uint8Array.from({ length: 1 + (i * 7919) % 20_000 }, (_, j) => (i + j) & 255),
+    );
+    await Promise.all(clients.map(async (client, c) => {
+      const sends = Promise.all(burst.map((frame) => client.send(frame)));
+      let i = 0;
+      for await (const echoed of client.frames()) {
+        assert.deepEqual(echoed, burst[i], `client ${c}: frame ${i} of the burst`);
+        if (++i === burst.length) break;
+      }
+      await sends;
+    }));
+    // Quiet now: each server end waits with its small buffer alone (the
+    // pooled one back, the decoder's given up between frames).
+    const ends = await Promise.all(clients.map((client) => server.serverOf(client)));
+    await until(
+      () => ends.every((conn) => (conn as SocketConnection).readBufferedBytes === IDLE),
+      "every quiet server end holds its idle buffer only",
+    );
+    // And they still carry frames.
+    for (const client of clients) await assertEchoes(client, 70_000, "after the quiet spell");
+  } finally {
+    for (const client of clients) client.close();
+    await server.close();
+  }
+});
+
+Deno.test("tcp: idleReadBufferBytes must lie from 64 bytes to readBufferBytes", () => {
+  const onConnection = () => {};
+  for (const idle of [0, 63, 4097, 1.5]) {
+    assert.throws(
+      () =>
+        listenTcp({
+          hostname: HOST,
+          port: 0,
+          readBufferBytes: 4096,
+          idleReadBufferBytes: idle,
+          onConnection,
+        }),
+      RangeError,
+      String(idle),
+    );
   }
 });
 
