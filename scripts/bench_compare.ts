@@ -68,6 +68,7 @@
  *
  * @module
  */
+import { tabulate } from "./support/load.ts";
 import { parseArgs } from "node:util";
 import { authorityFixture } from "./support/authority_process.ts";
 import {
@@ -146,11 +147,6 @@ const GRACE_MS = 5000;
 
 function progress(line: string): void {
   console.error(`[bench:compare] ${line}`);
-}
-
-/** `{ key: value(key) }` for every key of `keys`. */
-function tabulate<K extends string, V>(keys: readonly K[], value: (key: K) => V): Record<K, V> {
-  return Object.fromEntries(keys.map((key) => [key, value(key)])) as Record<K, V>;
 }
 
 function median(values: number[]): number {

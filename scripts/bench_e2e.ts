@@ -58,6 +58,7 @@
  *
  * @module
  */
+import { median, quantile, readFull, tabulate, throughput } from "./support/load.ts";
 import { parseArgs } from "node:util";
 import { authorityFixture } from "./support/authority_process.ts";
 import { deadline } from "./support/deadline.ts";
@@ -80,11 +81,6 @@ const LABEL: Record<Mode, string> = {
 };
 const PROCESSES = ["edge", "relay", "gateway", "agent", "bench"] as const;
 type ProcessName = typeof PROCESSES[number];
-
-/** `{ key: value(key) }` for every key of `keys`. */
-function tabulate<K extends string, V>(keys: readonly K[], value: (key: K) => V): Record<K, V> {
-  return Object.fromEntries(keys.map((key) => [key, value(key)])) as Record<K, V>;
-}
 
 function progress(line: string): void {
   console.error(`[bench:e2e] ${line}`);
@@ -136,44 +132,6 @@ function echoBackend() {
   return { port: (listener.addr as Deno.NetAddr).port, close: () => listener.close() };
 }
 
-/** Writes `bytes` to `port`, half-closes, waits for the peer's close. */
-async function pushOne(port: number, bytes: number, block: Uint8Array): Promise<void> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  try {
-    for (let sent = 0; sent < bytes;) {
-      const chunk = block.subarray(0, Math.min(block.length, bytes - sent));
-      for (let w = 0; w < chunk.length;) w += await conn.write(chunk.subarray(w));
-      sent += chunk.length;
-    }
-    await conn.closeWrite();
-    if (await conn.read(new Uint8Array(1)) !== null) throw new Error("the sink sent something");
-  } finally {
-    conn.close();
-  }
-}
-
-/** Seconds to push `total` bytes to `port` over `sessions` connections at once. */
-async function throughput(port: number, total: number, sessions: number): Promise<number> {
-  const block = new Uint8Array(WRITE_BYTES);
-  for (let at = 0; at < block.length; at += 65536) {
-    crypto.getRandomValues(block.subarray(at, at + 65536));
-  }
-  const started = performance.now();
-  await Promise.all(
-    Array.from({ length: sessions }, () => pushOne(port, total / sessions, block)),
-  );
-  return (performance.now() - started) / 1000;
-}
-
-/** Reads exactly `into.length` bytes. */
-async function readFull(conn: Deno.Conn, into: Uint8Array): Promise<void> {
-  for (let at = 0; at < into.length;) {
-    const n = await conn.read(into.subarray(at));
-    if (n === null) throw new Error("the echo backend closed early");
-    at += n;
-  }
-}
-
 /** Round-trip times, µs, of `count` requests over `conn`, appended to `times`. */
 async function roundTrips(conn: Deno.Conn, count: number, times: number[] = []) {
   const request = crypto.getRandomValues(new Uint8Array(REQUEST_BYTES));
@@ -205,14 +163,6 @@ async function connectTrips(port: number, count: number, times: number[] = []) {
   }
   return times;
 }
-
-/** The value below which `q` of `values` lie (nearest rank). */
-function quantile(values: number[], q: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)];
-}
-
-const median = (values: number[]) => quantile(values, 0.5);
 
 /** CPU seconds of each process now. */
 async function cpuNow(pids: Record<ProcessName, number>): Promise<Record<ProcessName, number>> {
@@ -277,7 +227,7 @@ async function main(): Promise<void> {
     const push = async (mode: Mode, bytes: number, sessions: number) => {
       const before = sink.seen.bytes;
       const seconds = await deadline(
-        throughput(sinkPort[mode], bytes, sessions),
+        throughput(sinkPort[mode], bytes, sessions, WRITE_BYTES),
         60_000 + bytes / 1000, // 1 MB/s at least
         `${LABEL[mode]}: ${bytes} bytes over ${sessions} connections`,
       );

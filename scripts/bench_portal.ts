@@ -33,6 +33,7 @@
  *
  * @module
  */
+import { median, quantile, readFull, throughput } from "./support/load.ts";
 import { parseArgs } from "node:util";
 import {
   type PeerService,
@@ -93,44 +94,6 @@ function echoBackend(): Deno.Listener {
   return listener;
 }
 
-/** Writes `bytes` to `port`, half-closes, waits for the peer's close. */
-async function pushOne(port: number, bytes: number, block: Uint8Array): Promise<void> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  try {
-    for (let sent = 0; sent < bytes;) {
-      const chunk = block.subarray(0, Math.min(block.length, bytes - sent));
-      for (let w = 0; w < chunk.length;) w += await conn.write(chunk.subarray(w));
-      sent += chunk.length;
-    }
-    await conn.closeWrite();
-    if (await conn.read(new Uint8Array(1)) !== null) throw new Error("the sink sent something");
-  } finally {
-    conn.close();
-  }
-}
-
-/** Seconds to push `total` bytes to `port` over `sessions` connections at once. */
-async function throughput(port: number, total: number, sessions: number): Promise<number> {
-  const block = new Uint8Array(WRITE_BYTES);
-  for (let at = 0; at < block.length; at += 65536) {
-    crypto.getRandomValues(block.subarray(at, at + 65536));
-  }
-  const started = performance.now();
-  await Promise.all(
-    Array.from({ length: sessions }, () => pushOne(port, total / sessions, block)),
-  );
-  return (performance.now() - started) / 1000;
-}
-
-/** Reads exactly `into.length` bytes. */
-async function readFull(conn: Deno.Conn, into: Uint8Array): Promise<void> {
-  for (let at = 0; at < into.length;) {
-    const n = await conn.read(into.subarray(at));
-    if (n === null) throw new Error("the echo backend closed early");
-    at += n;
-  }
-}
-
 /** Round-trip times, µs, of `count` requests over one connection to `port`. */
 async function roundTrips(port: number, count: number): Promise<number[]> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
@@ -170,14 +133,6 @@ async function connectTrips(port: number, count: number): Promise<number[]> {
   }
   return times;
 }
-
-/** The value below which `q` of `values` lie (nearest rank). */
-function quantile(values: number[], q: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)];
-}
-
-const median = (values: number[]) => quantile(values, 0.5);
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -226,8 +181,8 @@ async function main(): Promise<void> {
     // 1. Throughput. Warm-up: every path compiled, every buffer pool filled.
     progress("warm-up");
     for (const sessions of [1, SESSIONS]) {
-      await throughput(direct.sink, 32 * MiB, sessions);
-      await throughput(portal.sink, 32 * MiB, sessions);
+      await throughput(direct.sink, 32 * MiB, sessions, WRITE_BYTES);
+      await throughput(portal.sink, 32 * MiB, sessions, WRITE_BYTES);
     }
     const seconds = {
       direct1: [] as number[],
@@ -238,13 +193,13 @@ async function main(): Promise<void> {
     const cpu: Record<string, number> = { edge: 0, relay: 0, gateway: 0 };
     for (let i = 0; i < runs; i++) {
       progress(`run ${i + 1}/${runs}: ${megabytes} MiB over 1 and over ${SESSIONS} connections`);
-      seconds.direct1.push(await throughput(direct.sink, total, 1));
+      seconds.direct1.push(await throughput(direct.sink, total, 1, WRITE_BYTES));
       const before = await Promise.all(Object.values(processes).map(cpuSeconds));
-      seconds.portal1.push(await throughput(portal.sink, total, 1));
+      seconds.portal1.push(await throughput(portal.sink, total, 1, WRITE_BYTES));
       const after = await Promise.all(Object.values(processes).map(cpuSeconds));
       Object.keys(processes).forEach((name, k) => cpu[name] += after[k] - before[k]);
-      seconds.direct8.push(await throughput(direct.sink, total, SESSIONS));
-      seconds.portal8.push(await throughput(portal.sink, total, SESSIONS));
+      seconds.direct8.push(await throughput(direct.sink, total, SESSIONS, WRITE_BYTES));
+      seconds.portal8.push(await throughput(portal.sink, total, SESSIONS, WRITE_BYTES));
     }
     const rate = (list: number[]) => total / 1e6 / median(list);
 

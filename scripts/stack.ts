@@ -433,6 +433,54 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
   });
 }
 
+/**
+ * Starts a member that enrolls with a one-time ticket: on the first run
+ * (no `enrolled` marker) a ticket with `attrs` is made and put in the 0600
+ * config (never on a command line), and once the member is READY the
+ * config is written again without it and the marker records its
+ * identifier. Returns the service, its identifier and whether a ticket was
+ * used.
+ */
+async function startEnrolled(o: {
+  name: string;
+  set: string;
+  main: string;
+  configPath: string;
+  enrolled: string;
+  attrs: string[];
+  config: Record<string, unknown>;
+  hopeless?: { pattern: RegExp; message: string };
+}): Promise<{ service: Service; id: string; ticketUsed: boolean }> {
+  let ticket: string | undefined;
+  if (!await exists(o.enrolled)) {
+    const result = await authorityCommand([
+      "ticket",
+      "create",
+      "--ttl",
+      "10m",
+      ...o.attrs.flatMap((attr) => ["--attr", attr]),
+    ]);
+    ticket = String(result.ticket);
+  }
+  await writePrivate(
+    o.configPath,
+    JSON.stringify(ticket === undefined ? o.config : { ...o.config, ticket }, null, 2),
+  );
+  const service = await startService(o.name, [
+    `-P=${o.set}`,
+    o.main,
+    "run",
+    "--config",
+    o.configPath,
+  ]);
+  const id = identifierOf(await service.waitForLine(/^READY /, START_TIMEOUT_MS, o.hopeless));
+  if (ticket !== undefined) {
+    await writePrivate(o.configPath, JSON.stringify(o.config, null, 2));
+    await Deno.writeTextFile(abs(o.enrolled), `${id}\n`);
+  }
+  return { service, id, ticketUsed: ticket !== undefined };
+}
+
 /** Starts a service and watches it: an exit nobody asked for stops everything. */
 async function startService(
   name: string,
@@ -737,25 +785,6 @@ async function main(): Promise<void> {
   // first run only (role=service for this customer and service; relay=<alias>
   // lets it register its own alias at the relay).
   since = begin(6, `service agent ${AGENT_ALIAS} (${SERVICE}, ${CUSTOMER})`);
-  const agentEnrolled = await exists(paths.agentEnrolled);
-  let agentTicket: string | undefined;
-  if (!agentEnrolled) {
-    const result = await authorityCommand([
-      "ticket",
-      "create",
-      "--ttl",
-      "10m",
-      "--attr",
-      "role=service",
-      "--attr",
-      `customer_id=${CUSTOMER}`,
-      "--attr",
-      `service=${SERVICE}`,
-      "--attr",
-      `relay=${AGENT_ALIAS}`,
-    ]);
-    agentTicket = String(result.ticket);
-  }
   const agentConfig = {
     stateDir: paths.agent,
     authority: { identityFile: paths.identity, address: AUTHORITY },
@@ -767,37 +796,29 @@ async function main(): Promise<void> {
     ops: AGENT_OPS,
     shutdownGraceMs: 3000,
   };
-  // As for the gateway: the ticket in the 0600 config, removed once used.
-  await writePrivate(
-    paths.agentConfig,
-    JSON.stringify(
-      agentTicket === undefined ? agentConfig : { ...agentConfig, ticket: agentTicket },
-      null,
-      2,
-    ),
-  );
-  const agent = await startService("agent", [
-    "-P=agent",
-    "agent/main.ts",
-    "run",
-    "--config",
-    paths.agentConfig,
-  ]);
-  const agentId = identifierOf(
-    await agent.waitForLine(/^READY /, START_TIMEOUT_MS, {
+  const { id: agentId, ticketUsed: agentTicketUsed } = await startEnrolled({
+    name: "agent",
+    set: "agent",
+    main: "agent/main.ts",
+    configPath: paths.agentConfig,
+    enrolled: paths.agentEnrolled,
+    attrs: [
+      "role=service",
+      `customer_id=${CUSTOMER}`,
+      `service=${SERVICE}`,
+      `relay=${AGENT_ALIAS}`,
+    ],
+    config: agentConfig,
+    hopeless: {
       pattern: /has been revoked/,
       message: "the service agent has been revoked at the authority " +
         "(`deno task authority revoke`); start afresh with `npm start -- --reset` " +
         "(new token, ceremony and enrollments)",
-    }),
-  );
-  if (agentTicket !== undefined) {
-    await writePrivate(paths.agentConfig, JSON.stringify(agentConfig, null, 2));
-    await Deno.writeTextFile(abs(paths.agentEnrolled), `${agentId}\n`);
-  }
+    },
+  });
   done(
     `READY as ${short(agentId)}, ` +
-      (agentTicket === undefined
+      (!agentTicketUsed
         ? "already a member"
         : `enrolled with a one-time ticket (role=service, customer_id=${CUSTOMER}, ` +
           `service=${SERVICE}, relay=${AGENT_ALIAS})`) +
@@ -808,24 +829,6 @@ async function main(): Promise<void> {
 
   // 7. The gateway; a ticket on the first run only.
   since = begin(7, `gateway ${ALIAS} (${CUSTOMER})`);
-  const enrolled = await exists(paths.gatewayEnrolled);
-  let ticket: string | undefined;
-  if (!enrolled) {
-    // relay=<alias> lets it register its alias at the relay.
-    const result = await authorityCommand([
-      "ticket",
-      "create",
-      "--ttl",
-      "10m",
-      "--attr",
-      "role=gateway",
-      "--attr",
-      `customer_id=${CUSTOMER}`,
-      "--attr",
-      `relay=${ALIAS}`,
-    ]);
-    ticket = String(result.ticket);
-  }
   const gatewayConfig = {
     stateDir: paths.gateway,
     authority: { identityFile: paths.identity, address: AUTHORITY },
@@ -841,29 +844,22 @@ async function main(): Promise<void> {
     ops: GATEWAY_OPS,
     shutdownGraceMs: 3000,
   };
-  // The ticket goes in the 0600 config (not on a command line) and is removed once used.
-  await writePrivate(
-    paths.gatewayConfig,
-    JSON.stringify(ticket === undefined ? gatewayConfig : { ...gatewayConfig, ticket }, null, 2),
-  );
-  const gateway = await startService("gateway", [
-    "-P=gateway",
-    "gateway/main.ts",
-    "run",
-    "--config",
-    paths.gatewayConfig,
-  ]);
-  const gatewayId = identifierOf(await gateway.waitForLine(/^READY /, START_TIMEOUT_MS));
-  if (ticket !== undefined) {
-    await writePrivate(paths.gatewayConfig, JSON.stringify(gatewayConfig, null, 2));
-    await Deno.writeTextFile(abs(paths.gatewayEnrolled), `${gatewayId}\n`);
-  }
+  const { service: gateway, id: gatewayId, ticketUsed } = await startEnrolled({
+    name: "gateway",
+    set: "gateway",
+    main: "gateway/main.ts",
+    configPath: paths.gatewayConfig,
+    enrolled: paths.gatewayEnrolled,
+    // relay=<alias> lets it register its alias at the relay.
+    attrs: ["role=gateway", `customer_id=${CUSTOMER}`, `relay=${ALIAS}`],
+    config: gatewayConfig,
+  });
   // READY means its own alias is registered; the path to the agent comes
   // up on its own, and the edge's first session through 8152 needs it.
   await waitForServicePath(gateway, SERVICE, START_TIMEOUT_MS);
   done(
     `READY as ${short(gatewayId)}, ` +
-      (ticket === undefined
+      (!ticketUsed
         ? "already a member"
         : "enrolled with a one-time ticket (role=gateway, customer_id=cust_001, relay=gw-cust-001)") +
       `; alias registered at ${RELAY}; path to the agent of ${SERVICE} up; ` +

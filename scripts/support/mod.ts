@@ -14,6 +14,8 @@
  * - {@link ./portal_harness.ts}: {@link writeDeploymentFiles},
  *   {@link startRelay}, {@link startPeer}.
  * - {@link ./deadline.ts}: {@link deadline}, {@link settlesWithin}.
+ * - {@link ./load.ts}: the benchmarks' clients ({@link throughput},
+ *   {@link readFull}) and statistics ({@link quantile}, {@link median}).
  * - {@link ./deployment.ts}: {@link deploy} (authority, relay, service
  *   agent, gateway and edge, each its own process), {@link checkHealth}.
  *
@@ -28,6 +30,7 @@
  */
 export * from "./banner.ts";
 export * from "./deadline.ts";
+export * from "./load.ts";
 export * from "./deployment.ts";
 export * from "./free_port.ts";
 export * from "./lines.ts";

@@ -17,6 +17,7 @@
 
 import { createCipheriv, createDecipheriv } from "node:crypto";
 import { CipherBackendError } from "../errors.ts";
+import { loadLibcrypto } from "./libcrypto.ts";
 
 export { CipherBackendError };
 
@@ -180,33 +181,7 @@ const loaded = new Map<string, AesGcm>();
 export function openSslAesGcm(library: string = DEFAULT_LIBCRYPTO): AesGcm {
   const known = loaded.get(library);
   if (known !== undefined) return known;
-  if (Deno.permissions.querySync({ name: "ffi", path: library }).state !== "granted") {
-    throw new CipherBackendError(
-      "no_permission",
-      `OpenSSL: no --allow-ffi for ${library} (the permission set must name it)`,
-    );
-  }
-  let lib: Library;
-  try {
-    lib = Deno.dlopen(library, SYMBOLS);
-  } catch (cause) {
-    throw new CipherBackendError(
-      "not_found",
-      `OpenSSL: cannot load ${library}: ${(cause as Error).message}`,
-      { cause },
-    );
-  }
-  const backend = openSslBackend(lib);
-  try {
-    selfTest(backend);
-  } catch (cause) {
-    lib.close();
-    throw new CipherBackendError(
-      "unusable",
-      `OpenSSL at ${library} failed its known-answer test`,
-      { cause },
-    );
-  }
+  const backend = loadLibcrypto(library, SYMBOLS, openSslBackend, selfTest, "known-answer test");
   loaded.set(library, backend);
   return backend;
 }

@@ -26,6 +26,7 @@
 import { CipherBackendError } from "../../errors.ts";
 
 import { DEFAULT_LIBCRYPTO } from "../../crypto/aes_gcm.ts";
+import { loadLibcrypto } from "../../crypto/libcrypto.ts";
 
 export { DEFAULT_LIBCRYPTO };
 
@@ -437,34 +438,13 @@ const loaded = new Map<string, NoiseNative>();
 export function loadNoiseNative(library: string = DEFAULT_LIBCRYPTO): NoiseNative {
   const known = loaded.get(library);
   if (known !== undefined) return known;
-  if (Deno.permissions.querySync({ name: "ffi", path: library }).state !== "granted") {
-    throw new CipherBackendError(
-      "no_permission",
-      `OpenSSL: no --allow-ffi for ${library} (the permission set must name it)`,
-    );
-  }
-  let lib: Library;
-  try {
-    lib = Deno.dlopen(library, SYMBOLS);
-  } catch (cause) {
-    throw new CipherBackendError(
-      "not_found",
-      `OpenSSL: cannot load ${library}: ${(cause as Error).message}`,
-      { cause },
-    );
-  }
-  let native: NoiseNative;
-  try {
-    native = bind(library, lib);
-    selfTest(native);
-  } catch (cause) {
-    lib.close();
-    throw new CipherBackendError(
-      "unusable",
-      `OpenSSL at ${library} failed its handshake known answers`,
-      { cause },
-    );
-  }
+  const native = loadLibcrypto(
+    library,
+    SYMBOLS,
+    (lib) => bind(library, lib),
+    selfTest,
+    "handshake known answers",
+  );
   loaded.set(library, native);
   return native;
 }
