@@ -29,6 +29,7 @@
 import { describeFailure } from "../src/cli/cli.ts";
 import { EXIT } from "../src/cli/exit_codes.ts";
 import { permissionFlags, type Permissions } from "../src/config/permissions.ts";
+import { serviceV8Flag } from "../src/config/runtime_flags.ts";
 import { findDeno } from "./support/find_deno.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -80,7 +81,16 @@ async function main(args: string[]): Promise<number> {
     return EXIT.ok;
   }
   const child = new Deno.Command(await findDeno(), {
-    args: ["run", "-q", "--no-prompt", `-P=${service}`, ...flags, entry.script, ...serviceArgs],
+    args: [
+      "run",
+      "-q",
+      "--no-prompt",
+      `-P=${service}`,
+      serviceV8Flag(),
+      ...flags,
+      entry.script,
+      ...serviceArgs,
+    ],
     cwd: ROOT,
     stdin: "inherit",
     stdout: "inherit",

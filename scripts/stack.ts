@@ -35,6 +35,7 @@
 import { relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { createSoftHsmToken, SOFTHSM_MODULE } from "../hsm/testing/softhsm.ts";
+import { serviceV8Flag } from "../src/config/runtime_flags.ts";
 import { findDeno } from "./support/find_deno.ts";
 import { DEMO_BACKENDS, type RunningBackends, startDemoBackends } from "./stack_backends.ts";
 import { type ServiceProcess, spawnDeno } from "./support/service_process.ts";
@@ -493,7 +494,14 @@ async function startService(
   // Stopping already (Ctrl-C during the start): start nothing more. From
   // here to services.push() nothing awaits, so shutdown() sees every child.
   if (stopping) return await shutdownStarted!;
-  const service = new Service(name, logPath, log, args, env);
+  // Every service under the same V8 flags as its deno.json task and systemd unit.
+  const service = new Service(
+    name,
+    logPath,
+    log,
+    [args[0], serviceV8Flag(), ...args.slice(1)],
+    env,
+  );
   services.push(service);
   void service.status.then(async (status) => {
     // On a terminal, Ctrl-C reaches the services too: give our own signal

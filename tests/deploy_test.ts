@@ -9,7 +9,8 @@
  * - `systemd-analyze security --offline=yes` scores 2.0 or lower for the
  *   authority, relay, gateway and service agent; every score is printed.
  * - Each unit runs its own permission set from deno.json (`-P=<name>`), never
- *   `-A`, with only the overrides it documents; every flag it gives its main
+ *   `-A`, with only the overrides it documents, and the services' V8 flags
+ *   (src/config/runtime_flags.ts), as its deno.json task does; every flag it gives its main
  *   appears in that main's --help; the hardening the design asks for is there.
  * - Every example configuration parses and has what its service needs; the
  *   service agent's example runs under its set alone (no override in its unit).
@@ -23,6 +24,7 @@ import { AuthorityConfigSchema } from "../authority/config.ts";
 import { checkGatewayConfig } from "../gateway/config.ts";
 import { RelayConfigSchema } from "../relay/config.ts";
 import { checkConfig } from "../src/config/loader.ts";
+import { serviceV8Flag } from "../src/config/runtime_flags.ts";
 
 const root = new URL("../", import.meta.url).pathname;
 const permissions: Deno.PermissionOptionsObject = {
@@ -174,6 +176,11 @@ function parseJsonc(text: string): unknown {
   return JSON.parse(out.replace(/,(\s*[}\]])/g, "$1"));
 }
 
+/** deno.json's tasks. */
+const tasks = (): Record<string, string> =>
+  (parseJsonc(Deno.readTextFileSync(`${root}deno.json`)) as { tasks: Record<string, string> })
+    .tasks;
+
 interface PermissionSet {
   read?: string[] | boolean;
   write?: string[] | boolean;
@@ -298,6 +305,19 @@ Deno.test({
       );
       assert.deepEqual(named, [`-P=${name}`], `${where}: exactly -P=${name}`);
       assert.ok(sets[name], `deno.json has the permission set ${name}`);
+      // The V8 flags of every service (src/config/runtime_flags.ts), in the unit and the task.
+      assert.deepEqual(
+        exec.flags.filter((f) => f.startsWith("--v8-flags")),
+        [serviceV8Flag()],
+        `${where}: the services' V8 flags`,
+      );
+      const task = tasks()[name]?.split(/\s+/) ?? [];
+      assert.ok(task.includes(`-P=${name}`), `deno task ${name} runs under -P=${name}`);
+      assert.deepEqual(
+        task.filter((f) => f.startsWith("--v8-flags")),
+        [serviceV8Flag()],
+        `deno task ${name}: the services' V8 flags`,
+      );
       for (const flag of exec.flags) {
         assert.ok(flag !== "-A" && !flag.startsWith("--allow-all"), `${where}: ${flag}`);
         if (flag.startsWith("--allow-") || /^-[A-OQ-Z](=|$)/.test(flag)) {

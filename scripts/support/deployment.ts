@@ -28,6 +28,7 @@
 import { checkEdgeConfig, type EdgeConfig, edgePermissionFlags } from "../../edge/config.ts";
 import type { GatewayConfig } from "../../gateway/gateway.ts";
 import type { AgentConfig } from "../../agent/config.ts";
+import { serviceV8Flag } from "../../src/config/runtime_flags.ts";
 import { parseBanner } from "./banner.ts";
 import { deadline } from "./deadline.ts";
 import { freePort } from "./free_port.ts";
@@ -201,7 +202,9 @@ export async function deploy(options: DeploymentOptions): Promise<Deployment> {
     const profiling = profile === undefined
       ? []
       : [`--cpu-prof-dir=${profile}`, `--cpu-prof-name=${name}.cpuprofile`, "--cpu-prof-md"];
-    const service = spawnDeno(name, [...profiling, ...args], { stderr: { keep: STDERR_KEPT } });
+    const service = spawnDeno(name, [...profiling, serviceV8Flag(), ...args], {
+      stderr: { keep: STDERR_KEPT },
+    });
     started.push(service);
     cleanup.push(() => service.stop(GRACE_MS));
     return service;

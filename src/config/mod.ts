@@ -12,3 +12,4 @@
  */
 export { formatHostPort, type HostPort, parseHostPort } from "./host_port.ts";
 export { permissionFlags, type Permissions } from "./permissions.ts";
+export { SERVICE_V8_FLAGS, serviceV8Flag } from "./runtime_flags.ts";
