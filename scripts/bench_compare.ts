@@ -5,7 +5,7 @@
  *
  * The backends are an `iperf3 -s` and a `redis-server` (`--save ""
  * --appendonly no`), each on a free loopback port; the clients are
- * `iperf3 -c` and `redis-benchmark`. Four paths lead to the same two
+ * `iperf3 -c` and `redis-benchmark`. Five paths lead to the same two
  * backends:
  *
  * - **direct**: client → backend (the baseline: what the loopback, the
@@ -17,6 +17,14 @@
  *   forwarder, as the relay is one; its default backlog of 5 would drop the
  *   SYNs of redis-benchmark's 50 connections) → stunnel server → backend.
  *   Three processes, as many as Phase 2 has hops;
+ * - **Deno forwarders (no crypto)**: client → forwarder 1 → forwarder 2 →
+ *   forwarder 3 → backend, each a `deno run` process of
+ *   scripts/support/plain_forwarder.ts (one listener per backend in each;
+ *   `--allow-net=127.0.0.1` alone, and the services' V8 flag): bytes read
+ *   from one socket and written to the other through one 64 KiB buffer per
+ *   direction, each write awaited before the next read, no encryption and
+ *   no framing. What the runtime itself costs for three hops, in the same
+ *   run, to read the nexus paths' ratios against;
  * - **nexus (Phase 2)**: client → edge inlet → relay → gateway → backend;
  * - **nexus (end to end)**: client → edge inlet → relay → gateway → relay →
  *   service agent → backend.
@@ -27,7 +35,7 @@
  * `deno run -P=<set> <service>/main.ts` process under its own permission
  * set. stunnel and socat run as their own processes too, in the
  * foreground, each with its own configuration. TCP_NODELAY is set on both
- * sides of every hop (the system's portals set it).
+ * sides of every hop (the system's portals set it, and the forwarders).
  *
  * Workloads, each run going through every path before the next run starts
  * (the paths' order rotating from run to run), median of `--runs`:
@@ -63,8 +71,8 @@
  * instead.
  *
  * Usage: deno task bench:compare [--runs N] [--seconds N] [--requests N]
- *   [--requests-c50 N] [--paths direct,stunnel,phase2,e2e] [--write-docs]
- *   [--docs-dir DIR]
+ *   [--requests-c50 N] [--paths direct,stunnel,deno,phase2,e2e]
+ *   [--write-docs] [--docs-dir DIR]
  *
  * @module
  */
@@ -84,7 +92,8 @@ import {
 import { freePort } from "./support/free_port.ts";
 import { Lines } from "./support/lines.ts";
 import { commandOutput, memoryOf } from "./support/process_usage.ts";
-import { ROOT } from "./support/service_process.ts";
+import { ROOT, type ServiceProcess, spawnDeno } from "./support/service_process.ts";
+import { serviceV8Flag } from "../src/config/mod.ts";
 
 const USAGE = `Usage: deno task bench:compare [options]
 
@@ -92,17 +101,18 @@ const USAGE = `Usage: deno task bench:compare [options]
   --seconds N        seconds of each iperf3 run (default 5)
   --requests N       redis-benchmark requests with one connection, -c 1 (default 20000)
   --requests-c50 N   redis-benchmark requests with 50 connections, -c 50 (default 5 × --requests)
-  --paths LIST       a subset of direct,stunnel,phase2,e2e (default: all four)
+  --paths LIST       a subset of direct,stunnel,deno,phase2,e2e (default: all five)
   --write-docs       also write docs/benchmarks.md and docs/benchmarks.svg
   --docs-dir DIR     write those two files to DIR instead of docs/
   --help             this text`;
 
 /** The ways from the clients to the backends. */
-type Path = "direct" | "stunnel" | "phase2" | "e2e";
-const PATHS: readonly Path[] = ["direct", "stunnel", "phase2", "e2e"];
+type Path = "direct" | "stunnel" | "deno" | "phase2" | "e2e";
+const PATHS: readonly Path[] = ["direct", "stunnel", "deno", "phase2", "e2e"];
 const LABEL: Record<Path, string> = {
   direct: "direct",
   stunnel: "stunnel chain",
+  deno: "Deno forwarders (no crypto)",
   phase2: "nexus (Phase 2)",
   e2e: "nexus (end to end)",
 };
@@ -110,18 +120,22 @@ const LABEL: Record<Path, string> = {
 const COLOUR: Record<Path, string> = {
   direct: "#8c8c8c",
   stunnel: "#3465a4",
+  deno: "#75507b",
   phase2: "#f57900",
   e2e: "#4e9a06",
 };
 /** The paths with hops (every one but direct). */
 type Tunnel = Exclude<Path, "direct">;
-/** What a hop is on every path: stunnel client / edge, socat / relay, stunnel server / gateway. */
+/**
+ * What a hop is on every path: stunnel client / forwarder 1 / edge, socat / forwarder 2 / relay,
+ * stunnel server / forwarder 3 / gateway.
+ */
 type Role = "entry" | "middle" | "exit" | "agent";
 const ROLES: readonly Role[] = ["entry", "middle", "exit", "agent"];
 const ROLE_LABEL: Record<Role, string> = {
-  entry: "entry: stunnel client · edge",
-  middle: "middle: socat · relay",
-  exit: "exit: stunnel server · gateway",
+  entry: "entry: stunnel client · forwarder 1 · edge",
+  middle: "middle: socat · forwarder 2 · relay",
+  exit: "exit: stunnel server · forwarder 3 · gateway",
   agent: "service agent (end to end only)",
 };
 
@@ -144,6 +158,8 @@ const MANY_CLIENTS = 50;
 const KEPT = 60;
 /** How long a tool has to exit once asked to, before it is killed. */
 const GRACE_MS = 5000;
+/** The plain forwarder of the `deno` path. */
+const FORWARDER = new URL("./support/plain_forwarder.ts", import.meta.url).pathname;
 
 function progress(line: string): void {
   console.error(`[bench:compare] ${line}`);
@@ -586,6 +602,68 @@ async function startStunnelChain(
   };
 }
 
+/** The Deno forwarders' chain: its entry ports and its three processes, client side first. */
+interface ForwarderChain {
+  ports: { iperf: number; redis: number };
+  forwarders: ServiceProcess[];
+}
+
+/**
+ * forwarder 1 → forwarder 2 → forwarder 3 → the backends: three `deno run`
+ * processes of scripts/support/plain_forwarder.ts, each with one listener
+ * per backend (a free port, printed), started from the backends' side.
+ * Only `--allow-net=127.0.0.1`, and the services' V8 flag.
+ */
+async function startForwarderChain(
+  backends: { iperf: number; redis: number },
+  cleanup: Cleanup[],
+): Promise<ForwarderChain> {
+  const names = ["iperf", "redis"] as const;
+  const forwarders: ServiceProcess[] = [];
+  let next: { iperf: number; redis: number } = backends;
+  for (let hop = 3; hop >= 1; hop--) {
+    const forwarder = spawnDeno(`forwarder ${hop}`, [
+      "--allow-net=127.0.0.1",
+      serviceV8Flag(),
+      FORWARDER,
+      ...names.flatMap((name) => ["--listen", "0", "--target", `127.0.0.1:${next[name]}`]),
+    ], { stdout: { keep: KEPT }, stderr: { keep: KEPT } });
+    cleanup.push(() => forwarder.stop(GRACE_MS));
+    forwarders.unshift(forwarder);
+    // One `listening <port>` line per listener, in the order of the arguments.
+    const last = await forwarder.stdout.waitFor(/^listening \d+$/, 30_000, names.length - 1)
+      .catch(() => null);
+    const ports = forwarder.stdout.lines.filter((line) => /^listening \d+$/.test(line))
+      .map((line) => Number(line.slice("listening ".length)));
+    if (last === null || ports.length !== names.length) {
+      throw new Error(
+        `forwarder ${hop} did not listen:\n${forwarder.stdout.text(20)}\n${
+          forwarder.stderr.text(20)
+        }`,
+      );
+    }
+    next = { iperf: ports[0], redis: ports[1] };
+  }
+  try {
+    await untilWorks(() => redisPing(next.redis), "Deno forwarders redis", 15_000);
+  } catch (error) {
+    forwardersRunning(forwarders);
+    throw error;
+  }
+  return { ports: next, forwarders };
+}
+
+/** Throws when one of `forwarders` has exited. */
+function forwardersRunning(forwarders: ServiceProcess[]): void {
+  for (const forwarder of forwarders) {
+    if (forwarder.exited !== null) {
+      throw new Error(
+        `${forwarder.name} exited (${forwarder.exited.code}):\n${forwarder.stderr.text(20)}`,
+      );
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------
 // The clients.
 
@@ -700,10 +778,14 @@ function table(header: string[], rows: string[][]): string {
   return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
 }
 
-/** The ratio columns that make sense for `paths`: each nexus path against stunnel. */
+/**
+ * The ratio columns that make sense for `paths`: the Deno forwarders' floor
+ * and each nexus path against stunnel.
+ */
 function ratioColumns(paths: readonly Path[]): { path: Tunnel; label: string }[] {
   if (!paths.includes("stunnel")) return [];
   return [
+    { path: "deno" as const, label: "Deno floor / stunnel" },
     { path: "phase2" as const, label: "Phase 2 / stunnel" },
     { path: "e2e" as const, label: "E2E / stunnel" },
   ].filter(({ path }) => paths.includes(path));
@@ -852,10 +934,14 @@ function chartsSvg(
 ): string {
   const width = 860;
   const height = 700;
-  const legend = paths.map((path, i) =>
-    `<rect x="${20 + i * 190}" y="44" width="14" height="14" fill="${COLOUR[path]}"/>` +
-    `<text x="${40 + i * 190}" y="56" font-size="12">${escapeXml(LABEL[path])}</text>`
-  ).join("\n");
+  // Each entry as wide as its label (about 6.5 px a character at 12 px), then a gap.
+  let at = 20;
+  const legend = paths.map((path) => {
+    const x = at;
+    at += 20 + Math.ceil(LABEL[path].length * 6.5) + 24;
+    return `<rect x="${x}" y="44" width="14" height="14" fill="${COLOUR[path]}"/>` +
+      `<text x="${x + 20}" y="56" font-size="12">${escapeXml(LABEL[path])}</text>`;
+  }).join("\n");
   return [
     `<?xml version="1.0" encoding="UTF-8"?>`,
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif">`,
@@ -924,7 +1010,7 @@ async function main(): Promise<void> {
   const asked = values.paths.split(",").map((p) => p.trim()).filter((p) => p !== "");
   for (const path of asked) {
     if (!(PATHS as readonly string[]).includes(path)) {
-      throw new Error(`--paths: unknown path ${path} (direct, stunnel, phase2, e2e)`);
+      throw new Error(`--paths: unknown path ${path} (${PATHS.join(", ")})`);
     }
   }
   const paths = PATHS.filter((path) => asked.includes(path));
@@ -936,7 +1022,9 @@ async function main(): Promise<void> {
 
   const cleanup: Cleanup[] = [];
   const temp = await Deno.makeTempDir({ prefix: "nexus-bench-compare-" });
-  const fixture = tunnels.some((path) => path !== "stunnel") ? await authorityFixture() : null;
+  const fixture = tunnels.some((path) => path === "phase2" || path === "e2e")
+    ? await authorityFixture()
+    : null;
   const dir = `.state/bench-compare-${crypto.randomUUID()}`;
   try {
     progress(`backends: iperf3 -s and redis-server`);
@@ -958,6 +1046,19 @@ async function main(): Promise<void> {
       };
       const tools = chain.tools;
       checks.push(() => tools.forEach((tool) => tool.check()));
+    }
+
+    if (paths.includes("deno")) {
+      progress("Deno forwarders: forwarder 1 → forwarder 2 → forwarder 3 (no crypto)");
+      const forwarders = await startForwarderChain(backends, cleanup);
+      ports.deno = forwarders.ports;
+      const [first, second, third] = forwarders.forwarders;
+      hops.deno = {
+        entry: { name: "forwarder 1", pids: [first.pid] },
+        middle: { name: "forwarder 2", pids: [second.pid] },
+        exit: { name: "forwarder 3", pids: [third.pid] },
+      };
+      checks.push(() => forwardersRunning(forwarders.forwarders));
     }
 
     let deployment: Deployment | undefined;
@@ -1177,10 +1278,19 @@ async function main(): Promise<void> {
       negotiated === undefined ? "" : `stunnel negotiated ${negotiated} (its log).`,
     ].filter((text) => text !== "").join(" ");
     const sections = [summary, mainTable(paths, rows)];
-    if (ratioColumns(paths).length > 0) {
+    const ratioPaths = ratioColumns(paths).map((r) => r.path);
+    if (ratioPaths.length > 0) {
+      const deno = ratioPaths.includes("deno");
+      const nexus = ratioPaths.some((path) => path !== "deno");
+      const subjects = [deno ? "the Deno forwarders" : "", nexus ? "nexus" : ""]
+        .filter((text) => text !== "").join(" and ");
       sections.push(
-        "Ratios: nexus against the stunnel chain, of the figure in the row (below 1: lower " +
-          "throughput or fewer requests per second; × above 1: a longer latency).",
+        `Ratios: ${subjects} against the stunnel chain, of the figure in the row (below 1: ` +
+          "lower throughput or fewer requests per second; × above 1: a longer latency)." +
+          (deno && nexus
+            ? " The Deno floor is what three plain hops cost in Deno itself, with no crypto: " +
+              "read the nexus paths' ratios against it."
+            : ""),
       );
     }
     if (tunnels.length > 0) {
@@ -1277,20 +1387,28 @@ different machines.
 ## What is compared
 
 The same clients (\`iperf3 -c\`, \`redis-benchmark\`) reach the same backends (\`iperf3 -s\`, and
-\`redis-server --save "" --appendonly no\`), each on a loopback port, by four paths:
+\`redis-server --save "" --appendonly no\`), each on a loopback port, by five paths:
 
-| path               | hops                                                                                        |
-| ------------------ | ------------------------------------------------------------------------------------------- |
-| direct             | client → backend                                                                            |
-| stunnel chain      | client → stunnel client → socat → stunnel server → backend                                  |
-| nexus (Phase 2)    | client → edge inlet → relay → gateway → backend                                             |
-| nexus (end to end) | client → edge inlet → relay → gateway → relay → service agent → backend                     |
+| path                        | hops                                                                    |
+| --------------------------- | ----------------------------------------------------------------------- |
+| direct                      | client → backend                                                        |
+| stunnel chain               | client → stunnel client → socat → stunnel server → backend              |
+| Deno forwarders (no crypto) | client → forwarder 1 → forwarder 2 → forwarder 3 → backend              |
+| nexus (Phase 2)             | client → edge inlet → relay → gateway → backend                         |
+| nexus (end to end)          | client → edge inlet → relay → gateway → relay → service agent → backend |
 
 - **The stunnel chain** has as many hops as Phase 2: a TLS client, a plain TCP forwarder in the
   relay's place (\`socat TCP-LISTEN:…,fork,reuseaddr,backlog=1024 TCP:…\`: socat's own backlog of 5
   would drop the SYNs of 50 connections opened at once), a TLS server. TLS 1.3 only, cipher
   suite TLS_AES_256_GCM_SHA384, each side verifying the other's self-signed P-256 certificate
   (made with \`openssl req\` for the run); stunnel in the foreground with its own configuration.
+- **The Deno forwarders** are the runtime's own floor for three hops: three \`deno run\`
+  processes of \`scripts/support/plain_forwarder.ts\` (\`--allow-net=127.0.0.1\` only, the
+  services' V8 flags), each reading from one socket and writing to the other through one 64 KiB
+  buffer per direction, every write awaited before the next read; no encryption, no framing.
+  Phase 2 has as many hops, so what it costs beyond this floor is what the system adds to Deno's
+  sockets (its channels, records and routing); read the nexus paths' ratios against its (end to
+  end has two hops more).
 - **Nexus** is deployed as an operator would: the authority on a fresh SoftHSM2 token, a relay, a
   gateway with Phase 2 outlets to both backends, a service agent with the same backends behind it
   (the gateway's \`services\` entry routes to it), and an edge with an inlet per backend and mode;
@@ -1310,7 +1428,8 @@ The same clients (\`iperf3 -c\`, \`redis-benchmark\`) reach the same backends (\
 - **Interleaved**: each run goes through every path before the next run starts, the paths' order
   rotating from run to run; the median of the runs is kept. A warm-up (one second of 8-stream
   iperf3 and a short redis-benchmark on every path) comes first.
-- **CPU per GB**: utime + stime of each hop's process (and cutime + cstime: socat forks a child
+- **CPU per GB**: utime + stime of each hop's process (the forwarders' and the services' Deno
+  threads included) (and cutime + cstime: socat forks a child
   per connection) from \`/proc/<pid>/stat\`, before and after each iperf3 run of its path, summed
   and divided by the GB the receivers got. **Memory**: VmRSS of each hop (socat's children added),
   sampled near the end of each 8-stream run, the largest sample kept.

@@ -20,8 +20,9 @@
  *   agent, gateway and edge, each its own process), {@link checkHealth}.
  *
  * Child scripts, run as their own processes (not exported here):
- * ./channel_peer.ts (a secure channel responder) and ./portal_peer.ts (a
- * portal gateway or edge).
+ * ./channel_peer.ts (a secure channel responder), ./portal_peer.ts (a
+ * portal gateway or edge) and ./plain_forwarder.ts (a plain TCP forwarder,
+ * the hops of bench:compare's Deno path).
  *
  * scripts/stack.ts runs under the narrow `stack` permission set: it
  * imports ./service_process.ts alone, not this module.
