@@ -109,7 +109,7 @@ export async function startAgent(
       trust,
       node,
       transport,
-      authorities: [parseHostPort(config.authority.address, "authority address")],
+      authorities: config.authority.address.map((a) => parseHostPort(a, "authority address")),
       enrollment: () => config.ticket === undefined ? undefined : { ticket: config.ticket },
       attestationTtlSeconds: config.attestationTtlSeconds,
       logger,

@@ -298,12 +298,46 @@ export function verifyChain(
   rows: Iterable<AuditRow>,
   options: VerifyChainOptions = {},
 ): AuditVerification {
-  const checkpoints = new Map<number, string>();
-  for (const checkpoint of options.checkpoints ?? []) {
-    checkpoints.set(checkpoint.seq, checkpoint.hash);
-  }
-  let previous: AuditHead = { seq: 0, hash: GENESIS_HASH };
+  const check = new ChainCheck(options);
   for (const row of rows) {
+    const fault = check.step(row);
+    if (fault !== null) return fault;
+  }
+  return check.end();
+}
+
+/**
+ * {@link verifyChain} over rows that arrive asynchronously (a database
+ * server's cursor), a page at a time: the same checks, the same result.
+ */
+export async function verifyChainAsync(
+  rows: AsyncIterable<AuditRow>,
+  options: VerifyChainOptions = {},
+): Promise<AuditVerification> {
+  const check = new ChainCheck(options);
+  for await (const row of rows) {
+    const fault = check.step(row);
+    if (fault !== null) return fault;
+  }
+  return check.end();
+}
+
+/** The checks of {@link verifyChain}, one row at a time. */
+class ChainCheck {
+  #checkpoints = new Map<number, string>();
+  #head: AuditHead | undefined;
+  #previous: AuditHead = { seq: 0, hash: GENESIS_HASH };
+
+  constructor(options: VerifyChainOptions) {
+    for (const checkpoint of options.checkpoints ?? []) {
+      this.#checkpoints.set(checkpoint.seq, checkpoint.hash);
+    }
+    this.#head = options.head;
+  }
+
+  /** The next row's fault, or null when it is a valid successor. */
+  step(row: AuditRow): AuditVerification | null {
+    const previous = this.#previous;
     const expected = previous.seq + 1;
     if (row.seq !== expected) {
       return {
@@ -316,39 +350,45 @@ export function verifyChain(
     }
     const fault = checkRow(row, previous.hash);
     if (fault !== undefined) return { ok: false, seq: row.seq, reason: fault };
-    const checkpoint = checkpoints.get(row.seq);
+    const checkpoint = this.#checkpoints.get(row.seq);
     if (checkpoint !== undefined && checkpoint !== row.hash) {
       return { ok: false, seq: row.seq, reason: `entry ${row.seq} differs from a checkpoint` };
     }
-    previous = { seq: row.seq, hash: row.hash };
+    this.#previous = { seq: row.seq, hash: row.hash };
+    return null;
   }
-  for (const seq of checkpoints.keys()) {
-    if (seq > previous.seq) {
-      return {
-        ok: false,
-        seq: previous.seq + 1,
-        reason: `the log ends at entry ${previous.seq} but a checkpoint names entry ${seq}`,
-      };
+
+  /** After the last row: the checkpoints beyond it and the recorded head. */
+  end(): AuditVerification {
+    const previous = this.#previous;
+    for (const seq of this.#checkpoints.keys()) {
+      if (seq > previous.seq) {
+        return {
+          ok: false,
+          seq: previous.seq + 1,
+          reason: `the log ends at entry ${previous.seq} but a checkpoint names entry ${seq}`,
+        };
+      }
     }
+    const head = this.#head;
+    if (head !== undefined) {
+      if (head.seq !== previous.seq) {
+        return {
+          ok: false,
+          seq: Math.min(head.seq, previous.seq) + 1,
+          reason: `the log ends at entry ${previous.seq} but its head records entry ${head.seq}`,
+        };
+      }
+      if (head.hash !== previous.hash) {
+        return {
+          ok: false,
+          seq: Math.max(previous.seq, 1),
+          reason: `the recorded head hash differs from entry ${previous.seq}`,
+        };
+      }
+    }
+    return { ok: true, entries: previous.seq, head: previous.hash };
   }
-  const head = options.head;
-  if (head !== undefined) {
-    if (head.seq !== previous.seq) {
-      return {
-        ok: false,
-        seq: Math.min(head.seq, previous.seq) + 1,
-        reason: `the log ends at entry ${previous.seq} but its head records entry ${head.seq}`,
-      };
-    }
-    if (head.hash !== previous.hash) {
-      return {
-        ok: false,
-        seq: Math.max(previous.seq, 1),
-        reason: `the recorded head hash differs from entry ${previous.seq}`,
-      };
-    }
-  }
-  return { ok: true, entries: previous.seq, head: previous.hash };
 }
 
 /** Why `row` is not a valid successor of `prevHash`, or undefined when it is. */

@@ -1,17 +1,12 @@
 /**
- * The audit chain: the pure functions of `audit.ts`, and the store's log
- * under tampering of its SQLite file (every column, deleted, reordered,
- * inserted and cut rows, a consistent rewrite caught by a checkpoint).
+ * The audit chain: the pure functions of `audit.ts`. The store's log (paging,
+ * refusals, and tampering with every column, deleted, reordered, inserted
+ * and cut rows, a consistent rewrite caught by a checkpoint) is tested on
+ * every engine by the conformance suite, `store/store_conformance.ts`.
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { DatabaseSync } from "node:sqlite";
-import { AuthorityError } from "../src/errors.ts";
-import {
-  assertThrowsWithCode,
-  NOW,
-  withTempDir as withPrefixedTempDir,
-} from "../src/testdata/test_helpers.ts";
+import { NOW } from "../src/testdata/test_helpers.ts";
 import {
   AUDIT_DOMAIN,
   auditHash,
@@ -22,19 +17,9 @@ import {
   MAX_AUDIT_DATA_DEPTH,
   nextAuditRow,
   verifyChain,
+  verifyChainAsync,
+  type VerifyChainOptions,
 } from "./audit.ts";
-import { AuthorityStore } from "./store.ts";
-
-/** Runs `fn` with a fresh temporary directory, removed afterwards. */
-function withTempDir(fn: (dir: string) => void | Promise<void>): Promise<void> {
-  return withPrefixedTempDir("nexus-audit-test-", async (dir) => {
-    await fn(dir);
-  });
-}
-
-const ALICE = "I" + "a1".repeat(32);
-const BOB = "I" + "b2".repeat(32);
-const CRED = "c3".repeat(16);
 
 function chain(n: number): AuditRow[] {
   const rows: AuditRow[] = [];
@@ -222,247 +207,47 @@ Deno.test("verifyChain: an entry rewritten with its own hash recomputed breaks t
   assert.ok(!result.ok && result.seq === 3 && /does not link/.test(result.reason), String(result));
 });
 
-// ---------------------------------------------------------------------------
-// The store's log, tampered with through SQLite directly
-
-/** A store with a few entries of each kind the store writes; returns its path. */
-function populate(dir: string): string {
-  const path = `${dir}/authority.db`;
-  const store = AuthorityStore.open(path);
-  try {
-    const { secret } = store.createTicket({
-      attributes: { role: "edge" },
-      ttlSeconds: 600,
-      now: NOW,
-    });
-    store.redeemTicket(secret, ALICE, NOW + 1);
-    store.addMember(BOB, { role: "gateway" }, "operator", NOW + 2);
-    store.recordCredential({
-      id: CRED,
-      subject: ALICE,
-      issuedAt: NOW + 3,
-      expiresAt: NOW + 3603,
-      refresh: false,
-    });
-    store.revoke(CRED, NOW + 4);
-    store.appendAudit("operator.note", { text: "done" }, NOW + 5);
-    const result = store.verifyAudit();
-    assert.deepEqual(result.ok && result.entries, 6);
-  } finally {
-    store.close();
+Deno.test("verifyChainAsync: the same result as verifyChain, rows arriving asynchronously", async () => {
+  const rows = chain(6);
+  const forged = { ...rows[2], data: '{"i":2,"note":"forged"}' };
+  forged.hash = auditHash(forged.prevHash, forged.seq, forged.time, forged.kind, forged.data);
+  const cases: [AuditRow[], VerifyChainOptions][] = [
+    [[], {}],
+    [rows, {}],
+    [rows, { head: { seq: 6, hash: rows[5].hash } }],
+    [rows, { head: { seq: 5, hash: rows[4].hash } }],
+    [rows.slice(0, 4), { head: { seq: 6, hash: rows[5].hash } }],
+    [rows, { checkpoints: [{ seq: 2, hash: rows[1].hash }] }],
+    [rows, { checkpoints: [{ seq: 2, hash: rows[2].hash }] }],
+    [rows.slice(0, 2), { checkpoints: [{ seq: 3, hash: rows[2].hash }] }],
+    [[rows[0], rows[2], rows[3]], {}],
+    [[rows[1], rows[0], rows[2]], {}],
+    [rows.slice(1), {}],
+    [[rows[0], rows[1], forged, rows[3]], {}],
+    [[rows[0], { ...rows[1], kind: "forged" }, rows[2]], {}],
+  ];
+  async function* arriving(given: AuditRow[]): AsyncGenerator<AuditRow> {
+    for (const row of given) {
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      yield row;
+    }
   }
-  return path;
-}
-
-function tamper(path: string, ...sql: string[]): void {
-  const db = new DatabaseSync(path);
-  try {
-    for (const statement of sql) db.exec(statement);
-  } finally {
-    db.close();
+  for (const [i, [given, options]] of cases.entries()) {
+    assert.deepEqual(
+      await verifyChainAsync(arriving(given), options),
+      verifyChain(given, options),
+      `case ${i}`,
+    );
   }
-}
-
-function verifyAt(path: string) {
-  const store = AuthorityStore.open(path);
-  try {
-    return store.verifyAudit();
-  } finally {
-    store.close();
+  // It stops at the first fault: the rows after it are not read.
+  let read = 0;
+  async function* counted(): AsyncGenerator<AuditRow> {
+    for (const row of [rows[0], rows[2], rows[3], rows[4]]) {
+      read++;
+      yield row;
+    }
   }
-}
-
-const TAMPERING: [string, string[], number][] = [];
-for (let seq = 1; seq <= 6; seq++) {
-  TAMPERING.push(
-    [`time of entry ${seq}`, [`UPDATE audit SET time = time + 1 WHERE seq = ${seq}`], seq],
-    [`kind of entry ${seq}`, [`UPDATE audit SET kind = 'forged' WHERE seq = ${seq}`], seq],
-    [
-      `data of entry ${seq}`,
-      [`UPDATE audit SET data = replace(data, '"', '"x') WHERE seq = ${seq}`],
-      seq,
-    ],
-    [
-      `prev_hash of entry ${seq}`,
-      [`UPDATE audit SET prev_hash = '${"e".repeat(64)}' WHERE seq = ${seq}`],
-      seq,
-    ],
-    [
-      `hash of entry ${seq}`,
-      [`UPDATE audit SET hash = '${"d".repeat(64)}' WHERE seq = ${seq}`],
-      seq,
-    ],
-  );
-}
-TAMPERING.push(
-  ["data made non-canonical", [`UPDATE audit SET data = data || ' ' WHERE seq = 2`], 2],
-  ["entry 3 deleted", ["DELETE FROM audit WHERE seq = 3"], 3],
-  ["entry 1 deleted", ["DELETE FROM audit WHERE seq = 1"], 1],
-  ["last entry deleted", ["DELETE FROM audit WHERE seq = 6"], 6],
-  ["every entry deleted", ["DELETE FROM audit"], 1],
-  ["entry 4 renumbered", ["UPDATE audit SET seq = 40 WHERE seq = 4"], 4],
-  [
-    "entries 2 and 3 swapped",
-    [
-      "UPDATE audit SET seq = -2 WHERE seq = 2",
-      "UPDATE audit SET seq = 2 WHERE seq = 3",
-      "UPDATE audit SET seq = 3 WHERE seq = -2",
-    ],
-    2,
-  ],
-  ["head row deleted", ["DELETE FROM audit_head"], 1],
-  ["head hash edited", [`UPDATE audit_head SET hash = '${"c".repeat(64)}'`], 6],
-);
-
-for (const [name, sql, seq] of TAMPERING) {
-  Deno.test(`store audit: tampering is detected: ${name}`, async () => {
-    await withTempDir((dir) => {
-      const path = populate(dir);
-      tamper(path, ...sql);
-      const result = verifyAt(path);
-      assert.equal(result.ok, false, name);
-      assert.equal(result.ok === false && result.seq, seq, JSON.stringify(result));
-    });
-  });
-}
-
-Deno.test("store audit: a forged, correctly hashed entry appended without the head fails", async () => {
-  await withTempDir((dir) => {
-    const path = populate(dir);
-    const db = new DatabaseSync(path);
-    const last = db.prepare("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").get() as {
-      seq: number;
-      hash: string;
-    };
-    const row = nextAuditRow(last, NOW + 9, "credential.issue", { id: "f".repeat(32) });
-    db.prepare("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?)")
-      .run(row.seq, row.time, row.kind, row.data, row.prevHash, row.hash);
-    db.close();
-    const result = verifyAt(path);
-    assert.equal(result.ok, false);
-    assert.equal(result.ok === false && result.seq, 7);
-  });
-});
-
-Deno.test("store audit: a consistent rewrite of the tail is caught by an older checkpoint", async () => {
-  await withTempDir((dir) => {
-    const path = populate(dir);
-    let store = AuthorityStore.open(path);
-    const checkpoint = store.auditHead();
-    assert.equal(checkpoint.seq, 6);
-    store.close();
-    // Rewrite entries 5 and 6 with forged content and recomputed hashes,
-    // head included: the chain alone is consistent again.
-    const db = new DatabaseSync(path);
-    db.exec("DELETE FROM audit WHERE seq >= 5");
-    let head = db.prepare("SELECT seq, hash FROM audit WHERE seq = 4").get() as {
-      seq: number;
-      hash: string;
-    };
-    for (const time of [NOW + 4, NOW + 5]) {
-      const row = nextAuditRow(head, time, "operator.note", { text: "nothing happened" });
-      db.prepare("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?)")
-        .run(row.seq, row.time, row.kind, row.data, row.prevHash, row.hash);
-      head = row;
-    }
-    db.prepare("UPDATE audit_head SET seq = ?, hash = ?").run(head.seq, head.hash);
-    db.close();
-    store = AuthorityStore.open(path);
-    try {
-      assert.equal(store.verifyAudit().ok, true);
-      const result = store.verifyAudit({ checkpoints: [checkpoint] });
-      assert.equal(result.ok, false);
-      assert.equal(result.ok === false && result.seq, 6);
-    } finally {
-      store.close();
-    }
-  });
-});
-
-Deno.test("store audit: nothing is appended to a log cut short", async () => {
-  await withTempDir((dir) => {
-    const path = populate(dir);
-    tamper(path, "DELETE FROM audit WHERE seq = 6");
-    const store = AuthorityStore.open(path);
-    try {
-      assertThrowsWithCode(
-        () => store.appendAudit("operator.note", {}, NOW + 10),
-        AuthorityError,
-        "store_corrupt",
-      );
-      assertThrowsWithCode(
-        () => store.addMember("I" + "0".repeat(64), {}, "operator", NOW + 10),
-        AuthorityError,
-        "store_corrupt",
-      );
-      assert.equal(store.getMember("I" + "0".repeat(64)), null, "the change was rolled back");
-    } finally {
-      store.close();
-    }
-  });
-});
-
-Deno.test("store audit: entries, head, paging", async () => {
-  await withTempDir((dir) => {
-    const store = AuthorityStore.open(populate(dir));
-    try {
-      const entries = store.auditEntries();
-      assert.deepEqual(entries.map((e) => e.kind), [
-        "ticket.create",
-        "enroll",
-        "enroll",
-        "credential.issue",
-        "revoke",
-        "operator.note",
-      ]);
-      assert.deepEqual(entries.map((e) => e.seq), [1, 2, 3, 4, 5, 6]);
-      assert.deepEqual(entries.map((e) => e.time), [0, 1, 2, 3, 4, 5].map((t) => NOW + t));
-      assert.equal(entries[0].prevHash, GENESIS_HASH);
-      for (let i = 1; i < entries.length; i++) {
-        assert.equal(entries[i].prevHash, entries[i - 1].hash);
-      }
-      assert.deepEqual(store.auditHead(), { seq: 6, hash: entries[5].hash });
-      assert.deepEqual(entries[4].data, { target: CRED, kind: "credential", serial: 1 });
-      assert.deepEqual(
-        store.auditEntries({ afterSeq: 2, limit: 2 }).map((e) => e.seq),
-        [3, 4],
-      );
-      const verified = store.verifyAudit({ checkpoints: [{ seq: 3, hash: entries[2].hash }] });
-      assert.deepEqual(verified, { ok: true, entries: 6, head: entries[5].hash });
-    } finally {
-      store.close();
-    }
-  });
-});
-
-Deno.test("store audit: an empty log verifies, with the genesis head", async () => {
-  await withTempDir((dir) => {
-    const store = AuthorityStore.open(`${dir}/a.db`);
-    try {
-      assert.deepEqual(store.verifyAudit(), { ok: true, entries: 0, head: GENESIS_HASH });
-      assert.deepEqual(store.auditHead(), { seq: 0, hash: GENESIS_HASH });
-      assert.deepEqual(store.auditEntries(), []);
-    } finally {
-      store.close();
-    }
-  });
-});
-
-Deno.test("store audit: appendAudit refuses secrets, bad kinds and bad data", async () => {
-  await withTempDir((dir) => {
-    const store = AuthorityStore.open(`${dir}/a.db`);
-    try {
-      const { secret } = store.createTicket({ attributes: {}, ttlSeconds: 60, now: NOW });
-      const { key } = store.createLicense({ customerId: "cust_1", tier: "basic", now: NOW });
-      assert.throws(() => store.appendAudit("note", { secret }, NOW), TypeError);
-      assert.throws(() => store.appendAudit("note", { nested: [`key=${key}`] }, NOW), TypeError);
-      assert.throws(() => store.appendAudit("Bad Kind", {}, NOW), TypeError);
-      assert.throws(() => store.appendAudit("note", { at: new Date() }, NOW), TypeError);
-      assert.throws(() => store.appendAudit("note", {}, -1), RangeError);
-      assert.equal(store.auditHead().seq, 2, "nothing refused was appended");
-      assert.equal(store.verifyAudit().ok, true);
-    } finally {
-      store.close();
-    }
-  });
+  const result = await verifyChainAsync(counted());
+  assert.equal(result.ok === false && result.seq, 2);
+  assert.equal(read, 2);
 });

@@ -14,10 +14,10 @@ import type { AttributeValue } from "../src/credential/attributes.ts";
 import { ConfigError } from "../src/errors.ts";
 import { type Logger, silentLogger } from "../src/log.ts";
 import { describeAuthority, initAuthority, rotateAuthority, statePaths } from "./ceremony.ts";
-import type { CheckedAuthorityConfig } from "./config.ts";
+import { AuthorityConfigSchema, type CheckedAuthorityConfig } from "./config.ts";
 import { whenAborted } from "../src/member/backoff.ts";
 import { startAuthority } from "./service.ts";
-import { AuthorityStore } from "./store.ts";
+import { AuthorityStore, isPostgresUrl } from "./store.ts";
 
 /** What a command prints: text for a terminal, data for `--json`, and its exit status. */
 export interface CommandOutput {
@@ -36,12 +36,20 @@ export async function hsmOptions(config: CheckedAuthorityConfig): Promise<HsmOpt
   };
 }
 
-function withStore<T>(config: CheckedAuthorityConfig, fn: (store: AuthorityStore) => T): T {
-  const store = AuthorityStore.open(statePaths(config.state).db);
+/** Where a configuration's store is: its PostgreSQL URL, or the state directory's SQLite file. */
+export function storeLocation(config: CheckedAuthorityConfig): string {
+  return config.database ?? statePaths(config.state).db;
+}
+
+async function withStore<T>(
+  config: CheckedAuthorityConfig,
+  fn: (store: AuthorityStore) => Promise<T>,
+): Promise<T> {
+  const store = await AuthorityStore.open(storeLocation(config));
   try {
-    return fn(store);
+    return await fn(store);
   } finally {
-    store.close();
+    await store.close();
   }
 }
 
@@ -75,7 +83,7 @@ export async function initCommand(
     existingKey: options.existingKey !== undefined ? { label: options.existingKey } : undefined,
   });
   result.session.close();
-  withStore(config, (store) =>
+  await withStore(config, (store) =>
     store.appendAudit("authority.init", {
       identifier: result.identity.identifier,
       key: result.key.label,
@@ -97,7 +105,7 @@ export async function initCommand(
 export async function rotateCommand(config: CheckedAuthorityConfig): Promise<CommandOutput> {
   const result = await rotateAuthority({ stateDir: config.state, hsm: await hsmOptions(config) });
   result.session.close();
-  withStore(config, (store) =>
+  await withStore(config, (store) =>
     store.appendAudit("authority.rotate", {
       identifier: result.identity.identifier,
       key: result.key.label,
@@ -132,11 +140,11 @@ export async function showCommand(config: CheckedAuthorityConfig): Promise<Comma
 }
 
 /** `ticket create`: a one-time enrollment ticket, printed once. */
-export function ticketCommand(
+export async function ticketCommand(
   config: CheckedAuthorityConfig,
   options: { attributes: Record<string, AttributeValue>; ttlSeconds: number },
-): CommandOutput {
-  const { secret, ticket } = withStore(config, (store) => store.createTicket(options));
+): Promise<CommandOutput> {
+  const { secret, ticket } = await withStore(config, (store) => store.createTicket(options));
   return {
     text: `${secret}\n(one-time enrollment ticket, valid until ${
       new Date(ticket.expiresAt * 1000).toISOString()
@@ -146,11 +154,11 @@ export function ticketCommand(
 }
 
 /** `license create`: a license key mapped to a customer and tier, printed once. */
-export function licenseCommand(
+export async function licenseCommand(
   config: CheckedAuthorityConfig,
   options: { customerId: string; tier: string; attributes: Record<string, AttributeValue> },
-): CommandOutput {
-  const { key } = withStore(config, (store) => store.createLicense(options));
+): Promise<CommandOutput> {
+  const { key } = await withStore(config, (store) => store.createLicense(options));
   return {
     text: `${key}\n(license key for ${options.customerId}, tier ${options.tier})`,
     data: { license: key },
@@ -158,8 +166,11 @@ export function licenseCommand(
 }
 
 /** `revoke`: a member identifier or a credential id, into the store; the service signs it. */
-export function revokeCommand(config: CheckedAuthorityConfig, target: string): CommandOutput {
-  const state = withStore(config, (store) => store.revoke(target));
+export async function revokeCommand(
+  config: CheckedAuthorityConfig,
+  target: string,
+): Promise<CommandOutput> {
+  const state = await withStore(config, (store) => store.revoke(target));
   return {
     text:
       `revoked ${target}; revocation list serial ${state.serial} (the service signs and pushes it within a second)`,
@@ -168,8 +179,8 @@ export function revokeCommand(config: CheckedAuthorityConfig, target: string): C
 }
 
 /** `audit verify`: the hash chain checked end to end. */
-export function auditVerifyCommand(config: CheckedAuthorityConfig): CommandOutput {
-  const result = withStore(config, (store) => store.verifyAudit());
+export async function auditVerifyCommand(config: CheckedAuthorityConfig): Promise<CommandOutput> {
+  const result = await withStore(config, (store) => store.verifyAudit());
   if (result.ok) {
     return {
       text: `audit log verified: ${result.entries} entries, head ${result.head}`,
@@ -184,8 +195,8 @@ export function auditVerifyCommand(config: CheckedAuthorityConfig): CommandOutpu
 }
 
 /** `members`: every member, active or revoked, with its attributes. */
-export function membersCommand(config: CheckedAuthorityConfig): CommandOutput {
-  const members = withStore(config, (store) => store.listMembers());
+export async function membersCommand(config: CheckedAuthorityConfig): Promise<CommandOutput> {
+  const members = await withStore(config, (store) => store.listMembers());
   return {
     text:
       members.map((m) =>
@@ -195,6 +206,46 @@ export function membersCommand(config: CheckedAuthorityConfig): CommandOutput {
       ).join("\n") || "(no members)",
     data: members,
   };
+}
+
+/**
+ * `store move --to URL`: the state directory's SQLite store copied into an
+ * empty PostgreSQL database, its audit chain verified before and after
+ * (`store/store_move.ts`). The SQLite file is left as it was.
+ */
+export async function storeMoveCommand(
+  config: CheckedAuthorityConfig,
+  to: string,
+): Promise<CommandOutput> {
+  if (!isPostgresUrl(to)) throw new ConfigError("usage", "store move --to wants postgres://…");
+  const checked = AuthorityConfigSchema.shape.database.safeParse(to);
+  if (!checked.success) {
+    throw new ConfigError("usage", `--to: ${checked.error.issues[0]?.message ?? "invalid"}`);
+  }
+  const { SqliteCore } = await import("./store/sqlite_core.ts");
+  const { PgCore } = await import("./store/pg_core.ts");
+  const { moveStore } = await import("./store/store_move.ts");
+  const source = await SqliteCore.open(statePaths(config.state).db);
+  try {
+    const target = await PgCore.open(to);
+    try {
+      const report = await moveStore(
+        source,
+        target,
+        (table, rows) => console.error(`store move: ${table}: ${rows} rows`),
+      );
+      return {
+        text: `store moved to ${new URL(to).host}${new URL(to).pathname}: ${
+          Object.entries(report.rows).map(([t, n]) => `${t} ${n}`).join(", ")
+        }\n  audit chain verified: ${report.head.seq} entries, head ${report.head.hash}\n  then entry ${report.movedHead.seq} (store.moved); serve the replicas with --database ${to}`,
+        data: report,
+      };
+    } finally {
+      await target.close();
+    }
+  } finally {
+    await source.close();
+  }
 }
 
 /** Options of {@link run}. */
@@ -216,6 +267,7 @@ export async function run(config: CheckedAuthorityConfig, options: RunOptions): 
   const listen = parseHostPort(config.listen, "listen");
   const running = await startAuthority({
     stateDir: config.state,
+    database: config.database,
     hsm: await hsmOptions(config),
     hostname: listen.hostname,
     port: listen.port,

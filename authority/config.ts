@@ -58,6 +58,16 @@ export function duration(): z.ZodType<number> {
 export const AuthorityConfigSchema = object({
   /** The state directory: identity, key records, the store. */
   state: nonEmpty().default("/var/lib/nexus-authority"),
+  /**
+   * Where the store is: a PostgreSQL URL (`postgres://user@host:port/db`),
+   * which any number of replicas share, or absent for the SQLite file
+   * `authority.db` in the state directory. A URL with a password is
+   * refused: the command line and configuration files are not secret
+   * stores (docs/operations.md, "Replicas on PostgreSQL").
+   */
+  database: nonEmpty().regex(/^postgres(ql)?:\/\/[^:@/]+@[^/]+\/[^/?#]+$/, {
+    error: "must be postgres://user@host:port/database, with no password",
+  }).optional(),
   "hsm-module": nonEmpty().default(DEFAULT_HSM_MODULE),
   "hsm-token": nonEmpty().default("nexus-authority"),
   /** A file holding the HSM user PIN. */
@@ -106,20 +116,52 @@ export function loadAuthorityConfig(
 }
 
 /**
+ * The environment the PostgreSQL client (`pg`) reads when it connects: the
+ * libpq variables for what the URL leaves out (PGPASSWORD is how an
+ * operator gives the database password: never in the URL), and USER, its
+ * default user name. Granted only with a `database`.
+ */
+export const POSTGRES_ENV: readonly string[] = [
+  "PGUSER",
+  "PGPASSWORD",
+  "PGHOST",
+  "PGPORT",
+  "PGDATABASE",
+  "PGBINARY",
+  "PGOPTIONS",
+  "PGSSLMODE",
+  "PGSSLNEGOTIATION",
+  "PGCLIENT_ENCODING",
+  "PGREPLICATION",
+  "PGCONNECT_TIMEOUT",
+  "USER",
+];
+
+/** The `host:port` of a PostgreSQL URL (port 5432 when none is given). */
+export function databaseHost(url: string): string {
+  const { hostname, port } = new URL(url);
+  return `${hostname}:${port || "5432"}`;
+}
+
+/**
  * The Deno permissions a command with this configuration needs and no
  * more: read and write the state directory; read the configuration, the
  * PIN file and the PKCS#11 module (checked before it is loaded); ffi for
  * the pkcs11js addon; env for the PIN variable and `SOFTHSM2_CONF`; net
- * for `serve`'s listen and metrics addresses.
+ * for `serve`'s listen and metrics addresses, and for the database server
+ * when the store is on PostgreSQL.
  */
 export function authorityPermissions(
   config: CheckedAuthorityConfig,
   options: { configFile?: string; serve?: boolean } = {},
 ): Permissions {
   return {
-    net: options.serve
-      ? [config.listen, ...(config.metrics === "off" ? [] : [config.metrics])]
-      : [],
+    net: [
+      ...(options.serve
+        ? [config.listen, ...(config.metrics === "off" ? [] : [config.metrics])]
+        : []),
+      ...(config.database ? [databaseHost(config.database)] : []),
+    ],
     read: [
       config.state,
       ...(options.configFile ? [options.configFile] : []),
@@ -128,6 +170,6 @@ export function authorityPermissions(
     ],
     write: [config.state],
     ffi: [PKCS11_ADDON],
-    env: [config["pin-env"], "SOFTHSM2_CONF"],
+    env: [config["pin-env"], "SOFTHSM2_CONF", ...(config.database ? POSTGRES_ENV : [])],
   };
 }

@@ -106,8 +106,8 @@ export interface GuardTargets {
     readonly remoteRoute: readonly string[];
     readonly peer: { readonly identifier: string };
   }[];
-  /** Whether `identifier` is an enrolled, unrevoked member. */
-  isMember(identifier: string): boolean;
+  /** Whether `identifier` is an enrolled, unrevoked member (the store may answer asynchronously). */
+  isMember(identifier: string): boolean | Promise<boolean>;
 }
 
 /** A running sweep over the authority's connections. */
@@ -134,13 +134,15 @@ export function guardConnections(
   const seen = new Map<string, { acceptedAt: number; lastRequestAt: number }>();
   const members = new WeakSet<object>();
   const closed = new Map<GuardVerdict, number>();
-  const timer = setInterval(() => {
+  /** Whether a sweep is running: one that waits on the store skips the next tick, never overlaps. */
+  let sweeping = false;
+  const sweep = async () => {
     const now = Date.now();
     const peersByConnection = new Map<string, boolean[]>();
     for (const channel of targets.channels()) {
       const address = channel.remoteRoute[0];
       let member = members.has(channel);
-      if (!member && targets.isMember(channel.peer.identifier)) {
+      if (!member && await targets.isMember(channel.peer.identifier)) {
         members.add(channel);
         member = true;
       }
@@ -160,6 +162,13 @@ export function guardConnections(
     // Forget connections that are gone.
     const open = targets.connections();
     for (const address of seen.keys()) if (!open.has(address)) seen.delete(address);
+  };
+  const timer = setInterval(() => {
+    if (sweeping) return;
+    sweeping = true;
+    // A store that cannot answer (its database down) ends the sweep before
+    // it closes anything: nobody is cut off for the store's failure.
+    sweep().catch(() => {}).finally(() => sweeping = false);
   }, guard.sweepMs);
   return {
     accepted(address) {

@@ -19,6 +19,7 @@ import {
 export const FLAGS = {
   config: { type: "string" },
   state: { type: "string" },
+  database: { type: "string" },
   "hsm-module": { type: "string" },
   "hsm-token": { type: "string" },
   "pin-file": { type: "string" },
@@ -37,6 +38,7 @@ export const FLAGS = {
   ttl: { type: "string" },
   customer: { type: "string" },
   tier: { type: "string" },
+  to: { type: "string" },
   json: { type: "boolean", default: false },
   "log-json": { type: "boolean", default: false },
   // Refused with a reason: a PIN on the command line is visible in `ps`.
@@ -47,6 +49,7 @@ export const FLAGS = {
 /** The option names that are configuration keys too (flags win over the file). */
 const KEYS = [
   "state",
+  "database",
   "hsm-module",
   "hsm-token",
   "pin-file",
@@ -83,8 +86,12 @@ export function configOf(values: Values): Promise<CheckedAuthorityConfig> {
 export async function permissionsFor(args: string[]): Promise<Permissions> {
   const { values, positionals } = parseCommandLine(args, FLAGS);
   const command = positionals[0] === "permissions" ? positionals[1] : positionals[0];
-  return authorityPermissions(await configOf(values), {
-    configFile: values.config as string | undefined,
-    serve: command === "serve",
-  });
+  const config = await configOf(values);
+  return authorityPermissions(
+    // store move reaches the database it moves to.
+    command === "store" && typeof values.to === "string"
+      ? { ...config, database: values.to }
+      : config,
+    { configFile: values.config as string | undefined, serve: command === "serve" },
+  );
 }

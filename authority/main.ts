@@ -22,6 +22,7 @@ import {
   rotateCommand,
   run,
   showCommand,
+  storeMoveCommand,
   ticketCommand,
 } from "./commands.ts";
 import { type CheckedAuthorityConfig, parseDuration } from "./config.ts";
@@ -41,11 +42,16 @@ Commands:
   revoke <target>         revoke a member identifier (I…) or a credential id (32 hex digits)
   audit verify            check the hash chain of the audit log
   members                 list members
+  store move --to URL     copy the state directory's SQLite store into an empty PostgreSQL
+                          database (for replicas), the audit chain verified before and after
   permissions <command>   the Deno permission flags that command needs with this configuration
 
 Options:
   --config FILE           JSON file with any of the options below (flags win)
   --state DIR             state directory (default /var/lib/nexus-authority)
+  --database URL          the store on PostgreSQL, shared by replicas:
+                          postgres://user@host:port/database (no password in the URL);
+                          default: authority.db (SQLite) in the state directory
   --hsm-module PATH       PKCS#11 module (default /usr/lib/softhsm/libsofthsm2.so)
   --hsm-token LABEL       token label (default nexus-authority)
   --pin-file FILE         file holding the HSM user PIN
@@ -107,7 +113,7 @@ async function command(
       return await showCommand(config);
     case "ticket":
       if (sub !== "create") throw usage(`unknown: ticket ${sub ?? ""} (try: ticket create)`);
-      return ticketCommand(config, {
+      return await ticketCommand(config, {
         attributes: attributes(),
         ttlSeconds: durationFlag(values.ttl as string | undefined, 3600),
       });
@@ -116,19 +122,23 @@ async function command(
       if (values.customer === undefined || values.tier === undefined) {
         throw usage("license create needs --customer and --tier");
       }
-      return licenseCommand(config, {
+      return await licenseCommand(config, {
         customerId: String(values.customer),
         tier: String(values.tier),
         attributes: attributes(),
       });
     case "revoke":
       if (sub === undefined) throw usage("revoke needs a member identifier or a credential id");
-      return revokeCommand(config, sub);
+      return await revokeCommand(config, sub);
     case "audit":
       if (sub !== "verify") throw usage(`unknown: audit ${sub ?? ""} (try: audit verify)`);
-      return auditVerifyCommand(config);
+      return await auditVerifyCommand(config);
     case "members":
-      return membersCommand(config);
+      return await membersCommand(config);
+    case "store":
+      if (sub !== "move") throw usage(`unknown: store ${sub ?? ""} (try: store move --to URL)`);
+      if (typeof values.to !== "string") throw usage("store move needs --to postgres://…");
+      return await storeMoveCommand(config, values.to);
     default:
       throw usage(`unknown command ${name}; see --help`);
   }

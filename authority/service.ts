@@ -32,7 +32,7 @@ import type { AttributeValue } from "../src/credential/attributes.ts";
 import { issueCredential } from "../src/credential/credential.ts";
 import { bytesEqual } from "../src/crypto/hash.ts";
 import type { VerifiedIdentity } from "../src/identity/change_history.ts";
-import { createRevocationList } from "../src/credential/revocation.ts";
+import { createRevocationList, decodeRevocationList } from "../src/credential/revocation.ts";
 import { TrustStore } from "../src/credential/trust_store.ts";
 import { AuthorityError } from "../src/errors.ts";
 import type { Identity } from "../src/identity/identity.ts";
@@ -57,6 +57,12 @@ import {
 /** Options of {@link startAuthority}. */
 export interface AuthorityServiceOptions {
   stateDir: string;
+  /**
+   * Where the store is: a PostgreSQL URL shared by replicas
+   * (`postgres://user@host:port/database`), or a SQLite file (default: the
+   * state directory's `authority.db`).
+   */
+  database?: string;
   hsm: HsmOptions;
   /** Listen address (port 0: any free port). */
   hostname: string;
@@ -113,7 +119,7 @@ export async function startAuthority(options: AuthorityServiceOptions): Promise<
   const logger = options.logger ?? silentLogger;
   const loaded = await loadAuthority(options);
   const identity = loaded.identity;
-  const store = AuthorityStore.open(statePaths(options.stateDir).db);
+  const store = await AuthorityStore.open(options.database ?? statePaths(options.stateDir).db);
   const ttl: Record<string, number> = { default: 3600, ...options.ttlSeconds };
   const stats: AuthorityStats = { enrollments: 0, credentials: 0, refused: 0, revocationLists: 0 };
 
@@ -153,10 +159,11 @@ export async function startAuthority(options: AuthorityServiceOptions): Promise<
    * an older prefix (a key rotated away from) is refused, so an old key
    * cannot fetch credentials.
    */
-  const checkKey = (
+  const checkKey = async (
     presented: VerifiedIdentity,
-    known: Uint8Array | null = store.memberKey(presented.identifier),
+    given?: Uint8Array | null,
   ) => {
+    const known = given === undefined ? await store.memberKey(presented.identifier) : given;
     if (known === null || bytesEqual(known, presented.primaryKey)) return;
     if (presented.history.changes.some((change) => bytesEqual(change.primaryKey, known))) return;
     throw new AuthorityError(
@@ -190,7 +197,7 @@ export async function startAuthority(options: AuthorityServiceOptions): Promise<
       ttlSeconds: ttl[role] ?? ttl.default,
     });
     if (known === null || !bytesEqual(known, presented.primaryKey)) {
-      store.setMemberKey(subject, presented.primaryKey);
+      await store.setMemberKey(subject, presented.primaryKey);
     }
     await store.submitCredential({
       id: credential.id,
@@ -203,7 +210,7 @@ export async function startAuthority(options: AuthorityServiceOptions): Promise<
     return credential;
   };
 
-  const currentList = () => store.latestRevocationList()?.encoded ?? null;
+  const currentList = async () => (await store.latestRevocationList())?.encoded ?? null;
 
   const handle = async (
     request: AuthorityRequest,
@@ -217,13 +224,13 @@ export async function startAuthority(options: AuthorityServiceOptions): Promise<
         // A member enrolling again (a license is reusable) does so with its
         // current key: a rotated-away prefix must not win a credential, nor
         // move the recorded key back, this way either.
-        const known = store.memberKey(peer);
-        checkKey(presented, known);
+        const known = await store.memberKey(peer);
+        await checkKey(presented, known);
         const ticket = request.body.get("ticket");
         const license = request.body.get("license");
         let attributes;
-        if (ticket !== undefined) attributes = store.redeemTicket(ticket, peer);
-        else if (license !== undefined) attributes = store.redeemLicense(license, peer);
+        if (ticket !== undefined) attributes = await store.redeemTicket(ticket, peer);
+        else if (license !== undefined) attributes = await store.redeemLicense(license, peer);
         else throw new AuthorityError("bad_request", "enroll needs a ticket or a license");
         stats.enrollments++;
         logger.info("member enrolled", {
@@ -235,20 +242,20 @@ export async function startAuthority(options: AuthorityServiceOptions): Promise<
       }
       case "credential": {
         // One read for the membership and the key, both checked before signing.
-        const found = store.memberWithKey(peer);
+        const found = await store.memberWithKey(peer);
         const member = checkActive(found?.member ?? null);
         const known = found?.key ?? null;
-        checkKey(presented, known);
+        await checkKey(presented, known);
         const credential = await issueFor(presented, { ...member.attributes }, true, known);
         return { credential: credential.encoded, history: identity.history.encoded };
       }
       case "revocations":
-        return { list: currentList(), history: identity.history.encoded };
+        return { list: await currentList(), history: identity.history.encoded };
       case "subscribe": {
         // Members only: pushes cost the authority a send each, so nobody
         // unenrolled may make it keep a queue.
-        activeMember(peer);
-        checkKey(presented);
+        await activeMember(peer);
+        await checkKey(presented);
         const subscriber = new Subscriber({
           node,
           channel,
@@ -260,7 +267,7 @@ export async function startAuthority(options: AuthorityServiceOptions): Promise<
         });
         subscribers.add(subscriber);
         channel.closed.then(() => subscribers.delete(subscriber));
-        return { list: currentList(), history: identity.history.encoded };
+        return { list: await currentList(), history: identity.history.encoded };
       }
     }
   };
@@ -277,7 +284,7 @@ export async function startAuthority(options: AuthorityServiceOptions): Promise<
   };
 
   /** The active member `peer`, or the refusal a non-member or revoked member gets. */
-  const activeMember = (peer: string) => checkActive(store.getMember(peer));
+  const activeMember = async (peer: string) => checkActive(await store.getMember(peer));
 
   node.register(AUTHORITY_API, async (message) => {
     const info = message.local?.secureChannel;
@@ -328,26 +335,45 @@ export async function startAuthority(options: AuthorityServiceOptions): Promise<
     await node.route({ onward: message.return, return: [AUTHORITY_API], payload });
   });
 
-  // Revocations: sign every new serial once, push it, cut revoked members off.
-  let published = store.latestRevocationList()?.serial ?? 0;
+  // Revocations. The leader among the services sharing the store signs
+  // every new serial once (store/leadership.ts); every replica pushes every
+  // new list kept in the store to its own subscribers and cuts the revoked
+  // members' channels off, whichever replica signed it.
+  const leadership = await store.leadership();
+  let leading = false;
+  /** The newest serial pushed (at start: what subscribers get when they subscribe). */
+  let pushed = (await store.latestRevocationList())?.serial ?? 0;
   const publish = async () => {
-    const state = store.revocationState();
-    if (state.serial <= published) return;
-    const list = await createRevocationList(identity, {
-      serial: state.serial,
-      credentialIds: state.credentialIds,
-      identifiers: state.identifiers,
-    });
-    store.saveRevocationList(list.serial, list.encoded);
-    published = list.serial;
-    stats.revocationLists++;
-    logger.info("revocation list signed", { serial: list.serial, subscribers: subscribers.size });
+    let latest = await store.latestRevocationList();
+    const state = await store.revocationState();
+    leading = await leadership.check();
+    if (state.serial > (latest?.serial ?? 0) && leading) {
+      const list = await createRevocationList(identity, {
+        serial: state.serial,
+        credentialIds: state.credentialIds,
+        identifiers: state.identifiers,
+      });
+      stats.revocationLists++;
+      try {
+        await store.saveRevocationList(list.serial, list.encoded);
+        logger.info("revocation list signed", { serial: list.serial });
+        latest = list;
+      } catch (error) {
+        // Another replica kept a list for this serial first (it led a moment
+        // ago): take the kept one.
+        if (!(error instanceof AuthorityError && error.code === "bad_request")) throw error;
+        latest = await store.latestRevocationList();
+      }
+    }
+    if (latest === null || latest.serial <= pushed) return;
+    pushed = latest.serial;
+    logger.info("revocation list pushed", { serial: latest.serial, subscribers: subscribers.size });
     const push = encodeResult(
       0,
-      { list: list.encoded, history: identity.history.encoded },
+      { list: latest.encoded, history: identity.history.encoded },
       "revocations",
     );
-    const revoked = new Set(state.identifiers);
+    const revoked = new Set(decodeRevocationList(latest.encoded).identifiers);
     for (const channel of listener.channels()) {
       if (revoked.has(channel.peer.identifier)) channel.close("revoked");
     }
@@ -356,13 +382,21 @@ export async function startAuthority(options: AuthorityServiceOptions): Promise<
     // its channel and delays no one else.
     for (const subscriber of subscribers) subscriber.push(push);
   };
+  /** Whether the last poll failed: the failure is logged when it starts and when it ends, not at every poll. */
+  let failing = false;
   let polling = Promise.resolve();
-  const timer = setInterval(() => {
-    polling = polling.then(publish).catch((error) => {
-      logger.error("publishing the revocation list failed", { error: String(error) });
+  const poll = () =>
+    polling = polling.then(publish).then(() => {
+      if (failing) logger.info("publishing revocation lists again");
+      failing = false;
+    }, (error) => {
+      if (!failing) {
+        logger.error("publishing the revocation list failed", { error: String(error) });
+      }
+      failing = true;
     });
-  }, options.pollMs ?? 250);
-  await publish();
+  const timer = setInterval(poll, options.pollMs ?? 250);
+  await poll();
 
   const metrics = new Metrics();
   metrics.register(
@@ -392,8 +426,20 @@ export async function startAuthority(options: AuthorityServiceOptions): Promise<
   metrics.register(
     "nexus_authority_revocation_serial",
     "gauge",
-    "Serial of the newest signed revocation list.",
-    () => published,
+    "Serial of the newest revocation list pushed to subscribers.",
+    () => pushed,
+  );
+  metrics.register(
+    "nexus_authority_leader",
+    "gauge",
+    "1 when this replica signs revocation lists (the leader among those sharing the store).",
+    () => leading ? 1 : 0,
+  );
+  metrics.register(
+    "nexus_authority_store_failing",
+    "gauge",
+    "1 while the store cannot be read (the last poll of the revocation state failed).",
+    () => failing ? 1 : 0,
   );
   metrics.register(
     "nexus_authority_attestation_expiry_seconds",
@@ -419,7 +465,10 @@ export async function startAuthority(options: AuthorityServiceOptions): Promise<
     "Failed secure channel handshakes by code.",
     () => [...listener.failures].map(([code, n]) => [{ code }, n] as [{ code: string }, number]),
   );
-  const ops = options.ops ? startOpsServer({ ...options.ops, metrics, logger }) : null;
+  // Not ready while the store cannot be read: a load balancer sends members elsewhere.
+  const ops = options.ops
+    ? startOpsServer({ ...options.ops, metrics, logger, ready: () => !failing })
+    : null;
 
   const tcp = transport.listen({
     hostname: options.hostname,
@@ -437,8 +486,8 @@ export async function startAuthority(options: AuthorityServiceOptions): Promise<
     {
       connections: () => transport.connections(),
       channels: () => listener.channels(),
-      isMember: (identifier) => {
-        const member = store.getMember(identifier);
+      isMember: async (identifier) => {
+        const member = await store.getMember(identifier);
         return member !== null && member.revokedAt === null;
       },
     },
@@ -488,9 +537,10 @@ export async function startAuthority(options: AuthorityServiceOptions): Promise<
       await renewing;
       await ops?.close();
       await polling;
+      await leadership.close();
       listener.close({ closeChannels: true });
       await transport.close();
-      store.close();
+      await store.close();
       loaded.session.close();
     },
   };

@@ -39,7 +39,7 @@ Deno.test("service: concurrent refreshes are each signed, recorded once and audi
         local: await createChannelIdentity(identity),
         trust,
       });
-      const { secret } = running.store.createTicket({
+      const { secret } = await running.store.createTicket({
         attributes: { role: "edge" },
         ttlSeconds: 600,
       });
@@ -58,7 +58,7 @@ Deno.test("service: concurrent refreshes are each signed, recorded once and audi
     const issued = members.length * (rounds + 1);
     assert.equal(new Set(ids).size, issued, "every credential has its own id");
     assert.equal(running.stats.credentials, issued);
-    for (const id of ids) assert.ok(running.store.credentialSubject(id) !== null, id);
+    for (const id of ids) assert.ok(await running.store.credentialSubject(id) !== null, id);
 
     // Every record went through the batches, none of which failed.
     const batches = running.store.credentialBatches;
@@ -67,9 +67,9 @@ Deno.test("service: concurrent refreshes are each signed, recorded once and audi
     assert.ok(batches.batches >= 1 && batches.batches <= issued);
 
     // One chain: each credential audited once, each member's key once.
-    const verified = running.store.verifyAudit();
+    const verified = await running.store.verifyAudit();
     assert.ok(verified.ok, JSON.stringify(verified));
-    const entries = running.store.auditEntries();
+    const entries = await running.store.auditEntries();
     const audited = entries.filter((e) => e.kind.startsWith("credential.")).map((e) => e.data.id);
     assert.deepEqual([...audited].sort(), [...ids].sort());
     const keys = entries.filter((e) => e.kind === "member.key").map((e) => e.data.identifier);

@@ -49,6 +49,8 @@ import { type Member, Members } from "./store/members.ts";
 import { Meta } from "./store/meta.ts";
 import { Revocations, type RevocationState } from "./store/revocations.ts";
 import { SqliteCore } from "./store/sqlite_core.ts";
+import type { StoreCore } from "./store/store_core.ts";
+import { type Leadership, soleLeadership } from "./store/leadership.ts";
 import { type TicketRecord, Tickets } from "./store/tickets.ts";
 
 export type { AuditEntry, AuditHead, AuditVerification } from "./audit.ts";
@@ -60,6 +62,11 @@ export { TICKET_PREFIX, type TicketRecord } from "./store/tickets.ts";
 export { LICENSE_PREFIX } from "./store/licenses.ts";
 export { SCHEMA_VERSION } from "./store/sqlite_core.ts";
 
+/** Whether a store location names a PostgreSQL database rather than a SQLite file. */
+export function isPostgresUrl(location: string): boolean {
+  return /^postgres(ql)?:\/\//.test(location);
+}
+
 /** Options for {@link AuthorityStore.open}. */
 export interface AuthorityStoreOptions {
   /** How long to wait for another connection's write lock, in ms (default 5000). */
@@ -68,7 +75,7 @@ export interface AuthorityStoreOptions {
 
 /** The authority's state in one SQLite file. */
 export class AuthorityStore {
-  #core: SqliteCore;
+  #core: StoreCore;
   #members: Members;
   #tickets: Tickets;
   #licenses: Licenses;
@@ -77,8 +84,11 @@ export class AuthorityStore {
   #audit: AuditLog;
   #meta: Meta;
 
-  private constructor(core: SqliteCore) {
+  #location: string;
+
+  private constructor(core: StoreCore, location: string) {
     this.#core = core;
+    this.#location = location;
     this.#members = new Members(core);
     this.#tickets = new Tickets(core, this.#members);
     this.#licenses = new Licenses(core, this.#members);
@@ -89,18 +99,54 @@ export class AuthorityStore {
   }
 
   /**
-   * Opens (creating if needed) the store at `path`.
+   * Opens (creating if needed) the store at `location`: a SQLite file's
+   * path, or a PostgreSQL URL (`postgres://user@host:port/database`) for a
+   * database that several authority replicas share.
    * @throws {AuthorityError} `store_permissions` when group or others may
    *   access the file, `store_corrupt` when it is not an authority store,
-   *   `store_version` when a newer version wrote it.
+   *   `store_version` when a newer version wrote it, `store_unavailable`
+   *   when the database server cannot be reached.
+   * @example
+   * ```ts ignore
+   * const store = await AuthorityStore.open("/var/lib/nexus/authority.db");
+   * const { secret } = await store.createTicket({ attributes: { role: "edge" }, ttlSeconds: 600 });
+   * await store.close();
+   * ```
    */
-  static open(path: string, options: AuthorityStoreOptions = {}): AuthorityStore {
-    return new AuthorityStore(SqliteCore.open(path, { busyTimeoutMs: options.busyTimeoutMs }));
+  static async open(
+    location: string,
+    options: AuthorityStoreOptions = {},
+  ): Promise<AuthorityStore> {
+    if (isPostgresUrl(location)) {
+      // Loaded only here: an authority on SQLite never loads the client.
+      const { PgCore } = await import("./store/pg_core.ts");
+      return new AuthorityStore(await PgCore.open(location), location);
+    }
+    return new AuthorityStore(
+      await SqliteCore.open(location, { busyTimeoutMs: options.busyTimeoutMs }),
+      location,
+    );
+  }
+
+  /**
+   * Who signs revocation lists among the services sharing this store
+   * (`store/leadership.ts`): on SQLite this one; on PostgreSQL the replica
+   * holding the leader lock. The caller closes it.
+   */
+  async leadership(): Promise<Leadership> {
+    if (this.#core.engine === "sqlite") return soleLeadership();
+    const { PgLeadership } = await import("./store/pg_leadership.ts");
+    return new PgLeadership(this.#location);
+  }
+
+  /** Which engine holds this store. */
+  get engine(): StoreCore["engine"] {
+    return this.#core.engine;
   }
 
   /** Closes the file. Later calls fail; closing twice is harmless. */
-  close(): void {
-    this.#core.close();
+  close(): Promise<void> {
+    return this.#core.close();
   }
 
   // -------------------------------------------------------------------------
@@ -114,17 +160,17 @@ export class AuthorityStore {
    */
   createTicket(
     o: { attributes: Record<string, unknown>; ttlSeconds: number; now?: number },
-  ): { secret: string; ticket: TicketRecord } {
+  ): Promise<{ secret: string; ticket: TicketRecord }> {
     return this.#tickets.create(o);
   }
 
   /** The ticket with this id (hex SHA-256 of its secret), or null. */
-  getTicket(id: string): TicketRecord | null {
+  getTicket(id: string): Promise<TicketRecord | null> {
     return this.#tickets.get(id);
   }
 
   /** Every ticket, oldest first. */
-  listTickets(): TicketRecord[] {
+  listTickets(): Promise<TicketRecord[]> {
     return this.#tickets.list();
   }
 
@@ -145,7 +191,7 @@ export class AuthorityStore {
    *   `member_revoked`, `already_member`.
    * @throws {TypeError} when `identifier` is malformed.
    */
-  redeemTicket(secret: string, identifier: string, now?: number): Attributes {
+  redeemTicket(secret: string, identifier: string, now?: number): Promise<Attributes> {
     return this.#tickets.redeem(secret, identifier, now);
   }
 
@@ -161,7 +207,7 @@ export class AuthorityStore {
    */
   createLicense(
     o: { customerId: string; tier: string; attributes?: Record<string, unknown>; now?: number },
-  ): { key: string; id: string } {
+  ): Promise<{ key: string; id: string }> {
     return this.#licenses.create(o);
   }
 
@@ -174,7 +220,7 @@ export class AuthorityStore {
    *   `member_revoked`, `already_member`.
    * @throws {TypeError} when `identifier` is malformed.
    */
-  redeemLicense(key: string, identifier: string, now?: number): Attributes {
+  redeemLicense(key: string, identifier: string, now?: number): Promise<Attributes> {
     return this.#licenses.redeem(key, identifier, now);
   }
 
@@ -185,8 +231,8 @@ export class AuthorityStore {
    * Revoking twice is a no-op.
    * @throws {AuthorityError} `license_unknown`
    */
-  revokeLicense(key: string, now?: number): void {
-    this.#licenses.revoke(key, now);
+  revokeLicense(key: string, now?: number): Promise<void> {
+    return this.#licenses.revoke(key, now);
   }
 
   // -------------------------------------------------------------------------
@@ -206,17 +252,17 @@ export class AuthorityStore {
     attributes: Record<string, unknown>,
     via: Member["via"],
     now?: number,
-  ): Member {
+  ): Promise<Member> {
     return this.#members.add(identifier, attributes, via, now);
   }
 
   /** The member (active or revoked), or null. */
-  getMember(identifier: string): Member | null {
+  getMember(identifier: string): Promise<Member | null> {
     return this.#members.get(identifier);
   }
 
   /** The member's current primary key as last seen, or null. */
-  memberKey(identifier: string): Uint8Array | null {
+  memberKey(identifier: string): Promise<Uint8Array | null> {
     return this.#members.key(identifier);
   }
 
@@ -225,17 +271,17 @@ export class AuthorityStore {
    * seen, read together (what the service checks before each credential);
    * null when the identifier is not a member.
    */
-  memberWithKey(identifier: string): { member: Member; key: Uint8Array | null } | null {
+  memberWithKey(identifier: string): Promise<{ member: Member; key: Uint8Array | null } | null> {
     return this.#members.withKey(identifier);
   }
 
   /** Records the member's current primary key (it presented a verified history with it). */
-  setMemberKey(identifier: string, key: Uint8Array): void {
-    this.#members.setKey(identifier, key);
+  setMemberKey(identifier: string, key: Uint8Array): Promise<void> {
+    return this.#members.setKey(identifier, key);
   }
 
   /** Every member, active and revoked, in order of enrollment. */
-  listMembers(): Member[] {
+  listMembers(): Promise<Member[]> {
     return this.#members.list();
   }
 
@@ -252,8 +298,8 @@ export class AuthorityStore {
    *   (id already recorded).
    * @throws {TypeError | RangeError} on a malformed id, subject or time.
    */
-  recordCredential(o: CredentialRecord): void {
-    this.#credentials.record(o);
+  recordCredential(o: CredentialRecord): Promise<void> {
+    return this.#credentials.record(o);
   }
 
   /**
@@ -281,7 +327,7 @@ export class AuthorityStore {
   }
 
   /** The subject of a recorded credential, or null. */
-  credentialSubject(id: string): string | null {
+  credentialSubject(id: string): Promise<string | null> {
     return this.#credentials.subject(id);
   }
 
@@ -297,12 +343,12 @@ export class AuthorityStore {
    * @throws {AuthorityError} `unknown_target` for a target that is neither
    *   a member nor a recorded credential (or is malformed).
    */
-  revoke(target: string, now?: number): RevocationState {
+  revoke(target: string, now?: number): Promise<RevocationState> {
     return this.#revocations.revoke(target, now);
   }
 
   /** The current revocation state: serial 0 and empty sets before any revocation. */
-  revocationState(): RevocationState {
+  revocationState(): Promise<RevocationState> {
     return this.#revocations.state();
   }
 
@@ -316,12 +362,12 @@ export class AuthorityStore {
    * @throws {AuthorityError} `bad_request`
    * @throws {MalformedError | LimitError} when `encoded` is not a revocation list.
    */
-  saveRevocationList(serial: number, encoded: Uint8Array, now?: number): void {
-    this.#revocations.saveList(serial, encoded, now);
+  saveRevocationList(serial: number, encoded: Uint8Array, now?: number): Promise<void> {
+    return this.#revocations.saveList(serial, encoded, now);
   }
 
   /** The kept list with the highest serial, or null. */
-  latestRevocationList(): { serial: number; encoded: Uint8Array } | null {
+  latestRevocationList(): Promise<{ serial: number; encoded: Uint8Array } | null> {
     return this.#revocations.latestList();
   }
 
@@ -337,7 +383,7 @@ export class AuthorityStore {
    *   not match its recorded head (the log was cut or edited): nothing more
    *   is appended to a log known to be broken.
    */
-  appendAudit(kind: string, data: Record<string, unknown>, now?: number): AuditEntry {
+  appendAudit(kind: string, data: Record<string, unknown>, now?: number): Promise<AuditEntry> {
     return this.#audit.append(kind, data, now);
   }
 
@@ -346,12 +392,12 @@ export class AuthorityStore {
    * {@link verifyAudit}). `afterSeq` and `limit` page through a long log.
    * @throws {AuthorityError} `store_corrupt` when an entry's data is not a JSON object.
    */
-  auditEntries(options: { afterSeq?: number; limit?: number } = {}): AuditEntry[] {
+  auditEntries(options: { afterSeq?: number; limit?: number } = {}): Promise<AuditEntry[]> {
     return this.#audit.entries(options);
   }
 
   /** The log's recorded head: seq 0 and 64 zeros when empty. Export it as a checkpoint. */
-  auditHead(): AuditHead {
+  auditHead(): Promise<AuditHead> {
     return this.#audit.head();
   }
 
@@ -360,7 +406,7 @@ export class AuthorityStore {
    * head recorded beside it and any `checkpoints` (heads exported earlier).
    * Reads one snapshot, so a concurrent append cannot make it fail.
    */
-  verifyAudit(options: { checkpoints?: readonly AuditHead[] } = {}): AuditVerification {
+  verifyAudit(options: { checkpoints?: readonly AuditHead[] } = {}): Promise<AuditVerification> {
     return this.#audit.verify(options);
   }
 
@@ -368,12 +414,12 @@ export class AuthorityStore {
   // Meta
 
   /** Sets a value in the service's key/value table (not audited). */
-  setMeta(key: string, value: string): void {
-    this.#meta.set(key, value);
+  setMeta(key: string, value: string): Promise<void> {
+    return this.#meta.set(key, value);
   }
 
   /** A value from the key/value table, or null. */
-  getMeta(key: string): string | null {
+  getMeta(key: string): Promise<string | null> {
     return this.#meta.get(key);
   }
 }

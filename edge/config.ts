@@ -11,6 +11,7 @@ import { checkConfig, loadConfig } from "../src/config/loader.ts";
 import { cipherLibraries, permissionFlags, type Permissions } from "../src/config/permissions.ts";
 import { readSecretLine } from "../src/config/secret_file.ts";
 import {
+  authorityAddresses,
   cipherBlock,
   flag,
   hostPort,
@@ -79,8 +80,8 @@ export interface InletConfig {
 export interface EdgeConfig {
   /** Identity key, history and the last credential are kept here. */
   stateDir: string;
-  /** The authority: its identity file (the trust anchor) and service address. */
-  authority: { identityFile: string; address: string };
+  /** The authority: its identity file (the trust anchor) and service address (or several: replicas). */
+  authority: { identityFile: string; address: string | string[] };
   /** Relays ("host:port"), tried in order; the edge fails over between them. */
   relays: string[];
   /** The gateway: its alias at the relays, its customer, and optionally its identifier (pinned). */
@@ -113,7 +114,9 @@ export interface EdgeConfig {
 }
 
 /** The checked configuration: defaults filled in. */
-export interface CheckedEdgeConfig extends EdgeConfig {
+export interface CheckedEdgeConfig extends Omit<EdgeConfig, "authority"> {
+  /** The authority: its identity file and its endpoints (one or more, tried in order). */
+  authority: { identityFile: string; address: string[] };
   /** Header name HTTP inlets add ({@link DEFAULT_LICENSE_HEADER} when not given). */
   licenseHeader: string;
   /** The inlets, each with its mode and outlet filled in ({@link DEFAULT_INLETS} when not given). */
@@ -143,7 +146,7 @@ const InletSchema = object({
 /** The schema of {@link EdgeConfig}; checked against the interfaces by the type checker. */
 export const EdgeConfigSchema: z.ZodType<CheckedEdgeConfig, EdgeConfig> = object({
   stateDir: nonEmpty(),
-  authority: object({ identityFile: nonEmpty(), address: hostPort() }),
+  authority: object({ identityFile: nonEmpty(), address: authorityAddresses() }),
   relays: z.array(hostPort(), { error: "must list one relay or more" })
     .min(1, { error: "must list one relay or more" }),
   gateway: object({
@@ -248,7 +251,7 @@ export function edgePermissions(
 ): { net: string[]; read: string[]; write: string[]; ffi: string[] } & Permissions {
   const net = [
     ...config.relays,
-    config.authority.address,
+    ...config.authority.address,
     ...config.inlets.map((i) => i.listen),
     ...(config.ops === "off" ? [] : [config.ops]),
   ];

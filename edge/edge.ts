@@ -244,7 +244,7 @@ export async function startEdge(
       trust,
       node,
       transport,
-      authorities: [parseHostPort(config.authority.address, "authority.address")],
+      authorities: config.authority.address.map((a) => parseHostPort(a, "authority.address")),
       enrollment: () =>
         config.ticket !== undefined
           ? { ticket: config.ticket }

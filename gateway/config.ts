@@ -12,6 +12,7 @@ import { cipherLibraries, type Permissions } from "../src/config/permissions.ts"
 import { readSecretLine } from "../src/config/secret_file.ts";
 import { z } from "zod";
 import {
+  authorityAddresses,
   cipherBlock,
   hostPort,
   identifier,
@@ -31,8 +32,8 @@ const SECRETS = ["ticket"] as const;
 export const GatewayConfigSchema = object({
   /** Identity key and history are kept here (created on first start). */
   stateDir: nonEmpty(),
-  /** The authority: its identity file (the trust anchor) and service address. */
-  authority: object({ identityFile: nonEmpty(), address: hostPort() }),
+  /** The authority: its identity file (the trust anchor) and service address (or several: replicas). */
+  authority: object({ identityFile: nonEmpty(), address: authorityAddresses() }),
   /** Relays ("host:port"); the alias is registered at all of them. */
   relays: z.array(hostPort(), { error: "must list one relay or more" })
     .min(1, { error: "must list one relay or more" }),
@@ -147,7 +148,7 @@ export function gatewayPermissions(
 ): Permissions {
   return {
     net: [
-      config.authority.address,
+      ...config.authority.address,
       ...config.relays,
       ...config.outlets.map((outlet) => outlet.backend),
       ...(config.ops === undefined ? [] : [config.ops]),

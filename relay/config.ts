@@ -8,7 +8,14 @@
  */
 import { loadConfig } from "../src/config/loader.ts";
 import type { Permissions } from "../src/config/permissions.ts";
-import { countOrDigits, hostPort, hostPortOrOff, nonEmpty, object } from "../src/config/schema.ts";
+import {
+  authorityAddresses,
+  countOrDigits,
+  hostPort,
+  hostPortOrOff,
+  nonEmpty,
+  object,
+} from "../src/config/schema.ts";
 import { z } from "zod";
 
 /** Where the relay's operations endpoint listens unless configured otherwise. */
@@ -28,8 +35,15 @@ export const RelayConfigSchema = object({
   /** Authority identity files to trust (one or more). */
   trust: z.array(nonEmpty(), { error: "must list one authority identity file or more" })
     .min(1, { error: "must list one authority identity file or more" }),
-  /** Follow this authority's revocation list. */
-  authority: hostPort().optional(),
+  /** Follow this authority's revocation list: one endpoint, or several (replicas), comma-separated. */
+  authority: z.preprocess(
+    // A comma-separated list (as the --authority flag gives it) is a list.
+    (value) =>
+      typeof value === "string" && value.includes(",")
+        ? value.split(",").map((a) => a.trim())
+        : value,
+    authorityAddresses(),
+  ).optional(),
   /** /metrics, /healthz, /readyz, or "off". */
   metrics: hostPortOrOff().default(DEFAULT_RELAY_METRICS),
   "max-connections": countOrDigits("connections", 1).default(20_000),
@@ -78,7 +92,7 @@ export function relayPermissions(config: CheckedRelayConfig, configFile?: string
     net: [
       config.listen,
       ...(config.metrics === "off" ? [] : [config.metrics]),
-      ...(config.authority === undefined ? [] : [config.authority]),
+      ...(config.authority ?? []),
     ],
     read: [
       config.state,

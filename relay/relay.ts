@@ -103,14 +103,23 @@ export interface RelayOptions {
   /**
    * Read buffer of a connection while frames flow, bytes (default 4 KiB),
    * taken from a pool shared by all connections and given back when the
-   * connection goes quiet.
+   * connection is parked.
    */
   readBufferBytes?: number;
-  /** Read buffer of a quiet connection, bytes (default: none, the read buffer stays; 512 saves a third of an idle connection's memory and slows small messages). */
+  /**
+   * Read buffer of a parked connection, bytes (default 512, at most
+   * `readBufferBytes`): a connection is parked when admitted and whenever
+   * the sweep finds that it read no frame since the sweep before, and is
+   * unparked by the first read that fills this buffer (the transport's
+   * `idleReadBufferBytes`). 0: never parked, each connection keeps its
+   * `readBufferBytes` one.
+   */
   idleReadBufferBytes?: number;
   /** Where to serve /metrics, /healthz, /readyz. */
   ops?: { hostname: string; port: number };
   logger?: Logger;
+  /** Test hook: each connection as it is admitted, with its address (`c.<hex>`). */
+  onAdmitted?: (connection: FramedConnection, address: string) => void;
   /** Test hook: every frame the relay reads, after admission, as it reads it. */
   tap?: (frame: Uint8Array) => void;
   /** Test hook: may change a frame before it is forwarded (a compromised relay). */
@@ -565,6 +574,11 @@ export function startRelay(options: RelayOptions): Relay {
    * unhandled rejection).
    */
   const relayFrames = (peer: Peer): void => {
+    // Admitted: nothing is known to be waiting, so it waits for its first
+    // frame parked (reading that frame unparks it if more than the small
+    // buffer's worth came). Admission's own frames do not count as traffic.
+    options.onAdmitted?.(peer.conn, peer.address);
+    peer.conn.park();
     const frames = peer.conn.frames();
     const end = (error?: unknown) => {
       try {
@@ -614,12 +628,12 @@ export function startRelay(options: RelayOptions): Relay {
     // instead of making the relay reserve for it (raised on admission).
     maxReceiveFrameBytes: Math.min(MAX_ADMISSION_BYTES, options.maxFrameBytes ?? Infinity),
     readBufferBytes: options.readBufferBytes ?? 4096,
-    // Off unless asked for: a 512-byte idle buffer cut an idle connection's
-    // memory by a third but doubled a small message's round trip through
-    // the relay (bench:e2e, 64 B: 0.6 ms to 1.1 ms), on every hop.
-    idleReadBufferBytes: options.idleReadBufferBytes === undefined
+    // Parked connections (quiet since the sweep before, or just admitted)
+    // wait with 512 bytes; the others keep a pooled 4 KiB buffer, so a
+    // connection with traffic reads as if there were no parking.
+    idleReadBufferBytes: options.idleReadBufferBytes === 0
       ? undefined
-      : Math.min(options.idleReadBufferBytes, options.readBufferBytes ?? 4096),
+      : Math.min(options.idleReadBufferBytes ?? 512, options.readBufferBytes ?? 4096),
     writeBufferBytes: 16 * 1024,
     onConnection: (conn) => void serve(conn),
   });
@@ -627,9 +641,15 @@ export function startRelay(options: RelayOptions): Relay {
   // The sweep closes idle connections and those whose credential expired
   // (60 s skew, as verifiers allow): a credential admits a connection only
   // while it is valid; members present a fresh one on the connection with
-  // a signed refresh (control message "refresh") before it expires.
+  // a signed refresh (control message "refresh") before it expires. And it
+  // parks connections that read no frame since the sweep before: they wait
+  // for bytes with a small buffer (one timer for all, not one per
+  // connection; a busy connection is never parked, so never pays for it).
+  let lastSweep = Date.now();
   const sweep = setInterval(() => {
     const now = Date.now();
+    const quietBefore = lastSweep;
+    lastSweep = now;
     for (const peer of peers.values()) {
       if (now - peer.lastActive > idleMs) {
         logger.info("closing idle connection", { member: peer.identifier });
@@ -640,6 +660,8 @@ export function startRelay(options: RelayOptions): Relay {
       } else if (now / 1000 > peer.credential.expiresAt + 60) {
         logger.info("closing a connection whose credential expired", { member: peer.identifier });
         peer.conn.close("credential expired");
+      } else if (peer.lastActive < quietBefore) {
+        peer.conn.park();
       }
     }
   }, Math.max(100, Math.min(Math.floor(idleMs / 4), Math.floor(slowConsumerMs / 4), 5000)));
@@ -791,7 +813,7 @@ async function membership(
     trust,
     node,
     transport,
-    authorities: [parseHostPort(config.authority, "authority")],
+    authorities: config.authority.map((a) => parseHostPort(a, "authority")),
     enrollment: () => ticket ? { ticket } : undefined,
     credentialFile,
     attestationTtlSeconds: config["attestation-ttl"],

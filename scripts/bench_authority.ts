@@ -12,7 +12,12 @@
  *   process and this one, which other load on the machine moves far less
  *   than the rates.
  *
- * Usage: deno task bench:authority [--seconds N] [--members N] [--cpu-prof DIR]
+ * With `--postgres`, the same measure twice more in the same run, on a
+ * PostgreSQL server of its own (Debian's `postgresql`, as the tests start
+ * it): one `authority serve` on it, then three replicas sharing it, the
+ * members spread over them (the replicas' CPU is summed).
+ *
+ * Usage: deno task bench:authority [--seconds N] [--members N] [--postgres] [--cpu-prof DIR]
  *
  * `--cpu-prof DIR` runs `authority serve` under `deno run --cpu-prof`, so
  * its V8 CPU profile (the whole run: start, enrollments, refreshes) lands in
@@ -33,17 +38,23 @@ import { Node } from "../src/routing/node.ts";
 import { TcpTransport } from "../src/transport/tcp_transport.ts";
 import { readBanner } from "./support/banner.ts";
 import { cpuSeconds } from "./support/process_usage.ts";
+import { serviceV8Flag } from "../src/config/runtime_flags.ts";
+import { AuthorityStore } from "../authority/store.ts";
+import { type PostgresServer, startPostgres } from "../tests/support/postgres.ts";
 
 const { values } = parseArgs({
   options: {
     seconds: { type: "string", default: "5" },
     members: { type: "string", default: "16" },
     "cpu-prof": { type: "string" },
+    postgres: { type: "boolean", default: false },
     help: { type: "boolean", short: "h" },
   },
 });
 if (values.help) {
-  console.log("Usage: deno task bench:authority [--seconds N] [--members N] [--cpu-prof DIR]");
+  console.log(
+    "Usage: deno task bench:authority [--seconds N] [--members N] [--postgres] [--cpu-prof DIR]",
+  );
   Deno.exit(0);
 }
 const seconds = Number(values.seconds);
@@ -56,6 +67,9 @@ const progress = (line: string) => console.error(`[bench] ${line}`);
 const root = new URL("../", import.meta.url).pathname;
 
 const token = await createSoftHsmToken();
+const serviceFlags = [serviceV8Flag()];
+const tokens = [token];
+let postgres: PostgresServer | null = null;
 const state = `.state/bench-authority-${crypto.randomUUID()}`;
 Deno.env.set("SOFTHSM2_CONF", token.conf);
 try {
@@ -78,84 +92,133 @@ try {
   const softwareRate = await rate((m) => software.sign(m));
   session.close();
 
-  // 2. Credentials end to end.
-  const cli = (args: string[], runFlags: string[] = []) =>
+  // 2. Credentials end to end, for each store: SQLite, and with
+  // --postgres one and three replicas sharing one PostgreSQL database.
+  // A token per run (a fresh key: each run is its own authority).
+  const cli = (stateDir: string, args: string[], runFlags: string[] = [], hsm = token) =>
     new Deno.Command(Deno.execPath(), {
       args: [
         "run",
         "-q",
         "--no-prompt",
         "-P=authority",
+        ...serviceFlags,
         ...runFlags,
         "authority/main.ts",
         ...args,
         "--state",
-        state,
+        stateDir,
         "--hsm-module",
-        token.modulePath,
+        hsm.modulePath,
         "--hsm-token",
-        token.tokenLabel,
+        hsm.tokenLabel,
         "--pin-env",
         "NEXUS_HSM_PIN",
       ],
       cwd: root,
-      env: { SOFTHSM2_CONF: token.conf, NEXUS_HSM_PIN: token.pin },
+      env: { SOFTHSM2_CONF: hsm.conf, NEXUS_HSM_PIN: hsm.pin },
       stdout: "piped",
       stderr: "inherit",
     });
-  progress("authority init and serve");
-  if ((await cli(["init"]).output()).code !== 0) throw new Error("init failed");
-  // No ops endpoint: its fixed default port may be taken by another run.
-  const server = cli(
-    ["serve", "--listen", "127.0.0.1:0", "--metrics", "off"],
-    profile === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${profile}`],
-  ).spawn();
-  const port = (await readBanner(server)).port;
-  const trust = new TrustStore([await readIdentityFile(`${root}${state}/authority.identity.json`)]);
-  const node = new Node();
-  const transport = new TcpTransport(node);
-  progress(`enrolling ${members} members`);
-  const clients = await Promise.all(Array.from({ length: members }, async () => {
-    const ticket = JSON.parse(
-      new TextDecoder().decode(
-        (await cli(["ticket", "create", "--attr", "role=edge", "--json"]).output()).stdout,
-      ),
-    ).ticket as string;
-    const identity = await Identity.create(await SoftwareSigner.generate());
-    // A connection per member, as members connect: the authority closes a
-    // connection that carries more than a few channels (connection_guard.ts).
-    const conn = await transport.connect({ hostname: "127.0.0.1", port });
-    const client = await AuthorityClient.connect({
-      node,
-      route: [conn.address],
-      local: await createChannelIdentity(identity),
-      trust,
-    });
-    await client.enroll({ ticket });
-    return client;
-  }));
-  progress(`credential refreshes for ${seconds} s, ${members} members at once`);
-  let issued = 0;
-  const cpuBefore = await Promise.all([cpuSeconds(server.pid), cpuSeconds(Deno.pid)]);
-  const until = performance.now() + seconds * 1000;
-  await Promise.all(clients.map(async (client) => {
-    while (performance.now() < until) {
-      await client.credential();
-      issued++;
+  const runs: { label: string; database?: string; replicas: number }[] = [
+    { label: "SQLite, one authority", replicas: 1 },
+  ];
+  if (values.postgres) {
+    postgres = await startPostgres({ settings: { max_connections: "100" } });
+    for (const replicas of [1, 3]) {
+      const name = `bench${replicas}`;
+      await postgres.psql(`CREATE DATABASE ${name}`);
+      runs.push({
+        label: `PostgreSQL, ${replicas} replica${replicas > 1 ? "s" : ""}`,
+        database: `postgresql://${postgres.user}@127.0.0.1:${postgres.port}/${name}`,
+        replicas,
+      });
     }
-  }));
-  const cpuAfter = await Promise.all([cpuSeconds(server.pid), cpuSeconds(Deno.pid)]);
-  const endToEnd = issued / seconds;
-  // CPU per credential: steadier than the rate on a shared machine, which
-  // other processes' load moves a lot.
-  const [serverCpu, clientCpu] = cpuAfter.map((after, i) =>
-    (after - cpuBefore[i]) * 1e6 / Math.max(issued, 1)
-  );
-  for (const client of clients) await client.close();
-  await transport.close();
-  server.kill("SIGTERM");
-  await server.status;
-  await server.stdout.cancel().catch(() => {});
+  }
+  const results: { label: string; rate: number; serverCpu: number; clientCpu: number }[] = [];
+  for (const [i, run] of runs.entries()) {
+    const stateDir = `${state}-${i}`;
+    const hsm = i === 0 ? token : await createSoftHsmToken();
+    if (i > 0) tokens.push(hsm);
+    const authority = (args: string[], runFlags: string[] = []) =>
+      cli(stateDir, args, runFlags, hsm);
+    const database = run.database === undefined ? [] : ["--database", run.database];
+    progress(`${run.label}: authority init and serve`);
+    const init = await authority(["init", ...database]).output();
+    if (init.code !== 0) throw new Error("init failed");
+    // No ops endpoint: its fixed default port may be taken by another run.
+    const servers = Array.from({ length: run.replicas }, () =>
+      authority(
+        ["serve", "--listen", "127.0.0.1:0", "--metrics", "off", ...database],
+        profile === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${profile}`],
+      ).spawn());
+    const ports = await Promise.all(servers.map(async (server) => (await readBanner(server)).port));
+    const trust = new TrustStore([
+      await readIdentityFile(`${root}${stateDir}/authority.identity.json`),
+    ]);
+    const node = new Node();
+    const transport = new TcpTransport(node);
+    progress(`${run.label}: enrolling ${members} members`);
+    // Tickets straight from the store (one process, not one CLI run per member).
+    const store = await AuthorityStore.open(run.database ?? `${root}${stateDir}/authority.db`);
+    const tickets: string[] = [];
+    for (let m = 0; m < members; m++) {
+      tickets.push(
+        (await store.createTicket({ attributes: { role: "edge" }, ttlSeconds: 600 })).secret,
+      );
+    }
+    await store.close();
+    const clients = await Promise.all(Array.from({ length: members }, async (_, m) => {
+      const ticket = tickets[m];
+      const identity = await Identity.create(await SoftwareSigner.generate());
+      // A connection per member, as members connect: the authority closes a
+      // connection that carries more than a few channels (connection_guard.ts).
+      // Members spread over the replicas, one endpoint each.
+      const conn = await transport.connect({
+        hostname: "127.0.0.1",
+        port: ports[m % ports.length],
+      });
+      const client = await AuthorityClient.connect({
+        node,
+        route: [conn.address],
+        local: await createChannelIdentity(identity),
+        trust,
+      });
+      await client.enroll({ ticket });
+      return client;
+    }));
+    progress(`${run.label}: credential refreshes for ${seconds} s, ${members} members at once`);
+    let issued = 0;
+    const pids = [...servers.map((server) => server.pid), Deno.pid];
+    const cpuBefore = await Promise.all(pids.map(cpuSeconds));
+    const until = performance.now() + seconds * 1000;
+    await Promise.all(clients.map(async (client) => {
+      while (performance.now() < until) {
+        await client.credential();
+        issued++;
+      }
+    }));
+    const cpuAfter = await Promise.all(pids.map(cpuSeconds));
+    // CPU per credential: steadier than the rate on a shared machine, which
+    // other processes' load moves a lot. The replicas' CPU is summed.
+    const perCredential = cpuAfter.map((after, j) =>
+      (after - cpuBefore[j]) * 1e6 / Math.max(issued, 1)
+    );
+    results.push({
+      label: run.label,
+      rate: issued / seconds,
+      serverCpu: perCredential.slice(0, -1).reduce((a, b) => a + b, 0),
+      clientCpu: perCredential.at(-1)!,
+    });
+    for (const client of clients) await client.close();
+    await transport.close();
+    for (const server of servers) {
+      server.kill("SIGTERM");
+      await server.status;
+      await server.stdout.cancel().catch(() => {});
+    }
+    await Deno.remove(`${root}${stateDir}`, { recursive: true }).catch(() => {});
+  }
 
   console.log("| measure | per second | baseline in the same run |");
   console.log("| --- | --- | --- |");
@@ -166,17 +229,22 @@ try {
       (hsmRate / softwareRate).toFixed(2)
     }×) |`,
   );
-  console.log(
-    `| credentials issued end to end over secure channels | ${
-      endToEnd.toFixed(0)
-    } | HSM signatures alone: ${hsmRate.toFixed(0)} (${(endToEnd / hsmRate).toFixed(2)}×) |`,
-  );
-  console.log(
-    `\nCPU per credential (user + system, over the refreshes): authority process ${
-      serverCpu.toFixed(0)
-    } µs, this process (the ${members} members) ${clientCpu.toFixed(0)} µs`,
-  );
+  for (const result of results) {
+    console.log(
+      `| credentials issued end to end over secure channels (${result.label}) | ${
+        result.rate.toFixed(0)
+      } | HSM signatures alone: ${hsmRate.toFixed(0)} (${(result.rate / hsmRate).toFixed(2)}×) |`,
+    );
+  }
+  console.log("\nCPU per credential (user + system, over the refreshes):");
+  for (const result of results) {
+    console.log(
+      `  ${result.label}: authority process${result.label.includes("3 replicas") ? "es" : ""} ${
+        result.serverCpu.toFixed(0)
+      } µs, this process (the ${members} members) ${result.clientCpu.toFixed(0)} µs`,
+    );
+  }
 } finally {
-  await Deno.remove(`${root}${state}`, { recursive: true }).catch(() => {});
-  await token.remove();
+  await postgres?.stop();
+  for (const hsm of tokens) await hsm.remove();
 }

@@ -19,6 +19,16 @@
  *    `--rate` raised: its default per-identity limit (256 MiB/s) would
  *    otherwise be what is measured.
  *
+ *    Then round trips of small messages (`--requests` of each size, 64 B,
+ *    1 KiB and 3 KiB payloads, one at a time, after a tenth as many to warm
+ *    up): from A through the relay to an echo worker behind B, and back
+ *    along the return route the relay wrote; baseline, the same over the
+ *    direct connection. The two paths take turns in blocks of a tenth.
+ *    Median and p99, and the relay's CPU time per round trip (two frames
+ *    forwarded), from /proc over the relay's blocks. 1 KiB and 3 KiB
+ *    frames are larger than the 512-byte buffer a parked connection waits
+ *    with (architecture.md §5.5).
+ *
  * 2. Resident memory per idle admitted connection, at 1,000 and 10,000
  *    connections: a relay, one connection admitted to warm the admission
  *    path, its VmRSS; then `--clients` child processes open connections
@@ -35,11 +45,13 @@
  *
  * /proc is read with `cat`: Deno 2.9 wants --allow-all to read it directly.
  *
- * Usage: deno task bench:relay [--megabytes N] [--runs N] [--counts 1000,10000] [--clients N]
+ * Usage: deno task bench:relay [--megabytes N] [--runs N] [--requests N] [--counts 1000,10000]
+ *        [--clients N]
  *
  * @module
  */
 import { parseArgs } from "node:util";
+import { quantile } from "./support/load.ts";
 import { issueCredential } from "../src/credential/credential.ts";
 import { TrustStore } from "../src/credential/trust_store.ts";
 import { fromHex, toHex } from "../src/encoding/hex.ts";
@@ -59,6 +71,8 @@ const ROOT = new URL("../", import.meta.url).pathname;
 const CLIENT_READY_MS = 600_000;
 const SCRIPT = new URL(import.meta.url).pathname;
 const MESSAGE_BYTES = 64 * 1024;
+/** Payload sizes of the round trips. */
+const ROUND_TRIP_BYTES = [64, 1024, 3072];
 const IN_FLIGHT = 8;
 const CONNECT_CONCURRENCY = 50;
 
@@ -173,11 +187,36 @@ function median(values: number[]): number {
   return sorted[Math.floor(sorted.length / 2)];
 }
 
+/**
+ * Round trips of `payload` along `route` to the node's `echo` worker and
+ * back to `origin`, one at a time; each one's time in µs.
+ */
+async function roundTrips(
+  node: Node,
+  route: Route,
+  payload: Uint8Array,
+  count: number,
+  answered: { next(): Promise<void> },
+): Promise<number[]> {
+  const times: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const started = performance.now();
+    const back = answered.next();
+    if (!await node.route({ onward: [...route, "echo"], return: ["origin"], payload })) {
+      throw new Error("a round trip's send failed");
+    }
+    await back;
+    times.push((performance.now() - started) * 1000);
+  }
+  return times;
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       megabytes: { type: "string", default: "256" },
       runs: { type: "string", default: "5" },
+      requests: { type: "string", default: "5000" },
       counts: { type: "string", default: "1000,10000" },
       clients: { type: "string", default: "4" },
       client: { type: "string" },
@@ -188,7 +227,8 @@ async function main(): Promise<void> {
   });
   if (values.help) {
     console.log(
-      "Usage: deno task bench:relay [--megabytes N] [--runs N] [--counts 1000,10000] [--clients N]",
+      "Usage: deno task bench:relay [--megabytes N] [--runs N] [--requests N] " +
+        "[--counts 1000,10000] [--clients N]",
     );
     return;
   }
@@ -197,10 +237,15 @@ async function main(): Promise<void> {
   }
   const megabytes = Number(values.megabytes);
   const runs = Number(values.runs);
+  const requests = Number(values.requests);
   const counts = values.counts.split(",").map(Number);
   const clients = Number(values.clients);
-  if (![megabytes, runs, clients, ...counts].every((n) => Number.isInteger(n) && n > 0)) {
-    throw new Error("--megabytes, --runs, --counts and --clients want positive integers");
+  if (
+    ![megabytes, runs, requests, clients, ...counts].every((n) => Number.isInteger(n) && n > 0)
+  ) {
+    throw new Error(
+      "--megabytes, --runs, --requests, --counts and --clients want positive integers",
+    );
   }
 
   // The trust anchor and a member's files under ./.state (the relay's
@@ -268,6 +313,50 @@ async function main(): Promise<void> {
       relaySeconds.push(await push(node, viaRelay, total, sink));
       cpuPerGB.push((await cpuSeconds(relay.pid) - cpuBefore) / (total / 1e9));
     }
+
+    // Round trips: an echo worker on this node, reached through B (via
+    // the relay) or through the direct connection's listener end.
+    node.register("echo", async (m) => {
+      await node.route({ onward: m.return, return: [], payload: m.payload });
+    });
+    let waiting: (() => void) | null = null;
+    node.register("origin", () => {
+      const resolve = waiting;
+      waiting = null;
+      resolve?.();
+    });
+    const answered = {
+      next(): Promise<void> {
+        const { promise, resolve } = Promise.withResolvers<void>();
+        waiting = resolve;
+        return promise;
+      },
+    };
+    const latencyRows: string[] = [];
+    const block = Math.max(1, Math.floor(requests / 10));
+    for (const size of ROUND_TRIP_BYTES) {
+      progress(`${requests} round trips of ${size} B, direct and through the relay`);
+      const payload = crypto.getRandomValues(new Uint8Array(size));
+      await roundTrips(node, viaRelay, payload, block, answered);
+      await roundTrips(node, [direct.address], payload, block, answered);
+      const relayTimes: number[] = [];
+      const directTimes: number[] = [];
+      let relayCpu = 0;
+      for (let done = 0; done < requests; done += block) {
+        const n = Math.min(block, requests - done);
+        directTimes.push(...await roundTrips(node, [direct.address], payload, n, answered));
+        const cpuBefore = await cpuSeconds(relay.pid);
+        relayTimes.push(...await roundTrips(node, viaRelay, payload, n, answered));
+        relayCpu += await cpuSeconds(relay.pid) - cpuBefore;
+      }
+      const us = (values: number[], q: number) => `${quantile(values, q).toFixed(0)} µs`;
+      latencyRows.push(
+        `| ${size} B | ${us(directTimes, 0.5)} | ${us(relayTimes, 0.5)} | ${
+          us(directTimes, 0.99)
+        } | ${us(relayTimes, 0.99)} | ${(relayCpu / requests * 1e6).toFixed(0)} µs |`,
+      );
+    }
+
     await transport.close();
     await relay.stop();
     relays.pop();
@@ -347,6 +436,12 @@ Relay forwarding, one connection pair, ${megabytes} MiB in 64 KiB messages, ${IN
     } |
 
 Relay CPU time: ${median(cpuPerGB).toFixed(2)} s per GB forwarded.
+
+Round trips, one at a time, ${requests} of each size (median, p99)
+
+| Payload | Direct, median | Through the relay, median | Direct, p99 | Through the relay, p99 | Relay CPU per round trip |
+| --- | --- | --- | --- | --- | --- |
+${latencyRows.join("\n")}
 
 Relay resident memory per idle admitted connection (RSS ${
       (before / 1024).toFixed(1)

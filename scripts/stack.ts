@@ -39,6 +39,12 @@ import { serviceV8Flag } from "../src/config/runtime_flags.ts";
 import { findDeno } from "./support/find_deno.ts";
 import { DEMO_BACKENDS, type RunningBackends, startDemoBackends } from "./stack_backends.ts";
 import { type ServiceProcess, spawnDeno } from "./support/service_process.ts";
+import {
+  STACK_POSTGRES,
+  type StackPostgres,
+  stackPostgresDir,
+  startStackPostgres,
+} from "./stack_postgres.ts";
 
 const HELP = `Usage: npm start [-- options]     (or: deno task stack [options])
 
@@ -52,11 +58,14 @@ enrollment.
 
 Options:
   --state DIR   state directory, under ./.state (default .state/stack)
+  --replicas N  run N authority replicas (1 to 3) sharing a local PostgreSQL on 127.0.0.1:5433
+                instead of one authority on SQLite; an existing SQLite store is moved into it
+                once (\`authority store move\`), and later runs stay on PostgreSQL
   --verbose     stream the services' logs here too (they always go to DIR/logs/)
   --reset       delete the state directory first: new token, ceremony, enrollments
   -h, --help    this help
 
-Ports (127.0.0.1): authority 4100 (metrics 9433), relay 4000 (metrics 9432),
+Ports (127.0.0.1): authority 4100 (metrics 9433; replicas 4101, 4102, metrics 9435, 9436), relay 4000 (metrics 9432),
 gateway ops 9430, edge ops 9431, agent ops 9434, edge inlets 8151 (context),
 8152 (orchestrator, end to end, HTTP), 8153 (inference, HTTP), backends 18000,
 18801, 18151.
@@ -80,6 +89,12 @@ const TAIL_LINES = 25;
 
 const AUTHORITY = "127.0.0.1:4100";
 const AUTHORITY_METRICS = "127.0.0.1:9433";
+/** Every replica's service and metrics address (the first is the one authority of a SQLite stack). */
+const REPLICAS: readonly { listen: string; metrics: string }[] = [
+  { listen: AUTHORITY, metrics: AUTHORITY_METRICS },
+  { listen: "127.0.0.1:4101", metrics: "127.0.0.1:9435" },
+  { listen: "127.0.0.1:4102", metrics: "127.0.0.1:9436" },
+];
 const RELAY = "127.0.0.1:4000";
 const RELAY_METRICS = "127.0.0.1:9432";
 const GATEWAY_OPS = "127.0.0.1:9430";
@@ -146,6 +161,7 @@ function parseArguments() {
         state: { type: "string", default: ".state/stack" },
         verbose: { type: "boolean", short: "v", default: false },
         reset: { type: "boolean", default: false },
+        replicas: { type: "string" },
         help: { type: "boolean", short: "h", default: false },
       },
     }).values;
@@ -160,6 +176,14 @@ if (values.help) {
   Deno.exit(0);
 }
 const verbose = values.verbose;
+const replicasFlag = values.replicas === undefined ? undefined : Number(values.replicas);
+if (
+  replicasFlag !== undefined &&
+  !(Number.isInteger(replicasFlag) && replicasFlag >= 1 && replicasFlag <= 3)
+) {
+  console.error(`nexus stack: --replicas wants 1, 2 or 3, got ${values.replicas}`);
+  Deno.exit(2);
+}
 // The services' permission sets allow ./.state only, so the state must be there.
 const state = relative(root, resolve(root, values.state));
 if (!state.startsWith(".state/") || state.split("/").includes("..")) {
@@ -177,6 +201,8 @@ const paths = {
   softhsmConf: `${state}/softhsm/softhsm2.conf`,
   authority: `${state}/authority`,
   identity: `${state}/authority/authority.identity.json`,
+  /** Present once the store is on PostgreSQL: later runs stay there. */
+  database: `${state}/authority/database-url`,
   relay: `${state}/relay`,
   relayTicket: `${state}/relay.ticket`,
   agent: `${state}/agent`,
@@ -387,6 +413,10 @@ function shutdown(code: number): Promise<never> {
       stopped.push(await service.stop(STOP_TIMEOUT_MS));
     }
     await backends?.close();
+    if (postgres !== null) {
+      await postgres.stop().catch(() => {});
+      stopped.push("postgresql");
+    }
     for (const log of logs) await log.close().catch(() => {});
     if (stopped.length > 0) {
       console.log(`stopped: ${stopped.join(", ")}`);
@@ -536,6 +566,15 @@ async function remove(path: string): Promise<void> {
   });
 }
 
+/**
+ * Whether the stack runs as root: the owner of a directory it just made says
+ * (as tests/support/postgres.ts asks; Deno.uid() needs the sys permission).
+ */
+async function isRoot(): Promise<boolean> {
+  await Deno.mkdir(abs(state), { recursive: true, mode: 0o700 });
+  return (await Deno.stat(abs(state))).uid === 0;
+}
+
 /** Writes a file only its owner may read (configs that hold a ticket or a license key). */
 async function writePrivate(path: string, text: string): Promise<void> {
   await Deno.writeTextFile(abs(path), text, { mode: 0o600 });
@@ -579,6 +618,10 @@ const hsmArgs = () => [
   paths.pinFile,
 ];
 const hsmEnv = () => ({ SOFTHSM2_CONF: abs(paths.softhsmConf) });
+/** The store's PostgreSQL URL, once the stack runs replicas (else SQLite, in the state). */
+let databaseUrl: string | null = null;
+const databaseArgs = () => databaseUrl === null ? [] : ["--database", databaseUrl];
+let postgres: StackPostgres | null = null;
 
 /** Runs one authority CLI command (`init`, `ticket create`, …) with `--json`. */
 async function authorityCommand(args: string[]): Promise<Record<string, unknown>> {
@@ -591,6 +634,7 @@ async function authorityCommand(args: string[]): Promise<Record<string, unknown>
       "authority/main.ts",
       ...args,
       ...hsmArgs(),
+      ...databaseArgs(),
       "--json",
     ],
     cwd: root,
@@ -658,10 +702,17 @@ async function waitForServicePath(gateway: Service, service: string, ms: number)
 let deno = "deno";
 
 async function main(): Promise<void> {
+  for (const { listen, metrics } of REPLICAS.slice(1, replicasFlag ?? 1)) {
+    FIXED_PORTS.push([listen, "authority replica"], [metrics, "authority replica metrics"]);
+  }
+  if ((replicasFlag ?? 1) > 1) FIXED_PORTS.push([STACK_POSTGRES, "PostgreSQL"]);
   checkPorts();
   deno = await findDeno();
   if (values.reset) {
     await remove(state);
+    await Deno.remove(stackPostgresDir(abs(state), await isRoot()), { recursive: true }).catch(
+      () => {},
+    );
     console.log(`reset: removed ${state}/`);
   }
   await Deno.mkdir(abs(paths.logs), { recursive: true, mode: 0o700 });
@@ -713,6 +764,28 @@ async function main(): Promise<void> {
     done(`created (${paths.softhsm}; PIN in ${paths.pinFile}, mode 0600)`, since);
   }
 
+  // Replicas: the store on the stack's PostgreSQL (moved there from SQLite once).
+  const onPostgres = await exists(paths.database);
+  const replicas = replicasFlag ?? (onPostgres ? 3 : 1);
+  if (replicas > 1 || onPostgres) {
+    const pgSince = performance.now();
+    Deno.stdout.writeSync(encoder.encode(`      PostgreSQL on ${STACK_POSTGRES} ... `));
+    openLine = true;
+    postgres = await startStackPostgres(abs(state), await isRoot());
+    databaseUrl = postgres.url;
+    let note = `up (${postgres.dir})`;
+    if (!onPostgres && await exists(`${paths.authority}/authority.db`)) {
+      // The SQLite store of earlier runs, with its chain, into the new database.
+      databaseUrl = null;
+      await authorityCommand(["store", "move", "--to", postgres.url]);
+      databaseUrl = postgres.url;
+      note += "; the SQLite store moved into it, audit chain verified";
+    }
+    await Deno.mkdir(abs(paths.authority), { recursive: true, mode: 0o700 });
+    await writePrivate(paths.database, `${postgres.url}\n`);
+    done(note, pgSince);
+  }
+
   // 2. The ceremony, once.
   since = begin(2, "authority key ceremony");
   let authorityId: string;
@@ -728,20 +801,36 @@ async function main(): Promise<void> {
     );
   }
 
-  // 3. The authority service.
-  since = begin(3, `authority service on ${AUTHORITY}`);
-  const authority = await startService("authority", [
-    "-P=authority",
-    "authority/main.ts",
-    "serve",
-    "--listen",
-    AUTHORITY,
-    "--metrics",
-    AUTHORITY_METRICS,
-    ...hsmArgs(),
-  ], hsmEnv());
-  await authority.waitForLine(/^LISTENING /, START_TIMEOUT_MS);
-  done(`listening (metrics ${AUTHORITY_METRICS})`, since);
+  // 3. The authority service: one, or the replicas sharing the database.
+  const endpoints = REPLICAS.slice(0, replicas);
+  since = begin(
+    3,
+    replicas === 1
+      ? `authority service on ${AUTHORITY}`
+      : `${replicas} authority replicas on ${endpoints.map((e) => e.listen).join(", ")}`,
+  );
+  for (const [i, endpoint] of endpoints.entries()) {
+    const authority = await startService(i === 0 ? "authority" : `authority-${i + 1}`, [
+      "-P=authority",
+      "authority/main.ts",
+      "serve",
+      "--listen",
+      endpoint.listen,
+      "--metrics",
+      endpoint.metrics,
+      ...hsmArgs(),
+      ...databaseArgs(),
+    ], hsmEnv());
+    await authority.waitForLine(/^LISTENING /, START_TIMEOUT_MS);
+  }
+  done(
+    replicas === 1 && databaseUrl === null
+      ? `listening (metrics ${AUTHORITY_METRICS})`
+      : `listening (metrics ${endpoints.map((e) => e.metrics).join(", ")}; store ${databaseUrl})`,
+    since,
+  );
+  /** What members are given: every replica, tried in order. */
+  const authorityAddress = endpoints.length === 1 ? AUTHORITY : endpoints.map((e) => e.listen);
 
   // 4. The relay: a member too, enrolled with a ticket on the first run
   // (role=relay, relay_addresses naming the address members dial).
@@ -773,7 +862,7 @@ async function main(): Promise<void> {
     "--trust",
     paths.identity,
     "--authority",
-    AUTHORITY,
+    endpoints.map((e) => e.listen).join(","),
   ]);
   await relay.waitForLine(/^LISTENING /, START_TIMEOUT_MS);
   if (!relayEnrolled) await remove(paths.relayTicket);
@@ -795,7 +884,7 @@ async function main(): Promise<void> {
   since = begin(6, `service agent ${AGENT_ALIAS} (${SERVICE}, ${CUSTOMER})`);
   const agentConfig = {
     stateDir: paths.agent,
-    authority: { identityFile: paths.identity, address: AUTHORITY },
+    authority: { identityFile: paths.identity, address: authorityAddress },
     relays: [RELAY],
     alias: AGENT_ALIAS,
     customerId: CUSTOMER,
@@ -839,7 +928,7 @@ async function main(): Promise<void> {
   since = begin(7, `gateway ${ALIAS} (${CUSTOMER})`);
   const gatewayConfig = {
     stateDir: paths.gateway,
-    authority: { identityFile: paths.identity, address: AUTHORITY },
+    authority: { identityFile: paths.identity, address: authorityAddress },
     relays: [RELAY],
     alias: ALIAS,
     customerId: CUSTOMER,
@@ -904,7 +993,7 @@ async function main(): Promise<void> {
     JSON.stringify(
       {
         stateDir: paths.edge,
-        authority: { identityFile: paths.identity, address: AUTHORITY },
+        authority: { identityFile: paths.identity, address: authorityAddress },
         relays: [RELAY],
         gateway: { alias: ALIAS, customerId: CUSTOMER, identifier: gatewayId },
         license,
@@ -941,7 +1030,9 @@ async function main(): Promise<void> {
 
   console.log(`
 Nexus is up in ${seconds(started)}.
-  authority  ${AUTHORITY}  ${authorityId}
+  authority  ${endpoints.map((e) => e.listen).join(", ")}  ${authorityId}${
+    databaseUrl === null ? "" : ` (store ${databaseUrl})`
+  }
   relay      ${RELAY}
   agent      ${AGENT_ALIAS} (${SERVICE}) for ${CUSTOMER}  ${agentId}
   gateway    ${ALIAS} for ${CUSTOMER}  ${gatewayId}
@@ -956,7 +1047,9 @@ Try:
   curl http://${AGENT_OPS}/metrics      # the agent: its inner channels and sessions (nexus_agent_*)
   deno task edge status                   # the edge's channel, credential and inlets
   curl http://${EDGE_OPS}/metrics      # metrics: edge; gateway ${GATEWAY_OPS}, relay ${RELAY_METRICS}, authority ${AUTHORITY_METRICS}
-  deno task authority members --state ${paths.authority}
+  deno task authority members --state ${paths.authority}${
+    databaseUrl === null ? "" : ` --database ${databaseUrl}`
+  }
 Logs: ${paths.logs}/<service>.log. Ctrl-C stops everything.`);
 }
 

@@ -131,6 +131,7 @@ export type AuthorityErrorCode =
   | "state_missing"
   | "store_corrupt"
   | "store_permissions"
+  | "store_unavailable"
   | "store_version";
 
 /** The authority refused a request or a command. */

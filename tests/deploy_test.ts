@@ -646,7 +646,7 @@ Deno.test({
     assert.ok(covers(sets.agent.read, agent.stateDir) && covers(sets.agent.write, agent.stateDir));
     assert.ok(covers(sets.agent.read, agent.authority.identityFile));
     assert.equal(agent.authority.identityFile, gateway.authority.identityFile);
-    assert.equal(agent.authority.address, gateway.authority.address);
+    assert.deepEqual(agent.authority.address, [gateway.authority.address].flat());
     assert.equal(agent.customerId, gateway.customerId);
     for (const r of agent.relays) assert.ok(gateway.relays.includes(r), `agent relay ${r}`);
     assert.notEqual(agent.alias, gateway.alias, "the agent's alias is its own");

@@ -267,7 +267,7 @@ export const MUTANTS: readonly Mutant[] = [
     check: "enrolling again (a reusable license) is refused to a rotated-away prefix too",
     file: "authority/service.ts",
     find:
-      '        checkKey(presented, known);\n        const ticket = request.body.get("ticket");\n',
+      '        await checkKey(presented, known);\n        const ticket = request.body.get("ticket");\n',
     replace: '        const ticket = request.body.get("ticket");\n',
     tests: ["tests/authority_test.ts"],
   },
@@ -363,6 +363,27 @@ export const MUTANTS: readonly Mutant[] = [
     replace: "      if (false) {\n",
     tests: ["tests/authority_test.ts", "authority/store_test.ts"],
   },
+  {
+    id: "pg-writer-lock",
+    threat: "credential theft",
+    check:
+      "a PostgreSQL write transaction locks the audit head first: replicas write one at a time (a ticket once, one chain)",
+    file: "authority/store/pg_core.ts",
+    find: '      "SELECT seq, hash FROM audit_head WHERE one = 1 FOR UPDATE",\n',
+    replace: '      "SELECT seq, hash FROM audit_head WHERE one = 1",\n',
+    tests: ["authority/store/pg_core_test.ts", "tests/authority_replicas_test.ts"],
+  },
+  {
+    id: "revocation-list-leader",
+    threat: "credential theft",
+    check:
+      "one replica leads (signs revocation lists) at a time: the leader lock is PostgreSQL's advisory lock",
+    file: "authority/store/pg_leadership.ts",
+    find: '"SELECT pg_try_advisory_lock($1) AS taken"',
+    replace: '"SELECT $1::bigint IS NOT NULL AS taken"',
+    tests: ["tests/authority_replicas_test.ts"],
+  },
+
   {
     id: "license-id-not-key",
     threat: "credential theft",
@@ -537,8 +558,9 @@ export const MUTANTS: readonly Mutant[] = [
     threat: "unauthenticated flood",
     check: "only members may subscribe to revocation pushes",
     file: "authority/service.ts",
-    find: "        activeMember(peer);\n        checkKey(presented);\n        const subscriber",
-    replace: "        checkKey(presented);\n        const subscriber",
+    find:
+      "        await activeMember(peer);\n        await checkKey(presented);\n        const subscriber",
+    replace: "        await checkKey(presented);\n        const subscriber",
     tests: ["tests/authority_test.ts"],
   },
   {

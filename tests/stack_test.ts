@@ -48,10 +48,10 @@ interface Run {
   startMs: number;
 }
 
-async function startStack(state: string): Promise<Run> {
+async function startStack(state: string, extra: string[] = []): Promise<Run> {
   const started = performance.now();
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-q", "--no-prompt", "-P=stack", "scripts/stack.ts", "--state", state],
+    args: ["run", "-q", "--no-prompt", "-P=stack", "scripts/stack.ts", "--state", state, ...extra],
     cwd: root,
     stdin: "null",
     stdout: "piped",
@@ -92,6 +92,23 @@ async function interrupt(
   }
   await Promise.all([run.stdout.done, run.stderr.done]);
   return status;
+}
+
+/**
+ * After a test, whatever happened: the runs still up stopped (SIGINT first,
+ * so the stack stops its services; a SIGKILL of the stack alone would leave
+ * them running), and the state directory removed.
+ */
+async function stopAll(running: Run[], state: string): Promise<void> {
+  for (const run of running) await interrupt(run).catch(() => {});
+  for (const run of running) {
+    try {
+      run.child.kill("SIGKILL");
+    } catch { /* exited */ }
+    await run.child.status;
+    await Promise.all([run.stdout.done, run.stderr.done]);
+  }
+  await Deno.remove(`${root}${state}`, { recursive: true }).catch(() => {});
 }
 
 async function curl(url: string): Promise<Record<string, string>> {
@@ -324,14 +341,77 @@ Deno.test({
         },
       );
     } finally {
-      for (const run of running) {
-        try {
-          run.child.kill("SIGKILL");
-        } catch { /* exited */ }
-        await run.child.status;
-        await Promise.all([run.stdout.done, run.stderr.done]);
+      await stopAll(running, state);
+    }
+  },
+});
+
+Deno.test({
+  name: "stack: --replicas 3 moves a SQLite stack's store to PostgreSQL; replicas serve, " +
+    "one is killed, one leads; PostgreSQL stops with the stack",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const state = `.state/test-stack-replicas-${crypto.randomUUID()}`;
+    const running: Run[] = [];
+    const pgDir = `/var/tmp/nexus-stack-postgres-${
+      createHash("sha256").update(`${root}${state}`).digest("hex").slice(0, 16)
+    }`;
+    try {
+      const sqlite = await startStack(state);
+      running.push(sqlite);
+      const ids = identifiers(sqlite.stdout.text());
+      assert.equal((await interrupt(sqlite)).code, 0);
+      running.pop();
+
+      const replicated = await startStack(state, ["--replicas", "3"]);
+      running.push(replicated);
+      const out = replicated.stdout.text();
+      assert.match(
+        out,
+        /PostgreSQL on 127\.0\.0\.1:5433 \.\.\. up .*the SQLite store moved into it, audit chain verified/,
+      );
+      assert.match(
+        out,
+        /\[3\/8\] 3 authority replicas on 127\.0\.0\.1:4100, 127\.0\.0\.1:4101, 127\.0\.0\.1:4102/,
+      );
+      // The same members (moved, not enrolled again), serving.
+      const again = identifiers(out);
+      assert.deepEqual(
+        { agent: again.agent, gateway: again.gateway, edge: again.edge },
+        { agent: ids.agent, gateway: ids.gateway, edge: ids.edge },
+      );
+      assert.ok(ids.authority !== undefined && out.includes(ids.authority), "the same authority");
+      assert.doesNotMatch(out, /enrolled with|license key created|done: key generated/);
+      assert.equal((await curl("http://127.0.0.1:8151/")).service, "context");
+
+      const metrics = ["9433", "9435", "9436"].map((port) => `http://127.0.0.1:${port}/metrics`);
+      const leaders = async (urls: string[]) =>
+        (await Promise.all(urls.map((url) => metric(url, "nexus_authority_leader", "")))).filter(
+          (v) => v === 1,
+        ).length;
+      assert.equal(await leaders(metrics), 1, "one leader among three");
+      // SIGKILL the first replica: the others go on, and one of them leads.
+      const log = await Deno.readTextFile(`${root}${state}/logs/authority.log`);
+      const pid = Number([...log.matchAll(/stack: started \w+ \(pid (\d+)\)/g)].at(-1)![1]);
+      Deno.kill(pid, "SIGKILL");
+      const deadline = Date.now() + 10_000;
+      while (await leaders(metrics.slice(1)) !== 1) {
+        if (Date.now() > deadline) throw new Error("no leader among the two replicas left");
+        await new Promise((resolve) => setTimeout(resolve, 100));
       }
-      await Deno.remove(`${root}${state}`, { recursive: true }).catch(() => {});
+      assert.equal((await curl("http://127.0.0.1:8153/")).service, "inference");
+
+      assert.equal((await interrupt(replicated)).code, 0);
+      running.pop();
+      assert.match(replicated.stdout.text(), /stopped: .*authority-3 \(exit code 0.*postgresql/);
+      assertPortsFree();
+      Deno.listen({ hostname: "127.0.0.1", port: 5433 }).close();
+    } finally {
+      await stopAll(running, state);
+      // The stack's cluster lives outside the test's writable paths (the
+      // postgres user's, in /var/tmp): removed the way the stack's --reset does.
+      await new Deno.Command("rm", { args: ["-rf", pgDir] }).output();
     }
   },
 });

@@ -11,7 +11,7 @@ import {
   type AuditRow,
   type AuditVerification,
   decodeAuditRow,
-  verifyChain,
+  verifyChainAsync,
 } from "../audit.ts";
 import { corrupt, nowOr } from "./_util.ts";
 import type { Row, StoreCore } from "./store_core.ts";
@@ -29,8 +29,8 @@ function toAuditRow(row: Row): AuditRow {
   };
 }
 
-function* mapIterable<A, B>(items: Iterable<A>, fn: (item: A) => B): Generator<B> {
-  for (const item of items) yield fn(item);
+async function* mapIterable<A, B>(items: AsyncIterable<A>, fn: (item: A) => B): AsyncGenerator<B> {
+  for await (const item of items) yield fn(item);
 }
 
 /** The audit and audit_head tables, through a {@link StoreCore}. */
@@ -48,16 +48,16 @@ export class AuditLog {
    * @throws {TypeError | RangeError} on a bad kind, data or time.
    * @throws {AuthorityError} `store_corrupt` when the log does not end at its recorded head.
    */
-  append(kind: string, data: Record<string, unknown>, now?: number): AuditEntry {
+  async append(kind: string, data: Record<string, unknown>, now?: number): Promise<AuditEntry> {
     const time = nowOr(now);
-    return this.#core.write((tx) => tx.audit(time, kind, data));
+    return await this.#core.write(async (tx) => await tx.audit(time, kind, data));
   }
 
   /**
    * The log's entries in order, as stored (not verified).
    * @throws {AuthorityError} `store_corrupt` when an entry's data is not a JSON object.
    */
-  entries(options: { afterSeq?: number; limit?: number } = {}): AuditEntry[] {
+  async entries(options: { afterSeq?: number; limit?: number } = {}): Promise<AuditEntry[]> {
     const { afterSeq = 0, limit } = options;
     if (!Number.isSafeInteger(afterSeq) || afterSeq < 0) {
       throw new RangeError("afterSeq must be a non-negative integer");
@@ -68,8 +68,8 @@ export class AuditLog {
     // Two statements rather than an engine's "no limit" value (SQLite's
     // LIMIT -1), which PostgreSQL spells differently.
     const rows = limit === undefined
-      ? this.#core.sql.all("SELECT * FROM audit WHERE seq > ? ORDER BY seq", afterSeq)
-      : this.#core.sql.all(
+      ? await this.#core.sql.all("SELECT * FROM audit WHERE seq > ? ORDER BY seq", afterSeq)
+      : await this.#core.sql.all(
         "SELECT * FROM audit WHERE seq > ? ORDER BY seq LIMIT ?",
         afterSeq,
         limit,
@@ -87,23 +87,23 @@ export class AuditLog {
    * The log's recorded head: seq 0 and 64 zeros when empty.
    * @throws {AuthorityError} `store_corrupt` when the head row is missing.
    */
-  head(): AuditHead {
-    const row = this.#core.sql.get(HEAD);
+  async head(): Promise<AuditHead> {
+    const row = await this.#core.sql.get(HEAD);
     if (row === undefined) throw corrupt("the audit head is missing");
-    return { seq: row.seq as number, hash: row.hash as string };
+    return { seq: Number(row.seq), hash: row.hash as string };
   }
 
   /**
    * Verifies the whole log against the head recorded beside it and any
    * `checkpoints`. Reads one snapshot, so a concurrent append cannot make it fail.
    */
-  verify(options: { checkpoints?: readonly AuditHead[] } = {}): AuditVerification {
-    return this.#core.read((tx) => {
-      const head = tx.get(HEAD);
+  verify(options: { checkpoints?: readonly AuditHead[] } = {}): Promise<AuditVerification> {
+    return this.#core.read(async (tx) => {
+      const head = await tx.get(HEAD);
       if (head === undefined) return { ok: false, seq: 1, reason: "the audit head is missing" };
-      const rows = tx.iterate("SELECT * FROM audit ORDER BY seq");
-      return verifyChain(mapIterable(rows, toAuditRow), {
-        head: { seq: head.seq as number, hash: head.hash as string },
+      const rows = await tx.iterate("SELECT * FROM audit ORDER BY seq");
+      return await verifyChainAsync(mapIterable(rows, toAuditRow), {
+        head: { seq: Number(head.seq), hash: head.hash as string },
         checkpoints: options.checkpoints,
       });
     });

@@ -38,7 +38,7 @@ import { AuthorityError } from "../../src/errors.ts";
 import type { Durability, Sql, StoreCore, WriteTx } from "./store_core.ts";
 
 /** Queries that only read: what a batch item's check may use. */
-export type ReadSql = Pick<Sql, "get" | "all" | "iterate">;
+export type ReadSql = Pick<Sql, "get" | "all">;
 
 /** One item's outcome: its value, or the error that refused it alone. */
 export type Outcome<R> = { ok: true; value: R } | { ok: false; error: Error };
@@ -72,9 +72,9 @@ export interface BatchSteps<I, R> {
    * Reads what the item depends on, in the batch's transaction; throws an
    * `AuthorityError` to refuse this item alone (it has written nothing).
    */
-  check(sql: ReadSql, item: I): void;
+  check(sql: ReadSql, item: I): Promise<void>;
   /** Writes the item (and its audit entries); any error fails the whole batch. */
-  apply(tx: WriteTx, item: I): R;
+  apply(tx: WriteTx, item: I): Promise<R>;
 }
 
 /**
@@ -83,23 +83,29 @@ export interface BatchSteps<I, R> {
  * nothing.
  * @throws {StoreBatchError} when the batch failed: nothing of it was written.
  */
-export function writeBatch<I, R>(
+export async function writeBatch<I, R>(
   core: StoreCore,
   items: readonly I[],
   steps: BatchSteps<I, R>,
   durability: Durability = "full",
-): Outcome<R>[] {
+): Promise<Outcome<R>[]> {
   try {
-    return core.write((tx) =>
-      items.map((item): Outcome<R> => {
+    return await core.write(async (tx) => {
+      const outcomes: Outcome<R>[] = [];
+      for (const item of items) {
         try {
-          steps.check(tx, item);
+          await steps.check(tx, item);
         } catch (error) {
-          if (error instanceof AuthorityError) return { ok: false, error };
+          if (error instanceof AuthorityError) {
+            outcomes.push({ ok: false, error });
+            continue;
+          }
           throw error;
         }
-        return { ok: true, value: steps.apply(tx, item) };
-      }), durability);
+        outcomes.push({ ok: true, value: await steps.apply(tx, item) });
+      }
+      return outcomes;
+    }, durability);
   } catch (cause) {
     throw new StoreBatchError(items.length, cause);
   }

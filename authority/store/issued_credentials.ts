@@ -3,9 +3,10 @@
  * validity of each, so that a credential can be revoked by id and its
  * issuance appears in the audit log.
  *
- * Records are written in batches (`group_commit.ts`): the records of the
- * credentials issued in one event-loop turn share one write transaction,
- * each checked and audited in turn. A single record is a batch of one.
+ * Records are written in batches (the queue of `group_commit.ts`): the
+ * records of the credentials submitted together share one write
+ * transaction, each checked and audited in turn, in a fixed number of
+ * statements. A single record is a batch of one.
  *
  * @module
  */
@@ -16,10 +17,9 @@ import {
   type GroupCommitStats,
   type Outcome,
   StoreBatchError,
-  writeBatch,
 } from "./group_commit.ts";
 import type { Members } from "./members.ts";
-import type { Sql, StoreCore, WriteTx } from "./store_core.ts";
+import type { Sql, StoreCore } from "./store_core.ts";
 
 const CREDENTIAL_ID = /^[0-9a-f]{32}$/;
 
@@ -49,6 +49,14 @@ function checkRecord(o: CredentialRecord): CredentialRecord {
   return { id: o.id, subject: o.subject, issuedAt, expiresAt, refresh: Boolean(o.refresh) };
 }
 
+/** Values per `IN (...)` list or multi-row INSERT: few enough parameters for either engine. */
+const IN_LIST = 100;
+
+/** `?, ?, ...`: one placeholder per value. */
+function marks(values: readonly unknown[]): string {
+  return values.map(() => "?").join(", ");
+}
+
 /** The credentials table, through a {@link StoreCore}; subjects are checked in {@link Members}. */
 export class IssuedCredentials {
   #core: StoreCore;
@@ -71,10 +79,10 @@ export class IssuedCredentials {
    *   (id already recorded).
    * @throws {TypeError | RangeError} on a malformed id, subject or time.
    */
-  record(o: CredentialRecord): void {
+  async record(o: CredentialRecord): Promise<void> {
     let outcome: Outcome<void>;
     try {
-      [outcome] = this.recordBatch([o]);
+      [outcome] = await this.recordBatch([o]);
     } catch (error) {
       // A batch of one: its own failure, as the database or the log reported it.
       throw error instanceof StoreBatchError ? error.cause : error;
@@ -108,7 +116,7 @@ export class IssuedCredentials {
    * batch) refuse that record alone; it writes nothing.
    * @throws {StoreBatchError} when the transaction failed: nothing was written.
    */
-  recordBatch(records: readonly CredentialRecord[]): Outcome<void>[] {
+  async recordBatch(records: readonly CredentialRecord[]): Promise<Outcome<void>[]> {
     const outcomes: Outcome<void>[] = new Array(records.length);
     const checked: CredentialRecord[] = [];
     const at: number[] = [];
@@ -121,47 +129,93 @@ export class IssuedCredentials {
       }
     });
     if (checked.length > 0) {
-      const written = writeBatch(this.#core, checked, {
-        check: (sql, o) => {
-          // Recording is the last step before a credential is handed out, so
-          // a revocation that landed since the service's check still stops it.
-          this.#members.checkActive(sql, o.subject);
-          if (this.exists(sql, o.id)) {
-            throw new AuthorityError("bad_request", `credential ${o.id} is already recorded`);
-          }
-        },
-        apply: (tx, o) => this.#insert(tx, o),
-      }, "routine");
+      const written = await this.#writeChecked(checked);
       written.forEach((outcome, j) => outcomes[at[j]] = outcome);
     }
     return outcomes;
   }
 
-  #insert(tx: WriteTx, o: CredentialRecord): void {
-    tx.run(
-      "INSERT INTO credentials (id, subject, issued_at, expires_at, refresh) VALUES (?, ?, ?, ?, ?)",
-      o.id,
-      o.subject,
-      o.issuedAt,
-      o.expiresAt,
-      o.refresh ? 1 : 0,
-    );
-    tx.audit(o.issuedAt, o.refresh ? "credential.refresh" : "credential.issue", {
-      id: o.id,
-      subject: o.subject,
-      issued_at: o.issuedAt,
-      expires_at: o.expiresAt,
-    });
+  /**
+   * One write transaction for checked records, in a fixed number of
+   * statements whatever the batch's size (on a database server each is a
+   * round trip made while every other writer waits): the subjects' states
+   * and the ids already recorded in one query each, the decisions in order
+   * (so an id twice in the batch refuses the second), the rows in one
+   * multi-row INSERT, the audit entries appended in order (written together
+   * at the commit, `audit_append.ts`).
+   */
+  async #writeChecked(records: readonly CredentialRecord[]): Promise<Outcome<void>[]> {
+    try {
+      return await this.#core.write(async (tx) => {
+        const subjects = [...new Set(records.map((o) => o.subject))];
+        const ids = [...new Set(records.map((o) => o.id))];
+        const states = await this.#members.revocationTimes(tx, subjects);
+        const known = new Set<string>();
+        for (let at = 0; at < ids.length; at += IN_LIST) {
+          const part = ids.slice(at, at + IN_LIST);
+          for (
+            const row of await tx.all(
+              `SELECT id FROM credentials WHERE id IN (${marks(part)})`,
+              ...part,
+            )
+          ) known.add(row.id as string);
+        }
+        const outcomes: Outcome<void>[] = [];
+        const accepted: CredentialRecord[] = [];
+        for (const o of records) {
+          // Recording is the last step before a credential is handed out, so
+          // a revocation that landed since the service's check still stops it.
+          const state = states.get(o.subject);
+          let error: AuthorityError | null = null;
+          if (!states.has(o.subject)) {
+            error = new AuthorityError("not_member", `${o.subject} is not a member`);
+          } else if (state !== null) {
+            error = new AuthorityError("member_revoked", `${o.subject} is revoked`);
+          } else if (known.has(o.id)) {
+            error = new AuthorityError("bad_request", `credential ${o.id} is already recorded`);
+          }
+          if (error !== null) {
+            outcomes.push({ ok: false, error });
+            continue;
+          }
+          known.add(o.id);
+          accepted.push(o);
+          outcomes.push({ ok: true, value: undefined });
+        }
+        for (let at = 0; at < accepted.length; at += IN_LIST) {
+          const part = accepted.slice(at, at + IN_LIST);
+          await tx.run(
+            "INSERT INTO credentials (id, subject, issued_at, expires_at, refresh) VALUES " +
+              part.map(() => "(?, ?, ?, ?, ?)").join(", "),
+            ...part.flatMap((o) => [o.id, o.subject, o.issuedAt, o.expiresAt, o.refresh ? 1 : 0]),
+          );
+        }
+        for (const o of accepted) {
+          await tx.audit(o.issuedAt, o.refresh ? "credential.refresh" : "credential.issue", {
+            id: o.id,
+            subject: o.subject,
+            issued_at: o.issuedAt,
+            expires_at: o.expiresAt,
+          });
+        }
+        return outcomes;
+      }, "routine");
+    } catch (cause) {
+      throw new StoreBatchError(records.length, cause);
+    }
   }
 
   /** The subject of a recorded credential, or null. */
-  subject(id: string): string | null {
-    const row = this.#core.sql.get("SELECT subject FROM credentials WHERE id = ?", String(id));
+  async subject(id: string): Promise<string | null> {
+    const row = await this.#core.sql.get(
+      "SELECT subject FROM credentials WHERE id = ?",
+      String(id),
+    );
     return row === undefined ? null : row.subject as string;
   }
 
   /** Whether a credential with this id (32 lowercase hex) is recorded. */
-  exists(sql: Pick<Sql, "get">, id: string): boolean {
-    return sql.get("SELECT 1 FROM credentials WHERE id = ?", id) !== undefined;
+  async exists(sql: Pick<Sql, "get">, id: string): Promise<boolean> {
+    return (await sql.get("SELECT 1 FROM credentials WHERE id = ?", id)) !== undefined;
   }
 }

@@ -42,9 +42,9 @@ export class Licenses {
    * @throws {CredentialError} `bad_attributes`
    * @throws {TypeError} when `customerId` or `tier` is empty.
    */
-  create(
+  async create(
     o: { customerId: string; tier: string; attributes?: Record<string, unknown>; now?: number },
-  ): { key: string; id: string } {
+  ): Promise<{ key: string; id: string }> {
     const now = nowOr(o.now);
     checkText(o.customerId, "customerId");
     checkText(o.tier, "tier");
@@ -56,8 +56,8 @@ export class Licenses {
     });
     const key = randomToken(LICENSE_PREFIX, 24);
     const id = hashId(key);
-    this.#core.write((tx) => {
-      tx.run(
+    await this.#core.write(async (tx) => {
+      await tx.run(
         "INSERT INTO licenses (id, customer_id, tier, attributes, created_at) VALUES (?, ?, ?, ?, ?)",
         id,
         o.customerId,
@@ -65,7 +65,7 @@ export class Licenses {
         attributesText(attributes),
         now,
       );
-      tx.audit(now, "license.create", {
+      await tx.audit(now, "license.create", {
         license: id,
         customer_id: o.customerId,
         tier: o.tier,
@@ -82,21 +82,21 @@ export class Licenses {
    *   `member_revoked`, `already_member`.
    * @throws {TypeError} when `identifier` is malformed.
    */
-  redeem(key: string, identifier: string, now?: number): Attributes {
+  async redeem(key: string, identifier: string, now?: number): Promise<Attributes> {
     const time = nowOr(now);
     checkIdentifier(identifier);
     if (typeof key !== "string" || !LICENSE_KEY.test(key)) {
       throw new AuthorityError("license_unknown", "no such license");
     }
     const id = hashId(key);
-    return this.#core.write((tx) => {
-      const row = tx.get("SELECT * FROM licenses WHERE id = ?", id);
+    return await this.#core.write(async (tx) => {
+      const row = await tx.get("SELECT * FROM licenses WHERE id = ?", id);
       if (row === undefined) throw new AuthorityError("license_unknown", "no such license");
       if (row.revoked_at !== null) {
         throw new AuthorityError("license_revoked", `license ${id} is revoked`);
       }
       const attributes = readAttributes(row.attributes, `license ${id}`);
-      const existing = this.#members.active(tx, identifier);
+      const existing = await this.#members.active(tx, identifier);
       if (
         existing !== null && existing.via !== "license" &&
         !sameAttributes(existing.attributes, attributes)
@@ -106,7 +106,9 @@ export class Licenses {
           `${identifier} is already a member with other attributes`,
         );
       }
-      this.#members.put(tx, identifier, attributes, "license", time, existing, { license: id });
+      await this.#members.put(tx, identifier, attributes, "license", time, existing, {
+        license: id,
+      });
       return attributes;
     });
   }
@@ -116,7 +118,7 @@ export class Licenses {
    * `AuthorityStore.revokeLicense`). Revoking twice is a no-op.
    * @throws {AuthorityError} `license_unknown`
    */
-  revoke(key: string, now?: number): void {
+  async revoke(key: string, now?: number): Promise<void> {
     const time = nowOr(now);
     const id = typeof key === "string" && HASH_ID.test(key)
       ? key
@@ -124,12 +126,12 @@ export class Licenses {
       ? hashId(key)
       : undefined;
     if (id === undefined) throw new AuthorityError("license_unknown", "no such license");
-    this.#core.write((tx) => {
-      const row = tx.get("SELECT revoked_at FROM licenses WHERE id = ?", id);
+    await this.#core.write(async (tx) => {
+      const row = await tx.get("SELECT revoked_at FROM licenses WHERE id = ?", id);
       if (row === undefined) throw new AuthorityError("license_unknown", "no such license");
       if (row.revoked_at !== null) return;
-      tx.run("UPDATE licenses SET revoked_at = ? WHERE id = ?", time, id);
-      tx.audit(time, "license.revoke", { license: id });
+      await tx.run("UPDATE licenses SET revoked_at = ? WHERE id = ?", time, id);
+      await tx.audit(time, "license.revoke", { license: id });
     });
   }
 }

@@ -58,36 +58,39 @@ export class Members {
    * @throws {TypeError} on a malformed identifier or `via`.
    * @throws {CredentialError} `bad_attributes`
    */
-  add(
+  async add(
     identifier: string,
     attributes: Record<string, unknown>,
     via: Member["via"],
     now?: number,
-  ): Member {
+  ): Promise<Member> {
     const time = nowOr(now);
     checkIdentifier(identifier);
     if (!VIAS.includes(via)) throw new TypeError("via must be ticket, license or operator");
     const normalized = normalizeAttributes(attributes);
-    return this.#core.write((tx) => {
-      const existing = this.active(tx, identifier);
-      return this.put(tx, identifier, normalized, via, time, existing, {});
+    return await this.#core.write(async (tx) => {
+      const existing = await this.active(tx, identifier);
+      return await this.put(tx, identifier, normalized, via, time, existing, {});
     });
   }
 
   /** The member (active or revoked), or null. */
-  get(identifier: string): Member | null {
-    return this.find(this.#core.sql, identifier);
+  async get(identifier: string): Promise<Member | null> {
+    return await this.find(this.#core.sql, identifier);
   }
 
   /** The member's current primary key as last seen, or null (unknown, or no member). */
-  key(identifier: string): Uint8Array | null {
-    const row = this.#core.sql.get("SELECT key FROM members WHERE identifier = ?", identifier);
+  async key(identifier: string): Promise<Uint8Array | null> {
+    const row = await this.#core.sql.get(
+      "SELECT key FROM members WHERE identifier = ?",
+      identifier,
+    );
     return keyOf(row);
   }
 
   /** The member (active or revoked) and its current primary key as last seen, in one read; or null. */
-  withKey(identifier: string): { member: Member; key: Uint8Array | null } | null {
-    const row = this.#core.sql.get(
+  async withKey(identifier: string): Promise<{ member: Member; key: Uint8Array | null } | null> {
+    const row = await this.#core.sql.get(
       "SELECT * FROM members WHERE identifier = ?",
       String(identifier),
     );
@@ -100,33 +103,37 @@ export class Members {
    * `member.key`, in the same write: which key may fetch credentials is
    * state an operator must be able to account for.
    */
-  setKey(identifier: string, key: Uint8Array, time = Math.floor(Date.now() / 1000)): void {
+  async setKey(
+    identifier: string,
+    key: Uint8Array,
+    time = Math.floor(Date.now() / 1000),
+  ): Promise<void> {
     if (key.length !== 32) throw new RangeError("a primary key is 32 bytes");
-    this.#core.write((tx) => {
-      const row = tx.get("SELECT key FROM members WHERE identifier = ?", identifier);
+    await this.#core.write(async (tx) => {
+      const row = await tx.get("SELECT key FROM members WHERE identifier = ?", identifier);
       if (row === undefined) return;
       const previous = row.key instanceof Uint8Array ? toHex(row.key) : null;
       if (previous === toHex(key)) return;
-      tx.run("UPDATE members SET key = ? WHERE identifier = ?", key, identifier);
-      tx.audit(time, "member.key", { identifier, key: toHex(key), previous });
+      await tx.run("UPDATE members SET key = ? WHERE identifier = ?", key, identifier);
+      await tx.audit(time, "member.key", { identifier, key: toHex(key), previous });
     });
   }
 
   /** Every member, active and revoked, in order of enrollment. */
-  list(): Member[] {
-    return this.#core.sql.all("SELECT * FROM members ORDER BY enrolled_at, identifier")
+  async list(): Promise<Member[]> {
+    return (await this.#core.sql.all("SELECT * FROM members ORDER BY enrolled_at, identifier"))
       .map(toMember);
   }
 
   /** The member (active or revoked) as `sql` sees it, or null. */
-  find(sql: Sql, identifier: string): Member | null {
-    const row = sql.get("SELECT * FROM members WHERE identifier = ?", String(identifier));
+  async find(sql: Sql, identifier: string): Promise<Member | null> {
+    const row = await sql.get("SELECT * FROM members WHERE identifier = ?", String(identifier));
     return row === undefined ? null : toMember(row);
   }
 
   /** Whether `identifier` (already normalized) is a member, active or revoked. */
-  exists(sql: Sql, identifier: string): boolean {
-    return sql.get("SELECT 1 FROM members WHERE identifier = ?", identifier) !== undefined;
+  async exists(sql: Sql, identifier: string): Promise<boolean> {
+    return (await sql.get("SELECT 1 FROM members WHERE identifier = ?", identifier)) !== undefined;
   }
 
   /**
@@ -134,8 +141,8 @@ export class Members {
    * its revocation time (the check of every credential record).
    * @throws {AuthorityError} `not_member`, `member_revoked`
    */
-  checkActive(sql: Pick<Sql, "get">, identifier: string): void {
-    const row = sql.get("SELECT revoked_at FROM members WHERE identifier = ?", identifier);
+  async checkActive(sql: Pick<Sql, "get">, identifier: string): Promise<void> {
+    const row = await sql.get("SELECT revoked_at FROM members WHERE identifier = ?", identifier);
     if (row === undefined) throw new AuthorityError("not_member", `${identifier} is not a member`);
     if (row.revoked_at !== null) {
       throw new AuthorityError("member_revoked", `${identifier} is revoked`);
@@ -143,11 +150,33 @@ export class Members {
   }
 
   /**
+   * Of `identifiers`, those that are members, each with its revocation time
+   * (null: active), as `sql` sees them: one query per 100 (a batch's check).
+   */
+  async revocationTimes(
+    sql: Pick<Sql, "all">,
+    identifiers: readonly string[],
+  ): Promise<Map<string, number | null>> {
+    const times = new Map<string, number | null>();
+    for (let at = 0; at < identifiers.length; at += 100) {
+      const part = identifiers.slice(at, at + 100);
+      const rows = await sql.all(
+        `SELECT identifier, revoked_at FROM members WHERE identifier IN (${
+          part.map(() => "?").join(", ")
+        })`,
+        ...part,
+      );
+      for (const row of rows) times.set(row.identifier as string, row.revoked_at as number | null);
+    }
+    return times;
+  }
+
+  /**
    * The member, refusing a revoked one.
    * @throws {AuthorityError} `member_revoked`
    */
-  active(sql: Sql, identifier: string): Member | null {
-    const member = this.find(sql, identifier);
+  async active(sql: Sql, identifier: string): Promise<Member | null> {
+    const member = await this.find(sql, identifier);
     if (member !== null && member.revokedAt !== null) {
       throw new AuthorityError("member_revoked", `${identifier} is revoked`);
     }
@@ -159,7 +188,7 @@ export class Members {
    * the previous attributes), in `tx`. `existing` is the member as read in
    * the same transaction; its enrollment time is kept.
    */
-  put(
+  async put(
     tx: WriteTx,
     identifier: string,
     attributes: Attributes,
@@ -167,7 +196,7 @@ export class Members {
     time: number,
     existing: Member | null,
     source: Record<string, string>,
-  ): Member {
+  ): Promise<Member> {
     const member: Member = {
       identifier,
       attributes,
@@ -175,7 +204,7 @@ export class Members {
       revokedAt: null,
       via,
     };
-    tx.run(
+    await tx.run(
       `INSERT INTO members (identifier, attributes, enrolled_at, via) VALUES (?, ?, ?, ?)
        ON CONFLICT (identifier) DO UPDATE SET attributes = excluded.attributes, via = excluded.via`,
       identifier,
@@ -183,7 +212,7 @@ export class Members {
       member.enrolledAt,
       via,
     );
-    tx.audit(time, "enroll", {
+    await tx.audit(time, "enroll", {
       identifier,
       via,
       ...source,
@@ -194,7 +223,7 @@ export class Members {
   }
 
   /** Marks a member revoked at `time`, in `tx` (the caller audits the revocation). */
-  markRevoked(tx: WriteTx, identifier: string, time: number): void {
-    tx.run("UPDATE members SET revoked_at = ? WHERE identifier = ?", time, identifier);
+  async markRevoked(tx: WriteTx, identifier: string, time: number): Promise<void> {
+    await tx.run("UPDATE members SET revoked_at = ? WHERE identifier = ?", time, identifier);
   }
 }

@@ -20,10 +20,10 @@ export class Meta {
    * Sets a value (not audited).
    * @throws {TypeError} on an empty key or a value that is not a string.
    */
-  set(key: string, value: string): void {
+  async set(key: string, value: string): Promise<void> {
     checkText(key, "meta key");
     if (typeof value !== "string") throw new TypeError("meta value must be a string");
-    this.#core.sql.run(
+    await this.#core.sql.run(
       "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
       key,
       value,
@@ -31,8 +31,8 @@ export class Meta {
   }
 
   /** A value, or null. */
-  get(key: string): string | null {
-    const row = this.#core.sql.get("SELECT value FROM meta WHERE key = ?", String(key));
+  async get(key: string): Promise<string | null> {
+    const row = await this.#core.sql.get("SELECT value FROM meta WHERE key = ?", String(key));
     return row === undefined ? null : row.value as string;
   }
 }

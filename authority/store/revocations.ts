@@ -51,7 +51,7 @@ export class Revocations {
    * revoked changes nothing and returns the current state.
    * @throws {AuthorityError} `unknown_target`
    */
-  revoke(target: string, now?: number): RevocationState {
+  async revoke(target: string, now?: number): Promise<RevocationState> {
     const time = nowOr(now);
     const parsed = parseTarget(target);
     if (parsed === undefined) {
@@ -60,34 +60,34 @@ export class Revocations {
         "a revocation target is an identifier or a credential id",
       );
     }
-    return this.#core.write((tx) => {
+    return await this.#core.write(async (tx) => {
       const { kind, value } = parsed;
       const known = kind === "identifier"
-        ? this.#members.exists(tx, value)
-        : this.#credentials.exists(tx, value);
+        ? await this.#members.exists(tx, value)
+        : await this.#credentials.exists(tx, value);
       if (!known) {
         throw new AuthorityError("unknown_target", `${value} is neither a member nor a credential`);
       }
-      if (tx.get("SELECT 1 FROM revocations WHERE target = ?", value) !== undefined) {
-        return stateAt(tx, serialOf(tx));
+      if ((await tx.get("SELECT 1 FROM revocations WHERE target = ?", value)) !== undefined) {
+        return stateAt(tx, await serialOf(tx));
       }
-      const serial = serialOf(tx) + 1;
-      tx.run(
+      const serial = await serialOf(tx) + 1;
+      await tx.run(
         "INSERT INTO revocations (target, kind, serial, revoked_at) VALUES (?, ?, ?, ?)",
         value,
         kind,
         serial,
         time,
       );
-      if (kind === "identifier") this.#members.markRevoked(tx, value, time);
-      tx.audit(time, "revoke", { target: value, kind, serial });
+      if (kind === "identifier") await this.#members.markRevoked(tx, value, time);
+      await tx.audit(time, "revoke", { target: value, kind, serial });
       return stateAt(tx, serial);
     });
   }
 
   /** The current revocation state, read from one snapshot. */
-  state(): RevocationState {
-    return this.#core.read((tx) => stateAt(tx, serialOf(tx)));
+  state(): Promise<RevocationState> {
+    return this.#core.read(async (tx) => stateAt(tx, await serialOf(tx)));
   }
 
   /**
@@ -97,7 +97,7 @@ export class Revocations {
    * @throws {AuthorityError} `bad_request`
    * @throws {MalformedError | LimitError} when `encoded` is not a revocation list.
    */
-  saveList(serial: number, encoded: Uint8Array, now?: number): void {
+  async saveList(serial: number, encoded: Uint8Array, now?: number): Promise<void> {
     const time = nowOr(now);
     if (!Number.isSafeInteger(serial) || serial < 0) {
       throw new RangeError("serial must be a non-negative integer");
@@ -110,11 +110,11 @@ export class Revocations {
       );
     }
     const bytes = new Uint8Array(encoded);
-    this.#core.write((tx) => {
-      if (serial > serialOf(tx)) {
+    await this.#core.write(async (tx) => {
+      if (serial > await serialOf(tx)) {
         throw new AuthorityError("bad_request", `revocation serial ${serial} is not allocated`);
       }
-      const latest = tx.get(LATEST_LIST);
+      const latest = await tx.get(LATEST_LIST);
       if (latest !== undefined && serial <= (latest.serial as number)) {
         if (serial === latest.serial && sameBytes(latest.encoded as Uint8Array, bytes)) return;
         throw new AuthorityError(
@@ -124,7 +124,7 @@ export class Revocations {
             : `serial ${serial} is older than the kept list ${latest.serial}`,
         );
       }
-      const state = stateAt(tx, serial);
+      const state = await stateAt(tx, serial);
       if (
         !sameStrings([...list.credentialIds].sort(), state.credentialIds) ||
         !sameStrings([...list.identifiers].sort(), state.identifiers)
@@ -134,33 +134,33 @@ export class Revocations {
           `the list does not name exactly the targets revoked up to serial ${serial}`,
         );
       }
-      tx.run(
+      await tx.run(
         "INSERT INTO revocation_lists (serial, encoded, saved_at) VALUES (?, ?, ?)",
         serial,
         bytes,
         time,
       );
-      tx.audit(time, "revocation_list.save", { serial, sha256: toHex(sha256(bytes)) });
+      await tx.audit(time, "revocation_list.save", { serial, sha256: toHex(sha256(bytes)) });
     });
   }
 
   /** The kept list with the highest serial, or null. */
-  latestList(): { serial: number; encoded: Uint8Array } | null {
-    const row: Row | undefined = this.#core.sql.get(LATEST_LIST);
+  async latestList(): Promise<{ serial: number; encoded: Uint8Array } | null> {
+    const row: Row | undefined = await this.#core.sql.get(LATEST_LIST);
     if (row === undefined) return null;
     return { serial: row.serial as number, encoded: new Uint8Array(row.encoded as Uint8Array) };
   }
 }
 
 /** The newest serial allocated: 0 before any revocation. */
-function serialOf(sql: Sql): number {
-  return sql.get("SELECT coalesce(max(serial), 0) AS serial FROM revocations")!
-    .serial as number;
+async function serialOf(sql: Sql): Promise<number> {
+  const row = await sql.get("SELECT coalesce(max(serial), 0) AS serial FROM revocations");
+  return Number(row!.serial);
 }
 
 /** The targets revoked up to `serial`. */
-function stateAt(sql: Sql, serial: number): RevocationState {
-  const rows = sql.all(
+async function stateAt(sql: Sql, serial: number): Promise<RevocationState> {
+  const rows = await sql.all(
     "SELECT target, kind FROM revocations WHERE serial <= ? ORDER BY target",
     serial,
   );

@@ -15,19 +15,22 @@
  * access is refused, as key files are (`src/identity/key_file.ts`). SQLite
  * creates its `-wal` and `-shm` files with the database file's mode.
  *
+ * One transaction at a time: node:sqlite answers synchronously, but a
+ * transaction's function yields between statements (the interface is
+ * asynchronous for the PostgreSQL core), so another request's code could run
+ * on the same connection in between and join the open transaction. The core
+ * therefore queues its transactions, and a single statement that arrives
+ * while one is open waits for it. No I/O happens inside a transaction, so the
+ * queue holds a transaction for microseconds.
+ *
  * @module
  */
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { AuthorityError } from "../../src/errors.ts";
-import {
-  type AuditEntry,
-  type AuditHead,
-  decodeAuditRow,
-  GENESIS_HASH,
-  nextAuditRow,
-} from "../audit.ts";
+import { GENESIS_HASH } from "../audit.ts";
 import { corrupt } from "./_util.ts";
-import type { Durability, Row, Sql, StoreCore, WriteTx } from "./store_core.ts";
+import { AuditAppender } from "./audit_append.ts";
+import type { Durability, ReadTx, Row, Sql, SqlValue, StoreCore, WriteTx } from "./store_core.ts";
 
 /** The version of the schema this code writes. */
 export const SCHEMA_VERSION = 2;
@@ -45,12 +48,6 @@ const MIGRATIONS: Readonly<Record<number, string>> = {
 
 const UNUSED_INDEX =
   "SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = 'credentials_by_subject'";
-const INSERT_AUDIT =
-  "INSERT INTO audit (seq, time, kind, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?)";
-const SET_HEAD = "UPDATE audit_head SET seq = ?, hash = ? WHERE one = 1";
-
-/** Anything that looks like a ticket secret or license key, anywhere in a text. */
-const SECRET_LIKE = /nx[tl]_[A-Za-z0-9_-]{32}/;
 
 const SCHEMA = `
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
@@ -142,31 +139,53 @@ function prepareFile(path: string): void {
   }
 }
 
+/** `fn()` as a settled promise: resolved with its value or rejected with what it threw. */
+function settle<T>(fn: () => T): Promise<T> {
+  try {
+    return Promise.resolve(fn());
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
 /** {@link StoreCore} over one SQLite file, with its prepared statements cached. */
 export class SqliteCore implements StoreCore {
+  readonly engine = "sqlite" as const;
   #db: DatabaseSync;
   #statements = new Map<string, StatementSync>();
   #closed = false;
-  #tx: WriteTx;
-  /** The audit chain's head as this transaction left it, once it appended (else null). */
-  #head: AuditHead | null = null;
+  /** Whether a transaction is open (its function is running). */
+  #busy = false;
+  /** The end of the queue of transactions (and statements waiting for one). */
+  #tail: Promise<unknown> = Promise.resolve();
   /** Single statements outside any transaction (each its own implicit transaction). */
   readonly sql: Sql;
 
   private constructor(db: DatabaseSync) {
     this.#db = db;
-    const sql: Sql = {
-      get: (text, ...params) => this.#statement(text).get(...params) as Row | undefined,
-      all: (text, ...params) => this.#statement(text).all(...params) as Row[],
-      iterate: (text, ...params) => this.#statement(text).iterate(...params) as Iterable<Row>,
-      run: (text, ...params) => Number(this.#statement(text).run(...params).changes),
-    };
-    this.sql = Object.freeze(sql);
-    this.#tx = Object.freeze({
-      ...sql,
-      audit: (time: number, kind: string, data: Record<string, unknown>) =>
-        this.#audit(time, kind, data),
-    });
+    // A transaction open on this connection: wait for it, or the statement
+    // would join it.
+    const now = <T>(fn: () => T): Promise<T> =>
+      this.#busy ? this.#exclusive(() => settle(fn)) : settle(fn);
+    this.sql = Object.freeze(
+      {
+        get: (text, ...params) => now(() => this.#get(text, params)),
+        all: (text, ...params) => now(() => this.#all(text, params)),
+        run: (text, ...params) => now(() => this.#run(text, params)),
+      } satisfies Sql,
+    );
+  }
+
+  #get(text: string, params: SqlValue[]): Row | undefined {
+    return this.#statement(text).get(...params) as Row | undefined;
+  }
+
+  #all(text: string, params: SqlValue[]): Row[] {
+    return this.#statement(text).all(...params) as Row[];
+  }
+
+  #run(text: string, params: SqlValue[]): number {
+    return Number(this.#statement(text).run(...params).changes);
   }
 
   /**
@@ -176,8 +195,14 @@ export class SqliteCore implements StoreCore {
    *   access the file, `store_corrupt` when it is not an authority store,
    *   `store_version` when a newer version wrote it.
    * @throws {RangeError} when `busyTimeoutMs` is not a non-negative integer.
+   * @example
+   * ```ts ignore
+   * const core = await SqliteCore.open("/var/lib/nexus/authority.db");
+   * const n = await core.read(async (tx) => (await tx.get("SELECT count(*) AS n FROM members"))?.n);
+   * await core.close();
+   * ```
    */
-  static open(path: string, options: SqliteCoreOptions = {}): SqliteCore {
+  static async open(path: string, options: SqliteCoreOptions = {}): Promise<SqliteCore> {
     const timeout = options.busyTimeoutMs ?? 5000;
     if (!Number.isSafeInteger(timeout) || timeout < 0) {
       throw new RangeError("busyTimeoutMs must be a non-negative integer");
@@ -202,7 +227,7 @@ export class SqliteCore implements StoreCore {
       // FULL: a committed issuance or revocation survives a power cut.
       db.exec("PRAGMA synchronous = FULL");
       const core = new SqliteCore(db);
-      core.#migrate(path);
+      await core.#migrate(path);
       return core;
     } catch (cause) {
       db.close();
@@ -211,19 +236,19 @@ export class SqliteCore implements StoreCore {
     }
   }
 
-  #migrate(path: string): void {
-    this.write((tx) => {
-      const tables = tx.all("SELECT name FROM sqlite_schema WHERE type = 'table'")
+  #migrate(path: string): Promise<void> {
+    return this.write(async (tx) => {
+      const tables = (await tx.all("SELECT name FROM sqlite_schema WHERE type = 'table'"))
         .map((row) => row.name as string);
       if (!tables.includes("schema_version")) {
         if (tables.length > 0) throw corrupt(`${path} is not an authority store`);
         this.#db.exec("CREATE TABLE schema_version (version INTEGER NOT NULL) STRICT");
         this.#db.exec(SCHEMA);
-        tx.run("INSERT INTO schema_version (version) VALUES (?)", SCHEMA_VERSION);
-        tx.run("INSERT INTO audit_head (one, seq, hash) VALUES (1, 0, ?)", GENESIS_HASH);
+        await tx.run("INSERT INTO schema_version (version) VALUES (?)", SCHEMA_VERSION);
+        await tx.run("INSERT INTO audit_head (one, seq, hash) VALUES (1, 0, ?)", GENESIS_HASH);
         return;
       }
-      const rows = tx.all("SELECT version FROM schema_version");
+      const rows = await tx.all("SELECT version FROM schema_version");
       const version = rows.length === 1 ? rows[0].version : undefined;
       if (typeof version !== "number") throw corrupt(`${path}: no schema version`);
       if (version > SCHEMA_VERSION) {
@@ -238,22 +263,23 @@ export class SqliteCore implements StoreCore {
         this.#db.exec(step);
       }
       if (version !== SCHEMA_VERSION) {
-        tx.run("UPDATE schema_version SET version = ?", SCHEMA_VERSION);
+        await tx.run("UPDATE schema_version SET version = ?", SCHEMA_VERSION);
       }
       // Earlier files index credentials by subject, which no query uses and
       // which cost every credential record a page write. Dropping an index
       // changes no table, so the version stays and older code still opens
       // the file.
-      if (tx.get(UNUSED_INDEX) !== undefined) {
+      if (await tx.get(UNUSED_INDEX) !== undefined) {
         this.#db.exec("DROP INDEX credentials_by_subject");
       }
     });
   }
 
-  /** Closes the file. Later calls fail; closing twice is harmless. */
-  close(): void {
+  /** Closes the file, after the transaction in progress. Later calls fail; closing twice is harmless. */
+  async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    await this.#tail.catch(() => {});
     this.#statements.clear();
     this.#db.close();
   }
@@ -267,14 +293,64 @@ export class SqliteCore implements StoreCore {
     return statement;
   }
 
+  /** Runs `fn` after every transaction queued before it, alone on the connection. */
+  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = async () => {
+      this.#busy = true;
+      try {
+        return await fn();
+      } finally {
+        this.#busy = false;
+      }
+    };
+    const result = this.#tail.then(run, run);
+    this.#tail = result.catch(() => {});
+    return result;
+  }
+
+  /** Statements valid while `open()` says so: a `tx` kept past its transaction is refused. */
+  #scoped(open: () => boolean): Sql {
+    const guard = <T>(fn: () => T): Promise<T> => {
+      if (!open()) return Promise.reject(new Error("this transaction is over"));
+      return settle(fn);
+    };
+    return {
+      get: (text, ...params) => guard(() => this.#get(text, params)),
+      all: (text, ...params) => guard(() => this.#all(text, params)),
+      run: (text, ...params) => guard(() => this.#run(text, params)),
+    };
+  }
+
   /** Runs `fn` in a read transaction: all its queries see one snapshot. */
-  read<T>(fn: (tx: Sql) => T): T {
-    return this.#transaction("BEGIN", () => fn(this.sql));
+  read<T>(fn: (tx: ReadTx) => Promise<T>): Promise<T> {
+    return this.#exclusive(async () => {
+      let open = true;
+      const sql = this.#scoped(() => open);
+      const statement = (text: string) => this.#statement(text);
+      const tx: ReadTx = {
+        ...sql,
+        async *iterate(text: string, ...params: SqlValue[]): AsyncGenerator<Row> {
+          if (!open) throw new Error("this transaction is over");
+          for (const row of statement(text).iterate(...params)) yield row as Row;
+        },
+      };
+      this.#db.exec("BEGIN");
+      try {
+        const result = await fn(tx);
+        this.#db.exec("COMMIT");
+        return result;
+      } catch (error) {
+        if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+        throw error;
+      } finally {
+        open = false;
+      }
+    });
   }
 
   /**
-   * Runs `fn` in a `BEGIN IMMEDIATE` transaction (or in the caller's, when
-   * one is open), committing if it returns and rolling back if it throws.
+   * Runs `fn` in a `BEGIN IMMEDIATE` transaction, committing if it resolves
+   * and rolling back if it rejects.
    *
    * With `routine` durability it commits with `synchronous = NORMAL`: in
    * WAL mode that is safe against a crash of the process (nothing is
@@ -285,80 +361,33 @@ export class SqliteCore implements StoreCore {
    * `FULL`, so an operator's action is on disk when the command returns.
    * A dropped tail is a consistent shorter log: the head row moves with it.
    */
-  write<T>(fn: (tx: WriteTx) => T, durability: Durability = "full"): T {
-    const run = () => fn(this.#tx);
-    if (durability === "full" || this.#db.isTransaction) {
-      return this.#transaction("BEGIN IMMEDIATE", run);
-    }
-    this.#db.exec("PRAGMA synchronous = NORMAL");
-    try {
-      return this.#transaction("BEGIN IMMEDIATE", run);
-    } finally {
-      this.#db.exec("PRAGMA synchronous = FULL");
-    }
-  }
-
-  #transaction<T>(begin: string, fn: () => T): T {
-    if (this.#db.isTransaction) return fn();
-    this.#db.exec(begin);
-    try {
-      const result = fn();
-      const head = this.#head;
-      if (head !== null) {
-        this.#statement(SET_HEAD).run(head.seq, head.hash);
+  write<T>(fn: (tx: WriteTx) => Promise<T>, durability: Durability = "full"): Promise<T> {
+    return this.#exclusive(async () => {
+      let open = true;
+      const sql = this.#scoped(() => open);
+      const appender = new AuditAppender(sql);
+      const tx: WriteTx = {
+        ...sql,
+        audit: (time, kind, data) => appender.append(time, kind, data),
+      };
+      const routine = durability === "routine";
+      if (routine) this.#db.exec("PRAGMA synchronous = NORMAL");
+      try {
+        this.#db.exec("BEGIN IMMEDIATE");
+        try {
+          const result = await fn(tx);
+          await appender.finish();
+          this.#db.exec("COMMIT");
+          return result;
+        } catch (error) {
+          appender.abandon();
+          if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+          throw error;
+        }
+      } finally {
+        open = false;
+        if (routine) this.#db.exec("PRAGMA synchronous = FULL");
       }
-      this.#db.exec("COMMIT");
-      return result;
-    } catch (error) {
-      if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
-      throw error;
-    } finally {
-      this.#head = null;
-    }
-  }
-
-  /**
-   * The audit append, inside the caller's write transaction. The head row
-   * (`audit_head`) is kept beside the log and moves with it, so a log cut
-   * short (a consistent but shorter chain) is detected: nothing is appended
-   * to a log that does not end at its recorded head.
-   *
-   * The first append of a transaction reads the head row and the last
-   * entry and checks that they agree; later appends of the same transaction
-   * (a batch, `group_commit.ts`) chain from the entry just written, which
-   * the write lock keeps current, and the head row is written once, just
-   * before the commit. Each entry is still linked to the one before it.
-   */
-  #audit(time: number, kind: string, data: Record<string, unknown>): AuditEntry {
-    if (!this.#db.isTransaction) {
-      throw new Error("an audit entry is appended inside a write transaction only");
-    }
-    let head = this.#head;
-    if (head === null) {
-      const sql = this.sql;
-      const recorded = sql.get("SELECT seq, hash FROM audit_head WHERE one = 1");
-      const last = sql.get("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1") ??
-        { seq: 0, hash: GENESIS_HASH };
-      if (recorded === undefined || recorded.seq !== last.seq || recorded.hash !== last.hash) {
-        throw corrupt("the audit log does not end at its recorded head; run verifyAudit");
-      }
-      head = { seq: last.seq as number, hash: last.hash as string };
-    }
-    const row = nextAuditRow(head, time, kind, data);
-    // Secrets are returned once and stored only as their SHA-256: the log
-    // must not keep a copy either.
-    if (SECRET_LIKE.test(row.data)) {
-      throw new TypeError("audit data must not contain a ticket secret or a license key");
-    }
-    this.#statement(INSERT_AUDIT).run(
-      row.seq,
-      row.time,
-      row.kind,
-      row.data,
-      row.prevHash,
-      row.hash,
-    );
-    this.#head = { seq: row.seq, hash: row.hash };
-    return decodeAuditRow(row);
+    });
   }
 }

@@ -62,9 +62,9 @@ export class Tickets {
    * @throws {CredentialError} `bad_attributes`
    * @throws {RangeError} when `ttlSeconds` is not a positive integer.
    */
-  create(
+  async create(
     o: { attributes: Record<string, unknown>; ttlSeconds: number; now?: number },
-  ): { secret: string; ticket: TicketRecord } {
+  ): Promise<{ secret: string; ticket: TicketRecord }> {
     const now = nowOr(o.now);
     if (!Number.isSafeInteger(o.ttlSeconds) || o.ttlSeconds <= 0) {
       throw new RangeError("ttlSeconds must be a positive integer");
@@ -79,15 +79,15 @@ export class Tickets {
       usedAt: null,
       usedBy: null,
     };
-    this.#core.write((tx) => {
-      tx.run(
+    await this.#core.write(async (tx) => {
+      await tx.run(
         "INSERT INTO tickets (id, attributes, created_at, expires_at) VALUES (?, ?, ?, ?)",
         ticket.id,
         attributesText(attributes),
         now,
         ticket.expiresAt,
       );
-      tx.audit(now, "ticket.create", {
+      await tx.audit(now, "ticket.create", {
         ticket: ticket.id,
         attributes,
         expires_at: ticket.expiresAt,
@@ -97,14 +97,16 @@ export class Tickets {
   }
 
   /** The ticket with this id (hex SHA-256 of its secret), or null. */
-  get(id: string): TicketRecord | null {
-    const row = this.#core.sql.get("SELECT * FROM tickets WHERE id = ?", String(id));
+  async get(id: string): Promise<TicketRecord | null> {
+    const row = await this.#core.sql.get("SELECT * FROM tickets WHERE id = ?", String(id));
     return row === undefined ? null : toTicket(row);
   }
 
   /** Every ticket, oldest first. */
-  list(): TicketRecord[] {
-    return this.#core.sql.all("SELECT * FROM tickets ORDER BY created_at, id").map(toTicket);
+  async list(): Promise<TicketRecord[]> {
+    return (await this.#core.sql.all("SELECT * FROM tickets ORDER BY created_at, id")).map(
+      toTicket,
+    );
   }
 
   /**
@@ -116,15 +118,15 @@ export class Tickets {
    *   `ticket_expired`, `member_revoked`, `already_member`.
    * @throws {TypeError} when `identifier` is malformed.
    */
-  redeem(secret: string, identifier: string, now?: number): Attributes {
+  async redeem(secret: string, identifier: string, now?: number): Promise<Attributes> {
     const time = nowOr(now);
     checkIdentifier(identifier);
     if (typeof secret !== "string" || !TICKET_SECRET.test(secret)) {
       throw new AuthorityError("ticket_unknown", "no such ticket");
     }
     const id = hashId(secret);
-    return this.#core.write((tx) => {
-      const row = tx.get("SELECT * FROM tickets WHERE id = ?", id);
+    return await this.#core.write(async (tx) => {
+      const row = await tx.get("SELECT * FROM tickets WHERE id = ?", id);
       if (row === undefined) throw new AuthorityError("ticket_unknown", "no such ticket");
       const ticket = toTicket(row);
       if (ticket.usedAt !== null) {
@@ -133,15 +135,20 @@ export class Tickets {
       if (time >= ticket.expiresAt) {
         throw new AuthorityError("ticket_expired", `ticket ${id} expired`);
       }
-      const existing = this.#members.active(tx, identifier);
+      const existing = await this.#members.active(tx, identifier);
       if (existing !== null && !sameAttributes(existing.attributes, ticket.attributes)) {
         throw new AuthorityError(
           "already_member",
           `${identifier} is already a member with other attributes`,
         );
       }
-      tx.run("UPDATE tickets SET used_at = ?, used_by = ? WHERE id = ?", time, identifier, id);
-      this.#members.put(tx, identifier, ticket.attributes, "ticket", time, existing, {
+      await tx.run(
+        "UPDATE tickets SET used_at = ?, used_by = ? WHERE id = ?",
+        time,
+        identifier,
+        id,
+      );
+      await this.#members.put(tx, identifier, ticket.attributes, "ticket", time, existing, {
         ticket: id,
       });
       return ticket.attributes;

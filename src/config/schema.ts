@@ -52,6 +52,17 @@ export function hostPort(): z.ZodString {
   });
 }
 
+/**
+ * The authority's endpoints: one `host:port`, or a list of them (replicas,
+ * tried in order, the next one when one fails: the member runtime's
+ * failover, src/member/member.ts). Checked as a list either way.
+ */
+export function authorityAddresses(): z.ZodType<string[], string | string[]> {
+  return z.union([hostPort().transform((one) => [one]), z.array(hostPort()).min(1).max(16)], {
+    error: "must be HOST:PORT or a list of one to 16 of them",
+  });
+}
+
 /** `host:port`, or `"off"` (an operations endpoint that is not served). */
 export function hostPortOrOff(): z.ZodString {
   return nonEmpty().refine((v) => v === "off" || isHostPort(v), {

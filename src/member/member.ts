@@ -56,6 +56,13 @@ import type { TcpTransport } from "../transport/tcp_transport.ts";
 import { renewAttestations, untilTwoThirds } from "./attestation_renewal.ts";
 import { backoffMs, sleep } from "./backoff.ts";
 
+/**
+ * Refusals that say nothing about this member: the replica that answered
+ * cannot reach its database. Another replica may, so the member moves on
+ * to the next endpoint with its backoff, even before its first credential.
+ */
+const RETRYABLE: ReadonlySet<string> = new Set(["store_unavailable"]);
+
 /** How a member enrolls when the authority does not know it yet. */
 export type Enrollment = { ticket: string } | { license: string };
 
@@ -343,6 +350,10 @@ class MemberRuntime implements Member {
           trust,
           logger: this.#logger.child("authority"),
         });
+        // The connection gone (the replica killed, the network cut): the
+        // requests waiting on it fail now, not at their 10 s timeout, and
+        // the loop moves on to the next endpoint.
+        conn.connection.closed.then(() => client.close().catch(() => {}));
         if (signal.aborted) break;
         this.#authority.connected = true;
         this.#authority.address = address;
@@ -375,7 +386,10 @@ class MemberRuntime implements Member {
             this.#logger.error(`this ${this.#options.role} has been revoked at the authority`);
             await this.#announce(this.#revokedListeners, undefined);
           }
-        } else if (this.#credential === null && error instanceof AuthorityError) {
+        } else if (
+          this.#credential === null && error instanceof AuthorityError &&
+          !RETRYABLE.has(error.code)
+        ) {
           // A refusal before there is any credential stops the start.
           this.#first.reject(error);
           return;

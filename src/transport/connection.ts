@@ -171,6 +171,16 @@ export interface FramedConnection {
   setMaxReceiveFrameBytes(maxReceiveFrameBytes: number): void;
 
   /**
+   * A hint that the connection has gone quiet: it may wait for the peer's
+   * next bytes with less memory, at the price of one more read when what
+   * arrives first is large. For the owner of many mostly idle connections
+   * (a relay, whose sweep parks those that read nothing since its last
+   * round). What it does, if anything, is the implementation's
+   * ({@link SocketConnection.park}); frames are unaffected.
+   */
+  park(): void;
+
+  /**
    * Closes the connection now, with `reason` (default `"closed"`). Sends not
    * yet written reject. Frames already written reach the peer, except when
    * data from the peer is still unread on this side: the OS then resets the
@@ -196,16 +206,22 @@ export interface SocketConnectionOptions {
   /** Size of the one read buffer; default 64 KiB. */
   readBufferBytes?: number;
   /**
-   * A smaller read buffer for a connection with nothing to read, from 64
-   * bytes to `readBufferBytes`; default none (the one read buffer is kept).
-   * With it, the connection waits for bytes with a read into a buffer this
-   * small; while reads come back full (more was waiting) it reads into a
-   * `readBufferBytes` one taken from a pool that all connections share, and
-   * gives that back, with its frame decoder's buffer between frames, as
-   * soon as a read comes back short. So a connection that has gone quiet
-   * holds this buffer only, not `readBufferBytes`: for listeners whose
-   * connections are mostly idle (a relay). Frames are views valid until
-   * the next one is asked for, as without it.
+   * A smaller read buffer for a parked connection, from 64 bytes to
+   * `readBufferBytes`; default none (the one read buffer is kept, and
+   * {@link SocketConnection.park} does nothing). With it, a connection
+   * starts parked, and {@link SocketConnection.park} parks it again: a
+   * parked connection waits for bytes with a read into a buffer this small,
+   * having given back its `readBufferBytes` one to a pool that all
+   * connections share, and its frame decoder's buffer between frames. The
+   * first read that fills the small buffer (more was waiting) unparks it:
+   * from then on it reads into a `readBufferBytes` buffer from the pool,
+   * and keeps it, exactly as without this option, until it is parked
+   * again. So a connection pays for parking once per quiet spell (one more
+   * read, when what arrives first exceeds the small buffer), never per
+   * frame, and a quiet one holds this buffer only: for listeners whose
+   * connections are mostly idle (a relay), whose owner parks the ones that
+   * have gone quiet (the relay's sweep). Frames are views valid until the
+   * next one is asked for, as without it.
    */
   idleReadBufferBytes?: number;
   /** Size of the one write buffer, where small frames are coalesced; default 64 KiB. */
@@ -244,9 +260,10 @@ function giveBackWriteBuffer(buffer: Uint8Array): void {
 
 /**
  * Read buffers of `readBufferBytes` not in use, by size, for connections
- * with an idle read buffer: one is taken for a read that follows a full
- * one, and given back at the first read that needs none (the consumer
- * has then asked for the next frame, so no frame still points into it).
+ * with an idle read buffer: one is taken when a connection is unparked,
+ * and given back at its first wait for bytes once it is parked again (the
+ * consumer has then asked for the next frame, so no frame still points
+ * into it).
  */
 const spareReadBuffers = new Map<number, Uint8Array[]>();
 /** Bytes of spare read buffers kept per size (at least four buffers). */
@@ -340,11 +357,12 @@ let endIteration: (connection: SocketConnection, iterator: FrameIterator) => voi
  * soon as that buffer may grow by a read buffer's worth (it grows with the
  * bytes received, so after the first read or two of a large frame). With
  * `idleReadBufferBytes`, the read buffer too is pooled and held only while
- * reads come back full (see the option). On the way out, frames are copied
- * into the write buffer behind their header, and frames queued together go
- * out in one write: small frames cost one system call per batch, not two
- * per frame. A frame that does not fit the buffer goes out as its header
- * and first part, then the rest straight from the caller's bytes.
+ * the connection is not parked (see the option and {@link park}). On the
+ * way out, frames are copied into the write buffer behind their header, and
+ * frames queued together go out in one write: small frames cost one system
+ * call per batch, not two per frame. A frame that does not fit the buffer
+ * goes out as its header and first part, then the rest straight from the
+ * caller's bytes.
  *
  * What a connection waiting for bytes keeps is small on purpose (a relay
  * holds thousands): one pending read, with one promise reaction, into the
@@ -380,8 +398,11 @@ export class SocketConnection implements FramedConnection {
   /** The idle read buffer (with `idleReadBufferBytes`). */
   #idleBuffer: Uint8Array | null = null;
   #writeBuffer: Uint8Array | null = null;
-  /** Whether the last read filled what it read into: more was likely waiting. */
-  #full = false;
+  /**
+   * Parked: the next wait for bytes reads into the idle buffer (with
+   * `idleReadBufferBytes` only; see the option).
+   */
+  #parked: boolean;
   /** What the read in flight reads into, and whether that is the decoder's buffer. */
   #target: Uint8Array = NO_TAIL;
   #direct = false;
@@ -422,6 +443,7 @@ export class SocketConnection implements FramedConnection {
     this.#idleReadBufferBytes = options.idleReadBufferBytes === undefined
       ? 0
       : checkIdleReadBufferBytes(options.idleReadBufferBytes, this.#readBufferBytes);
+    this.#parked = this.#idleReadBufferBytes !== 0;
     this.#writeBufferBytes = checkBufferBytes(
       "writeBufferBytes",
       options.writeBufferBytes ?? IO_BUFFER_BYTES,
@@ -477,6 +499,30 @@ export class SocketConnection implements FramedConnection {
   get readBufferedBytes(): number {
     return (this.#readBuffer?.length ?? 0) + (this.#idleBuffer?.length ?? 0) +
       this.#decoder.reservedBytes;
+  }
+
+  /**
+   * Whether the connection is parked: it waits, or will wait from its next
+   * read on, with its small idle read buffer (see
+   * {@link SocketConnectionOptions.idleReadBufferBytes}). Always false
+   * without that option.
+   */
+  get parked(): boolean {
+    return this.#parked;
+  }
+
+  /**
+   * Parks the connection, for one that has gone quiet (a relay's sweep
+   * parks those that read no frame since its last round): from its next
+   * wait for bytes, it reads into its small idle read buffer, and gives
+   * back its pooled read buffer and its decoder's buffer (between frames).
+   * A read already waiting is left as it is, and the parking applies from
+   * the read after it. The first read that fills the small buffer unparks
+   * the connection. Cheap, and idempotent; without `idleReadBufferBytes`,
+   * or on a closed connection, it does nothing.
+   */
+  park(): void {
+    if (this.#idleReadBufferBytes !== 0 && this.#closeInfo === null) this.#parked = true;
   }
 
   /**
@@ -649,31 +695,30 @@ export class SocketConnection implements FramedConnection {
    * ours and copying would be pure overhead. The decoder offers that room
    * only as far as the bytes already received let its buffer grow, so a
    * header that claims a large frame reserves nothing ahead of its bytes.
-   * Otherwise into the read buffer; with an idle read buffer, the pooled
-   * one after a full read and the small one after a short one.
+   * Otherwise into the read buffer: the connection's own, or with an idle
+   * read buffer, one from the pool while it is not parked and the small
+   * one while it is.
    */
   #read(): Promise<number | null> {
     const size = this.#readBufferBytes;
     const spare = this.#decoder.spareAtLeast(size);
     let target: Uint8Array;
-    if (this.#idleReadBufferBytes === 0) {
-      target = spare ?? (this.#readBuffer ??= new Uint8Array(size));
-    } else if (spare === null && this.#full) {
-      target = this.#readBuffer ??= takeReadBuffer(size);
+    if (spare !== null) target = spare;
+    else if (!this.#parked) {
+      target = this.#readBuffer ??= this.#idleReadBufferBytes === 0
+        ? new Uint8Array(size)
+        : takeReadBuffer(size);
     } else {
-      // The pooled buffer is needed by no read now, and no frame points
-      // into it any more (the consumer asked for the next one): back it goes.
+      // Parked: the pooled buffer is needed by no read now, and no frame
+      // points into it any more (the consumer asked for the next one), so
+      // back it goes; wait with the small buffer, and without the
+      // decoder's between frames (the next cut frame starts a new one).
       if (this.#readBuffer !== null) {
         giveBackReadBuffer(this.#readBuffer);
         this.#readBuffer = null;
       }
-      if (spare !== null) target = spare;
-      else {
-        // Quiet: wait with the small buffer, and without the decoder's
-        // between frames (the next cut frame starts a new one).
-        this.#decoder.release();
-        target = this.#idleBuffer ??= new Uint8Array(this.#idleReadBufferBytes);
-      }
+      this.#decoder.release();
+      target = this.#idleBuffer ??= new Uint8Array(this.#idleReadBufferBytes);
     }
     this.#target = target;
     this.#direct = target === spare;
@@ -699,7 +744,9 @@ export class SocketConnection implements FramedConnection {
       }
       return null;
     }
-    this.#full = n === target.length;
+    // A read that filled the small buffer: more is waiting, frames flow
+    // again. Unparked, the next reads take a full-size buffer.
+    if (n === target.length && target === this.#idleBuffer) this.#parked = false;
     try {
       if (this.#direct) this.#decoder.advance(n);
       else this.#decoder.push(target.subarray(0, n));

@@ -224,11 +224,13 @@ export interface ListenTcpOptions {
   /** Size of each connection's read buffer; default 64 KiB. */
   readBufferBytes?: number;
   /**
-   * A smaller read buffer for each connection while it has nothing to
-   * read, from 64 bytes to `readBufferBytes`; default none. The
-   * `readBufferBytes` one is then taken from a shared pool while reads come
-   * back full, and given back when one comes back short, so idle
-   * connections hold only this one (see
+   * A smaller read buffer for each connection while it is parked, from 64
+   * bytes to `readBufferBytes`; default none. Connections then start
+   * parked, a read that fills this buffer unparks one, and
+   * {@link FramedConnection.park} (the owner's call, for a connection that
+   * has gone quiet) parks it again; the `readBufferBytes` one is taken
+   * from a shared pool while a connection is unparked and given back when
+   * it is parked, so idle connections hold only this one (see
    * {@link SocketConnectionOptions.idleReadBufferBytes}).
    */
   idleReadBufferBytes?: number;

@@ -34,8 +34,8 @@ transportConformance("tcp", () => Promise.resolve(tcp));
 
 /**
  * The suite again with the relay's way of reading on the listener's side:
- * a small read buffer while a connection is quiet, pooled read buffers
- * while reads come back full.
+ * connections start parked (a small read buffer), and a read that fills it
+ * unparks them (pooled read buffers).
  */
 transportConformance("tcp, idle read buffers", () =>
   Promise.resolve({
@@ -176,7 +176,7 @@ Deno.test("tcp: tiny read and write buffers still carry frames of every size int
   }
 });
 
-Deno.test("tcp: with an idle read buffer, frames of every size arrive intact and quiet connections hold only it", async () => {
+Deno.test("tcp: with an idle read buffer, frames of every size arrive intact and parked connections hold only it", async () => {
   const IDLE = 512;
   const READ = 4096;
   const server = echoListener({ readBufferBytes: READ, idleReadBufferBytes: IDLE });
@@ -185,8 +185,10 @@ Deno.test("tcp: with an idle read buffer, frames of every size arrive intact and
     for (let i = 0; i < 8; i++) {
       clients.push(await connectTcp({ hostname: HOST, port: server.listener.addr.port }));
     }
-    // One at a time (each read after a quiet spell starts small), then
-    // many at once (reads come back full: pooled buffers, direct reads).
+    const ends = await Promise.all(clients.map((client) => server.serverOf(client)));
+    // One at a time, the server end parked before each (so each frame's
+    // first read after the one already waiting is small), then many at
+    // once (reads come back full: pooled buffers, direct reads).
     const sizes = [
       1,
       100,
@@ -200,7 +202,10 @@ Deno.test("tcp: with an idle read buffer, frames of every size arrive intact and
       MAX_FRAME_BYTES,
     ];
     for (const [i, client] of clients.entries()) {
-      for (const size of sizes) await assertEchoes(client, size, `client ${i}, ${size} bytes`);
+      for (const size of sizes) {
+        ends[i].park();
+        await assertEchoes(client, size, `client ${i}, ${size} bytes`);
+      }
     }
     const burst = Array.from(
       { length: 300 },
@@ -215,9 +220,11 @@ Deno.test("tcp: with an idle read buffer, frames of every size arrive intact and
       }
       await sends;
     }));
-    // Quiet now: each server end waits with its small buffer alone (the
-    // pooled one back, the decoder's given up between frames).
-    const ends = await Promise.all(clients.map((client) => server.serverOf(client)));
+    // Quiet now, and parked: after one more frame (read into the buffer
+    // its waiting read had), each server end waits with its small buffer
+    // alone (the pooled one back, the decoder's given up between frames).
+    for (const end of ends) end.park();
+    for (const client of clients) await assertEchoes(client, 100, "parked");
     await until(
       () => ends.every((conn) => (conn as SocketConnection).readBufferedBytes === IDLE),
       "every quiet server end holds its idle buffer only",
@@ -227,6 +234,74 @@ Deno.test("tcp: with an idle read buffer, frames of every size arrive intact and
   } finally {
     for (const client of clients) client.close();
     await server.close();
+  }
+});
+
+Deno.test("tcp: parking costs one small read per quiet spell, never one per frame", async () => {
+  const IDLE = 512;
+  const READ = 4096;
+  const raw = Deno.listen({ hostname: HOST, port: 0 });
+  const client = await connectTcp({ hostname: HOST, port: raw.addr.port });
+  const accepted = await raw.accept();
+  raw.close();
+  /** The size of what each read of the server end reads into. */
+  const reads: number[] = [];
+  const counting = new Proxy(accepted, {
+    get(target, key) {
+      if (key === "read") {
+        return (buffer: Uint8Array) => {
+          reads.push(buffer.length);
+          return target.read(buffer);
+        };
+      }
+      const value = Reflect.get(target, key);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  const server = new SocketConnection(counting, {
+    transport: "tcp",
+    readBufferBytes: READ,
+    idleReadBufferBytes: IDLE,
+  });
+  const echo = (async () => {
+    for await (const frame of server.frames()) await server.send(frame).catch(() => {});
+  })();
+  const roundTrips = async (length: number, what: string) => {
+    for (let i = 0; i < 20; i++) await assertEchoes(client, length, `${what} ${i}`);
+  };
+  const small = () => reads.filter((size) => size === IDLE).length;
+  try {
+    // A new connection starts parked: its first read is small, and since
+    // it fills, every read after it takes a full buffer.
+    assert.equal(server.parked, true);
+    await roundTrips(1000, "1000 bytes, from parked");
+    assert.equal(small(), 1, `reads: ${reads}`);
+    assert.equal(server.parked, false);
+    // Frames flowing, small or large: never the small buffer again.
+    reads.length = 0;
+    await roundTrips(100, "100 bytes, unparked");
+    await roundTrips(3000, "3000 bytes, unparked");
+    assert.equal(small(), 0, `reads: ${reads}`);
+    assert.ok(server.readBufferedBytes >= READ);
+    // Parked (as a sweep would): from the next wait on, the small buffer
+    // alone, and short reads leave it parked.
+    server.park();
+    reads.length = 0;
+    await roundTrips(100, "100 bytes, parked");
+    assert.deepEqual(new Set(reads), new Set([IDLE]), `reads: ${reads}`);
+    assert.equal(server.parked, true);
+    await until(() => server.readBufferedBytes === IDLE, "a parked end holds its idle buffer only");
+    // The first frame larger than the small buffer unparks it: the small
+    // read already waiting, then full-size ones.
+    assert.equal(reads.at(-1), IDLE, "it waits with the small buffer");
+    reads.splice(0, reads.length - 1);
+    await roundTrips(1000, "1000 bytes, from parked again");
+    assert.equal(small(), 1, `reads: ${reads}`);
+    assert.equal(server.parked, false);
+  } finally {
+    client.close();
+    await echo;
+    server.close();
   }
 });
 

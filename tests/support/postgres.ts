@@ -104,6 +104,13 @@ export interface PostgresServer {
    */
   psql(sql: string): Promise<string>;
   /**
+   * Stops the server (fast shutdown), keeping its data and port: an outage,
+   * for tests of what clients do meanwhile. {@link resume} starts it again.
+   */
+  pause(): Promise<void>;
+  /** Starts a paused server again on the same port, with the same data; resolves once it accepts connections. */
+  resume(): Promise<void>;
+  /**
    * Stops the server (fast shutdown; SIGINT, then SIGKILL of the postmaster if
    * pg_ctl fails) and removes the temporary directory. Safe to call more
    * than once; call it in `finally`.
@@ -701,6 +708,13 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
       dir: cluster.dir,
       version: bin.version,
       psql: (sql) => runPsql(bin, target, sql),
+      pause: () => stopCluster(cluster),
+      async resume() {
+        if (!await startCluster(cluster, port, timeoutMs)) {
+          throw new Error(`PostgreSQL: port ${port} was taken while the server was paused`);
+        }
+        await waitReady(cluster, port, timeoutMs);
+      },
       stop,
     };
   } catch (error) {
