@@ -442,6 +442,17 @@ export const MUTANTS: readonly Mutant[] = [
     tests: ["src/portal/portal_test.ts"],
   },
   {
+    id: "plaintext-pool-owner",
+    threat: "cross-customer access",
+    check:
+      "a pooled plaintext buffer is reused only after its one owner gave it back (a session's queued bytes never become another's)",
+    file: "src/portal/portal.ts",
+    find: "        this.#leases.push(taken(message.local?.lease));\n",
+    replace:
+      "        taken(message.local?.lease)?.release();\n        this.#leases.push(undefined);\n",
+    tests: ["src/portal/portal_plaintext_test.ts"],
+  },
+  {
     id: "customer-at-channel",
     threat: "cross-customer access",
     check: "the gateway admits channels of its own customer only",

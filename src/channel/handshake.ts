@@ -230,7 +230,10 @@ function beginHandshake(options: ChannelOptions, initiator: boolean): HandshakeR
   const decryptor = node.registerRandom("scd", (message) => {
     const kind = message.payload[0];
     if (channel !== null && kind === WIRE.record) {
-      return channel.receiveRecord(message.payload.subarray(1));
+      // A record out of an outer channel comes with that channel's lease:
+      // the decryptor is its only holder, and `open` reads the record
+      // before returning, so its memory can go back at once.
+      return channel.receiveRecord(message.payload.subarray(1), message.local?.lease);
     }
     if (channel === null && kind === expected) reply.resolve(copyOf(message));
     return undefined;

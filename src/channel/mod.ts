@@ -35,6 +35,7 @@ export {
   COUNTER_BYTES,
   DEFAULT_REKEY_INTERVAL,
   type DropReason,
+  type OpenedRecord,
   type OpenResult,
   ReceiveCipher,
   recordCipherName,
@@ -43,6 +44,13 @@ export {
   type TransportCipherOptions,
 } from "./transport_cipher.ts";
 export { chooseRecordCipher, type CipherChoice } from "./cipher_choice.ts";
+export {
+  PlaintextLoan,
+  PlaintextPool,
+  plaintextPool,
+  type PlaintextPoolOptions,
+  type PlaintextPoolStats,
+} from "./plaintext_pool.ts";
 export {
   checkCredential,
   type TrustPolicy,

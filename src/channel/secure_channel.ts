@@ -45,13 +45,19 @@ import {
   type Address,
   decodeRoutedMessage,
   encodeRoutedHeader,
+  type PayloadLease,
   type Route,
   type RoutedMessage,
 } from "../routing/routed_message.ts";
 import type { ChannelIdentity } from "./channel_identity.ts";
 import { ReorderBuffer } from "./reorder_buffer.ts";
 import { REPLAY_WINDOW } from "./replay_window.ts";
-import { type OpenResult, ReceiveCipher, SendCipher } from "./transport_cipher.ts";
+import {
+  type OpenedRecord,
+  type OpenResult,
+  ReceiveCipher,
+  SendCipher,
+} from "./transport_cipher.ts";
 import { checkCredential, type TrustPolicy, type VerifiedPeer } from "./trust_policy.ts";
 
 /** Prologue of every handshake: protocol label and version (docs/design.md §4). */
@@ -175,7 +181,7 @@ export class SecureChannel {
   /** Delivered messages still on their way onward (bounded by DELIVERY_PIPELINE). */
   #delivering: Promise<boolean>[] = [];
   /** Authenticated records, delivered in counter order (reorder_buffer.ts). */
-  #order = new ReorderBuffer<Uint8Array>({ window: REPLAY_WINDOW });
+  #order = new ReorderBuffer<OpenedRecord>({ window: REPLAY_WINDOW });
   /** Set while records wait behind a gap: gives up on it after `#reorderWaitMs`. */
   #gapTimer: ReturnType<typeof setTimeout> | undefined;
   #reorderWaitMs: number;
@@ -433,10 +439,18 @@ export class SecureChannel {
    * through the reorder buffer and are handled in counter order. Past that
    * depth the handler waits, which stops the transport reading:
    * backpressure instead of an unbounded queue.
+   *
+   * `lease`, when the record came out of another channel (this one is
+   * nested in it): the record's memory, taken and given back as soon as
+   * `open` has read it, which it does before returning.
    */
-  receiveRecord(record: Uint8Array): Promise<void> {
-    if (this.#isClosed) return Promise.resolve();
+  receiveRecord(record: Uint8Array, lease?: PayloadLease): Promise<void> {
+    if (this.#isClosed) {
+      if (lease?.take()) lease.release();
+      return Promise.resolve();
+    }
     const opened = this.#receive.open(record);
+    if (lease?.take()) lease.release();
     this.#opening++;
     const done = this.#receiveChain.then(() => opened).then((result) => this.#handle(result));
     this.#receiveChain = done.catch(() => {}).finally(() => this.#opening--);
@@ -446,7 +460,10 @@ export class SecureChannel {
   }
 
   async #handle(result: OpenResult): Promise<void> {
-    if (this.#isClosed) return;
+    if (this.#isClosed) {
+      if (result.ok) discard(result);
+      return;
+    }
     if (!result.ok) {
       this.stats.dropped++;
       this.#logger.debug("dropped a record", { peer: this.peer.identifier, reason: result.reason });
@@ -455,12 +472,14 @@ export class SecureChannel {
     this.#lastReceived = Date.now();
     const { ready, lost, late } = this.#order.push(
       result.counter,
-      result.plaintext,
+      result,
       result.plaintext.length,
     );
     if (late) {
       // Its gap was given up on and later records were delivered: it
-      // cannot be delivered in order any more.
+      // cannot be delivered in order any more. Not kept by the reorder
+      // buffer, not seen by anyone: its buffer can go back.
+      discard(result);
       this.stats.dropped++;
       this.#logger.debug("dropped a late record", { peer: this.peer.identifier });
       return;
@@ -477,10 +496,10 @@ export class SecureChannel {
   }
 
   /** Handles plaintexts in order, then watches the gap, if one is left. */
-  async #deliver(ready: Uint8Array[]): Promise<void> {
-    for (const plaintext of ready) {
+  async #deliver(ready: OpenedRecord[]): Promise<void> {
+    for (const record of ready) {
       if (this.#isClosed) return;
-      await this.#dispatch(plaintext);
+      await this.#dispatch(record);
     }
     if (!this.#order.waiting) {
       clearTimeout(this.#gapTimer);
@@ -500,9 +519,30 @@ export class SecureChannel {
     }
   }
 
-  /** One authenticated record's plaintext, by its kind byte. */
-  async #dispatch(plaintext: Uint8Array): Promise<void> {
+  /**
+   * One authenticated record's plaintext, by its kind byte.
+   *
+   * Who owns the plaintext, and until when: this channel, from `open`
+   * (transport_cipher.ts) until here; meanwhile only the receive chain and
+   * the reorder buffer hold it, and the buffer lets go of a record when it
+   * returns it as ready. From here:
+   *
+   * - a routed message's plaintext goes to the worker it is delivered to,
+   *   with the payload a view into it. That worker may keep it for good (a
+   *   view kept, as CBOR decoding keeps byte strings, is safe: the memory
+   *   is then never used again), or take `local.lease` (the record's loan,
+   *   offered to it alone, untaken) and release it when it is done (a
+   *   portal session: once the socket write completed), and only then is
+   *   the buffer used again. This channel never reads the plaintext after
+   *   routing it, nor takes or releases that loan itself;
+   * - a credential refresh keeps its plaintext (the credential decoded
+   *   from it holds views into it);
+   * - a plaintext dropped here, that no one else has seen (malformed, of
+   *   an unknown kind), goes back to the pool at once.
+   */
+  async #dispatch(record: OpenedRecord): Promise<void> {
     this.stats.received++;
+    const plaintext = record.plaintext;
     const body = plaintext.subarray(1);
     switch (plaintext[0]) {
       case KIND.message: {
@@ -510,6 +550,7 @@ export class SecureChannel {
         try {
           inner = decodeRoutedMessage(body);
         } catch {
+          discard(record);
           this.stats.dropped++;
           return;
         }
@@ -522,7 +563,7 @@ export class SecureChannel {
           onward: inner.onward,
           return: [this.address, ...inner.return],
           payload: inner.payload,
-          local: { secureChannel: this.#info },
+          local: { secureChannel: this.#info, lease: record.lease },
         });
         this.#delivering.push(routed);
         if (this.#delivering.length >= DELIVERY_PIPELINE) await this.#delivering.shift();
@@ -554,6 +595,7 @@ export class SecureChannel {
       case KIND.keepaliveAnswer:
         return;
       default:
+        discard(record);
         this.stats.dropped++;
     }
   }
@@ -562,6 +604,14 @@ export class SecureChannel {
   sendReady(): Promise<void> {
     return this.#sendRecord(Uint8Array.of(KIND.ready));
   }
+}
+
+/**
+ * A record's plaintext this channel drops before anyone else saw it: the
+ * channel, its owner, takes its loan (if it has one) and gives it back.
+ */
+function discard(record: OpenedRecord): void {
+  if (record.lease?.take()) record.lease.release();
 }
 
 /**

@@ -48,6 +48,8 @@ import {
 import { HandshakeError } from "../errors.ts";
 import { type AesGcm, type AesGcmKey, nodeAesGcm } from "../crypto/aes_gcm.ts";
 import { REPLAY_WINDOW, ReplayWindow } from "./replay_window.ts";
+import { type PlaintextLoan, type PlaintextPool, plaintextPool } from "./plaintext_pool.ts";
+import type { PayloadLease } from "../routing/routed_message.ts";
 
 export { REPLAY_WINDOW };
 
@@ -131,6 +133,13 @@ export interface TransportCipherOptions {
    * (default: the process's, {@link setRecordCipher}).
    */
   aead?: AesGcm | null;
+  /**
+   * Receiving: where plaintexts opened in the call are lent from (default
+   * the process's, {@link plaintextPool}); `null` allocates each one.
+   * Either way a plaintext is the caller's; a pooled one comes with its
+   * `lease`, to give it back by ({@link OpenedRecord}).
+   */
+  plaintexts?: PlaintextPool | null;
 }
 
 function interval(options: TransportCipherOptions): number {
@@ -285,10 +294,24 @@ export class SendCipher {
 /** Why a record was dropped. */
 export type DropReason = "malformed" | "replayed" | "too_old" | "too_new" | "auth_failed";
 
+/**
+ * An authenticated record. Its plaintext is the caller's, for as long as
+ * it likes. When it lies in a buffer lent by the pool, `lease` is that
+ * loan: whoever takes it (`lease.take()`, once) may give the memory back
+ * (`lease.release()`) once nothing refers to the plaintext any more, and
+ * then it is used for a later record; left alone, the plaintext is simply
+ * collected as any other.
+ */
+export interface OpenedRecord {
+  readonly ok: true;
+  readonly plaintext: Uint8Array;
+  readonly counter: number;
+  /** The plaintext's memory, when lent by the pool (plaintext_pool.ts); else undefined. */
+  readonly lease: PayloadLease | undefined;
+}
+
 /** What {@link ReceiveCipher.open} gives: a plaintext, or why the record was dropped. */
-export type OpenResult =
-  | { readonly ok: true; readonly plaintext: Uint8Array; readonly counter: number }
-  | { readonly ok: false; readonly reason: DropReason };
+export type OpenResult = OpenedRecord | { readonly ok: false; readonly reason: DropReason };
 
 /**
  * Opens records of one direction. Several opens may be in flight: each
@@ -310,6 +333,7 @@ export class ReceiveCipher {
   /** Counters being decrypted now, and when each decryption settles. */
   #inFlight = new Map<number, Promise<unknown>>();
   #aead: AesGcm | null;
+  #plaintexts: PlaintextPool | null;
 
   private constructor(raw: Uint8Array, options: TransportCipherOptions) {
     this.#interval = interval(options);
@@ -318,6 +342,7 @@ export class ReceiveCipher {
       raw.slice(),
     );
     this.#aead = options.aead === undefined ? processAead : options.aead;
+    this.#plaintexts = options.plaintexts === undefined ? plaintextPool : options.plaintexts;
   }
 
   /** The backend's name: `openssl` (say) or `webcrypto`. */
@@ -330,7 +355,15 @@ export class ReceiveCipher {
     return new ReceiveCipher(raw, options);
   }
 
-  /** Checks and decrypts one record. Never throws, never rejects. */
+  /**
+   * Checks and decrypts one record. Never throws, never rejects. `record`
+   * is read before this returns; its memory is the caller's again then.
+   *
+   * The plaintext of an authenticated record is the caller's, for as long
+   * as it likes; one opened in the call may lie in a buffer lent by the
+   * pool, which the caller may give back ({@link OpenedRecord}'s `lease`).
+   * Nothing is handed out for a record that fails.
+   */
   open(record: Uint8Array): Promise<OpenResult> {
     const drop = (reason: DropReason) => Promise.resolve<OpenResult>({ ok: false, reason });
     if (record.length < COUNTER_BYTES + TAG_BYTES) return drop("malformed");
@@ -368,10 +401,31 @@ export class ReceiveCipher {
     if (sync !== null) {
       // Opened in the call: nothing else runs between the window's check
       // above and #accept's.
-      const plaintext = new Uint8Array(size);
+      //
+      // Who owns the plaintext, and until when: this cipher, from here
+      // until it returns. The buffer is lent by the pool (or allocated),
+      // all zero, and no one else holds a reference to it: the pool lends
+      // a buffer only while it is free, and it is free only once its last
+      // owner gave it back (plaintext_pool.ts). The record it is opened
+      // from is the transport's (a frame, valid until its next read), and
+      // is only read here, never kept. If the tag fails, the output (the
+      // forgery's unauthenticated decryption) goes back to the pool, which
+      // zeroes it, before this returns: no one ever sees it. If it
+      // authenticates, it is the caller's, with its loan: see `open` above,
+      // and the secure channel's #dispatch for what it does with it.
+      const loan = this.#plaintexts?.lend(size) ?? null;
+      const plaintext = loan?.bytes ?? new Uint8Array(size);
       writeNonce(this.#iv, n);
-      if (!key.keyed(sync).open(this.#iv, ciphertext, plaintext)) return drop("auth_failed");
-      return Promise.resolve(this.#accept(n, key, plaintext));
+      let authentic = false;
+      try {
+        authentic = key.keyed(sync).open(this.#iv, ciphertext, plaintext);
+      } finally {
+        if (!authentic) discard(loan, plaintext);
+      }
+      if (!authentic) return drop("auth_failed");
+      const accepted = this.#accept(n, key, plaintext, loan ?? undefined);
+      if (!accepted.ok) discard(loan, plaintext);
+      return Promise.resolve(accepted);
     }
 
     const finish = (plaintext: Uint8Array): OpenResult => {
@@ -397,7 +451,12 @@ export class ReceiveCipher {
   }
 
   /** Authentic: only now does the record move the window or the key chain. */
-  #accept(n: number, key: EpochKey, plaintext: Uint8Array): OpenResult {
+  #accept(
+    n: number,
+    key: EpochKey,
+    plaintext: Uint8Array,
+    lease: PayloadLease | undefined = undefined,
+  ): OpenResult {
     // The window is asked again here, in the same step as the slot is
     // written: records decrypt asynchronously, so between the check on
     // arrival and now, a record sharing this slot (n ± window) may have
@@ -414,6 +473,16 @@ export class ReceiveCipher {
       this.#next = null;
     }
     this.#window.mark(n);
-    return { ok: true, plaintext, counter: n };
+    return { ok: true, plaintext, counter: n, lease };
   }
+}
+
+/**
+ * A plaintext no one will see (a forgery's output, a replay's): its loan
+ * taken back by the cipher, its owner until now, which zeroes it; or, not
+ * lent, zeroed where it is.
+ */
+function discard(loan: PlaintextLoan | null, plaintext: Uint8Array): void {
+  if (loan?.take()) loan.release();
+  else plaintext.fill(0);
 }

@@ -30,7 +30,7 @@ import type { SecureChannelInfo } from "../channel/channel_info.ts";
 import type { Logger } from "../log.ts";
 import { silentLogger } from "../log.ts";
 import type { Node } from "../routing/node.ts";
-import type { Address, Route, RoutedMessage } from "../routing/routed_message.ts";
+import type { Address, PayloadLease, Route, RoutedMessage } from "../routing/routed_message.ts";
 import type { Policy } from "../policy/mod.ts";
 import type { ByteReader } from "./byte_reader.ts";
 import {
@@ -134,6 +134,11 @@ export class SessionSweep {
   }
 }
 
+/** `lease` once taken by the caller, else undefined (none offered, or taken already). */
+function taken(lease: PayloadLease | undefined): PayloadLease | undefined {
+  return lease?.take() ? lease : undefined;
+}
+
 /** One portal session: a socket piped to the peer's session worker. */
 class Session {
   #o: SessionOptions;
@@ -141,7 +146,10 @@ class Session {
   /** Credit granted to the peer and not yet used: what it may still send. */
   #granted: number;
   #creditWaiter: (() => void) | null = null;
+  /** DATA received and not yet written to the socket, oldest first. */
   #queue: Uint8Array[] = [];
+  /** Beside each queued chunk: the lease of its memory, when this session took it. */
+  #leases: (PayloadLease | undefined)[] = [];
   #writing = false;
   #toGrant = 0;
   #readDone = false;
@@ -269,9 +277,23 @@ class Session {
         this.#granted -= decoded.bytes.length;
         this.#o.count?.("in", decoded.bytes.length);
         // Kept as it is, no copy: portal messages come only out of the
-        // secure channel (checked above), whose every plaintext is a buffer
-        // of its own, never reused. Bounded by the credit this side granted.
+        // secure channel (checked above), and its plaintext is this
+        // session's to keep (secure_channel.ts, #dispatch). Bounded by the
+        // credit this side granted.
+        //
+        // Who owns the bytes, and until when: when the channel lent them
+        // (a pooled buffer, `lease`), this session takes the lease here,
+        // while nothing but the session has seen them, and from then on
+        // owns the whole buffer: the queue holds the only reference, then
+        // #writeLoop, then the socket write in progress. It gives the
+        // buffer back once its last write has settled (the runtime holds
+        // the bytes only while a write is pending), or when the session
+        // ends with the chunk still queued, never before; nothing else here
+        // keeps a view of it (the decoded message and routes are dropped
+        // with this call). Without a lease the bytes are the session's and
+        // simply collected after the write.
         this.#queue.push(decoded.bytes);
+        this.#leases.push(taken(message.local?.lease));
         if (!this.#writing) this.#writeLoop();
         return;
       case PORTAL.credit:
@@ -313,9 +335,17 @@ class Session {
     try {
       while (this.#queue.length > 0 && !this.#ended) {
         const chunk = this.#queue.shift()!;
+        const lease = this.#leases.shift();
+        const length = chunk.length;
         let written = 0;
-        while (written < chunk.length) written += await this.#o.conn.write(chunk.subarray(written));
-        this.#toGrant += chunk.length;
+        try {
+          while (written < length) written += await this.#o.conn.write(chunk.subarray(written));
+        } finally {
+          // Every write of it has settled (resolved or rejected): no
+          // reference to its memory is left but `chunk`, unused from here.
+          lease?.release();
+        }
+        this.#toGrant += length;
         // Grant in batches, once the peer is down to half a window or
         // less (what it may still send is #granted): a peer that keeps
         // more than half has credit to go on with, so a request and its
@@ -356,6 +386,12 @@ class Session {
     if (this.#ended) return;
     this.#ended = true;
     if (tellPeer) this.#send((seq) => reasonMessage(PORTAL.reset, seq, reason)).catch(() => {});
+    // Chunks still queued will never be written: nothing refers to them
+    // but the queue (the one being written, if any, left it already, and
+    // #writeLoop releases it when its write settles).
+    for (const lease of this.#leases) lease?.release();
+    this.#queue = [];
+    this.#leases = [];
     this.#creditWaiter?.();
     this.#o.node.unregister(this.#o.address);
     this.#o.sweep.delete(this);

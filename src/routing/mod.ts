@@ -12,6 +12,7 @@ export {
   type LocalInfo,
   MAX_ROUTE_LENGTH,
   MESSAGE_VERSION,
+  type PayloadLease,
   type Route,
   type RoutedMessage,
 } from "./routed_message.ts";

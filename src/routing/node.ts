@@ -19,7 +19,9 @@ import {
 /**
  * What a worker does with a message delivered to its address. The payload
  * may be a view into a transport's read buffer: it is valid until the
- * returned promise settles, so a worker that keeps it must copy it.
+ * returned promise settles, so a worker that keeps it must copy it. (A
+ * secure channel's plaintext is the worker's to keep, unless the worker
+ * takes its `local.lease` and releases it: routed_message.ts.)
  */
 export type MessageHandler = (message: RoutedMessage) => void | Promise<void>;
 

@@ -37,12 +37,36 @@ export function isAddress(text: string): boolean {
   return ADDRESS.test(text);
 }
 
+/**
+ * The memory a message's payload lies in, offered to the worker the
+ * message is delivered to (and to no one else: a worker that passes a
+ * message on builds a new one, without this). A secure channel offers the
+ * pooled buffer it opened the record into (src/channel/plaintext_pool.ts).
+ *
+ * Left alone, the memory is the worker's for as long as it likes, as for
+ * any message, and never used again for anything else. A worker that
+ * {@link take}s it promises to {@link release} it once nothing of its own
+ * refers to the payload any more (nor to anything around it in the same
+ * memory): from then on the memory is used for later messages. Take it
+ * only while nothing but the worker has seen the payload, i.e. while
+ * handling the message, and only if the worker, not a callee it passed
+ * the bytes to, decides when they are no longer needed.
+ */
+export interface PayloadLease {
+  /** True for the first caller, who then owns the memory until it calls {@link release}. */
+  take(): boolean;
+  /** Gives the memory back: after a successful {@link take}, once; otherwise does nothing. */
+  release(): void;
+}
+
 /** Information a node attaches to a message it delivers locally (never on the wire). */
 export interface LocalInfo {
   /** Set by a secure channel on messages it decrypted. */
   readonly secureChannel?: SecureChannelInfo;
   /** Set by a transport on messages that arrived over a connection. */
   readonly connection?: { readonly id: string; readonly remote: string };
+  /** Set when the payload's memory may be taken over and given back ({@link PayloadLease}). */
+  readonly lease?: PayloadLease;
 }
 
 /** A message as workers see it. */
