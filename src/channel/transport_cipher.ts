@@ -303,8 +303,11 @@ export type DropReason = "malformed" | "replayed" | "too_old" | "too_new" | "aut
  * collected as any other.
  */
 export interface OpenedRecord {
+  /** Authentic: the record opened. */
   readonly ok: true;
+  /** The record's plaintext (in the lent memory, when `lease` is set). */
   readonly plaintext: Uint8Array;
+  /** The record's counter, now marked in the replay window. */
   readonly counter: number;
   /** The plaintext's memory, when lent by the pool (plaintext_pool.ts); else undefined. */
   readonly lease: PayloadLease | undefined;
