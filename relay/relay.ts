@@ -117,6 +117,8 @@ export interface RelayOptions {
   idleReadBufferBytes?: number;
   /** Where to serve /metrics, /healthz, /readyz. */
   ops?: { hostname: string; port: number };
+  /** More metrics on the same endpoint: the relay process's member runtime registers its own. */
+  moreMetrics?: (metrics: Metrics) => void;
   logger?: Logger;
   /** Test hook: each connection as it is admitted, with its address (`c.<hex>`). */
   onAdmitted?: (connection: FramedConnection, address: string) => void;
@@ -705,6 +707,7 @@ export function startRelay(options: RelayOptions): Relay {
     "Alias registrations refused.",
     () => stats.aliasRefused,
   );
+  options.moreMetrics?.(metrics);
   const ops: OpsServer | null = options.ops
     ? startOpsServer({ ...options.ops, metrics, logger })
     : null;
@@ -866,6 +869,10 @@ export async function run(config: CheckedRelayConfig, options: RunOptions): Prom
     bytesPerSecondPerIdentity: config.rate,
     idleTimeoutMs: config["idle-timeout"] * 1000,
     ops: config.metrics === "off" ? undefined : parseHostPort(config.metrics, "metrics"),
+    // Its credential, attestation, authority link and revocation serial
+    // (nexus_relay_credential_expiry_seconds, …_authority_connected,
+    // …_revocation_serial), as the other services show theirs.
+    moreMetrics: (metrics) => joined.member?.registerMetrics(metrics, "nexus_relay"),
     logger,
   });
   joined.member?.onRevocations(async (list) => {
