@@ -344,10 +344,13 @@ export async function startAuthority(options: AuthorityServiceOptions): Promise<
   /** The newest serial pushed (at start: what subscribers get when they subscribe). */
   let pushed = (await store.latestRevocationList())?.serial ?? 0;
   const publish = async () => {
-    let latest = await store.latestRevocationList();
-    const state = await store.revocationState();
+    // Two numbers first: the state and the list (up to the whole revoked
+    // set, and its signed bytes) are read only when a serial moved.
+    const { allocated, kept } = await store.revocationSerials();
     leading = await leadership.check();
-    if (state.serial > (latest?.serial ?? 0) && leading) {
+    let latest: { serial: number; encoded: Uint8Array } | null = null;
+    if (allocated > kept && leading) {
+      const state = await store.revocationState();
       const list = await createRevocationList(identity, {
         serial: state.serial,
         credentialIds: state.credentialIds,
@@ -364,6 +367,10 @@ export async function startAuthority(options: AuthorityServiceOptions): Promise<
         if (!(error instanceof AuthorityError && error.code === "bad_request")) throw error;
         latest = await store.latestRevocationList();
       }
+    }
+    if (latest === null) {
+      if (kept <= pushed) return;
+      latest = await store.latestRevocationList();
     }
     if (latest === null || latest.serial <= pushed) return;
     pushed = latest.serial;

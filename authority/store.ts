@@ -366,6 +366,15 @@ export class AuthorityStore {
     return this.#revocations.saveList(serial, encoded, now);
   }
 
+  /**
+   * The newest revocation serial allocated and the newest kept in a signed
+   * list (0 for none), in one read: a poll's cheap question before it reads
+   * a state or a list.
+   */
+  revocationSerials(): Promise<{ allocated: number; kept: number }> {
+    return this.#revocations.serials();
+  }
+
   /** The kept list with the highest serial, or null. */
   latestRevocationList(): Promise<{ serial: number; encoded: Uint8Array } | null> {
     return this.#revocations.latestList();

@@ -22,6 +22,7 @@ import {
   configureCluster,
   findPostgresBin,
   initCluster,
+  osUserIds,
   runPsql,
   startCluster,
   stopCluster,
@@ -48,14 +49,6 @@ export function stackPostgresDir(stateDir: string, root: boolean): string {
       toHex(sha256(new TextEncoder().encode(stateDir))).slice(0, 16)
     }`
     : `${stateDir}/postgres`;
-}
-
-async function passwdIds(name: string): Promise<{ uid: number; gid: number }> {
-  for (const line of (await Deno.readTextFile("/etc/passwd")).split("\n")) {
-    const fields = line.split(":");
-    if (fields[0] === name) return { uid: Number(fields[2]), gid: Number(fields[3]) };
-  }
-  throw new Error(`no '${name}' OS user: install postgresql (npm start does)`);
 }
 
 /**
@@ -87,7 +80,7 @@ export async function startStackPostgres(stateDir: string, root: boolean): Promi
     fresh = true;
     await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
     if (root) {
-      const ids = await passwdIds("postgres");
+      const ids = await osUserIds("postgres");
       await Deno.chown(dir, ids.uid, ids.gid);
     }
     await initCluster(cluster);

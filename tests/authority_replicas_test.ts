@@ -31,6 +31,8 @@ import { Node } from "../src/routing/node.ts";
 import { TcpTransport } from "../src/transport/tcp_transport.ts";
 import { AuthorityStore } from "../authority/store.ts";
 import {
+  type AuthorityClientAt,
+  authorityClientAt,
   type AuthorityFixture,
   authorityFixture,
   statePath,
@@ -79,21 +81,13 @@ async function clientAt(
   trust: TrustStore,
   closers: (() => Promise<void>)[],
 ): Promise<AuthorityClient> {
-  const identity = await Identity.create(await SoftwareSigner.generate());
-  const node = new Node({ name: "member" });
-  const transport = new TcpTransport(node);
-  const conn = await transport.connect({ hostname: "127.0.0.1", port });
-  const client = await AuthorityClient.connect({
-    node,
-    route: [conn.address],
-    local: await createChannelIdentity(identity),
+  const at = await authorityClientAt(
+    port,
     trust,
-  });
-  closers.push(async () => {
-    await client.close().catch(() => {});
-    await transport.close();
-  });
-  return client;
+    await Identity.create(await SoftwareSigner.generate()),
+  );
+  closers.push(at.close);
+  return at.client;
 }
 
 /**
@@ -133,20 +127,12 @@ class LoadMember {
     for (let at = first; !this.#stop; at++) {
       const ports = this.#ports();
       const port = ports[at % ports.length];
-      const node = new Node({ name: "member" });
-      const transport = new TcpTransport(node);
-      let client: AuthorityClient | null = null;
+      let link: AuthorityClientAt | null = null;
       try {
-        const conn = await transport.connect({ hostname: "127.0.0.1", port });
-        client = await AuthorityClient.connect({
-          node,
-          route: [conn.address],
-          local,
-          trust: this.#trust,
-        });
+        link = await authorityClientAt(port, this.#trust, this.identity, local);
+        const { client } = link;
         // As the member runtime does: a dead connection fails the request at once.
-        const connected = client;
-        conn.connection.closed.then(() => connected.close().catch(() => {}));
+        link.connection.closed.then(() => client.close().catch(() => {}));
         while (!this.#stop) {
           const credential = enrolled ? await client.credential() : await client.enroll({ ticket });
           enrolled = true;
@@ -163,8 +149,7 @@ class LoadMember {
         }
         await new Promise((resolve) => setTimeout(resolve, 50));
       } finally {
-        await client?.close().catch(() => {});
-        await transport.close();
+        await link?.close();
       }
     }
   }

@@ -19,6 +19,7 @@ import { Node } from "../src/routing/node.ts";
 import { TcpTransport } from "../src/transport/tcp_transport.ts";
 import { eventually } from "../src/testdata/channel_fixtures.ts";
 import {
+  authorityClientAt,
   type AuthorityFixture,
   authorityFixture,
   statePath,
@@ -56,24 +57,7 @@ async function clientFor(fixture: AuthorityFixture, port: number, identity: Iden
   const trust = new TrustStore([
     await readIdentityFile(statePath(fixture, "authority.identity.json")),
   ]);
-  const node = new Node({ name: "member" });
-  const transport = new TcpTransport(node);
-  const conn = await transport.connect({ hostname: "127.0.0.1", port });
-  const client = await AuthorityClient.connect({
-    node,
-    route: [conn.address],
-    local: await createChannelIdentity(identity),
-    trust,
-  });
-  return {
-    node,
-    trust,
-    client,
-    async close() {
-      await client.close().catch(() => {});
-      await transport.close();
-    },
-  };
+  return await authorityClientAt(port, trust, identity);
 }
 
 Deno.test("ceremony: init in the HSM, show, and a credential that verifies with @noble and the project", async () => {

@@ -65,6 +65,22 @@ export function checkText(value: string, what: string): void {
   }
 }
 
+/**
+ * Values per `IN (...)` list or multi-row INSERT: 100 keeps a statement's
+ * parameters (at most 6 per row) far under either engine's limit.
+ */
+export const IN_LIST = 100;
+
+/** `?, ?, ...`: one placeholder per value. */
+export function marks(values: readonly unknown[]): string {
+  return values.map(() => "?").join(", ");
+}
+
+/** `items` in runs of at most {@link IN_LIST}, in order. */
+export function* inLists<T>(items: readonly T[]): Generator<T[]> {
+  for (let at = 0; at < items.length; at += IN_LIST) yield items.slice(at, at + IN_LIST);
+}
+
 /** A `store_corrupt` error: the stored data is not what this code wrote. */
 export function corrupt(message: string, cause?: unknown): AuthorityError {
   return new AuthorityError("store_corrupt", message, cause === undefined ? undefined : { cause });

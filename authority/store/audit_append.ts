@@ -24,38 +24,47 @@ import {
   nextAuditRow,
 } from "../audit.ts";
 import { corrupt } from "./_util.ts";
-import type { Sql } from "./store_core.ts";
+import type { Row, Sql } from "./store_core.ts";
 
 const INSERT_AUDIT = "INSERT INTO audit (seq, time, kind, data, prev_hash, hash) VALUES ";
 const ROW_VALUES = "(?, ?, ?, ?, ?, ?)";
 /** Entries per INSERT: 600 parameters, well under either engine's limit. */
 const INSERT_ROWS = 100;
 const SET_HEAD = "UPDATE audit_head SET seq = ?, hash = ? WHERE one = 1";
-const LAST = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1";
 
 /** Anything that looks like a ticket secret or license key, anywhere in a text. */
 const SECRET_LIKE = /nx[tl]_[A-Za-z0-9_-]{32}/;
 
-/** The head row and the last entry, checked to agree: where the next entry links. */
-export async function readAuditHead(
-  sql: Sql,
-  headQuery = "SELECT seq, hash FROM audit_head WHERE one = 1",
-): Promise<AuditHead> {
-  const recorded = await sql.get(headQuery);
-  const last = await sql.get(LAST) ?? { seq: 0, hash: GENESIS_HASH };
+/** The query of the log's last entry: with the head row, what {@link checkAuditHead} compares. */
+export const LAST_AUDIT_ENTRY = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1";
+
+/**
+ * The head row (`recorded`) and the last entry (`last`, undefined for an
+ * empty log), checked to agree: where the next entry links.
+ * @throws {AuthorityError} `store_corrupt` when they differ.
+ */
+export function checkAuditHead(recorded: Row | undefined, last: Row | undefined): AuditHead {
+  const end = last ?? { seq: 0, hash: GENESIS_HASH };
   if (
-    recorded === undefined || Number(recorded.seq) !== Number(last.seq) ||
-    recorded.hash !== last.hash
+    recorded === undefined || Number(recorded.seq) !== Number(end.seq) ||
+    recorded.hash !== end.hash
   ) {
     throw corrupt("the audit log does not end at its recorded head; run verifyAudit");
   }
-  return { seq: Number(last.seq), hash: last.hash as string };
+  return { seq: Number(end.seq), hash: String(end.hash) };
+}
+
+/** The head row and the last entry read through `sql`, checked to agree. */
+export async function readAuditHead(sql: Sql): Promise<AuditHead> {
+  return checkAuditHead(
+    await sql.get("SELECT seq, hash FROM audit_head WHERE one = 1"),
+    await sql.get(LAST_AUDIT_ENTRY),
+  );
 }
 
 /** The appends of one write transaction. */
 export class AuditAppender {
   #sql: Sql;
-  #readHead: () => Promise<AuditHead>;
   #head: AuditHead | null = null;
   #done = false;
   #reading: Promise<AuditHead> | null = null;
@@ -63,12 +72,11 @@ export class AuditAppender {
   #pending: AuditRow[] = [];
 
   /**
-   * Appends through `sql`, the transaction's statements; `readHead` finds
-   * the head on the first append (the PostgreSQL core locks the row there).
+   * Appends through `sql`, the transaction's statements; the head is read
+   * on the first append unless the transaction gave it ({@link startAt}).
    */
-  constructor(sql: Sql, readHead: () => Promise<AuditHead> = () => readAuditHead(sql)) {
+  constructor(sql: Sql) {
     this.#sql = sql;
-    this.#readHead = readHead;
   }
 
   /** Starts from a head already read (and locked) by the transaction. */
@@ -82,7 +90,7 @@ export class AuditAppender {
     if (this.#head === null) {
       // One read for appends made together (not awaited in turn): after it,
       // each chains from the one before, synchronously.
-      this.#reading ??= this.#readHead();
+      this.#reading ??= readAuditHead(this.#sql);
       const read = await this.#reading;
       this.#head ??= read;
     }

@@ -2,25 +2,17 @@
  * Group commit for the authority store: the writes of requests that arrive
  * together go into one write transaction, each keeping its own outcome.
  *
- * Two parts, both engine-neutral (they reach the database only through
- * {@link StoreCore}, so a PostgreSQL core behind the same interface gets the
- * same batching):
+ * Two parts:
  *
- * - {@link writeBatch}: one write transaction over several items. Each item
- *   is first checked (reads only) and then applied (writes). A check may
- *   refuse its item alone, by throwing an `AuthorityError` before the item
- *   has written anything: that request fails with its own refusal, the
- *   others go on. Anything else (an error while applying an item, an audit
- *   append refused, the database failing, the commit failing) rolls the whole
- *   transaction back and fails every item of the batch with one
- *   {@link StoreBatchError}: nothing of the batch is written, so no request
- *   sees a half-made change, and the audit chain is as before the batch.
- *   Items are applied in order, so a later item's check sees the earlier
- *   items' writes (two items with one credential id: the second is refused),
- *   and their audit entries follow each other in the chain, each linked to
- *   the one before.
- * - {@link GroupCommit}: the queue in front of it. A request submits its item
- *   and awaits its outcome; the items submitted in one event-loop turn are
+ * - {@link StoreBatchError}: how a batch fails as a whole. The writer of a
+ *   batch (the credential records, `issued_credentials.ts`) refuses an item
+ *   alone when its own check says so, having written nothing for it; anything
+ *   else (the database failing, an audit append refused, the commit failing)
+ *   rolls the whole transaction back and fails every item with one
+ *   `StoreBatchError`: no request sees a half-made change, and the audit
+ *   chain is as before the batch.
+ * - {@link GroupCommit}: the queue in front of the writer, engine-neutral.
+ *   A request submits its item and awaits its outcome; the items submitted in one event-loop turn are
  *   written together, within that turn: the batch waits while each round of
  *   microtasks brings more items (requests read in the same turn reach the
  *   store a few microtasks apart) and is written by the first round that
@@ -35,10 +27,6 @@
  * @module
  */
 import { AuthorityError } from "../../src/errors.ts";
-import type { Durability, Sql, StoreCore, WriteTx } from "./store_core.ts";
-
-/** Queries that only read: what a batch item's check may use. */
-export type ReadSql = Pick<Sql, "get" | "all">;
 
 /** One item's outcome: its value, or the error that refused it alone. */
 export type Outcome<R> = { ok: true; value: R } | { ok: false; error: Error };
@@ -66,56 +54,10 @@ export class StoreBatchError extends AuthorityError {
   }
 }
 
-/** How {@link writeBatch} handles each item. */
-export interface BatchSteps<I, R> {
-  /**
-   * Reads what the item depends on, in the batch's transaction; throws an
-   * `AuthorityError` to refuse this item alone (it has written nothing).
-   */
-  check(sql: ReadSql, item: I): Promise<void>;
-  /** Writes the item (and its audit entries); any error fails the whole batch. */
-  apply(tx: WriteTx, item: I): Promise<R>;
-}
-
-/**
- * Writes `items` in one write transaction of `core` (see the module
- * comment): per-item refusals from `steps.check`, everything else all or
- * nothing.
- * @throws {StoreBatchError} when the batch failed: nothing of it was written.
- */
-export async function writeBatch<I, R>(
-  core: StoreCore,
-  items: readonly I[],
-  steps: BatchSteps<I, R>,
-  durability: Durability = "full",
-): Promise<Outcome<R>[]> {
-  try {
-    return await core.write(async (tx) => {
-      const outcomes: Outcome<R>[] = [];
-      for (const item of items) {
-        try {
-          await steps.check(tx, item);
-        } catch (error) {
-          if (error instanceof AuthorityError) {
-            outcomes.push({ ok: false, error });
-            continue;
-          }
-          throw error;
-        }
-        outcomes.push({ ok: true, value: await steps.apply(tx, item) });
-      }
-      return outcomes;
-    }, durability);
-  } catch (cause) {
-    throw new StoreBatchError(items.length, cause);
-  }
-}
-
 /** Options of {@link GroupCommit}. */
 export interface GroupCommitOptions<I, R> {
   /**
-   * Writes a batch, returning one outcome per item in order (typically
-   * through {@link writeBatch}); throwing (or rejecting) fails every item
+   * Writes a batch, returning one outcome per item in order; throwing (or rejecting) fails every item
    * with that error. May return a Promise (an asynchronous core).
    */
   write(items: readonly I[]): readonly Outcome<R>[] | Promise<readonly Outcome<R>[]>;

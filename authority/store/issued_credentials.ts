@@ -11,7 +11,7 @@
  * @module
  */
 import { AuthorityError } from "../../src/errors.ts";
-import { checkIdentifier, nowOr } from "./_util.ts";
+import { checkIdentifier, inLists, marks, nowOr } from "./_util.ts";
 import {
   GroupCommit,
   type GroupCommitStats,
@@ -47,14 +47,6 @@ function checkRecord(o: CredentialRecord): CredentialRecord {
   const expiresAt = nowOr(o.expiresAt ?? Number.NaN, "expiresAt");
   if (expiresAt < issuedAt) throw new RangeError("expiresAt is before issuedAt");
   return { id: o.id, subject: o.subject, issuedAt, expiresAt, refresh: Boolean(o.refresh) };
-}
-
-/** Values per `IN (...)` list or multi-row INSERT: few enough parameters for either engine. */
-const IN_LIST = 100;
-
-/** `?, ?, ...`: one placeholder per value. */
-function marks(values: readonly unknown[]): string {
-  return values.map(() => "?").join(", ");
 }
 
 /** The credentials table, through a {@link StoreCore}; subjects are checked in {@link Members}. */
@@ -151,8 +143,7 @@ export class IssuedCredentials {
         const ids = [...new Set(records.map((o) => o.id))];
         const states = await this.#members.revocationTimes(tx, subjects);
         const known = new Set<string>();
-        for (let at = 0; at < ids.length; at += IN_LIST) {
-          const part = ids.slice(at, at + IN_LIST);
+        for (const part of inLists(ids)) {
           for (
             const row of await tx.all(
               `SELECT id FROM credentials WHERE id IN (${marks(part)})`,
@@ -165,15 +156,10 @@ export class IssuedCredentials {
         for (const o of records) {
           // Recording is the last step before a credential is handed out, so
           // a revocation that landed since the service's check still stops it.
-          const state = states.get(o.subject);
-          let error: AuthorityError | null = null;
-          if (!states.has(o.subject)) {
-            error = new AuthorityError("not_member", `${o.subject} is not a member`);
-          } else if (state !== null) {
-            error = new AuthorityError("member_revoked", `${o.subject} is revoked`);
-          } else if (known.has(o.id)) {
-            error = new AuthorityError("bad_request", `credential ${o.id} is already recorded`);
-          }
+          const error = this.#members.refusal(states, o.subject) ??
+            (known.has(o.id)
+              ? new AuthorityError("bad_request", `credential ${o.id} is already recorded`)
+              : null);
           if (error !== null) {
             outcomes.push({ ok: false, error });
             continue;
@@ -182,8 +168,7 @@ export class IssuedCredentials {
           accepted.push(o);
           outcomes.push({ ok: true, value: undefined });
         }
-        for (let at = 0; at < accepted.length; at += IN_LIST) {
-          const part = accepted.slice(at, at + IN_LIST);
+        for (const part of inLists(accepted)) {
           await tx.run(
             "INSERT INTO credentials (id, subject, issued_at, expires_at, refresh) VALUES " +
               part.map(() => "(?, ?, ?, ?, ?)").join(", "),

@@ -8,7 +8,15 @@
 import { toHex } from "../../src/encoding/hex.ts";
 import { type Attributes, normalizeAttributes } from "../../src/credential/attributes.ts";
 import { AuthorityError } from "../../src/errors.ts";
-import { attributesText, checkIdentifier, corrupt, nowOr, readAttributes } from "./_util.ts";
+import {
+  attributesText,
+  checkIdentifier,
+  corrupt,
+  inLists,
+  marks,
+  nowOr,
+  readAttributes,
+} from "./_util.ts";
 import type { Row, Sql, StoreCore, WriteTx } from "./store_core.ts";
 
 /** An enrolled identity. Revoked members stay, with `revokedAt` set. */
@@ -137,16 +145,17 @@ export class Members {
   }
 
   /**
-   * Whether `identifier` is an active member, as `sql` sees it, reading only
-   * its revocation time (the check of every credential record).
-   * @throws {AuthorityError} `not_member`, `member_revoked`
+   * Why `identifier` is not an active member, given what
+   * {@link revocationTimes} read; null when it is one.
    */
-  async checkActive(sql: Pick<Sql, "get">, identifier: string): Promise<void> {
-    const row = await sql.get("SELECT revoked_at FROM members WHERE identifier = ?", identifier);
-    if (row === undefined) throw new AuthorityError("not_member", `${identifier} is not a member`);
-    if (row.revoked_at !== null) {
-      throw new AuthorityError("member_revoked", `${identifier} is revoked`);
+  refusal(times: ReadonlyMap<string, number | null>, identifier: string): AuthorityError | null {
+    if (!times.has(identifier)) {
+      return new AuthorityError("not_member", `${identifier} is not a member`);
     }
+    if (times.get(identifier) !== null) {
+      return new AuthorityError("member_revoked", `${identifier} is revoked`);
+    }
+    return null;
   }
 
   /**
@@ -158,12 +167,9 @@ export class Members {
     identifiers: readonly string[],
   ): Promise<Map<string, number | null>> {
     const times = new Map<string, number | null>();
-    for (let at = 0; at < identifiers.length; at += 100) {
-      const part = identifiers.slice(at, at + 100);
+    for (const part of inLists(identifiers)) {
       const rows = await sql.all(
-        `SELECT identifier, revoked_at FROM members WHERE identifier IN (${
-          part.map(() => "?").join(", ")
-        })`,
+        `SELECT identifier, revoked_at FROM members WHERE identifier IN (${marks(part)})`,
         ...part,
       );
       for (const row of rows) times.set(row.identifier as string, row.revoked_at as number | null);

@@ -47,9 +47,9 @@
 import pg from "pg";
 import { AuthorityError } from "../../src/errors.ts";
 import { type Logger, silentLogger } from "../../src/log.ts";
-import { type AuditHead, GENESIS_HASH } from "../audit.ts";
+import { GENESIS_HASH } from "../audit.ts";
 import { corrupt } from "./_util.ts";
-import { AuditAppender } from "./audit_append.ts";
+import { AuditAppender, checkAuditHead, LAST_AUDIT_ENTRY } from "./audit_append.ts";
 import type { Durability, ReadTx, Row, Sql, SqlValue, StoreCore, WriteTx } from "./store_core.ts";
 
 /** The version of the schema this code writes (the same numbering as `sqlite_core.ts`). */
@@ -147,7 +147,6 @@ const RELATIONS = `SELECT c.relname AS name FROM pg_catalog.pg_class c
  * (READ COMMITTED: a new snapshot per statement, so the previous writer's
  * entries are seen).
  */
-const LAST_ENTRY = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1";
 
 /** Rows a cursor of {@link ReadTx.iterate} fetches per round trip. */
 const PAGE = 500;
@@ -767,7 +766,7 @@ export class PgCore implements StoreCore {
       // this transaction ends.
       "SELECT seq, hash FROM audit_head WHERE one = 1 FOR UPDATE",
       // Read once the lock is granted: where the previous writer left the log.
-      LAST_ENTRY,
+      LAST_AUDIT_ENTRY,
     ].join(";");
     return this.#transaction(opening, async (lease, opened) => {
       /** running: `fn`'s statements allowed; finishing: only the appender's head write. */
@@ -780,7 +779,7 @@ export class PgCore implements StoreCore {
       };
       try {
         const [recorded, last] = opened.slice(-2).map((result) => result.rows[0]);
-        appender.startAt(checkHead(recorded, last));
+        appender.startAt(checkAuditHead(recorded, last));
         const result = await fn(tx);
         state = "finishing";
         await appender.finish();
@@ -795,15 +794,6 @@ export class PgCore implements StoreCore {
       }
     });
   }
-}
-
-/** The head row and the last entry, checked to agree (as `readAuditHead` does). */
-function checkHead(recorded: Row | undefined, last: Row | undefined): AuditHead {
-  const end = last ?? { seq: 0, hash: GENESIS_HASH };
-  if (recorded === undefined || recorded.seq !== end.seq || recorded.hash !== end.hash) {
-    throw corrupt("the audit log does not end at its recorded head; run verifyAudit");
-  }
-  return { seq: Number(end.seq), hash: String(end.hash) };
 }
 
 /** A statement of the aggregates: numbered placeholders, one statement only (extended protocol). */

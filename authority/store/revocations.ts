@@ -144,6 +144,19 @@ export class Revocations {
     });
   }
 
+  /**
+   * The newest serial allocated (0 before any revocation) and the newest
+   * kept in a signed list (0 before any), in one statement: what a poll
+   * asks before reading a state or a list.
+   */
+  async serials(): Promise<{ allocated: number; kept: number }> {
+    const row = await this.#core.sql.get(
+      "SELECT (SELECT coalesce(max(serial), 0) FROM revocations) AS allocated, " +
+        "(SELECT coalesce(max(serial), 0) FROM revocation_lists) AS kept",
+    );
+    return { allocated: Number(row!.allocated), kept: Number(row!.kept) };
+  }
+
   /** The kept list with the highest serial, or null. */
   async latestList(): Promise<{ serial: number; encoded: Uint8Array } | null> {
     const row: Row | undefined = await this.#core.sql.get(LATEST_LIST);

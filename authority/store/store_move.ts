@@ -18,7 +18,7 @@
  */
 import { AuthorityError } from "../../src/errors.ts";
 import type { AuditHead } from "../audit.ts";
-import { corrupt } from "./_util.ts";
+import { corrupt, marks } from "./_util.ts";
 import { readAuditHead } from "./audit_append.ts";
 import { AuditLog } from "./audit_log.ts";
 import type { ReadTx, Row, SqlValue, StoreCore } from "./store_core.ts";
@@ -145,9 +145,7 @@ async function copyTable(
   table: { name: string; columns: readonly string[]; order: string },
 ): Promise<number> {
   const list = table.columns.join(", ");
-  const insert = `INSERT INTO ${table.name} (${list}) VALUES (${
-    table.columns.map(() => "?").join(", ")
-  })`;
+  const insert = `INSERT INTO ${table.name} (${list}) VALUES (${marks(table.columns)})`;
   let n = 0;
   for await (
     const row of from.iterate(`SELECT ${list} FROM ${table.name} ORDER BY ${table.order}`)

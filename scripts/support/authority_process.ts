@@ -4,6 +4,15 @@
  */
 import { createSoftHsmToken, type SoftHsmToken } from "../../hsm/testing/softhsm.ts";
 import { readBanner } from "./banner.ts";
+import { AuthorityClient } from "../../src/authority_client/authority_client.ts";
+import {
+  createChannelIdentity,
+  type RenewableChannelIdentity,
+} from "../../src/channel/channel_identity.ts";
+import type { TrustStore } from "../../src/credential/trust_store.ts";
+import type { Identity } from "../../src/identity/identity.ts";
+import { Node } from "../../src/routing/node.ts";
+import { TcpTransport } from "../../src/transport/tcp_transport.ts";
 
 const root = new URL("../../", import.meta.url).pathname;
 
@@ -161,4 +170,48 @@ export async function authorityFixture(): Promise<AuthorityFixture> {
 /** Absolute path of a file in the fixture's state directory. */
 export function statePath(fixture: AuthorityFixture, name: string): string {
   return `${root}${fixture.state}/${name}`;
+}
+
+/** A member's client at an authority process, over a node and a connection of its own. */
+export interface AuthorityClientAt {
+  readonly client: AuthorityClient;
+  /** The TCP connection under the client's channel. */
+  readonly connection: { readonly closed: Promise<unknown> };
+  /** Closes the client, then the connection. */
+  close(): Promise<void>;
+}
+
+/**
+ * Connects `identity` (presenting `local`, made fresh when not given) to the
+ * authority on 127.0.0.1:`port`, trusting `trust`, as a member process would:
+ * a node, a transport and a connection of its own.
+ */
+export async function authorityClientAt(
+  port: number,
+  trust: TrustStore,
+  identity: Identity,
+  local?: RenewableChannelIdentity,
+): Promise<AuthorityClientAt> {
+  const node = new Node({ name: "member" });
+  const transport = new TcpTransport(node);
+  try {
+    const conn = await transport.connect({ hostname: "127.0.0.1", port });
+    const client = await AuthorityClient.connect({
+      node,
+      route: [conn.address],
+      local: local ?? await createChannelIdentity(identity),
+      trust,
+    });
+    return {
+      client,
+      connection: conn.connection,
+      async close() {
+        await client.close().catch(() => {});
+        await transport.close();
+      },
+    };
+  } catch (error) {
+    await transport.close();
+    throw error;
+  }
 }

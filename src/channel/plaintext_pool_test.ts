@@ -29,6 +29,7 @@ import {
   plaintextPool,
 } from "./plaintext_pool.ts";
 import { ReceiveCipher, SendCipher, setRecordCipher } from "./transport_cipher.ts";
+import { patternBytes as payloadOf } from "../testdata/test_helpers.ts";
 
 const aead = (() => {
   try {
@@ -197,19 +198,6 @@ async function channelPair(hostile?: Parameters<typeof hostileLink>[2]) {
     policy: { trust: ca.trust },
   });
   return { a, b, channel };
-}
-
-/** Deterministic bytes for message `i`: any overwrite by another message shows. */
-function payloadOf(i: number, size: number): Uint8Array {
-  const bytes = new Uint8Array(size);
-  let x = (i + 1) * 2654435761 >>> 0;
-  for (let k = 0; k < size; k++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    bytes[k] = x & 0xff;
-  }
-  return bytes;
 }
 
 function sameBytes(actual: Uint8Array, expected: Uint8Array): boolean {

@@ -21,6 +21,7 @@ import { Node } from "../routing/node.ts";
 import { TcpTransport } from "../transport/tcp_transport.ts";
 import { authority, eventually, member } from "../testdata/channel_fixtures.ts";
 import { createInlet, createOutlet } from "./portal.ts";
+import { patternBytes as stream } from "../testdata/test_helpers.ts";
 
 // This test module's own process-wide backend (each test module runs on its own).
 setRecordCipher((() => {
@@ -34,19 +35,6 @@ setRecordCipher((() => {
 const KiB = 1024;
 const sha = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Deterministic bytes per session: a session's bytes landing in another's stream show. */
-function stream(session: number, size: number): Uint8Array {
-  const bytes = new Uint8Array(size);
-  let x = (session + 1) * 2654435761 >>> 0;
-  for (let k = 0; k < size; k++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    bytes[k] = x & 0xff;
-  }
-  return bytes;
-}
 
 /**
  * A backend that waits `delayMs`, then echoes what it reads in small,

@@ -54,6 +54,23 @@ export function copy(bytes: Uint8Array): Uint8Array {
   return new Uint8Array(bytes);
 }
 
+/**
+ * `size` deterministic bytes for `seed` (xorshift32): two seeds' bytes differ
+ * everywhere, so any bytes of one message or stream that land in another
+ * show.
+ */
+export function patternBytes(seed: number, size: number): Uint8Array {
+  const bytes = new Uint8Array(size);
+  let x = (seed + 1) * 2654435761 >>> 0;
+  for (let k = 0; k < size; k++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    bytes[k] = x & 0xff;
+  }
+  return bytes;
+}
+
 /** A copy of `bytes` with bit `bit` flipped (bit 0 is the low bit of byte 0). */
 export function flipBit(bytes: Uint8Array, bit: number): Uint8Array {
   const out = copy(bytes);

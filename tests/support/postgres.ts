@@ -252,7 +252,7 @@ export async function createClusterDir(
 }
 
 /** The uid and gid of an OS user, from /etc/passwd. */
-async function osUserIds(name: string): Promise<{ uid: number; gid: number }> {
+export async function osUserIds(name: string): Promise<{ uid: number; gid: number }> {
   const passwd = await Deno.readTextFile("/etc/passwd");
   for (const line of passwd.split("\n")) {
     const fields = line.split(":");
